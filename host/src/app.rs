@@ -1,0 +1,250 @@
+//! The running host's shared state: configuration resolved against the loaded plugins.
+//!
+//! Building an [`App`] is where a configuration meets its plugins: a channel naming a missing or
+//! refused plugin, a queue naming an unknown router, or a channel leaving out a required
+//! setting is an error naming the key.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
+use std::sync::Arc;
+
+use subtle::ConstantTimeEq;
+
+use crate::config::{AgentConfig, Config, ConfigError};
+use crate::plugin::{ChannelPlugin, PluginSet, RouterPlugin};
+use crate::sandbox::{Clock, Sandbox};
+use crate::storage::Storage;
+
+/// A channel instance: a plugin plus an operator's settings and the queue it feeds.
+pub struct ChannelInstance {
+    /// The instance name (its webhook path segment).
+    pub name: String,
+    /// The plugin.
+    pub plugin: Arc<ChannelPlugin>,
+    /// The queue new conversations go to.
+    pub queue: String,
+    /// The settings passed to every call, in name order.
+    pub settings: Arc<Vec<(String, String)>>,
+    /// Hosts the plugin may send requests to: its manifest's API hosts plus the hosts of URL
+    /// settings the operator configured (`api_base` pointing at a proxy or a test double).
+    pub allowed_hosts: HashSet<String>,
+}
+
+/// A queue and its router.
+pub struct QueueInstance {
+    /// The queue name.
+    pub name: String,
+    /// The router plugin.
+    pub router: Arc<RouterPlugin>,
+}
+
+/// Everything request handlers and workers share.
+pub struct App {
+    /// The validated configuration.
+    pub config: Config,
+    /// Runs plugin calls.
+    pub sandbox: Arc<Sandbox>,
+    /// Every loaded (and refused) plugin.
+    pub plugins: PluginSet,
+    /// Channel instances by name.
+    pub channels: BTreeMap<String, Arc<ChannelInstance>>,
+    /// Queues by name.
+    pub queues: BTreeMap<String, QueueInstance>,
+    /// Durable state.
+    pub storage: Arc<Storage>,
+}
+
+impl App {
+    /// Loads the plugins and resolves `config` against them. Must run inside a tokio runtime.
+    pub fn build(config: Config) -> anyhow::Result<App> {
+        let sandbox = Arc::new(Sandbox::new(config.limits.clone(), Clock::System)?);
+        std::fs::create_dir_all(&config.server.data_dir).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot create data_dir {}: {e}",
+                config.server.data_dir.display()
+            )
+        })?;
+        let cache_dir = config.server.data_dir.join("plugin-cache");
+        let plugins = PluginSet::load(
+            &sandbox,
+            plugboard_artifacts::BUNDLED,
+            config.server.plugins_dir.as_deref(),
+            &cache_dir,
+        )
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot read plugins_dir {}: {e}",
+                config
+                    .server
+                    .plugins_dir
+                    .as_deref()
+                    .unwrap_or(Path::new(""))
+                    .display()
+            )
+        })?;
+        let channels = resolve_channels(&config, &plugins)?;
+        let queues = resolve_queues(&config, &plugins)?;
+        let storage = Storage::open(&config.server.data_dir.join("db"))?;
+        Ok(App {
+            config,
+            sandbox,
+            plugins,
+            channels,
+            queues,
+            storage,
+        })
+    }
+
+    /// The agent whose token this is, compared in constant time against every agent's.
+    pub fn agent_by_token(&self, token: &str) -> Option<&AgentConfig> {
+        let mut found = None;
+        for agent in &self.config.agents {
+            if bool::from(agent.token.as_bytes().ct_eq(token.as_bytes())) {
+                found = Some(agent);
+            }
+        }
+        found
+    }
+}
+
+fn refused_reason(plugins: &PluginSet, name: &str) -> String {
+    match plugins.refused.iter().find(|r| r.name == name) {
+        Some(r) => format!("plugin `{name}` was refused at load: {}", r.error),
+        None => format!(
+            "no plugin named `{name}` is loaded (available: {})",
+            plugins
+                .channels
+                .keys()
+                .chain(plugins.routers.keys())
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+fn resolve_channels(
+    config: &Config,
+    plugins: &PluginSet,
+) -> Result<BTreeMap<String, Arc<ChannelInstance>>, ConfigError> {
+    let mut out = BTreeMap::new();
+    for (i, c) in config.channels.iter().enumerate() {
+        let plugin = match plugins.channels.get(&c.plugin) {
+            Some(p) => p.clone(),
+            None if plugins.routers.contains_key(&c.plugin) => {
+                return Err(invalid(
+                    format!("channels[{i}].plugin"),
+                    format!("`{}` is a router plugin, not a channel plugin", c.plugin),
+                ));
+            }
+            None => {
+                return Err(invalid(
+                    format!("channels[{i}].plugin"),
+                    refused_reason(plugins, &c.plugin),
+                ));
+            }
+        };
+        let known: HashSet<&str> = plugin
+            .manifest
+            .settings
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect();
+        for spec in &plugin.manifest.settings {
+            let value = c.settings.get(&spec.name).map(|v| v.trim());
+            if spec.required && value.is_none_or(str::is_empty) {
+                return Err(invalid(
+                    format!("channels[{i}].settings.{}", spec.name),
+                    format!(
+                        "plugin `{}` requires this setting ({})",
+                        c.plugin, spec.description
+                    ),
+                ));
+            }
+        }
+        for name in c.settings.keys() {
+            if !known.contains(name.as_str()) {
+                return Err(invalid(
+                    format!("channels[{i}].settings.{name}"),
+                    format!(
+                        "plugin `{}` takes no such setting (it takes: {})",
+                        c.plugin,
+                        plugin
+                            .manifest
+                            .settings
+                            .iter()
+                            .map(|s| s.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                ));
+            }
+        }
+        let mut allowed_hosts: HashSet<String> = plugin
+            .manifest
+            .api_hosts
+            .iter()
+            .map(|h| h.to_ascii_lowercase())
+            .collect();
+        for value in c.settings.values() {
+            if let Ok(url) = url::Url::parse(value)
+                && matches!(url.scheme(), "http" | "https")
+                && let Some(host) = url.host_str()
+            {
+                allowed_hosts.insert(host.to_ascii_lowercase());
+            }
+        }
+        out.insert(
+            c.name.clone(),
+            Arc::new(ChannelInstance {
+                name: c.name.clone(),
+                plugin,
+                queue: c.queue.clone(),
+                settings: Arc::new(
+                    c.settings
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect(),
+                ),
+                allowed_hosts,
+            }),
+        );
+    }
+    Ok(out)
+}
+
+fn resolve_queues(
+    config: &Config,
+    plugins: &PluginSet,
+) -> Result<BTreeMap<String, QueueInstance>, ConfigError> {
+    let mut out = BTreeMap::new();
+    for (i, q) in config.queues.iter().enumerate() {
+        let router = match plugins.routers.get(&q.router) {
+            Some(r) => r.clone(),
+            None if plugins.channels.contains_key(&q.router) => {
+                return Err(invalid(
+                    format!("queues[{i}].router"),
+                    format!("`{}` is a channel plugin, not a router plugin", q.router),
+                ));
+            }
+            None => {
+                return Err(invalid(
+                    format!("queues[{i}].router"),
+                    refused_reason(plugins, &q.router),
+                ));
+            }
+        };
+        out.insert(
+            q.name.clone(),
+            QueueInstance {
+                name: q.name.clone(),
+                router,
+            },
+        );
+    }
+    Ok(out)
+}
+
+fn invalid(key: String, reason: String) -> ConfigError {
+    ConfigError::Invalid { key, reason }
+}

@@ -1,0 +1,483 @@
+//! The operator's configuration file: parsing, `${VAR}` expansion and validation.
+//!
+//! Every error names the key it is about (`channels[1].settings.auth_token`) and says why, so an
+//! operator can fix a file without reading source code. Checks that need the loaded plugins
+//! (does the named plugin exist, are its required settings present) happen in [`crate::app`].
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// The configuration used when `plugboard serve` runs without `--config`: one demo Twilio SMS
+/// channel feeding a `support` queue with one agent, so the host can be tried at once.
+pub const EMBEDDED_DEFAULT: &str = include_str!("default.toml");
+
+/// A configuration problem, with the key it concerns.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The TOML is malformed or has a wrongly typed or unknown key.
+    #[error("config {origin}: {message}")]
+    Syntax {
+        /// The file name, or `embedded default`.
+        origin: String,
+        /// toml's description, which names the key and line.
+        message: String,
+    },
+    /// A value is present but wrong.
+    #[error("config key `{key}`: {reason}")]
+    Invalid {
+        /// The dotted key, e.g. `channels[0].queue`.
+        key: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+impl ConfigError {
+    fn invalid(key: impl Into<String>, reason: impl Into<String>) -> Self {
+        ConfigError::Invalid {
+            key: key.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Listener, public URL and directories.
+    pub server: ServerConfig,
+    /// Plugin sandbox limits.
+    #[serde(default)]
+    pub limits: LimitsConfig,
+    /// Channel instances.
+    #[serde(default)]
+    pub channels: Vec<ChannelConfig>,
+    /// Agent queues.
+    #[serde(default)]
+    pub queues: Vec<QueueConfig>,
+    /// Agents and their bearer tokens.
+    #[serde(default)]
+    pub agents: Vec<AgentConfig>,
+}
+
+/// `[server]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Socket address to listen on, e.g. `127.0.0.1:8080`.
+    pub listen: String,
+    /// The base URL providers call (scheme, host, port). Webhook URLs are this plus
+    /// `/webhooks/{channel}`; URL-covering signatures are checked against it, never against
+    /// the `Host` header.
+    pub public_url: String,
+    /// Where sled keeps its data and the compiled-plugin cache lives.
+    pub data_dir: PathBuf,
+    /// Directory of extra `*.wasm` plugins; the bundled plugins are always available.
+    #[serde(default)]
+    pub plugins_dir: Option<PathBuf>,
+    /// Largest accepted webhook or API request body, in bytes.
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: usize,
+    /// Bearer token for `/api/v1/admin/...`; admin endpoints are off when absent.
+    #[serde(default)]
+    pub admin_token: Option<String>,
+}
+
+fn default_max_body_bytes() -> usize {
+    1024 * 1024
+}
+
+/// `[limits]`: what one plugin call may use.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Linear memory cap per plugin call, in MiB.
+    #[serde(default = "default_memory_mib")]
+    pub memory_mib: u64,
+    /// Deadline per plugin call, in milliseconds.
+    #[serde(default = "default_call_timeout_ms")]
+    pub call_timeout_ms: u64,
+    /// Deadline for one provider API request made on a plugin's behalf, in milliseconds.
+    #[serde(default = "default_provider_timeout_ms")]
+    pub provider_timeout_ms: u64,
+}
+
+fn default_memory_mib() -> u64 {
+    64
+}
+fn default_call_timeout_ms() -> u64 {
+    1000
+}
+fn default_provider_timeout_ms() -> u64 {
+    15_000
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            memory_mib: default_memory_mib(),
+            call_timeout_ms: default_call_timeout_ms(),
+            provider_timeout_ms: default_provider_timeout_ms(),
+        }
+    }
+}
+
+impl LimitsConfig {
+    /// The per-call memory cap in bytes.
+    pub fn memory_bytes(&self) -> usize {
+        (self.memory_mib as usize) << 20
+    }
+
+    /// The per-call deadline.
+    pub fn call_timeout(&self) -> Duration {
+        Duration::from_millis(self.call_timeout_ms)
+    }
+
+    /// The deadline for one provider API request.
+    pub fn provider_timeout(&self) -> Duration {
+        Duration::from_millis(self.provider_timeout_ms)
+    }
+}
+
+/// `[[channels]]`: one channel instance (a plugin plus an operator's settings).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelConfig {
+    /// The instance name; its webhook is `/webhooks/{name}`.
+    pub name: String,
+    /// The channel plugin's name (its file name without `.wasm`).
+    pub plugin: String,
+    /// The queue new conversations go to.
+    pub queue: String,
+    /// Settings passed to the plugin; `${VAR}` is replaced from the environment.
+    #[serde(default)]
+    pub settings: BTreeMap<String, String>,
+}
+
+/// `[[queues]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueConfig {
+    /// The queue name.
+    pub name: String,
+    /// The router plugin that decides who is offered its work.
+    pub router: String,
+}
+
+/// `[[agents]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    /// A stable id used in the API and events.
+    pub id: String,
+    /// The display name.
+    pub name: String,
+    /// The agent's API bearer token; `${VAR}` is replaced from the environment.
+    pub token: String,
+    /// The queues whose work the agent sees.
+    #[serde(default)]
+    pub queues: Vec<String>,
+}
+
+impl Config {
+    /// Reads, expands and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::parse(&text, &path.display().to_string(), &|name| {
+            std::env::var(name).ok()
+        })
+    }
+
+    /// The embedded default, expanded and validated.
+    pub fn embedded_default() -> Result<Config, ConfigError> {
+        Config::parse(EMBEDDED_DEFAULT, "embedded default", &|name| {
+            std::env::var(name).ok()
+        })
+    }
+
+    /// Parses TOML text; `env` resolves `${VAR}` references.
+    pub fn parse(
+        text: &str,
+        origin: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let mut config: Config = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+            origin: origin.to_owned(),
+            message: e.to_string().trim_end().to_owned(),
+        })?;
+        config.expand(env)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn expand(&mut self, env: &dyn Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        for (i, channel) in self.channels.iter_mut().enumerate() {
+            for (name, value) in channel.settings.iter_mut() {
+                *value = expand_env(value, env).map_err(|r| {
+                    ConfigError::invalid(format!("channels[{i}].settings.{name}"), r)
+                })?;
+            }
+        }
+        for (i, agent) in self.agents.iter_mut().enumerate() {
+            agent.token = expand_env(&agent.token, env)
+                .map_err(|r| ConfigError::invalid(format!("agents[{i}].token"), r))?;
+        }
+        if let Some(token) = &self.server.admin_token {
+            let expanded = expand_env(token, env)
+                .map_err(|r| ConfigError::invalid("server.admin_token", r))?;
+            self.server.admin_token = Some(expanded);
+        }
+        Ok(())
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        self.server
+            .listen
+            .parse::<std::net::SocketAddr>()
+            .map_err(|e| {
+                ConfigError::invalid(
+                    "server.listen",
+                    format!("not a socket address ({e}); write e.g. \"127.0.0.1:8080\""),
+                )
+            })?;
+        let public = url::Url::parse(&self.server.public_url).map_err(|e| {
+            ConfigError::invalid("server.public_url", format!("not an absolute URL ({e})"))
+        })?;
+        if !matches!(public.scheme(), "http" | "https") {
+            return Err(ConfigError::invalid(
+                "server.public_url",
+                "must start with http:// or https://",
+            ));
+        }
+        if public.query().is_some() || public.fragment().is_some() {
+            return Err(ConfigError::invalid(
+                "server.public_url",
+                "must not carry a query or fragment",
+            ));
+        }
+        if self.server.max_body_bytes == 0 {
+            return Err(ConfigError::invalid(
+                "server.max_body_bytes",
+                "must be above 0",
+            ));
+        }
+        if let Some(token) = &self.server.admin_token {
+            check_token("server.admin_token", token)?;
+        }
+        if self.limits.memory_mib == 0 || self.limits.memory_mib > 4096 {
+            return Err(ConfigError::invalid(
+                "limits.memory_mib",
+                "must be between 1 and 4096",
+            ));
+        }
+        if self.limits.call_timeout_ms == 0 {
+            return Err(ConfigError::invalid(
+                "limits.call_timeout_ms",
+                "must be above 0",
+            ));
+        }
+
+        let mut queues = HashSet::new();
+        for (i, q) in self.queues.iter().enumerate() {
+            check_name(&format!("queues[{i}].name"), &q.name)?;
+            if !queues.insert(q.name.as_str()) {
+                return Err(ConfigError::invalid(
+                    format!("queues[{i}].name"),
+                    format!("queue `{}` is defined twice", q.name),
+                ));
+            }
+        }
+        let mut channels = HashSet::new();
+        for (i, c) in self.channels.iter().enumerate() {
+            check_name(&format!("channels[{i}].name"), &c.name)?;
+            if !channels.insert(c.name.as_str()) {
+                return Err(ConfigError::invalid(
+                    format!("channels[{i}].name"),
+                    format!("channel `{}` is defined twice", c.name),
+                ));
+            }
+            if !queues.contains(c.queue.as_str()) {
+                return Err(ConfigError::invalid(
+                    format!("channels[{i}].queue"),
+                    format!("no queue named `{}` is defined under [[queues]]", c.queue),
+                ));
+            }
+        }
+        let mut agents = HashSet::new();
+        let mut tokens = HashSet::new();
+        for (i, a) in self.agents.iter().enumerate() {
+            check_name(&format!("agents[{i}].id"), &a.id)?;
+            if !agents.insert(a.id.as_str()) {
+                return Err(ConfigError::invalid(
+                    format!("agents[{i}].id"),
+                    format!("agent `{}` is defined twice", a.id),
+                ));
+            }
+            check_token(&format!("agents[{i}].token"), &a.token)?;
+            if !tokens.insert(a.token.as_str()) {
+                return Err(ConfigError::invalid(
+                    format!("agents[{i}].token"),
+                    "two agents share this token; every agent needs their own",
+                ));
+            }
+            for q in &a.queues {
+                if !queues.contains(q.as_str()) {
+                    return Err(ConfigError::invalid(
+                        format!("agents[{i}].queues"),
+                        format!("no queue named `{q}` is defined under [[queues]]"),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The channel instance with this name.
+    pub fn channel(&self, name: &str) -> Option<&ChannelConfig> {
+        self.channels.iter().find(|c| c.name == name)
+    }
+
+    /// The queue with this name.
+    pub fn queue(&self, name: &str) -> Option<&QueueConfig> {
+        self.queues.iter().find(|q| q.name == name)
+    }
+}
+
+/// Names appear in URLs and storage keys: keep them to a safe alphabet.
+fn check_name(key: &str, name: &str) -> Result<(), ConfigError> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(ConfigError::invalid(
+            key,
+            format!("`{name}` must be 1 to 64 characters of a-z, A-Z, 0-9, `-` or `_`"),
+        ))
+    }
+}
+
+fn check_token(key: &str, token: &str) -> Result<(), ConfigError> {
+    if token.len() < 8 {
+        return Err(ConfigError::invalid(
+            key,
+            "tokens must be at least 8 characters",
+        ));
+    }
+    Ok(())
+}
+
+/// Replaces every `${NAME}` in `value` from `env`. A missing variable is an error, never an
+/// empty credential.
+fn expand_env(value: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+    let mut out = String::with_capacity(value.len());
+    let mut rest = value;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after
+            .find('}')
+            .ok_or_else(|| format!("`${{` without a closing `}}` in {value:?}"))?;
+        let name = &after[..end];
+        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            return Err(format!(
+                "`${{{name}}}` is not a valid environment variable name"
+            ));
+        }
+        let resolved =
+            env(name).ok_or_else(|| format!("environment variable {name} is not set"))?;
+        out.push_str(&resolved);
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(name: &str) -> Option<String> {
+        (name == "TOKEN").then(|| "s3cret-value".to_owned())
+    }
+
+    const BASE: &str = r#"
+[server]
+listen = "127.0.0.1:0"
+public_url = "https://hooks.example.com"
+data_dir = "/tmp/x"
+[[queues]]
+name = "support"
+router = "ring-all"
+[[channels]]
+name = "sms"
+plugin = "twilio-sms"
+queue = "support"
+[channels.settings]
+auth_token = "${TOKEN}"
+[[agents]]
+id = "alice"
+name = "Alice"
+token = "alice-token"
+queues = ["support"]
+"#;
+
+    #[test]
+    fn embedded_default_is_valid() {
+        Config::embedded_default().unwrap();
+    }
+
+    #[test]
+    fn expands_environment_variables() {
+        let c = Config::parse(BASE, "t", &env).unwrap();
+        assert_eq!(c.channels[0].settings["auth_token"], "s3cret-value");
+    }
+
+    #[test]
+    fn missing_variable_names_the_key() {
+        let text = BASE.replace("${TOKEN}", "${NOPE}");
+        let err = Config::parse(&text, "t", &env).unwrap_err().to_string();
+        assert!(err.contains("channels[0].settings.auth_token"), "{err}");
+        assert!(err.contains("NOPE is not set"), "{err}");
+    }
+
+    #[test]
+    fn unknown_queue_names_the_key() {
+        let text = BASE.replace("queue = \"support\"", "queue = \"sales\"");
+        let err = Config::parse(&text, "t", &env).unwrap_err().to_string();
+        assert!(err.contains("channels[0].queue"), "{err}");
+        assert!(err.contains("sales"), "{err}");
+    }
+
+    #[test]
+    fn unknown_key_is_refused() {
+        let text = BASE.replace("[server]", "[server]\nlisten_on = \"x\"");
+        let err = Config::parse(&text, "t", &env).unwrap_err().to_string();
+        assert!(err.contains("listen_on"), "{err}");
+    }
+
+    #[test]
+    fn bad_channel_name_is_refused() {
+        let text = BASE.replace("name = \"sms\"", "name = \"../etc\"");
+        let err = Config::parse(&text, "t", &env).unwrap_err().to_string();
+        assert!(err.contains("channels[0].name"), "{err}");
+    }
+}

@@ -1,0 +1,21 @@
+//! Plugboard: an omnichannel messaging host whose provider channels and routing strategies are
+//! sandboxed WebAssembly components.
+//!
+//! Data flows one way: the HTTP edge ([`webhook`]) calls a channel plugin ([`plugin`],
+//! [`sandbox`]), stores its events ([`storage`]), hands new work to the queue's router
+//! ([`routing`]); agents' replies ([`api`]) go through the [`outbox`] and the provider client
+//! ([`provider_http`]).
+
+pub mod api;
+pub mod app;
+pub mod bindings;
+pub mod config;
+pub mod engine;
+pub mod outbox;
+pub mod plugin;
+pub mod provider_http;
+pub mod routing;
+pub mod sandbox;
+pub mod server;
+pub mod storage;
+pub mod webhook;

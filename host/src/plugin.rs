@@ -1,0 +1,563 @@
+//! Loading plugins: compile (through an on-disk cache), check the contract version, link once
+//! into an `InstancePre`, and ask channels to describe themselves.
+//!
+//! Loading is where every expensive step happens, once; a refused plugin is reported with the
+//! reason and the others still load.
+
+use std::collections::BTreeMap;
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::Serialize;
+use sha2::Digest;
+use wasmtime::component::Component;
+use wasmtime::component::types::ComponentItem;
+use wasmtime::{Engine, Store};
+
+use crate::bindings::channel::{Channel, ChannelPre};
+use crate::bindings::router::{Router, RouterPre};
+use crate::bindings::wit;
+use crate::sandbox::{CallContext, HostState, PluginError, Sandbox};
+
+/// The contract version this host implements; `wit/plugin.wit` declares the same.
+pub const CONTRACT_VERSION: &str = "0.1.0";
+
+const CHANNEL_EXPORT: &str = "plugboard:plugin/messaging@";
+const ROUTER_EXPORT: &str = "plugboard:plugin/routing@";
+
+/// Why a plugin file was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The bytes are not a valid WebAssembly component.
+    #[error("not a valid WebAssembly component: {0}")]
+    Compile(String),
+    /// The component exports neither contract interface.
+    #[error(
+        "not a Plugboard plugin: it exports neither `{CHANNEL_EXPORT}…` nor `{ROUTER_EXPORT}…` (its exports: {0})"
+    )]
+    NotAPlugin(String),
+    /// The component was built against a contract version this host cannot serve.
+    #[error(
+        "built against contract plugboard:plugin@{plugin}, but this host implements plugboard:plugin@{host}; rebuild it with plugboard-sdk {host_line} (or a host that implements {plugin})"
+    )]
+    IncompatibleContract {
+        /// The plugin's contract version.
+        plugin: semver::Version,
+        /// The host's contract version.
+        host: semver::Version,
+        /// The SDK line to rebuild with, e.g. `0.1`.
+        host_line: String,
+    },
+    /// The component imports something the host does not provide.
+    #[error("cannot be linked: {0}")]
+    Link(String),
+    /// `describe` failed.
+    #[error("describe failed: {0}")]
+    Describe(PluginError),
+}
+
+/// Where a plugin came from.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PluginSource {
+    /// Built into the host binary.
+    Bundled,
+    /// A file from the plugins directory.
+    File(PathBuf),
+}
+
+impl std::fmt::Display for PluginSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PluginSource::Bundled => f.write_str("bundled"),
+            PluginSource::File(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
+/// What every loaded plugin carries.
+#[derive(Debug, Clone, Serialize)]
+pub struct PluginInfo {
+    /// The plugin's name (its file name without `.wasm`).
+    pub name: String,
+    /// Where it came from.
+    pub source: PluginSource,
+    /// Hex SHA-256 of the component bytes.
+    pub sha256: String,
+    /// The contract version it was built against.
+    pub contract: String,
+}
+
+/// A channel's manifest, as the host keeps it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ChannelManifest {
+    /// The plugin's self-declared name.
+    pub name: String,
+    /// The plugin's version.
+    pub version: String,
+    /// The channel kind (`sms`, `whatsapp`, ...).
+    pub kind: String,
+    /// Settings it takes.
+    pub settings: Vec<SettingSpec>,
+    /// Provider API hosts it talks to.
+    pub api_hosts: Vec<String>,
+    /// Whether it handles attachments.
+    pub attachments: bool,
+    /// Whether it sends templates.
+    pub templates: bool,
+    /// Whether it reports delivery status.
+    pub delivery_receipts: bool,
+}
+
+/// One setting a channel takes.
+#[derive(Debug, Clone, Serialize)]
+pub struct SettingSpec {
+    /// The name.
+    pub name: String,
+    /// Whether a channel instance must set it.
+    pub required: bool,
+    /// Whether it is a credential (never logged or shown).
+    pub secret: bool,
+    /// What it is.
+    pub description: String,
+}
+
+impl From<wit::Manifest> for ChannelManifest {
+    fn from(m: wit::Manifest) -> Self {
+        ChannelManifest {
+            name: m.name,
+            version: m.version,
+            kind: m.kind,
+            settings: m
+                .settings
+                .into_iter()
+                .map(|s| SettingSpec {
+                    name: s.name,
+                    required: s.required,
+                    secret: s.secret,
+                    description: s.description,
+                })
+                .collect(),
+            api_hosts: m.api_hosts,
+            attachments: m.capabilities.contains(wit::Capabilities::ATTACHMENTS),
+            templates: m.capabilities.contains(wit::Capabilities::TEMPLATES),
+            delivery_receipts: m
+                .capabilities
+                .contains(wit::Capabilities::DELIVERY_RECEIPTS),
+        }
+    }
+}
+
+/// A loaded channel plugin, ready to instantiate per call.
+pub struct ChannelPlugin {
+    /// Identity and provenance.
+    pub info: PluginInfo,
+    /// What `describe` returned.
+    pub manifest: ChannelManifest,
+    pre: ChannelPre<HostState>,
+}
+
+/// A loaded router plugin, ready to instantiate per call.
+pub struct RouterPlugin {
+    /// Identity and provenance.
+    pub info: PluginInfo,
+    pre: RouterPre<HostState>,
+}
+
+/// A plugin file that was not loaded, and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct RefusedPlugin {
+    /// The plugin's name (file stem).
+    pub name: String,
+    /// Where it came from.
+    pub source: PluginSource,
+    /// The reason, for operators.
+    pub error: String,
+}
+
+/// Every plugin the host knows, by name.
+#[derive(Default)]
+pub struct PluginSet {
+    /// Channel plugins.
+    pub channels: BTreeMap<String, Arc<ChannelPlugin>>,
+    /// Router plugins.
+    pub routers: BTreeMap<String, Arc<RouterPlugin>>,
+    /// Plugins refused at load.
+    pub refused: Vec<RefusedPlugin>,
+}
+
+impl PluginSet {
+    /// Loads the bundled plugins, then every `*.wasm` in `dir` (a file overrides a bundled
+    /// plugin of the same name). Refusals are logged and kept in `refused`.
+    pub fn load(
+        sandbox: &Sandbox,
+        bundled: &[(&str, &[u8])],
+        dir: Option<&Path>,
+        cache_dir: &Path,
+    ) -> std::io::Result<PluginSet> {
+        let mut set = PluginSet::default();
+        for (name, bytes) in bundled {
+            set.add(sandbox, name, PluginSource::Bundled, bytes, cache_dir);
+        }
+        if let Some(dir) = dir {
+            let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|e| e == "wasm") && p.is_file())
+                .collect();
+            files.sort();
+            for path in files {
+                let name = path
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                match std::fs::read(&path) {
+                    Ok(bytes) => {
+                        set.add(sandbox, &name, PluginSource::File(path), &bytes, cache_dir)
+                    }
+                    Err(source) => set.refuse(
+                        &name,
+                        PluginSource::File(path.clone()),
+                        LoadError::Read { path, source },
+                    ),
+                }
+            }
+        }
+        Ok(set)
+    }
+
+    fn add(
+        &mut self,
+        sandbox: &Sandbox,
+        name: &str,
+        source: PluginSource,
+        bytes: &[u8],
+        cache_dir: &Path,
+    ) {
+        match load_one(sandbox, name, source.clone(), bytes, cache_dir) {
+            Ok(Loaded::Channel(p)) => {
+                tracing::info!(plugin = name, source = %p.info.source, kind = %p.manifest.kind, version = %p.manifest.version, "loaded channel plugin");
+                self.routers.remove(name);
+                self.channels.insert(name.to_owned(), Arc::from(p));
+            }
+            Ok(Loaded::Router(p)) => {
+                tracing::info!(plugin = name, source = %p.info.source, "loaded router plugin");
+                self.channels.remove(name);
+                self.routers.insert(name.to_owned(), Arc::new(p));
+            }
+            Err(e) => self.refuse(name, source, e),
+        }
+    }
+
+    fn refuse(&mut self, name: &str, source: PluginSource, error: LoadError) {
+        tracing::error!(plugin = name, source = %source, "plugin refused: {error}");
+        self.refused.push(RefusedPlugin {
+            name: name.to_owned(),
+            source,
+            error: error.to_string(),
+        });
+    }
+}
+
+enum Loaded {
+    Channel(Box<ChannelPlugin>),
+    Router(RouterPlugin),
+}
+
+fn load_one(
+    sandbox: &Sandbox,
+    name: &str,
+    source: PluginSource,
+    bytes: &[u8],
+    cache_dir: &Path,
+) -> Result<Loaded, LoadError> {
+    let engine = sandbox.engine();
+    let sha256 = hex::encode(sha2::Sha256::digest(bytes));
+    let component = compile_cached(engine, bytes, &sha256, cache_dir)?;
+    let (is_channel, contract) = contract_of(engine, &component)?;
+    check_contract(&contract)?;
+    let info = PluginInfo {
+        name: name.to_owned(),
+        source,
+        sha256,
+        contract: contract.to_string(),
+    };
+    let instance_pre = sandbox
+        .linker()
+        .instantiate_pre(&component)
+        .map_err(|e| LoadError::Link(format!("{e:#}")))?;
+    if is_channel {
+        let pre = ChannelPre::new(instance_pre).map_err(|e| LoadError::Link(format!("{e:#}")))?;
+        let ctx = CallContext {
+            plugin: name.into(),
+            channel: None,
+        };
+        let manifest = sandbox
+            .run_blocking(&ctx, "describe", |store| {
+                let instance = pre.instantiate(&mut *store)?;
+                instance.plugboard_plugin_messaging().call_describe(store)
+            })
+            .map_err(LoadError::Describe)?;
+        Ok(Loaded::Channel(Box::new(ChannelPlugin {
+            info,
+            manifest: manifest.into(),
+            pre,
+        })))
+    } else {
+        let pre = RouterPre::new(instance_pre).map_err(|e| LoadError::Link(format!("{e:#}")))?;
+        Ok(Loaded::Router(RouterPlugin { info, pre }))
+    }
+}
+
+/// Reads the contract version from the component's exported interface names
+/// (`plugboard:plugin/messaging@0.1.0`): this works for plugins written in any language and
+/// before anything is linked, so a mismatch gets a clear message instead of a link error.
+fn contract_of(
+    engine: &Engine,
+    component: &Component,
+) -> Result<(bool, semver::Version), LoadError> {
+    let ty = component.component_type();
+    let mut names = Vec::new();
+    for (export, item) in ty.exports(engine) {
+        if !matches!(item.ty, ComponentItem::ComponentInstance(_)) {
+            names.push(export.to_owned());
+            continue;
+        }
+        for (prefix, is_channel) in [(CHANNEL_EXPORT, true), (ROUTER_EXPORT, false)] {
+            if let Some(version) = export.strip_prefix(prefix) {
+                let version = semver::Version::parse(version)
+                    .map_err(|e| LoadError::NotAPlugin(format!("{export} (bad version: {e})")))?;
+                return Ok((is_channel, version));
+            }
+        }
+        names.push(export.to_owned());
+    }
+    Err(LoadError::NotAPlugin(if names.is_empty() {
+        "none".to_owned()
+    } else {
+        names.join(", ")
+    }))
+}
+
+/// Whether a plugin built against `plugin` can run on this host: the same major (the same
+/// minor for 0.x, the same patch for 0.0.x, as wasmtime's linker matches), and not newer than
+/// what the host implements. Pre-releases match only themselves.
+pub fn compatible(host: &semver::Version, plugin: &semver::Version) -> bool {
+    if !plugin.pre.is_empty() || !host.pre.is_empty() {
+        return plugin == host;
+    }
+    let same_track = match (host.major, host.minor) {
+        (0, 0) => plugin.major == 0 && plugin.minor == 0 && plugin.patch == host.patch,
+        (0, minor) => plugin.major == 0 && plugin.minor == minor,
+        (major, _) => plugin.major == major,
+    };
+    same_track && plugin <= host
+}
+
+fn check_contract(plugin: &semver::Version) -> Result<(), LoadError> {
+    let host = semver::Version::parse(CONTRACT_VERSION).expect("valid contract version");
+    if compatible(&host, plugin) {
+        return Ok(());
+    }
+    let host_line = if host.major == 0 {
+        format!("{}.{}", host.major, host.minor)
+    } else {
+        host.major.to_string()
+    };
+    Err(LoadError::IncompatibleContract {
+        plugin: plugin.clone(),
+        host,
+        host_line,
+    })
+}
+
+/// Compiles a component, or loads it from the cache keyed by the bytes' SHA-256 and the
+/// engine's compatibility hash. A stale or corrupt entry is rebuilt.
+fn compile_cached(
+    engine: &Engine,
+    bytes: &[u8],
+    sha256: &str,
+    cache_dir: &Path,
+) -> Result<Component, LoadError> {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    engine.precompile_compatibility_hash().hash(&mut hasher);
+    let path = cache_dir.join(format!("{sha256}-{:016x}.cwasm", hasher.finish()));
+    if path.exists() {
+        match deserialize_cached(engine, &path) {
+            Ok(c) => return Ok(c),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), "compiled-plugin cache entry unusable, rebuilding: {e:#}")
+            }
+        }
+    }
+    let compiled = engine
+        .precompile_component(bytes)
+        .map_err(|e| LoadError::Compile(format!("{e:#}")))?;
+    if let Err(e) = write_atomically(cache_dir, &path, &compiled) {
+        tracing::warn!(path = %path.display(), "cannot write compiled-plugin cache: {e}");
+    }
+    deserialize_bytes(engine, &compiled).map_err(|e| LoadError::Compile(format!("{e:#}")))
+}
+
+#[allow(unsafe_code)]
+fn deserialize_cached(engine: &Engine, path: &Path) -> wasmtime::Result<Component> {
+    // SAFETY: the cache directory holds only artifacts this host wrote with
+    // `precompile_component` (written to a temporary name, then renamed into place), and
+    // wasmtime checks the version and configuration recorded in the artifact.
+    unsafe { Component::deserialize_file(engine, path) }
+}
+
+#[allow(unsafe_code)]
+fn deserialize_bytes(engine: &Engine, bytes: &[u8]) -> wasmtime::Result<Component> {
+    // SAFETY: `bytes` was produced by `precompile_component` on this same engine a moment ago.
+    unsafe { Component::deserialize(engine, bytes) }
+}
+
+fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)
+}
+
+impl ChannelPlugin {
+    /// Calls one export of a fresh instance.
+    async fn call<R, F>(
+        &self,
+        sandbox: &Arc<Sandbox>,
+        channel: &str,
+        function: &'static str,
+        f: F,
+    ) -> Result<R, PluginError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Channel, &mut Store<HostState>) -> wasmtime::Result<R> + Send + 'static,
+    {
+        let pre = self.pre.clone();
+        let ctx = CallContext {
+            plugin: self.info.name.as_str().into(),
+            channel: Some(channel.into()),
+        };
+        sandbox
+            .run(ctx, function, move |store| {
+                let instance = pre.instantiate(&mut *store)?;
+                f(&instance, store)
+            })
+            .await
+    }
+
+    /// `handle-webhook`.
+    pub async fn handle_webhook(
+        &self,
+        sandbox: &Arc<Sandbox>,
+        channel: &str,
+        req: wit::HttpRequest,
+        settings: Arc<Vec<(String, String)>>,
+    ) -> Result<Result<wit::WebhookOutcome, wit::WebhookError>, PluginError> {
+        self.call(sandbox, channel, "handle-webhook", move |i, s| {
+            i.plugboard_plugin_messaging()
+                .call_handle_webhook(s, &req, &settings)
+        })
+        .await
+    }
+
+    /// `prepare-send`.
+    pub async fn prepare_send(
+        &self,
+        sandbox: &Arc<Sandbox>,
+        channel: &str,
+        msg: wit::OutboundMessage,
+        settings: Arc<Vec<(String, String)>>,
+    ) -> Result<Result<wit::HttpRequest, wit::SendError>, PluginError> {
+        self.call(sandbox, channel, "prepare-send", move |i, s| {
+            i.plugboard_plugin_messaging()
+                .call_prepare_send(s, &msg, &settings)
+        })
+        .await
+    }
+
+    /// `read-send-response`.
+    pub async fn read_send_response(
+        &self,
+        sandbox: &Arc<Sandbox>,
+        channel: &str,
+        resp: wit::HttpResponse,
+        settings: Arc<Vec<(String, String)>>,
+    ) -> Result<Result<String, wit::SendError>, PluginError> {
+        self.call(sandbox, channel, "read-send-response", move |i, s| {
+            i.plugboard_plugin_messaging()
+                .call_read_send_response(s, &resp, &settings)
+        })
+        .await
+    }
+}
+
+impl RouterPlugin {
+    /// `decide` on a fresh instance.
+    pub async fn decide(
+        &self,
+        sandbox: &Arc<Sandbox>,
+        work: wit::WaitingWork,
+        agents: Vec<wit::AgentState>,
+    ) -> Result<wit::Decision, PluginError> {
+        let pre = self.pre.clone();
+        let ctx = CallContext {
+            plugin: self.info.name.as_str().into(),
+            channel: None,
+        };
+        sandbox
+            .run(ctx, "decide", move |store| {
+                let instance: Router = pre.instantiate(&mut *store)?;
+                instance
+                    .plugboard_plugin_routing()
+                    .call_decide(store, &work, &agents)
+            })
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(s: &str) -> semver::Version {
+        semver::Version::parse(s).unwrap()
+    }
+
+    #[test]
+    fn contract_compatibility_follows_semver_tracks() {
+        assert!(compatible(&v("0.1.0"), &v("0.1.0")));
+        assert!(compatible(&v("0.1.3"), &v("0.1.0")));
+        assert!(
+            !compatible(&v("0.1.0"), &v("0.1.3")),
+            "newer patch than the host"
+        );
+        assert!(!compatible(&v("0.1.0"), &v("0.0.1")));
+        assert!(!compatible(&v("0.1.0"), &v("0.2.0")));
+        assert!(!compatible(&v("0.1.0"), &v("1.0.0")));
+        assert!(compatible(&v("1.4.0"), &v("1.2.7")));
+        assert!(!compatible(&v("1.4.0"), &v("2.0.0")));
+        assert!(!compatible(&v("0.1.0"), &v("0.1.0-rc1")));
+    }
+
+    #[test]
+    fn wit_declares_the_host_contract_version() {
+        let wit = include_str!("../../wit/plugin.wit");
+        assert!(wit.contains(&format!("package plugboard:plugin@{CONTRACT_VERSION};")));
+    }
+
+    #[test]
+    fn incompatible_error_names_both_versions() {
+        let err = check_contract(&v("0.0.1")).unwrap_err().to_string();
+        assert!(err.contains("plugboard:plugin@0.0.1"), "{err}");
+        assert!(err.contains("plugboard:plugin@0.1.0"), "{err}");
+    }
+}

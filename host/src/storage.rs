@@ -1,0 +1,742 @@
+//! Durable state in sled behind one narrow interface: conversations, their messages, provider-id
+//! idempotency, delivery status, opt-outs and the outbound queue.
+//!
+//! Every webhook's events are applied in one transaction, then [`Storage::wait_durable`] waits
+//! for a flush that covers them. Flushes are grouped: one flusher task serves every waiting
+//! writer, so many requests share one disk sync and no provider gets its 2xx before its message
+//! is on disk.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
+use sled::{Transactional, Tree};
+use tokio::sync::{Notify, watch};
+
+/// A storage failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// sled failed.
+    #[error("storage: {0}")]
+    Sled(#[from] sled::Error),
+    /// A stored record could not be decoded.
+    #[error("storage: corrupt record in {tree}: {reason}")]
+    Corrupt {
+        /// The tree.
+        tree: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// No flush completed in time.
+    #[error("storage: flush did not complete within {0:?}")]
+    FlushTimeout(Duration),
+}
+
+impl From<TransactionError<StorageError>> for StorageError {
+    fn from(e: TransactionError<StorageError>) -> Self {
+        match e {
+            TransactionError::Abort(e) => e,
+            TransactionError::Storage(e) => StorageError::Sled(e),
+        }
+    }
+}
+
+type TxResult<T> = Result<T, ConflictableTransactionError<StorageError>>;
+
+/// Where a conversation stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConversationState {
+    /// Waiting in its queue, visible to the queue's agents.
+    Queued,
+    /// Owned by one agent.
+    Assigned,
+    /// Resolved and archived.
+    Closed,
+}
+
+/// A conversation: one customer address on one channel instance.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Conversation {
+    /// The id.
+    pub id: u64,
+    /// The channel instance.
+    pub channel: String,
+    /// The customer's address on that channel.
+    pub customer: String,
+    /// The queue it belongs to.
+    pub queue: String,
+    /// Where it stands.
+    pub state: ConversationState,
+    /// The agent who owns it, if assigned.
+    pub owner: Option<String>,
+    /// The customer's display name from the provider, if any.
+    pub contact_name: Option<String>,
+    /// Creation time, Unix milliseconds.
+    pub created_at: u64,
+    /// Last change, Unix milliseconds.
+    pub updated_at: u64,
+    /// The last inbound message's time, Unix milliseconds.
+    pub last_inbound_at: Option<u64>,
+    /// Provider facts from the latest inbound message, passed back on send.
+    pub thread: Vec<(String, String)>,
+    /// Agents the router offered it to most recently.
+    pub offered_to: Vec<String>,
+    /// The sequence number of its latest message.
+    pub last_seq: u64,
+}
+
+/// Which way a message went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// From the customer.
+    Inbound,
+    /// From an agent.
+    Outbound,
+}
+
+/// A message's delivery status. Outbound messages move `pending` -> `queued`/`sent` ->
+/// `delivered` -> `read`, or to `failed`; they never move backwards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageStatus {
+    /// An inbound message, stored.
+    Received,
+    /// Waiting in the outbox.
+    Pending,
+    /// Accepted by the provider.
+    Queued,
+    /// Sent on by the provider.
+    Sent,
+    /// Delivered to the customer's device.
+    Delivered,
+    /// Read by the customer.
+    Read,
+    /// Will not be delivered.
+    Failed,
+}
+
+/// A file attached to a message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attachment {
+    /// Where it can be fetched.
+    pub url: String,
+    /// MIME type, when known.
+    pub content_type: Option<String>,
+}
+
+/// One message of a conversation.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Message {
+    /// The conversation.
+    pub conversation: u64,
+    /// Its position in the conversation, from 1.
+    pub seq: u64,
+    /// Which way it went.
+    pub direction: Direction,
+    /// The provider's message id, once known.
+    pub provider_id: Option<String>,
+    /// The text.
+    pub text: Option<String>,
+    /// Attachments.
+    pub attachments: Vec<Attachment>,
+    /// The agent who wrote it (outbound).
+    pub author: Option<String>,
+    /// Creation time, Unix milliseconds.
+    pub created_at: u64,
+    /// Delivery status.
+    pub status: MessageStatus,
+    /// The provider's error or the host's reason, when failed.
+    pub error: Option<String>,
+}
+
+impl Message {
+    /// The API id of this message: `{conversation}-{seq}`.
+    pub fn id(&self) -> String {
+        format!("{}-{}", self.conversation, self.seq)
+    }
+}
+
+/// A normalized inbound event, ready to store.
+#[derive(Debug, Clone)]
+pub enum InboundEvent {
+    /// A customer's message.
+    Message {
+        /// The provider's message id (idempotency key).
+        provider_id: String,
+        /// The customer's address.
+        from: String,
+        /// Text.
+        text: Option<String>,
+        /// Attachments.
+        attachments: Vec<Attachment>,
+        /// Display name, if sent.
+        contact_name: Option<String>,
+        /// Provider facts for replies.
+        thread: Vec<(String, String)>,
+    },
+    /// A delivery-status callback.
+    Status {
+        /// The provider's id of the sent message.
+        provider_id: String,
+        /// The new status.
+        status: MessageStatus,
+        /// Error description when failed.
+        error: Option<String>,
+    },
+    /// An address opted out.
+    OptOut(String),
+    /// An address opted back in.
+    OptIn(String),
+}
+
+/// What storing one webhook's events did.
+#[derive(Debug, Default, Clone)]
+pub struct IngestReport {
+    /// Messages stored.
+    pub stored: usize,
+    /// Messages already stored earlier (provider retries).
+    pub duplicates: usize,
+    /// Status updates applied.
+    pub statuses: usize,
+    /// Status callbacks ignored (unknown message, or would move backwards).
+    pub statuses_ignored: usize,
+    /// Conversations created or reopened that now wait in their queue.
+    pub to_route: Vec<u64>,
+}
+
+/// A pending outbound send.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OutboxEntry {
+    /// The conversation.
+    pub conversation: u64,
+    /// The message's sequence number.
+    pub seq: u64,
+    /// Attempts made so far.
+    pub attempts: u32,
+}
+
+/// The sled database and its trees.
+pub struct Storage {
+    db: sled::Db,
+    conversations: Tree,
+    conversation_keys: Tree,
+    messages: Tree,
+    inbound_ids: Tree,
+    sent_ids: Tree,
+    optouts: Tree,
+    outbox: Tree,
+    durability: Arc<Durability>,
+}
+
+struct Durability {
+    written: AtomicU64,
+    kick: Notify,
+    flushed: watch::Sender<u64>,
+}
+
+/// How long a writer waits for its flush before giving up (the provider then gets a 5xx and
+/// retries; the data is still written and will be flushed).
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn key2(a: &str, b: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(a.len() + b.len() + 1);
+    k.extend_from_slice(a.as_bytes());
+    k.push(0);
+    k.extend_from_slice(b.as_bytes());
+    k
+}
+
+fn message_key(conversation: u64, seq: u64) -> [u8; 16] {
+    let mut k = [0u8; 16];
+    k[..8].copy_from_slice(&conversation.to_be_bytes());
+    k[8..].copy_from_slice(&seq.to_be_bytes());
+    k
+}
+
+fn encode<T: Serialize>(v: &T) -> Vec<u8> {
+    serde_json::to_vec(v).expect("storage records serialize")
+}
+
+fn decode<T: for<'a> Deserialize<'a>>(tree: &'static str, bytes: &[u8]) -> Result<T, StorageError> {
+    serde_json::from_slice(bytes).map_err(|e| StorageError::Corrupt {
+        tree,
+        reason: e.to_string(),
+    })
+}
+
+fn tx_decode<T: for<'a> Deserialize<'a>>(tree: &'static str, bytes: &[u8]) -> TxResult<T> {
+    decode(tree, bytes).map_err(ConflictableTransactionError::Abort)
+}
+
+/// Whether `next` may replace `current` (status never moves backwards; `failed` is final).
+fn status_advances(current: MessageStatus, next: MessageStatus) -> bool {
+    current != MessageStatus::Failed && next > current
+}
+
+impl Storage {
+    /// Opens (or creates) the database in `dir` and starts the group-commit flusher.
+    /// Must be called inside a tokio runtime.
+    pub fn open(dir: &std::path::Path) -> Result<Arc<Storage>, StorageError> {
+        let db = sled::Config::new().path(dir).flush_every_ms(None).open()?;
+        let (flushed, _) = watch::channel(0);
+        let storage = Arc::new(Storage {
+            conversations: db.open_tree("conversations")?,
+            conversation_keys: db.open_tree("conversation_keys")?,
+            messages: db.open_tree("messages")?,
+            inbound_ids: db.open_tree("inbound_ids")?,
+            sent_ids: db.open_tree("sent_ids")?,
+            optouts: db.open_tree("optouts")?,
+            outbox: db.open_tree("outbox")?,
+            durability: Arc::new(Durability {
+                written: AtomicU64::new(0),
+                kick: Notify::new(),
+                flushed,
+            }),
+            db,
+        });
+        let db = storage.db.clone();
+        let durability = storage.durability.clone();
+        tokio::spawn(async move { flusher(db, durability).await });
+        Ok(storage)
+    }
+
+    /// Waits until everything written before this call is on disk.
+    pub async fn wait_durable(&self) -> Result<(), StorageError> {
+        let d = &self.durability;
+        let ticket = d.written.fetch_add(1, Ordering::SeqCst) + 1;
+        let mut rx = d.flushed.subscribe();
+        d.kick.notify_one();
+        tokio::time::timeout(FLUSH_TIMEOUT, rx.wait_for(|f| *f >= ticket))
+            .await
+            .map_err(|_| StorageError::FlushTimeout(FLUSH_TIMEOUT))?
+            .map_err(|_| StorageError::FlushTimeout(FLUSH_TIMEOUT))?;
+        Ok(())
+    }
+
+    /// Flushes synchronously (used at shutdown).
+    pub fn flush(&self) -> Result<(), StorageError> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Applies one webhook's events atomically: messages are stored once per provider id,
+    /// conversations are created (or reopened when closed: a closed conversation that gets a
+    /// new inbound message goes back to its queue, unowned, with its history), statuses only
+    /// move forward.
+    pub fn ingest(
+        &self,
+        channel: &str,
+        queue: &str,
+        events: &[InboundEvent],
+        now: u64,
+    ) -> Result<IngestReport, StorageError> {
+        let trees = (
+            &self.conversations,
+            &self.conversation_keys,
+            &self.messages,
+            &self.inbound_ids,
+            &self.sent_ids,
+            &self.optouts,
+        );
+        let report = trees.transaction(|(convs, keys, msgs, inbound, sent, optouts)| {
+            let mut report = IngestReport::default();
+            for event in events {
+                match event {
+                    InboundEvent::Message {
+                        provider_id,
+                        from,
+                        text,
+                        attachments,
+                        contact_name,
+                        thread,
+                    } => {
+                        let dedup = key2(channel, provider_id);
+                        if inbound.get(&dedup)?.is_some() {
+                            report.duplicates += 1;
+                            continue;
+                        }
+                        let conv_key = key2(channel, from);
+                        let mut conv = match keys.get(&conv_key)? {
+                            Some(id) => {
+                                let id =
+                                    u64::from_be_bytes(id.as_ref().try_into().map_err(|_| {
+                                        ConflictableTransactionError::Abort(StorageError::Corrupt {
+                                            tree: "conversation_keys",
+                                            reason: "id is not 8 bytes".into(),
+                                        })
+                                    })?);
+                                let bytes = convs.get(id.to_be_bytes())?.ok_or_else(|| {
+                                    ConflictableTransactionError::Abort(StorageError::Corrupt {
+                                        tree: "conversations",
+                                        reason: format!("conversation {id} missing"),
+                                    })
+                                })?;
+                                tx_decode::<Conversation>("conversations", &bytes)?
+                            }
+                            None => {
+                                let id = convs.generate_id()? + 1;
+                                keys.insert(conv_key, &id.to_be_bytes())?;
+                                report.to_route.push(id);
+                                Conversation {
+                                    id,
+                                    channel: channel.to_owned(),
+                                    customer: from.clone(),
+                                    queue: queue.to_owned(),
+                                    state: ConversationState::Queued,
+                                    owner: None,
+                                    contact_name: None,
+                                    created_at: now,
+                                    updated_at: now,
+                                    last_inbound_at: None,
+                                    thread: Vec::new(),
+                                    offered_to: Vec::new(),
+                                    last_seq: 0,
+                                }
+                            }
+                        };
+                        if conv.state == ConversationState::Closed {
+                            conv.state = ConversationState::Queued;
+                            conv.owner = None;
+                            conv.offered_to.clear();
+                            report.to_route.push(conv.id);
+                        }
+                        conv.last_seq += 1;
+                        conv.updated_at = now;
+                        conv.last_inbound_at = Some(now);
+                        if contact_name.is_some() {
+                            conv.contact_name = contact_name.clone();
+                        }
+                        if !thread.is_empty() {
+                            conv.thread = thread.clone();
+                        }
+                        let message = Message {
+                            conversation: conv.id,
+                            seq: conv.last_seq,
+                            direction: Direction::Inbound,
+                            provider_id: Some(provider_id.clone()),
+                            text: text.clone(),
+                            attachments: attachments.clone(),
+                            author: None,
+                            created_at: now,
+                            status: MessageStatus::Received,
+                            error: None,
+                        };
+                        let mkey = message_key(conv.id, message.seq);
+                        msgs.insert(&mkey, encode(&message))?;
+                        inbound.insert(dedup, &mkey)?;
+                        convs.insert(&conv.id.to_be_bytes(), encode(&conv))?;
+                        report.stored += 1;
+                    }
+                    InboundEvent::Status {
+                        provider_id,
+                        status,
+                        error,
+                    } => {
+                        let Some(mkey) = sent.get(key2(channel, provider_id))? else {
+                            report.statuses_ignored += 1;
+                            continue;
+                        };
+                        let Some(bytes) = msgs.get(&mkey)? else {
+                            report.statuses_ignored += 1;
+                            continue;
+                        };
+                        let mut message: Message = tx_decode("messages", &bytes)?;
+                        if !status_advances(message.status, *status) {
+                            report.statuses_ignored += 1;
+                            continue;
+                        }
+                        message.status = *status;
+                        if error.is_some() {
+                            message.error = error.clone();
+                        }
+                        msgs.insert(&mkey, encode(&message))?;
+                        report.statuses += 1;
+                    }
+                    InboundEvent::OptOut(address) => {
+                        optouts.insert(key2(channel, address), &now.to_be_bytes())?;
+                    }
+                    InboundEvent::OptIn(address) => {
+                        optouts.remove(key2(channel, address))?;
+                    }
+                }
+            }
+            Ok(report)
+        })?;
+        Ok(report)
+    }
+
+    /// Whether `address` opted out of `channel`.
+    pub fn is_opted_out(&self, channel: &str, address: &str) -> Result<bool, StorageError> {
+        Ok(self.optouts.contains_key(key2(channel, address))?)
+    }
+
+    /// One conversation.
+    pub fn conversation(&self, id: u64) -> Result<Option<Conversation>, StorageError> {
+        match self.conversations.get(id.to_be_bytes())? {
+            Some(b) => Ok(Some(decode("conversations", &b)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Every conversation that `keep` accepts, most recently updated first.
+    pub fn conversations(
+        &self,
+        keep: impl Fn(&Conversation) -> bool,
+    ) -> Result<Vec<Conversation>, StorageError> {
+        let mut out = Vec::new();
+        for item in self.conversations.iter() {
+            let (_, v) = item?;
+            let c: Conversation = decode("conversations", &v)?;
+            if keep(&c) {
+                out.push(c);
+            }
+        }
+        out.sort_by(|a, b| b.updated_at.cmp(&a.updated_at).then(b.id.cmp(&a.id)));
+        Ok(out)
+    }
+
+    /// A conversation's messages in order.
+    pub fn messages(&self, conversation: u64) -> Result<Vec<Message>, StorageError> {
+        self.messages
+            .scan_prefix(conversation.to_be_bytes())
+            .map(|item| {
+                let (_, v) = item?;
+                decode("messages", &v)
+            })
+            .collect()
+    }
+
+    /// One message.
+    pub fn message(&self, conversation: u64, seq: u64) -> Result<Option<Message>, StorageError> {
+        match self.messages.get(message_key(conversation, seq))? {
+            Some(b) => Ok(Some(decode("messages", &b)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Records the agents a conversation was offered to.
+    pub fn set_offers(&self, conversation: u64, agents: &[String]) -> Result<(), StorageError> {
+        self.update_conversation(conversation, |c| {
+            c.offered_to = agents.to_vec();
+            Ok(())
+        })?;
+        Ok(())
+    }
+
+    fn update_conversation(
+        &self,
+        id: u64,
+        f: impl Fn(&mut Conversation) -> Result<(), StorageError>,
+    ) -> Result<Option<Conversation>, StorageError> {
+        let convs = &self.conversations;
+        let out = convs.transaction(|tx: &TransactionalTree| {
+            let Some(b) = tx.get(id.to_be_bytes())? else {
+                return Ok(None);
+            };
+            let mut c: Conversation = tx_decode("conversations", &b)?;
+            f(&mut c).map_err(ConflictableTransactionError::Abort)?;
+            tx.insert(&id.to_be_bytes(), encode(&c))?;
+            Ok(Some(c))
+        })?;
+        Ok(out)
+    }
+
+    /// Adds an agent's message to a conversation and queues it for sending, atomically. The
+    /// first agent to reply to a queued conversation takes it.
+    pub fn add_outbound(
+        &self,
+        conversation: u64,
+        author: &str,
+        text: Option<String>,
+        attachments: Vec<Attachment>,
+        now: u64,
+    ) -> Result<Option<Message>, StorageError> {
+        let trees = (&self.conversations, &self.messages, &self.outbox);
+        let out = trees.transaction(|(convs, msgs, outbox)| {
+            let Some(b) = convs.get(conversation.to_be_bytes())? else {
+                return Ok(None);
+            };
+            let mut conv: Conversation = tx_decode("conversations", &b)?;
+            conv.last_seq += 1;
+            conv.updated_at = now;
+            if conv.state == ConversationState::Queued && conv.owner.is_none() {
+                conv.state = ConversationState::Assigned;
+                conv.owner = Some(author.to_owned());
+                conv.offered_to.clear();
+            }
+            let message = Message {
+                conversation,
+                seq: conv.last_seq,
+                direction: Direction::Outbound,
+                provider_id: None,
+                text: text.clone(),
+                attachments: attachments.clone(),
+                author: Some(author.to_owned()),
+                created_at: now,
+                status: MessageStatus::Pending,
+                error: None,
+            };
+            let key = message_key(conversation, message.seq);
+            msgs.insert(&key, encode(&message))?;
+            outbox.insert(
+                &key,
+                encode(&OutboxEntry {
+                    conversation,
+                    seq: message.seq,
+                    attempts: 0,
+                }),
+            )?;
+            convs.insert(&conversation.to_be_bytes(), encode(&conv))?;
+            Ok(Some(message))
+        })?;
+        Ok(out)
+    }
+
+    /// Every send waiting in the outbox (after a restart: the ones to resume).
+    pub fn pending_sends(&self) -> Result<Vec<OutboxEntry>, StorageError> {
+        self.outbox
+            .iter()
+            .map(|item| {
+                let (_, v) = item?;
+                decode("outbox", &v)
+            })
+            .collect()
+    }
+
+    /// Records a send's outcome and takes it out of the outbox, atomically.
+    pub fn complete_send(
+        &self,
+        channel: &str,
+        conversation: u64,
+        seq: u64,
+        outcome: Result<String, String>,
+    ) -> Result<Option<Message>, StorageError> {
+        let key = message_key(conversation, seq);
+        let trees = (&self.messages, &self.sent_ids, &self.outbox);
+        let out = trees.transaction(|(msgs, sent, outbox)| {
+            outbox.remove(&key)?;
+            let Some(b) = msgs.get(key)? else {
+                return Ok(None);
+            };
+            let mut message: Message = tx_decode("messages", &b)?;
+            match &outcome {
+                Ok(provider_id) => {
+                    message.provider_id = Some(provider_id.clone());
+                    if status_advances(message.status, MessageStatus::Queued) {
+                        message.status = MessageStatus::Queued;
+                    }
+                    sent.insert(key2(channel, provider_id), &key)?;
+                }
+                Err(reason) => {
+                    message.status = MessageStatus::Failed;
+                    message.error = Some(reason.clone());
+                }
+            }
+            msgs.insert(&key, encode(&message))?;
+            Ok(Some(message))
+        })?;
+        Ok(out)
+    }
+}
+
+/// The group-commit loop: each flush covers every write registered before it started.
+async fn flusher(db: sled::Db, d: Arc<Durability>) {
+    loop {
+        d.kick.notified().await;
+        let target = d.written.load(Ordering::SeqCst);
+        if target <= *d.flushed.borrow() {
+            continue;
+        }
+        match db.flush_async().await {
+            Ok(_) => {
+                d.flushed.send_replace(target);
+            }
+            Err(e) => {
+                tracing::error!("storage flush failed, retrying: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                d.kick.notify_one();
+            }
+        }
+    }
+}
+
+/// Parses a message id of the form `{conversation}-{seq}`.
+pub fn parse_message_id(id: &str) -> Option<(u64, u64)> {
+    let (c, s) = id.split_once('-')?;
+    Some((c.parse().ok()?, s.parse().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(id: &str, from: &str) -> InboundEvent {
+        InboundEvent::Message {
+            provider_id: id.into(),
+            from: from.into(),
+            text: Some("hi".into()),
+            attachments: vec![],
+            contact_name: None,
+            thread: vec![],
+        }
+    }
+
+    #[tokio::test]
+    async fn duplicate_provider_ids_are_stored_once() {
+        let dir = tempdir();
+        let s = Storage::open(&dir).unwrap();
+        let r1 = s.ingest("sms", "q", &[msg("SM1", "+1555")], 1).unwrap();
+        let r2 = s
+            .ingest("sms", "q", &[msg("SM1", "+1555"), msg("SM2", "+1555")], 2)
+            .unwrap();
+        assert_eq!((r1.stored, r1.duplicates, r1.to_route.len()), (1, 0, 1));
+        assert_eq!((r2.stored, r2.duplicates, r2.to_route.len()), (1, 1, 0));
+        s.wait_durable().await.unwrap();
+        let convs = s.conversations(|_| true).unwrap();
+        assert_eq!(convs.len(), 1);
+        assert_eq!(s.messages(convs[0].id).unwrap().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn status_never_moves_backwards() {
+        let dir = tempdir();
+        let s = Storage::open(&dir).unwrap();
+        s.ingest("sms", "q", &[msg("SM1", "+1555")], 1).unwrap();
+        let conv = s.conversations(|_| true).unwrap()[0].id;
+        let m = s
+            .add_outbound(conv, "a", Some("yo".into()), vec![], 2)
+            .unwrap()
+            .unwrap();
+        s.complete_send("sms", conv, m.seq, Ok("SMout".into()))
+            .unwrap();
+        let status = |st| InboundEvent::Status {
+            provider_id: "SMout".into(),
+            status: st,
+            error: None,
+        };
+        s.ingest("sms", "q", &[status(MessageStatus::Delivered)], 3)
+            .unwrap();
+        let r = s
+            .ingest("sms", "q", &[status(MessageStatus::Sent)], 4)
+            .unwrap();
+        assert_eq!(r.statuses_ignored, 1);
+        assert_eq!(
+            s.message(conv, m.seq).unwrap().unwrap().status,
+            MessageStatus::Delivered
+        );
+    }
+
+    fn tempdir() -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "plugboard-storage-{}-{}",
+            std::process::id(),
+            rand::random::<u64>()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+}

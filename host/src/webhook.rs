@@ -1,0 +1,259 @@
+//! `/webhooks/{channel}`: where providers call. The plugin authenticates and parses the call;
+//! the host stores its events durably, answers with the plugin's response, then routes new work.
+//!
+//! Status codes: unknown channel 404, body over the limit 413, failed authentication 403 (and
+//! nothing stored), malformed 400, plugin failure 500 (503 on a deadline), storage not durable
+//! in time 503. An authentic call with nothing the plugin handles is answered 2xx.
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use http_body_util::BodyExt;
+
+use crate::bindings::wit;
+use crate::sandbox::{Clock, PluginError};
+use crate::server::{AppState, error_response};
+use crate::storage::{Attachment, InboundEvent, MessageStatus};
+
+/// Handles one provider call to a channel's webhook.
+pub async fn handle(
+    State(state): State<AppState>,
+    Path(channel_name): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let app = &state.app;
+    let Some(channel) = app.channels.get(&channel_name).cloned() else {
+        return error_response(
+            StatusCode::NOT_FOUND,
+            format!("no channel named {channel_name:?} is configured"),
+        );
+    };
+    if method != Method::GET && method != Method::POST {
+        return error_response(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("webhooks take GET or POST, not {method}"),
+        );
+    }
+    let limit = app.config.server.max_body_bytes;
+    let body = match read_limited(body, &headers, limit).await {
+        Ok(b) => b,
+        Err(resp) => return resp,
+    };
+
+    let mut url = format!(
+        "{}/webhooks/{}",
+        app.config.server.public_url.trim_end_matches('/'),
+        channel.name
+    );
+    if let Some(q) = uri.query() {
+        url.push('?');
+        url.push_str(q);
+    }
+    let request = wit::HttpRequest {
+        method: method.as_str().to_owned(),
+        url,
+        headers: headers
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_owned(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect(),
+        body: body.to_vec(),
+    };
+
+    let outcome = match channel
+        .plugin
+        .handle_webhook(
+            &app.sandbox,
+            &channel.name,
+            request,
+            channel.settings.clone(),
+        )
+        .await
+    {
+        Ok(Ok(outcome)) => outcome,
+        Ok(Err(wit::WebhookError::Unauthorized(reason))) => {
+            tracing::warn!(channel = %channel.name, "webhook refused: {reason}");
+            return error_response(
+                StatusCode::FORBIDDEN,
+                format!("authentication failed: {reason}"),
+            );
+        }
+        Ok(Err(wit::WebhookError::BadRequest(reason))) => {
+            tracing::warn!(channel = %channel.name, "webhook malformed: {reason}");
+            return error_response(StatusCode::BAD_REQUEST, reason);
+        }
+        Ok(Err(wit::WebhookError::Misconfigured(reason))) => {
+            tracing::error!(channel = %channel.name, "channel misconfigured: {reason}");
+            return error_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("channel misconfigured: {reason}"),
+            );
+        }
+        Err(e) => return plugin_failure(&e),
+    };
+
+    let events = normalize(&channel.name, outcome.events);
+    if events.is_empty() {
+        tracing::info!(channel = %channel.name, "authentic webhook with no event this channel handles; acknowledged");
+    } else {
+        let now = Clock::System.now_millis();
+        let storage = app.storage.clone();
+        let (name, queue) = (channel.name.clone(), channel.queue.clone());
+        let report =
+            tokio::task::spawn_blocking(move || storage.ingest(&name, &queue, &events, now))
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|r| r.map_err(|e| e.to_string()));
+        let report = match report {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(channel = %channel.name, "storing webhook events failed: {e}");
+                return error_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "storage unavailable; retry later",
+                );
+            }
+        };
+        if let Err(e) = app.storage.wait_durable().await {
+            tracing::error!(channel = %channel.name, "{e}");
+            return error_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage unavailable; retry later",
+            );
+        }
+        tracing::info!(
+            channel = %channel.name,
+            stored = report.stored,
+            duplicates = report.duplicates,
+            statuses = report.statuses,
+            statuses_ignored = report.statuses_ignored,
+            "webhook stored"
+        );
+        for conversation in report.to_route {
+            let app = app.clone();
+            tokio::spawn(async move {
+                if let Err(e) = crate::routing::route(&app, conversation).await {
+                    tracing::error!(conversation, "routing failed: {e}");
+                }
+            });
+        }
+    }
+    plugin_response(outcome.response)
+}
+
+/// Reads the body, refusing with 413 as soon as it is known to exceed `limit`.
+async fn read_limited(body: Body, headers: &HeaderMap, limit: usize) -> Result<Bytes, Response> {
+    let too_large = || {
+        error_response(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body exceeds the {limit}-byte limit"),
+        )
+    };
+    if let Some(len) = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        && len > limit as u64
+    {
+        return Err(too_large());
+    }
+    match http_body_util::Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+        Err(e) => Err(error_response(
+            StatusCode::BAD_REQUEST,
+            format!("could not read request body: {e}"),
+        )),
+    }
+}
+
+/// Turns the plugin's events into storage events, dropping (and logging) malformed ones.
+fn normalize(channel: &str, events: Vec<wit::Event>) -> Vec<InboundEvent> {
+    let mut out = Vec::with_capacity(events.len());
+    for event in events {
+        match event {
+            wit::Event::Message(m) => {
+                if m.provider_id.is_empty() || m.from.is_empty() {
+                    tracing::error!(
+                        channel,
+                        "plugin returned a message without provider id or sender; dropped"
+                    );
+                    continue;
+                }
+                out.push(InboundEvent::Message {
+                    provider_id: m.provider_id,
+                    from: m.from,
+                    text: m.text,
+                    attachments: m
+                        .attachments
+                        .into_iter()
+                        .map(|a| Attachment {
+                            url: a.url,
+                            content_type: a.content_type,
+                        })
+                        .collect(),
+                    contact_name: m.contact_name,
+                    thread: m.thread,
+                });
+            }
+            wit::Event::Status(s) => {
+                let status = match s.state {
+                    wit::DeliveryState::Queued => MessageStatus::Queued,
+                    wit::DeliveryState::Sent => MessageStatus::Sent,
+                    wit::DeliveryState::Delivered => MessageStatus::Delivered,
+                    wit::DeliveryState::Read => MessageStatus::Read,
+                    wit::DeliveryState::Failed => MessageStatus::Failed,
+                };
+                let error = match (s.error_code, s.error_message) {
+                    (None, None) => None,
+                    (Some(c), None) => Some(format!("provider error {c}")),
+                    (None, Some(m)) => Some(m),
+                    (Some(c), Some(m)) => Some(format!("provider error {c}: {m}")),
+                };
+                out.push(InboundEvent::Status {
+                    provider_id: s.provider_id,
+                    status,
+                    error,
+                });
+            }
+            wit::Event::OptOut(a) => out.push(InboundEvent::OptOut(a)),
+            wit::Event::OptIn(a) => out.push(InboundEvent::OptIn(a)),
+        }
+    }
+    out
+}
+
+/// Maps a failed plugin call to a 5xx that says what happened without leaking internals.
+pub fn plugin_failure(e: &PluginError) -> Response {
+    let status = match e {
+        PluginError::Timeout { .. } | PluginError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    error_response(status, e.to_string())
+}
+
+/// The plugin's HTTP answer as an axum response; invalid header names or values are dropped.
+fn plugin_response(r: wit::HttpResponse) -> Response {
+    let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::OK);
+    let mut response = (status, r.body).into_response();
+    for (k, v) in r.headers {
+        match (
+            HeaderName::try_from(k.as_str()),
+            HeaderValue::try_from(v.as_str()),
+        ) {
+            (Ok(name), Ok(value)) => {
+                response.headers_mut().insert(name, value);
+            }
+            _ => tracing::warn!(header = %k, "plugin response header is invalid; dropped"),
+        }
+    }
+    response
+}

@@ -1,0 +1,65 @@
+//! Plugboard channel plugin for Twilio Programmable Messaging (SMS/MMS).
+//!
+//! * Webhooks: Twilio's form-encoded POST (or GET with the parameters in the query string),
+//!   authenticated with `X-Twilio-Signature` (see [`signature`]); inbound messages become
+//!   `message` events and status callbacks `status` events, answered with an empty TwiML
+//!   document.
+//! * Sending: `POST {api_base}/2010-04-01/Accounts/{account_sid}/Messages.json` with HTTP Basic
+//!   authentication; Twilio's error codes are mapped to the contract's send errors.
+
+pub mod signature;
+pub mod twilio;
+
+use plugboard_sdk::types::{
+    HttpRequest, HttpResponse, Manifest, OutboundMessage, SendError, Settings, TokenGrant,
+    WebhookError, WebhookOutcome,
+};
+
+/// The Twilio SMS channel.
+pub struct TwilioSms;
+
+impl plugboard_sdk::Channel for TwilioSms {
+    fn describe() -> Manifest {
+        twilio::manifest()
+    }
+
+    fn handle_webhook(
+        req: HttpRequest,
+        settings: Settings,
+    ) -> Result<WebhookOutcome, WebhookError> {
+        twilio::handle_webhook(&req, &settings, |key, data| {
+            plugboard_sdk::host::hmac_sha1(key, data)
+        })
+    }
+
+    fn prepare_send(msg: OutboundMessage, settings: Settings) -> Result<HttpRequest, SendError> {
+        twilio::prepare_send(&msg, &settings)
+    }
+
+    fn read_send_response(resp: HttpResponse, _settings: Settings) -> Result<String, SendError> {
+        twilio::read_send_response(&resp)
+    }
+
+    fn prepare_token(_settings: Settings) -> Result<Option<HttpRequest>, SendError> {
+        Ok(None)
+    }
+
+    fn read_token_response(
+        _resp: HttpResponse,
+        _settings: Settings,
+    ) -> Result<TokenGrant, SendError> {
+        Err(SendError::Misconfigured(
+            "twilio-sms uses no token".to_string(),
+        ))
+    }
+
+    fn prepare_check(settings: Settings) -> Result<Option<HttpRequest>, SendError> {
+        twilio::prepare_check(&settings).map(Some)
+    }
+
+    fn read_check_response(resp: HttpResponse, _settings: Settings) -> Result<(), SendError> {
+        twilio::read_check_response(&resp)
+    }
+}
+
+plugboard_sdk::export_channel!(TwilioSms);

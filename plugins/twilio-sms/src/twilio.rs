@@ -1,0 +1,713 @@
+//! Twilio's wire format: the manifest, webhook parsing, send requests and error mapping. Pure
+//! functions apart from `host::log` on ignored webhook calls; the HMAC is passed in.
+
+use plugboard_sdk::types::{
+    Attachment, Capabilities, DeliveryState, DeliveryStatus, Event, HttpRequest, HttpResponse,
+    InboundMessage, Manifest, OutboundMessage, SendError, SettingSpec, WebhookError,
+    WebhookOutcome,
+};
+use plugboard_sdk::{E164, Settings, form, header, http, query};
+
+use crate::signature;
+
+/// The Twilio REST API base URL used when the `api_base` setting is absent.
+pub const DEFAULT_API_BASE: &str = "https://api.twilio.com";
+
+/// The answer Twilio expects to every webhook call: an empty TwiML document (no reply).
+pub const EMPTY_TWIML: &str = r#"<?xml version="1.0" encoding="UTF-8"?><Response/>"#;
+
+/// Twilio's longest message body, in characters.
+pub const MAX_BODY_CHARS: usize = 1600;
+
+/// Twilio's largest number of media items on one message; larger `NumMedia` values are capped.
+const MAX_MEDIA: usize = 10;
+
+/// What the plugin is and which settings it takes.
+pub fn manifest() -> Manifest {
+    let setting = |name: &str, required: bool, secret: bool, description: &str| SettingSpec {
+        name: name.to_string(),
+        required,
+        secret,
+        description: description.to_string(),
+    };
+    Manifest {
+        name: "twilio-sms".to_string(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        kind: "sms".to_string(),
+        settings: vec![
+            setting(
+                "account_sid",
+                true,
+                false,
+                "Twilio Account SID (AC...), used in API paths and as the Basic auth user",
+            ),
+            setting(
+                "auth_token",
+                true,
+                true,
+                "Twilio Auth Token: signs webhooks (X-Twilio-Signature) and authenticates API calls",
+            ),
+            setting(
+                "from",
+                true,
+                false,
+                "Sender phone number in E.164, e.g. +14155550100",
+            ),
+            setting(
+                "api_base",
+                false,
+                false,
+                "Twilio REST API base URL (default https://api.twilio.com)",
+            ),
+        ],
+        api_hosts: vec!["api.twilio.com".to_string()],
+        capabilities: Capabilities::ATTACHMENTS | Capabilities::DELIVERY_RECEIPTS,
+    }
+}
+
+fn twiml_response() -> HttpResponse {
+    http::response(200, "text/xml", EMPTY_TWIML)
+}
+
+/// Authenticates and parses one webhook call. `hmac_sha1(key, data)` computes the MAC (the
+/// host's `hmac-sha1` inside a component).
+///
+/// # Errors
+///
+/// `misconfigured` without an `auth_token`, `bad-request` for an unsupported method or a
+/// malformed form, `unauthorized` for a missing or wrong `X-Twilio-Signature`.
+pub fn handle_webhook(
+    req: &HttpRequest,
+    settings: &[(String, String)],
+    hmac_sha1: impl Fn(&[u8], &[u8]) -> Vec<u8>,
+) -> Result<WebhookOutcome, WebhookError> {
+    let auth_token = Settings::new(settings)
+        .require("auth_token")
+        .map_err(WebhookError::Misconfigured)?;
+    let bad = |e: plugboard_sdk::FormError| WebhookError::BadRequest(e.to_string());
+    let (params, signed) = match req.method.to_ascii_uppercase().as_str() {
+        "POST" => {
+            let params = form::parse(&req.body).map_err(bad)?;
+            (params.clone(), params)
+        }
+        "GET" => (query::params(&req.url).map_err(bad)?, Vec::new()),
+        other => {
+            return Err(WebhookError::BadRequest(format!(
+                "Twilio webhooks use GET or POST, not {other}"
+            )));
+        }
+    };
+    let Some(sig) = header(&req.headers, "x-twilio-signature") else {
+        return Err(WebhookError::Unauthorized(
+            "missing X-Twilio-Signature header".to_string(),
+        ));
+    };
+    if !signature::is_valid(&req.url, &signed, auth_token, sig, hmac_sha1) {
+        return Err(WebhookError::Unauthorized(
+            "X-Twilio-Signature does not match the URL and parameters (check auth_token and that \
+             public_url is the URL configured in Twilio)"
+                .to_string(),
+        ));
+    }
+    let events = match classify(&params) {
+        Ok(events) => events,
+        Err(reason) => {
+            let names: Vec<&str> = params.iter().map(|(n, _)| n.as_str()).collect();
+            plugboard_sdk::host::log(
+                plugboard_sdk::host::Level::Info,
+                &format!("twilio-sms: ignored an authentic webhook call: {reason}"),
+                &[("parameters".to_string(), names.join(","))],
+            );
+            Vec::new()
+        }
+    };
+    Ok(WebhookOutcome {
+        events,
+        response: twiml_response(),
+    })
+}
+
+/// Turns authentic webhook parameters into events, or says why they carry none.
+///
+/// # Errors
+///
+/// A reason, for logging, when the call is neither an inbound message nor a known status.
+pub fn classify(params: &[(String, String)]) -> Result<Vec<Event>, String> {
+    let get = |name: &str| form::get(params, name);
+    let message_sid = get("MessageSid").filter(|s| !s.is_empty());
+    let message_status = get("MessageStatus");
+    let received = get("SmsStatus") == Some("received");
+    let looks_like_message = received || get("Body").is_some() || get("NumMedia").is_some();
+    let is_message = message_sid.is_some()
+        && looks_like_message
+        && message_status.is_none_or(|s| s == "received");
+    if is_message {
+        return message_events(params).map_err(str::to_string);
+    }
+    let Some(status) = message_status else {
+        return Err("neither an inbound message nor a status callback".to_string());
+    };
+    let Some(sid) = message_sid else {
+        return Err("status callback without MessageSid".to_string());
+    };
+    let Some(state) = delivery_state(status) else {
+        return Err(format!("status `{status}` is not tracked"));
+    };
+    let error_code = get("ErrorCode")
+        .filter(|c| !c.is_empty())
+        .map(str::to_string);
+    let error_message = get("ErrorMessage")
+        .filter(|m| !m.is_empty())
+        .map(str::to_string)
+        .or_else(|| {
+            error_code
+                .as_ref()
+                .map(|code| format!("Twilio error {code} (message {status})"))
+        });
+    Ok(vec![Event::Status(DeliveryStatus {
+        provider_id: sid.to_string(),
+        state,
+        error_code,
+        error_message,
+    })])
+}
+
+fn message_events(params: &[(String, String)]) -> Result<Vec<Event>, &'static str> {
+    let get = |name: &str| form::get(params, name);
+    let from = get("From")
+        .filter(|f| !f.is_empty())
+        .ok_or("inbound message without From")?;
+    let num_media = get("NumMedia")
+        .and_then(|n| n.trim().parse::<usize>().ok())
+        .unwrap_or(0)
+        .min(MAX_MEDIA);
+    let attachments = (0..num_media)
+        .filter_map(|i| {
+            let url = get(&format!("MediaUrl{i}")).filter(|u| !u.is_empty())?;
+            Some(Attachment {
+                url: url.to_string(),
+                content_type: get(&format!("MediaContentType{i}"))
+                    .filter(|c| !c.is_empty())
+                    .map(str::to_string),
+            })
+        })
+        .collect();
+    let message = InboundMessage {
+        provider_id: get("MessageSid").unwrap_or_default().to_string(),
+        from: from.to_string(),
+        to: get("To").unwrap_or_default().to_string(),
+        text: get("Body").filter(|b| !b.is_empty()).map(str::to_string),
+        attachments,
+        contact_name: get("ProfileName")
+            .filter(|n| !n.is_empty())
+            .map(str::to_string),
+        thread: Vec::new(),
+    };
+    let mut events = vec![Event::Message(message)];
+    // With Advanced Opt-Out, Twilio says which keyword the customer used.
+    match get("OptOutType").map(str::to_ascii_uppercase).as_deref() {
+        Some("STOP") => events.push(Event::OptOut(from.to_string())),
+        Some("START") => events.push(Event::OptIn(from.to_string())),
+        _ => {}
+    }
+    Ok(events)
+}
+
+/// Maps a Twilio `MessageStatus` to a delivery state; `None` for states the host does not track
+/// (`receiving`, `received`, `partially_delivered`, unknown values).
+pub fn delivery_state(status: &str) -> Option<DeliveryState> {
+    Some(match status {
+        "queued" | "accepted" | "scheduled" => DeliveryState::Queued,
+        "sending" | "sent" => DeliveryState::Sent,
+        "delivered" => DeliveryState::Delivered,
+        "read" => DeliveryState::Read,
+        "failed" | "undelivered" | "canceled" => DeliveryState::Failed,
+        _ => return None,
+    })
+}
+
+/// The settings every API call needs.
+struct Api<'a> {
+    base: &'a str,
+    account_sid: &'a str,
+    auth_token: &'a str,
+}
+
+impl<'a> Api<'a> {
+    fn new(settings: &'a [(String, String)]) -> Result<Self, SendError> {
+        let s = Settings::new(settings);
+        Ok(Api {
+            base: s.get_or("api_base", DEFAULT_API_BASE).trim_end_matches('/'),
+            account_sid: s.require("account_sid").map_err(SendError::Misconfigured)?,
+            auth_token: s.require("auth_token").map_err(SendError::Misconfigured)?,
+        })
+    }
+
+    fn authorization(&self) -> (String, String) {
+        (
+            "Authorization".to_string(),
+            plugboard_sdk::basic_auth(self.account_sid, self.auth_token),
+        )
+    }
+}
+
+/// Builds the Messages API request that sends `msg`.
+///
+/// # Errors
+///
+/// `misconfigured` for missing settings or a `from` that is not E.164; `invalid` for a `to` that
+/// is not E.164, an empty message or a body over 1600 characters.
+pub fn prepare_send(
+    msg: &OutboundMessage,
+    settings: &[(String, String)],
+) -> Result<HttpRequest, SendError> {
+    let api = Api::new(settings)?;
+    let from = Settings::new(settings)
+        .require("from")
+        .map_err(SendError::Misconfigured)?;
+    E164::parse(from).map_err(|e| SendError::Misconfigured(format!("setting `from`: {e}")))?;
+    let to = E164::parse(&msg.to).map_err(|e| SendError::Invalid(e.to_string()))?;
+    let text = msg.text.as_deref().filter(|t| !t.is_empty());
+    if text.is_none() && msg.attachments.is_empty() {
+        return Err(SendError::Invalid(
+            "message has neither text nor attachments".to_string(),
+        ));
+    }
+    if let Some(text) = text {
+        let chars = text.chars().count();
+        if chars > MAX_BODY_CHARS {
+            return Err(SendError::Invalid(format!(
+                "text is {chars} characters; Twilio accepts at most {MAX_BODY_CHARS}"
+            )));
+        }
+    }
+    let mut fields = vec![("To", to.as_str()), ("From", from)];
+    if let Some(text) = text {
+        fields.push(("Body", text));
+    }
+    for attachment in &msg.attachments {
+        fields.push(("MediaUrl", attachment.url.as_str()));
+    }
+    Ok(http::request(
+        "POST",
+        format!(
+            "{}/2010-04-01/Accounts/{}/Messages.json",
+            api.base, api.account_sid
+        ),
+        vec![
+            api.authorization(),
+            (
+                "Content-Type".to_string(),
+                "application/x-www-form-urlencoded".to_string(),
+            ),
+        ],
+        form::encode(fields),
+    ))
+}
+
+/// Reads the Messages API answer: the message SID on success.
+///
+/// # Errors
+///
+/// The mapped Twilio error (see [`map_error`]), or `invalid` for a success without a `sid`.
+pub fn read_send_response(resp: &HttpResponse) -> Result<String, SendError> {
+    if !http::is_success(resp.status) {
+        return Err(map_error(resp));
+    }
+    let body: plugboard_sdk::serde_json::Value =
+        plugboard_sdk::json::parse(&resp.body).map_err(|e| {
+            SendError::Invalid(format!(
+                "Twilio accepted the message but its answer is unreadable: {e}"
+            ))
+        })?;
+    body.get("sid")
+        .and_then(|sid| sid.as_str())
+        .filter(|sid| !sid.is_empty())
+        .map(str::to_string)
+        .ok_or_else(|| {
+            SendError::Invalid("Twilio accepted the message but its answer has no sid".to_string())
+        })
+}
+
+/// Builds the credentials check: fetching the account resource.
+///
+/// # Errors
+///
+/// `misconfigured` when `account_sid` or `auth_token` is missing.
+pub fn prepare_check(settings: &[(String, String)]) -> Result<HttpRequest, SendError> {
+    let api = Api::new(settings)?;
+    Ok(http::request(
+        "GET",
+        format!("{}/2010-04-01/Accounts/{}.json", api.base, api.account_sid),
+        vec![api.authorization()],
+        Vec::new(),
+    ))
+}
+
+/// Reads the answer to the credentials check.
+///
+/// # Errors
+///
+/// The mapped Twilio error (see [`map_error`]) for a non-2xx answer.
+pub fn read_check_response(resp: &HttpResponse) -> Result<(), SendError> {
+    if http::is_success(resp.status) {
+        Ok(())
+    } else {
+        Err(map_error(resp))
+    }
+}
+
+/// Maps a failed Twilio API answer to a send error. Messages carry Twilio's error code
+/// (`Twilio error 21211: ...`) so the host can record it.
+///
+/// * code 21610 => `opted-out`
+/// * code 20429 or HTTP 429 => `rate-limited` (with `Retry-After` seconds when present)
+/// * HTTP 5xx => `unavailable`
+/// * HTTP 401/403 => `unauthorized`
+/// * other 4xx => `invalid`; anything else => `unavailable`
+pub fn map_error(resp: &HttpResponse) -> SendError {
+    let body: Option<plugboard_sdk::serde_json::Value> =
+        plugboard_sdk::json::parse(&resp.body).ok();
+    let code = body.as_ref().and_then(|b| b.get("code")).and_then(|c| {
+        c.as_i64()
+            .map(|n| n.to_string())
+            .or_else(|| c.as_str().map(str::to_string))
+    });
+    let message = body
+        .as_ref()
+        .and_then(|b| b.get("message"))
+        .and_then(|m| m.as_str())
+        .map(str::to_string);
+    let status = resp.status;
+    let description = match (&code, &message) {
+        (Some(code), Some(message)) => format!("Twilio error {code}: {message}"),
+        (Some(code), None) => format!("Twilio error {code} (HTTP {status})"),
+        (None, Some(message)) => format!("Twilio HTTP {status}: {message}"),
+        (None, None) => {
+            let text = String::from_utf8_lossy(&resp.body);
+            let snippet: String = text.chars().take(200).collect();
+            format!("Twilio HTTP {status}: {}", snippet.trim())
+        }
+    };
+    match (code.as_deref(), status) {
+        (Some("21610"), _) => SendError::OptedOut(description),
+        (Some("20429"), _) | (_, 429) => SendError::RateLimited(http::retry_after(&resp.headers)),
+        (_, 500..=599) => SendError::Unavailable(description),
+        (_, 401 | 403) => SendError::Unauthorized(description),
+        (_, 400..=499) => SendError::Invalid(description),
+        _ => SendError::Unavailable(description),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use plugboard_sdk::types::Attachment;
+
+    fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    }
+
+    fn settings() -> Vec<(String, String)> {
+        pairs(&[
+            ("account_sid", "AC123"),
+            ("auth_token", "secret"),
+            ("from", "+14155550100"),
+            ("api_base", "http://127.0.0.1:9999/"),
+        ])
+    }
+
+    fn fake_hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
+        use hmac::{Hmac, Mac};
+        let mut mac = Hmac::<sha1::Sha1>::new_from_slice(key).unwrap();
+        mac.update(data);
+        mac.finalize().into_bytes().to_vec()
+    }
+
+    fn signed_post(url: &str, body: &str, token: &str) -> HttpRequest {
+        let params = form::parse(body.as_bytes()).unwrap();
+        let sig = plugboard_sdk::base64::encode(&fake_hmac(
+            token.as_bytes(),
+            signature::string_to_sign(url, &params).as_bytes(),
+        ));
+        http::request(
+            "POST",
+            url,
+            vec![("X-Twilio-Signature".to_string(), sig)],
+            body.as_bytes().to_vec(),
+        )
+    }
+
+    const SMS: &str = "ToCountry=US&ToState=District+Of+Columbia&SmsMessageSid=SMe287d7109a5a925f182f0e07fe5b223b&NumMedia=0&ToCity=&FromZip=01022&SmsSid=SMe287d7109a5a925f182f0e07fe5b223b&FromState=MA&SmsStatus=received&FromCity=CHICOPEE&Body=Msg&FromCountry=US&To=%2B12028831111&ToZip=&NumSegments=1&MessageSid=SMe287d7109a5a925f182f0e07fe5b223b&AccountSid=acctid&From=%2B14133881111&ApiVersion=2010-04-01";
+
+    #[test]
+    fn inbound_sms_becomes_a_message() {
+        let req = signed_post("https://hooks.example.com/c/twilio", SMS, "secret");
+        let out = handle_webhook(&req, &settings(), fake_hmac).unwrap();
+        assert_eq!(out.response.status, 200);
+        assert_eq!(out.response.body, EMPTY_TWIML.as_bytes());
+        assert_eq!(
+            header(&out.response.headers, "content-type"),
+            Some("text/xml")
+        );
+        let [Event::Message(m)] = out.events.as_slice() else {
+            panic!("{:?}", out.events)
+        };
+        assert_eq!(m.provider_id, "SMe287d7109a5a925f182f0e07fe5b223b");
+        assert_eq!(m.from, "+14133881111");
+        assert_eq!(m.to, "+12028831111");
+        assert_eq!(m.text.as_deref(), Some("Msg"));
+        assert!(m.attachments.is_empty());
+        assert_eq!(m.contact_name, None);
+    }
+
+    #[test]
+    fn signature_failures_are_unauthorized() {
+        let mut req = signed_post("https://hooks.example.com/c/twilio", SMS, "other");
+        assert!(matches!(
+            handle_webhook(&req, &settings(), fake_hmac),
+            Err(WebhookError::Unauthorized(_))
+        ));
+        req.headers.clear();
+        let Err(WebhookError::Unauthorized(msg)) = handle_webhook(&req, &settings(), fake_hmac)
+        else {
+            panic!()
+        };
+        assert!(msg.contains("X-Twilio-Signature"));
+        let bad = signed_post("https://hooks.example.com/c/twilio", "a=1", "secret");
+        let bad = HttpRequest {
+            body: b"a=%zz".to_vec(),
+            ..bad
+        };
+        assert!(matches!(
+            handle_webhook(&bad, &settings(), fake_hmac),
+            Err(WebhookError::BadRequest(_))
+        ));
+    }
+
+    #[test]
+    fn default_port_variants_are_accepted() {
+        let mut req = signed_post("https://hooks.example.com:443/c/twilio", SMS, "secret");
+        req.url = "https://hooks.example.com/c/twilio".to_string();
+        assert_eq!(
+            handle_webhook(&req, &settings(), fake_hmac)
+                .unwrap()
+                .events
+                .len(),
+            1
+        );
+    }
+
+    #[test]
+    fn get_signs_the_url_alone() {
+        let url = "https://hooks.example.com/c/twilio?MessageSid=SM1&MessageStatus=delivered";
+        let sig = plugboard_sdk::base64::encode(&fake_hmac(b"secret", url.as_bytes()));
+        let req = http::request(
+            "GET",
+            url,
+            vec![("x-twilio-signature".to_string(), sig)],
+            Vec::new(),
+        );
+        let out = handle_webhook(&req, &settings(), fake_hmac).unwrap();
+        let [Event::Status(s)] = out.events.as_slice() else {
+            panic!("{:?}", out.events)
+        };
+        assert_eq!(s.provider_id, "SM1");
+        assert_eq!(s.state, DeliveryState::Delivered);
+    }
+
+    #[test]
+    fn media_profile_name_and_status_callbacks() {
+        let params = pairs(&[
+            ("MessageSid", "MM1"),
+            ("SmsStatus", "received"),
+            ("From", "whatsapp:+14155550100"),
+            ("To", "whatsapp:+14155238886"),
+            ("Body", ""),
+            ("ProfileName", "Alice"),
+            ("NumMedia", "2"),
+            ("MediaUrl0", "https://api.twilio.com/m0"),
+            ("MediaContentType0", "image/jpeg"),
+            ("MediaUrl1", "https://api.twilio.com/m1"),
+        ]);
+        let events = classify(&params).unwrap();
+        let [Event::Message(m)] = events.as_slice() else {
+            panic!("{events:?}")
+        };
+        assert_eq!(m.text, None);
+        assert_eq!(m.contact_name.as_deref(), Some("Alice"));
+        assert_eq!(
+            m.attachments,
+            vec![
+                Attachment {
+                    url: "https://api.twilio.com/m0".into(),
+                    content_type: Some("image/jpeg".into())
+                },
+                Attachment {
+                    url: "https://api.twilio.com/m1".into(),
+                    content_type: None
+                },
+            ]
+        );
+        let failed = pairs(&[
+            ("ErrorCode", "21610"),
+            ("MessageSid", "SM2"),
+            ("MessageStatus", "failed"),
+            ("SmsStatus", "failed"),
+        ]);
+        let events = classify(&failed).unwrap();
+        let [Event::Status(s)] = events.as_slice() else {
+            panic!("{events:?}")
+        };
+        assert_eq!(s.state, DeliveryState::Failed);
+        assert_eq!(s.error_code.as_deref(), Some("21610"));
+        assert!(classify(&pairs(&[("Foo", "bar")])).is_err());
+        assert!(
+            classify(&pairs(&[
+                ("MessageSid", "SM3"),
+                ("MessageStatus", "receiving")
+            ]))
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn status_mapping() {
+        use DeliveryState::*;
+        for (s, want) in [
+            ("queued", Queued),
+            ("accepted", Queued),
+            ("scheduled", Queued),
+            ("sending", Sent),
+            ("sent", Sent),
+            ("delivered", Delivered),
+            ("read", Read),
+            ("failed", Failed),
+            ("undelivered", Failed),
+            ("canceled", Failed),
+        ] {
+            assert_eq!(delivery_state(s), Some(want), "{s}");
+        }
+        assert_eq!(delivery_state("partially_delivered"), None);
+    }
+
+    fn outbound(to: &str, text: Option<&str>, media: &[&str]) -> OutboundMessage {
+        OutboundMessage {
+            id: "m1".into(),
+            to: to.into(),
+            text: text.map(str::to_string),
+            attachments: media
+                .iter()
+                .map(|u| Attachment {
+                    url: u.to_string(),
+                    content_type: None,
+                })
+                .collect(),
+            thread: Vec::new(),
+            since_last_inbound: None,
+            token: None,
+        }
+    }
+
+    #[test]
+    fn send_request() {
+        let req = prepare_send(
+            &outbound(
+                "+14155550199",
+                Some("Hi there"),
+                &["https://x.test/a.png", "https://x.test/b.png"],
+            ),
+            &settings(),
+        )
+        .unwrap();
+        assert_eq!(req.method, "POST");
+        assert_eq!(
+            req.url,
+            "http://127.0.0.1:9999/2010-04-01/Accounts/AC123/Messages.json"
+        );
+        assert_eq!(
+            header(&req.headers, "authorization"),
+            Some(plugboard_sdk::basic_auth("AC123", "secret").as_str())
+        );
+        assert_eq!(
+            header(&req.headers, "content-type"),
+            Some("application/x-www-form-urlencoded")
+        );
+        assert_eq!(
+            form::parse(&req.body).unwrap(),
+            pairs(&[
+                ("To", "+14155550199"),
+                ("From", "+14155550100"),
+                ("Body", "Hi there"),
+                ("MediaUrl", "https://x.test/a.png"),
+                ("MediaUrl", "https://x.test/b.png"),
+            ])
+        );
+        let Err(SendError::Invalid(msg)) =
+            prepare_send(&outbound("+1 415 555", Some("x"), &[]), &settings())
+        else {
+            panic!()
+        };
+        assert!(msg.contains("space"), "{msg}");
+        let mut no_token = settings();
+        no_token.retain(|(n, _)| n != "auth_token");
+        assert!(matches!(
+            prepare_send(&outbound("+14155550199", Some("x"), &[]), &no_token),
+            Err(SendError::Misconfigured(m)) if m.contains("auth_token")
+        ));
+        let check = prepare_check(&pairs(&[("account_sid", "AC9"), ("auth_token", "t")])).unwrap();
+        assert_eq!(check.method, "GET");
+        assert_eq!(
+            check.url,
+            "https://api.twilio.com/2010-04-01/Accounts/AC9.json"
+        );
+    }
+
+    fn resp(status: u16, body: &str, headers: &[(&str, &str)]) -> HttpResponse {
+        HttpResponse {
+            status,
+            headers: pairs(headers),
+            body: body.as_bytes().to_vec(),
+        }
+    }
+
+    #[test]
+    fn send_responses() {
+        assert_eq!(
+            read_send_response(&resp(201, r#"{"sid":"SM9","status":"queued"}"#, &[])).unwrap(),
+            "SM9"
+        );
+        let err = |status, body: &str, headers: &[(&str, &str)]| {
+            read_send_response(&resp(status, body, headers)).unwrap_err()
+        };
+        assert!(matches!(
+            err(400, r#"{"code":21610,"message":"Attempt to send to unsubscribed recipient"}"#, &[]),
+            SendError::OptedOut(m) if m.contains("21610")
+        ));
+        assert!(matches!(
+            err(400, r#"{"code":21211,"message":"Invalid 'To' Phone Number"}"#, &[]),
+            SendError::Invalid(m) if m == "Twilio error 21211: Invalid 'To' Phone Number"
+        ));
+        assert_eq!(
+            err(
+                429,
+                r#"{"code":20429,"message":"Too Many Requests"}"#,
+                &[("Retry-After", "7")]
+            ),
+            SendError::RateLimited(Some(7))
+        );
+        assert_eq!(err(429, "", &[]), SendError::RateLimited(None));
+        assert!(matches!(
+            err(401, r#"{"code":20003,"message":"Authenticate"}"#, &[]),
+            SendError::Unauthorized(m) if m.contains("20003")
+        ));
+        assert!(matches!(err(503, "oops", &[]), SendError::Unavailable(m) if m.contains("503")));
+        assert!(read_check_response(&resp(200, "{}", &[])).is_ok());
+        assert!(matches!(
+            read_check_response(&resp(403, r#"{"code":20003,"message":"no"}"#, &[])),
+            Err(SendError::Unauthorized(_))
+        ));
+    }
+}

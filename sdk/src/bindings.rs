@@ -1,0 +1,35 @@
+//! Generated bindings for the `plugboard:plugin@0.1.0` contract.
+//!
+//! Two worlds are generated from `wit/plugin.wit`: [`channel`] (exports `messaging`) and
+//! [`router`] (exports `routing`). The router bindings reuse the `types` and `host` modules of
+//! the channel bindings through `wit-bindgen`'s `with` option, so exactly one set of contract
+//! types exists. Plugin authors normally use the re-exports at the crate root instead.
+
+/// Bindings for the `channel` world: imports `host`, exports `messaging`.
+#[allow(unsafe_code, missing_docs, clippy::all)]
+pub mod channel {
+    wit_bindgen::generate!({
+        world: "channel",
+        path: "../wit",
+        pub_export_macro: true,
+        export_macro_name: "__export_channel_world",
+        default_bindings_module: "plugboard_sdk::bindings::channel",
+        additional_derives: [PartialEq, Eq],
+    });
+}
+
+/// Bindings for the `router` world: imports `host`, exports `routing`.
+#[allow(unsafe_code, missing_docs, clippy::all)]
+pub mod router {
+    wit_bindgen::generate!({
+        world: "router",
+        path: "../wit",
+        pub_export_macro: true,
+        export_macro_name: "__export_router_world",
+        default_bindings_module: "plugboard_sdk::bindings::router",
+        with: {
+            "plugboard:plugin/types@0.1.0": crate::bindings::channel::plugboard::plugin::types,
+            "plugboard:plugin/host@0.1.0": crate::bindings::channel::plugboard::plugin::host,
+        },
+    });
+}

@@ -1,0 +1,226 @@
+//! Plugboard plugin SDK: everything a plugin author needs in one dependency.
+//!
+//! A Plugboard plugin is a WebAssembly component (`wasm32-wasip2`, `crate-type = ["cdylib"]`)
+//! that implements one world of the `plugboard:plugin@0.1.0` contract (`wit/plugin.wit`):
+//!
+//! * a **channel** implements [`Channel`] and is exported with [`export_channel!`];
+//! * a **router** implements [`Router`] and is exported with [`export_router!`].
+//!
+//! The contract's types are in [`types`], the host's functions (logging, HMAC, clock,
+//! randomness) in [`host`], and small pure helpers for the usual webhook chores in [`form`],
+//! [`query`], [`json`], [`base64`], [`http`], [`settings`] and [`e164`].
+//!
+//! # Instances and state
+//!
+//! The host may run every call in a fresh instance or reuse an instance for many calls, and that
+//! choice may change between host versions and configurations. A plugin must therefore not rely
+//! on global state either way: not to remember anything between calls, and not to start clean.
+//! Everything a call needs arrives in its arguments (settings, the request, the `thread` facts
+//! the plugin returned earlier).
+//!
+//! # A complete minimal channel
+//!
+//! ```
+//! use plugboard_sdk::types::{
+//!     Capabilities, Event, HttpRequest, HttpResponse, InboundMessage, Manifest, OutboundMessage,
+//!     SendError, SettingSpec, Settings, TokenGrant, WebhookError, WebhookOutcome,
+//! };
+//! use plugboard_sdk::{Channel, ct_eq, form, header, host, http, json};
+//!
+//! struct Echo;
+//!
+//! impl Channel for Echo {
+//!     fn describe() -> Manifest {
+//!         Manifest {
+//!             name: "echo".into(),
+//!             version: env!("CARGO_PKG_VERSION").into(),
+//!             kind: "sms".into(),
+//!             settings: vec![SettingSpec {
+//!                 name: "token".into(),
+//!                 required: true,
+//!                 secret: true,
+//!                 description: "Shared secret the provider sends in X-Token".into(),
+//!             }],
+//!             api_hosts: vec!["api.echo.example".into()],
+//!             capabilities: Capabilities::empty(),
+//!         }
+//!     }
+//!
+//!     fn handle_webhook(req: HttpRequest, settings: Settings) -> Result<WebhookOutcome, WebhookError> {
+//!         let settings = plugboard_sdk::Settings::new(&settings);
+//!         let secret = settings.require("token").map_err(WebhookError::Misconfigured)?;
+//!         let sent = header(&req.headers, "x-token").unwrap_or_default();
+//!         if !ct_eq(sent.as_bytes(), secret.as_bytes()) {
+//!             return Err(WebhookError::Unauthorized("X-Token missing or wrong".into()));
+//!         }
+//!         let fields = form::parse(&req.body).map_err(|e| WebhookError::BadRequest(e.to_string()))?;
+//!         let get = |name: &str| form::get(&fields, name).map(str::to_string);
+//!         let (Some(id), Some(from)) = (get("id"), get("from")) else {
+//!             host::log(host::Level::Info, "ignored a call without id/from", &[]);
+//!             return Ok(WebhookOutcome { events: vec![], response: http::ok() });
+//!         };
+//!         let message = InboundMessage {
+//!             provider_id: id,
+//!             from,
+//!             to: get("to").unwrap_or_default(),
+//!             text: get("text"),
+//!             attachments: vec![],
+//!             contact_name: None,
+//!             thread: vec![],
+//!         };
+//!         Ok(WebhookOutcome {
+//!             events: vec![Event::Message(message)],
+//!             response: http::response(200, "text/plain", "ok"),
+//!         })
+//!     }
+//!
+//!     fn prepare_send(msg: OutboundMessage, settings: Settings) -> Result<HttpRequest, SendError> {
+//!         let settings = plugboard_sdk::Settings::new(&settings);
+//!         let token = settings.require("token").map_err(SendError::Misconfigured)?;
+//!         let body = form::encode([("to", msg.to.as_str()), ("text", msg.text.as_deref().unwrap_or(""))]);
+//!         Ok(http::request(
+//!             "POST",
+//!             "https://api.echo.example/send",
+//!             vec![
+//!                 ("Authorization".into(), format!("Bearer {token}")),
+//!                 ("Content-Type".into(), "application/x-www-form-urlencoded".into()),
+//!             ],
+//!             body,
+//!         ))
+//!     }
+//!
+//!     fn read_send_response(resp: HttpResponse, _settings: Settings) -> Result<String, SendError> {
+//!         #[derive(plugboard_sdk::serde::Deserialize)]
+//!         #[serde(crate = "plugboard_sdk::serde")]
+//!         struct Sent {
+//!             id: String,
+//!         }
+//!         match resp.status {
+//!             200..=299 => json::parse::<Sent>(&resp.body)
+//!                 .map(|sent| sent.id)
+//!                 .map_err(|e| SendError::Invalid(e.to_string())),
+//!             401 | 403 => Err(SendError::Unauthorized(format!("HTTP {}", resp.status))),
+//!             429 => Err(SendError::RateLimited(http::retry_after(&resp.headers))),
+//!             500..=599 => Err(SendError::Unavailable(format!("HTTP {}", resp.status))),
+//!             status => Err(SendError::Invalid(format!("HTTP {status}"))),
+//!         }
+//!     }
+//!
+//!     fn prepare_token(_settings: Settings) -> Result<Option<HttpRequest>, SendError> {
+//!         Ok(None) // Every request carries the token setting itself.
+//!     }
+//!
+//!     fn read_token_response(_resp: HttpResponse, _settings: Settings) -> Result<TokenGrant, SendError> {
+//!         Err(SendError::Misconfigured("echo uses no token".into()))
+//!     }
+//!
+//!     fn prepare_check(_settings: Settings) -> Result<Option<HttpRequest>, SendError> {
+//!         Ok(None) // The provider has no harmless authenticated call.
+//!     }
+//!
+//!     fn read_check_response(_resp: HttpResponse, _settings: Settings) -> Result<(), SendError> {
+//!         Ok(())
+//!     }
+//! }
+//!
+//! plugboard_sdk::export_channel!(Echo);
+//! # fn main() {}
+//! ```
+//!
+//! Build it with `cargo build --release --target wasm32-wasip2`; the `.wasm` that comes out is
+//! already a component. A router is the same with [`Router`], [`export_router!`] and one
+//! function, `decide`.
+
+pub mod base64;
+pub mod bindings;
+pub mod e164;
+pub mod form;
+pub mod http;
+pub mod json;
+pub mod query;
+pub mod settings;
+
+pub use e164::{E164, E164Error};
+pub use form::FormError;
+pub use http::{basic_auth, header};
+pub use settings::Settings;
+
+/// `serde`, re-exported so plugins need no extra dependency (use
+/// `#[serde(crate = "plugboard_sdk::serde")]` on derives).
+pub use serde;
+/// `serde_json`, re-exported so plugins need no extra dependency.
+pub use serde_json;
+
+/// The contract's value types (`plugboard:plugin/types`), shared by channels and routers.
+pub mod types {
+    pub use crate::bindings::channel::plugboard::plugin::types::*;
+}
+
+/// The host's functions (`plugboard:plugin/host`): `log`, `hmac_sha1`, `hmac_sha256`, `sha256`,
+/// `now_millis`, `random_bytes`. They are only callable inside a component; calling them in a
+/// native test panics.
+pub use crate::bindings::channel::plugboard::plugin::host;
+
+/// The functions a channel plugin implements (the contract's `messaging` interface).
+pub use crate::bindings::channel::exports::plugboard::plugin::messaging::Guest as Channel;
+
+/// The function a routing strategy implements (the contract's `routing` interface).
+pub use crate::bindings::router::exports::plugboard::plugin::routing::Guest as Router;
+
+/// Compares two byte strings in constant time (for a given length): use it for signatures and
+/// tokens. Different lengths compare unequal immediately; lengths are not secret.
+pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut diff = 0u8;
+    for (x, y) in a.iter().zip(b) {
+        diff |= std::hint::black_box(x ^ y);
+    }
+    std::hint::black_box(diff) == 0
+}
+
+/// Exports a type implementing [`Channel`] as the plugin's `messaging` interface.
+///
+/// Invoke it once, at the crate root or in any module, with the type's name:
+/// `plugboard_sdk::export_channel!(MyChannel);`
+#[macro_export]
+macro_rules! export_channel {
+    ($ty:ident) => {
+        #[allow(unsafe_code)]
+        const _: () = {
+            $crate::bindings::channel::__export_channel_world!(
+                $ty with_types_in $crate::bindings::channel
+            );
+        };
+    };
+}
+
+/// Exports a type implementing [`Router`] as the plugin's `routing` interface.
+///
+/// Invoke it once, at the crate root or in any module, with the type's name:
+/// `plugboard_sdk::export_router!(MyRouter);`
+#[macro_export]
+macro_rules! export_router {
+    ($ty:ident) => {
+        #[allow(unsafe_code)]
+        const _: () = {
+            $crate::bindings::router::__export_router_world!(
+                $ty with_types_in $crate::bindings::router
+            );
+        };
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ct_eq;
+
+    #[test]
+    fn constant_time_eq() {
+        assert!(ct_eq(b"abc", b"abc"));
+        assert!(!ct_eq(b"abc", b"abd"));
+        assert!(!ct_eq(b"abc", b"ab"));
+        assert!(ct_eq(b"", b""));
+    }
+}

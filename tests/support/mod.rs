@@ -1,0 +1,465 @@
+//! Test support: start the real `plugboard` binary on a free loopback port with a generated
+//! configuration, talk to it over HTTP, and run fake providers that record what they receive.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
+use serde_json::Value;
+
+/// The plugin and agent settings most tests use.
+pub const AUTH_TOKEN: &str = "test-auth-token-0123456789";
+/// The Twilio account SID the tests configure.
+pub const ACCOUNT_SID: &str = "ACtest000000000000000000000000000";
+/// Alice's bearer token (queue `support`).
+pub const ALICE: &str = "alice-token-123";
+/// Bob's bearer token (queue `sales`).
+pub const BOB: &str = "bob-token-12345";
+/// The admin token.
+pub const ADMIN: &str = "admin-token-123";
+
+/// A free loopback port (bound, read, released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A running `plugboard serve`, killed on drop.
+pub struct Host {
+    child: Option<Child>,
+    /// The base URL, e.g. `http://127.0.0.1:40123`.
+    pub base: String,
+    /// The working directory (config, data, logs).
+    pub dir: PathBuf,
+    config_path: PathBuf,
+    log_path: PathBuf,
+    /// A client for requests to the host.
+    pub http: reqwest::Client,
+}
+
+/// What a test configures beyond the standard `support`/`sales` queues, agents and `sms` channel.
+#[derive(Default, Clone)]
+pub struct Setup {
+    /// The Twilio API base the `sms` channel sends to.
+    pub twilio_api_base: Option<String>,
+    /// Extra TOML appended to the configuration.
+    pub extra: String,
+    /// Test guest plugins to copy into the plugins directory.
+    pub plugins: Vec<&'static str>,
+}
+
+impl Host {
+    /// Starts a host in a fresh directory and waits until it answers `/healthz`.
+    pub fn start(setup: Setup) -> Host {
+        let dir = tempfile::Builder::new()
+            .prefix("plugboard-e2e-")
+            .tempdir()
+            .unwrap()
+            .keep();
+        Host::start_in(dir, setup)
+    }
+
+    /// Starts a host in `dir` (reusing its data if any).
+    pub fn start_in(dir: PathBuf, setup: Setup) -> Host {
+        let port = free_port();
+        let base = format!("http://127.0.0.1:{port}");
+        let plugins_dir = dir.join("plugins");
+        std::fs::create_dir_all(&plugins_dir).unwrap();
+        for name in &setup.plugins {
+            let src = plugboard_artifacts::test_plugin(name);
+            std::fs::copy(&src, plugins_dir.join(format!("{name}.wasm")))
+                .unwrap_or_else(|e| panic!("copy {}: {e}", src.display()));
+        }
+        let api_base = setup
+            .twilio_api_base
+            .clone()
+            .unwrap_or_else(|| "http://127.0.0.1:9".to_owned());
+        let config = format!(
+            r#"
+[server]
+listen = "127.0.0.1:{port}"
+public_url = "{base}"
+data_dir = "{data}"
+plugins_dir = "{plugins}"
+admin_token = "{ADMIN}"
+
+[limits]
+memory_mib = 32
+call_timeout_ms = 500
+
+[[queues]]
+name = "support"
+router = "ring-all"
+
+[[queues]]
+name = "sales"
+router = "ring-all"
+
+[[channels]]
+name = "sms"
+plugin = "twilio-sms"
+queue = "support"
+[channels.settings]
+account_sid = "{ACCOUNT_SID}"
+auth_token = "${{TEST_TWILIO_AUTH_TOKEN}}"
+from = "+15005550006"
+api_base = "{api_base}"
+
+[[agents]]
+id = "alice"
+name = "Alice"
+token = "{ALICE}"
+queues = ["support"]
+
+[[agents]]
+id = "bob"
+name = "Bob"
+token = "{BOB}"
+queues = ["sales"]
+{extra}
+"#,
+            data = dir.join("data").display(),
+            plugins = plugins_dir.display(),
+            extra = setup.extra,
+        );
+        let config_path = dir.join("plugboard.toml");
+        std::fs::write(&config_path, config).unwrap();
+        let mut host = Host {
+            child: None,
+            base,
+            log_path: dir.join("plugboard.log"),
+            dir,
+            config_path,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap(),
+        };
+        host.spawn();
+        host
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log_path)
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_plugboard"))
+            .args(["serve", "--config"])
+            .arg(&self.config_path)
+            .env("TEST_TWILIO_AUTH_TOKEN", AUTH_TOKEN)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn plugboard");
+        self.child = Some(child);
+        self.wait_ready();
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let addr = self.base.trim_start_matches("http://").to_owned();
+        loop {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("plugboard exited early ({status}); log:\n{}", self.log());
+            }
+            if http_status(&addr, "/healthz") == Ok(200) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "plugboard not ready; log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The host's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// Kills the process with SIGKILL (no shutdown, no final flush).
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts the process again with the same configuration and data.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    /// The full URL of `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// POSTs a Twilio-style form to a channel's webhook, signed with `token` (None: unsigned).
+    pub async fn post_twilio(
+        &self,
+        channel: &str,
+        params: &[(&str, &str)],
+        token: Option<&str>,
+    ) -> reqwest::Response {
+        let url = self.url(&format!("/webhooks/{channel}"));
+        let body = form(params);
+        let mut req = self
+            .http
+            .post(&url)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body);
+        if let Some(token) = token {
+            req = req.header("x-twilio-signature", twilio_signature(token, &url, params));
+        }
+        req.send().await.unwrap()
+    }
+
+    /// GETs an API path as the agent with `token`, expecting JSON.
+    pub async fn get_json(&self, path: &str, token: &str) -> (u16, Value) {
+        let resp = self
+            .http
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    /// POSTs JSON to an API path as the agent with `token`.
+    pub async fn post_json(&self, path: &str, token: &str, body: Value) -> (u16, Value) {
+        let resp = self
+            .http
+            .post(self.url(path))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    /// The conversations `token`'s agent sees.
+    pub async fn conversations(&self, token: &str) -> Vec<Value> {
+        let (status, body) = self.get_json("/api/v1/conversations", token).await;
+        assert_eq!(status, 200, "{body}");
+        body["conversations"].as_array().unwrap().clone()
+    }
+
+    /// A conversation's messages as `token`'s agent sees them.
+    pub async fn messages(&self, conversation: &str, token: &str) -> Vec<Value> {
+        let (status, body) = self
+            .get_json(
+                &format!("/api/v1/conversations/{conversation}/messages"),
+                token,
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        body["messages"].as_array().unwrap().clone()
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The status of a plain blocking GET, for readiness polling outside async code.
+fn http_status(addr: &str, path: &str) -> Result<u16, String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_secs(2)))
+        .map_err(|e| e.to_string())?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(|e| e.to_string())?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).map_err(|e| e.to_string())?;
+    buf.split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| "no status".to_owned())
+}
+
+/// `application/x-www-form-urlencoded` encoding of `params`.
+pub fn form(params: &[(&str, &str)]) -> String {
+    let mut s = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in params {
+        s.append_pair(k, v);
+    }
+    s.finish()
+}
+
+/// Twilio's `X-Twilio-Signature`, computed independently of the plugin: HMAC-SHA1 over the URL
+/// followed by each parameter name and value, sorted by name, Base64.
+pub fn twilio_signature(token: &str, url: &str, params: &[(&str, &str)]) -> String {
+    let mut sorted: Vec<_> = params.to_vec();
+    sorted.sort();
+    let mut data = url.to_owned();
+    for (k, v) in sorted {
+        data.push_str(k);
+        data.push_str(v);
+    }
+    let mut mac = Hmac::<sha1::Sha1>::new_from_slice(token.as_bytes()).unwrap();
+    mac.update(data.as_bytes());
+    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+}
+
+/// An inbound SMS as Twilio posts it (shape of a real capture).
+pub fn inbound_sms(sid: &str, from: &str, body: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("ToCountry", "US".into()),
+        ("SmsMessageSid", sid.into()),
+        ("NumMedia", "0".into()),
+        ("SmsSid", sid.into()),
+        ("SmsStatus", "received".into()),
+        ("Body", body.into()),
+        ("To", "+15005550006".into()),
+        ("NumSegments", "1".into()),
+        ("MessageSid", sid.into()),
+        ("AccountSid", ACCOUNT_SID.into()),
+        ("From", from.into()),
+        ("ApiVersion", "2010-04-01".into()),
+    ]
+}
+
+/// Borrows owned parameters as `&str` pairs.
+pub fn pairs<'a>(params: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
+    params.iter().map(|(k, v)| (*k, v.as_str())).collect()
+}
+
+/// One request a fake provider received.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    /// Method.
+    pub method: String,
+    /// Path and query.
+    pub path: String,
+    /// Headers, lower-case names.
+    pub headers: BTreeMap<String, String>,
+    /// Body.
+    pub body: Vec<u8>,
+}
+
+impl Recorded {
+    /// The body parsed as a form, in order.
+    pub fn form(&self) -> Vec<(String, String)> {
+        form_urlencoded::parse(&self.body).into_owned().collect()
+    }
+}
+
+/// A scripted answer: status, JSON body.
+pub type Answer = (u16, Value);
+
+/// A real HTTP server on 127.0.0.1 that records every request and answers from a script
+/// (the last answer repeats).
+pub struct FakeProvider {
+    /// Its base URL.
+    pub base: String,
+    recorded: Arc<Mutex<Vec<Recorded>>>,
+    script: Arc<Mutex<Vec<Answer>>>,
+}
+
+impl FakeProvider {
+    /// Starts the server on a free port in the current tokio runtime.
+    pub async fn start(script: Vec<Answer>) -> FakeProvider {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr: SocketAddr = listener.local_addr().unwrap();
+        let recorded = Arc::new(Mutex::new(Vec::new()));
+        let script = Arc::new(Mutex::new(script));
+        let (rec, scr) = (recorded.clone(), script.clone());
+        let handler = move |req: axum::extract::Request| {
+            let (rec, scr) = (rec.clone(), scr.clone());
+            async move {
+                let (parts, body) = req.into_parts();
+                let body = axum::body::to_bytes(body, 16 << 20).await.unwrap();
+                rec.lock().unwrap().push(Recorded {
+                    method: parts.method.to_string(),
+                    path: parts
+                        .uri
+                        .path_and_query()
+                        .map(|p| p.to_string())
+                        .unwrap_or_default(),
+                    headers: parts
+                        .headers
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_owned()))
+                        .collect(),
+                    body: body.to_vec(),
+                });
+                let (status, json) = {
+                    let mut s = scr.lock().unwrap();
+                    if s.len() > 1 {
+                        s.remove(0)
+                    } else {
+                        s[0].clone()
+                    }
+                };
+                (
+                    axum::http::StatusCode::from_u16(status).unwrap(),
+                    axum::Json(json),
+                )
+            }
+        };
+        let app = axum::Router::new().fallback(handler);
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        FakeProvider {
+            base: format!("http://{addr}"),
+            recorded,
+            script,
+        }
+    }
+
+    /// Everything received so far.
+    pub fn recorded(&self) -> Vec<Recorded> {
+        self.recorded.lock().unwrap().clone()
+    }
+
+    /// Replaces the script.
+    pub fn answer(&self, script: Vec<Answer>) {
+        *self.script.lock().unwrap() = script;
+    }
+}
+
+/// Polls `f` until it returns Some, for up to 20 s.
+pub async fn eventually<T, F, Fut>(what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The path of a file inside the host's directory.
+pub fn path_in(host: &Host, rel: &str) -> PathBuf {
+    Path::new(&host.dir).join(rel)
+}
