@@ -14,6 +14,7 @@ fn sms(sid: &str, from: &str, body: &str) -> Vec<(&'static str, String)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signed_webhook_is_stored_and_offered_to_the_queue_agent() {
     let host = Host::start(Setup::default());
+    host.presence(ALICE, "online").await;
     let params = sms(
         "SM00000000000000000000000000000001",
         "+14155550100",
@@ -149,16 +150,26 @@ async fn unknown_channel_is_404_and_oversized_body_is_413() {
     let body: serde_json::Value = resp.json().await.unwrap();
     assert!(body["error"].as_str().unwrap().contains("nope"), "{body}");
 
-    let big = "x".repeat(1024 * 1024 + 1);
-    let resp = host
-        .http
-        .post(host.url("/webhooks/sms"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(format!("Body={big}"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 413);
+    // Declared too large: refused before the body is read.
+    let head = format!(
+        "POST /webhooks/sms HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        1024 * 1024 + 1
+    );
+    let answer = host.raw(head.as_bytes());
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("1048576-byte limit"), "{answer}");
+
+    // Chunked with no length: refused once the limit is crossed.
+    let chunk = vec![b'x'; 64 * 1024];
+    let mut req = b"POST /webhooks/sms HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n".to_vec();
+    for _ in 0..17 {
+        req.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+        req.extend_from_slice(&chunk);
+        req.extend_from_slice(b"\r\n");
+    }
+    req.extend_from_slice(b"0\r\n\r\n");
+    let answer = host.raw(&req);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
     assert!(host.conversations(ALICE).await.is_empty());
     assert_eq!(
         reqwest::get(host.url("/healthz")).await.unwrap().status(),

@@ -6,22 +6,29 @@
 // Rejections are axum `Response`s by design: a handler returns them as they are.
 #![allow(clippy::result_large_err)]
 
+use std::collections::VecDeque;
+use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{FromRequestParts, Path, State};
+use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
+use futures_util::Stream;
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 use subtle::ConstantTimeEq;
 
+use crate::agents::Presence;
 use crate::config::AgentConfig;
 use crate::sandbox::Clock;
 use crate::server::{AppState, error_response};
 use crate::storage::{
-    Attachment, Conversation, ConversationState, Direction, Message, MessageStatus,
+    Attachment, Contact, Conversation, ConversationState, Direction, Message, MessageStatus,
+    Rejection, StoredEvent, UpdateError,
 };
 
 /// How long a reply request waits for the provider's answer before answering 202.
@@ -101,10 +108,12 @@ pub struct ConversationView {
     kind: String,
     customer: String,
     contact_name: Option<String>,
+    known_contact: bool,
     queue: String,
     state: ConversationState,
     owner: Option<String>,
     offered_to: Vec<String>,
+    handled_by: Vec<String>,
     created_at: u64,
     updated_at: u64,
     last_inbound_at: Option<u64>,
@@ -119,16 +128,19 @@ impl ConversationView {
             .get(&c.channel)
             .map(|ch| ch.plugin.manifest.kind.clone())
             .unwrap_or_default();
+        let contact = state.app.storage.contact(&c.customer).ok().flatten();
         ConversationView {
             id: c.id.to_string(),
             kind,
             channel: c.channel,
+            known_contact: contact.is_some(),
+            contact_name: contact.map(|k| k.name).or(c.contact_name),
             customer: c.customer,
-            contact_name: c.contact_name,
             queue: c.queue,
             state: c.state,
             owner: c.owner,
             offered_to: c.offered_to,
+            handled_by: c.handled_by,
             created_at: c.created_at,
             updated_at: c.updated_at,
             last_inbound_at: c.last_inbound_at,
@@ -169,8 +181,13 @@ impl From<Message> for MessageView {
     }
 }
 
-fn visible(agent: &AgentConfig, c: &Conversation) -> bool {
-    c.owner.as_deref() == Some(agent.id.as_str()) || agent.queues.iter().any(|q| q == &c.queue)
+/// Whether `agent` may see `c` by id: their own, their queues', their managed queues', and
+/// closed ones they handled.
+fn visible(state: &AppState, agent: &AgentConfig, c: &Conversation) -> bool {
+    c.owner.as_deref() == Some(agent.id.as_str())
+        || agent.queues.iter().any(|q| q == &c.queue)
+        || state.app.config.manages(&agent.id, &c.queue)
+        || (c.state == ConversationState::Closed && c.handled_by.iter().any(|a| a == &agent.id))
 }
 
 fn storage_error(e: impl std::fmt::Display) -> Response {
@@ -198,21 +215,71 @@ fn visible_conversation(
         return Err(not_found(id));
     };
     match state.app.storage.conversation(n) {
-        Ok(Some(c)) if visible(agent, &c) => Ok(c),
+        Ok(Some(c)) if visible(state, agent, &c) => Ok(c),
         Ok(_) => Err(not_found(id)),
         Err(e) => Err(storage_error(e)),
     }
 }
 
-/// `GET /api/v1/conversations`: the agent's queues' conversations and their own.
-pub async fn list_conversations(State(state): State<AppState>, Agent(agent): Agent) -> Response {
-    match state.app.storage.conversations(|c| visible(&agent, c)) {
+/// `?view=` of the conversation list.
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    view: Option<String>,
+}
+
+/// `GET /api/v1/conversations?view=recent|archived|monitor`: recent (the default) is the
+/// queued work of the agent's queues plus their own open conversations; archived is the closed
+/// ones they handled; monitor is every conversation of the queues they manage.
+pub async fn list_conversations(
+    State(state): State<AppState>,
+    Agent(agent): Agent,
+    Query(q): Query<ListQuery>,
+) -> Response {
+    let me = agent.id.as_str();
+    let in_my_queue = |c: &Conversation| agent.queues.iter().any(|q| q == &c.queue);
+    let result = match q.view.as_deref().unwrap_or("recent") {
+        "recent" => state.app.storage.conversations(|c| match c.state {
+            ConversationState::Queued => in_my_queue(c),
+            ConversationState::Assigned => c.owner.as_deref() == Some(me),
+            ConversationState::Closed => false,
+        }),
+        "archived" => state.app.storage.conversations(|c| {
+            c.state == ConversationState::Closed && c.handled_by.iter().any(|a| a == me)
+        }),
+        "monitor" => {
+            let managed: Vec<&str> = state
+                .app
+                .config
+                .queues
+                .iter()
+                .filter(|q| q.managers.iter().any(|m| m == me))
+                .map(|q| q.name.as_str())
+                .collect();
+            if managed.is_empty() {
+                return error_response(
+                    StatusCode::FORBIDDEN,
+                    "the monitor view is for queue managers; you manage no queue",
+                );
+            }
+            state
+                .app
+                .storage
+                .conversations(|c| managed.contains(&c.queue.as_str()))
+        }
+        other => {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                format!("unknown view {other:?}: use recent, archived or monitor"),
+            );
+        }
+    };
+    match result {
         Ok(list) => {
             let views: Vec<_> = list
                 .into_iter()
                 .map(|c| ConversationView::new(&state, c))
                 .collect();
-            Json(serde_json::json!({ "conversations": views })).into_response()
+            Json(json!({ "conversations": views })).into_response()
         }
         Err(e) => storage_error(e),
     }
@@ -303,17 +370,6 @@ pub async fn reply(
             );
         }
     }
-    if conv.state == ConversationState::Closed {
-        return error_response(StatusCode::CONFLICT, "the conversation is closed");
-    }
-    if let Some(owner) = &conv.owner
-        && owner != &agent.id
-    {
-        return error_response(
-            StatusCode::CONFLICT,
-            format!("the conversation is owned by {owner}"),
-        );
-    }
     match state
         .app
         .storage
@@ -339,25 +395,41 @@ pub async fn reply(
             content_type: a.content_type,
         })
         .collect();
+    match send_reply(&state, &agent, &conv, text, attachments).await {
+        Ok((status, view)) => (status, Json(view)).into_response(),
+        Err(r) => r,
+    }
+}
+
+/// Queues an agent's message durably, submits it, and waits for the provider's answer.
+async fn send_reply(
+    state: &AppState,
+    agent: &AgentConfig,
+    before: &Conversation,
+    text: Option<String>,
+    attachments: Vec<Attachment>,
+) -> Result<(StatusCode, MessageView), Response> {
     let now = Clock::System.now_millis();
-    let message = match state
+    let (after, message) = state
         .app
         .storage
-        .add_outbound(conv.id, &agent.id, text, attachments, now)
-    {
-        Ok(Some(m)) => m,
-        Ok(None) => return not_found(&id),
-        Err(e) => return storage_error(e),
-    };
-    if let Err(e) = state.app.storage.wait_durable().await {
-        return storage_error(e);
+        .add_outbound(before.id, Some(&agent.id), text, attachments, now)
+        .map_err(|e| update_error(e, &before.id.to_string()))?;
+    if before.state == ConversationState::Queued && after.state == ConversationState::Assigned {
+        announce_assigned(state, before, &after, "first_reply");
     }
+    state
+        .app
+        .storage
+        .wait_durable()
+        .await
+        .map_err(storage_error)?;
     let rx = state.outbox.watch(message.conversation, message.seq);
     state.outbox.submit(message.conversation, message.seq);
-    match state.outbox.wait(rx, SEND_WAIT).await {
-        Some(done) => (StatusCode::CREATED, Json(MessageView::from(done))).into_response(),
-        None => (StatusCode::ACCEPTED, Json(MessageView::from(message))).into_response(),
-    }
+    Ok(match state.outbox.wait(rx, SEND_WAIT).await {
+        Some(done) => (StatusCode::CREATED, MessageView::from(done)),
+        None => (StatusCode::ACCEPTED, MessageView::from(message)),
+    })
 }
 
 /// `GET /api/v1/admin/plugins`: loaded and refused plugins.
@@ -376,4 +448,518 @@ pub async fn plugins(State(state): State<AppState>, _admin: Admin) -> Response {
         "refused": p.refused,
     }))
     .into_response()
+}
+
+fn update_error(e: UpdateError, id: &str) -> Response {
+    match e {
+        UpdateError::Storage(e) => storage_error(e),
+        UpdateError::Rejected(Rejection::NotFound) => not_found(id),
+        UpdateError::Rejected(Rejection::Conflict(m)) => error_response(StatusCode::CONFLICT, m),
+        UpdateError::Rejected(Rejection::Forbidden(m)) => error_response(StatusCode::FORBIDDEN, m),
+    }
+}
+
+/// Parses a JSON body, or answers 400 with an example of the expected shape.
+fn json_body<T: serde::de::DeserializeOwned>(body: &[u8], example: &str) -> Result<T, Response> {
+    serde_json::from_slice(body).map_err(|e| {
+        error_response(
+            StatusCode::BAD_REQUEST,
+            format!("body must be JSON like {example}: {e}"),
+        )
+    })
+}
+
+/// Events for a conversation that just got an owner: the owner is told, and the others who
+/// were offered it or see it in their queue list have the card hidden.
+fn announce_assigned(state: &AppState, before: &Conversation, after: &Conversation, how: &str) {
+    let Some(owner) = after.owner.clone() else {
+        return;
+    };
+    state.agents.assigned(&owner, Clock::System.now_millis());
+    let others: Vec<String> = before
+        .offered_to
+        .iter()
+        .filter(|a| **a != owner)
+        .cloned()
+        .collect();
+    if !others.is_empty() {
+        state.events.publish(
+            "offer_withdrawn",
+            others,
+            Some(after.id),
+            json!({"reason": "taken", "owner": owner}),
+        );
+    }
+    let mut audience: Vec<String> = state
+        .app
+        .config
+        .queue_members(&after.queue)
+        .map(|a| a.id.clone())
+        .collect();
+    if !audience.contains(&owner) {
+        audience.push(owner.clone());
+    }
+    state.events.publish(
+        "assigned",
+        audience,
+        Some(after.id),
+        json!({"owner": owner, "how": how}),
+    );
+}
+
+/// `POST /api/v1/conversations/{id}/take`: the agent takes a conversation of their queue.
+/// Taking one another agent owns is a 409 that names the owner; of two agents taking at once,
+/// exactly one wins.
+pub async fn take(
+    State(state): State<AppState>,
+    Agent(agent): Agent,
+    Path(id): Path<String>,
+) -> Response {
+    let before = match visible_conversation(&state, &agent, &id) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let me = agent.id.clone();
+    let result = state
+        .app
+        .storage
+        .update_conversation(before.id, |c| match (&c.state, &c.owner) {
+            (ConversationState::Closed, _) => {
+                Err(Rejection::Conflict("the conversation is closed".into()))
+            }
+            (ConversationState::Assigned, Some(owner)) if owner == &me => Ok(false),
+            (ConversationState::Assigned, Some(owner)) => Err(Rejection::Conflict(format!(
+                "the conversation is owned by {owner}"
+            ))),
+            _ => {
+                c.assign(&me);
+                Ok(true)
+            }
+        });
+    match result {
+        Ok((after, changed)) => {
+            if changed {
+                announce_assigned(&state, &before, &after, "take");
+            }
+            Json(ConversationView::new(&state, after)).into_response()
+        }
+        Err(UpdateError::Rejected(Rejection::Conflict(m))) => {
+            let owner = state
+                .app
+                .storage
+                .conversation(before.id)
+                .ok()
+                .flatten()
+                .and_then(|c| c.owner);
+            (
+                StatusCode::CONFLICT,
+                Json(json!({"error": m, "owner": owner})),
+            )
+                .into_response()
+        }
+        Err(e) => update_error(e, &id),
+    }
+}
+
+/// The body of a transfer.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransferBody {
+    agent: String,
+}
+
+/// `POST /api/v1/conversations/{id}/transfer` `{"agent": "..."}`: hands the conversation,
+/// with its whole history, to another agent. Only its owner or a manager of its queue may.
+pub async fn transfer(
+    State(state): State<AppState>,
+    Agent(agent): Agent,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let before = match visible_conversation(&state, &agent, &id) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let body: TransferBody = match json_body(&body, r#"{"agent": "bob"}"#) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    if state.app.config.agent(&body.agent).is_none() {
+        return error_response(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("no agent with id {:?}", body.agent),
+        );
+    }
+    let me = agent.id.clone();
+    let manager = state.app.config.manages(&me, &before.queue);
+    let target = body.agent.clone();
+    let result = state.app.storage.update_conversation(before.id, |c| {
+        if c.state == ConversationState::Closed {
+            return Err(Rejection::Conflict("the conversation is closed".into()));
+        }
+        if c.owner.as_deref() != Some(me.as_str()) && !manager {
+            return Err(Rejection::Forbidden(format!(
+                "only the conversation's owner ({}) or a manager of queue {} may transfer it",
+                c.owner.as_deref().unwrap_or("nobody"),
+                c.queue
+            )));
+        }
+        let previous = c.owner.clone();
+        c.assign(&target);
+        Ok(previous)
+    });
+    match result {
+        Ok((after, previous)) => {
+            let now = Clock::System.now_millis();
+            state.agents.assigned(&target, now);
+            let mut audience = vec![target.clone()];
+            if let Some(p) = &previous {
+                state.agents.released(p, now);
+                if p != &target {
+                    audience.push(p.clone());
+                }
+            }
+            if !before.offered_to.is_empty() {
+                state.events.publish(
+                    "offer_withdrawn",
+                    before.offered_to.clone(),
+                    Some(after.id),
+                    json!({"reason": "transferred"}),
+                );
+            }
+            state.events.publish(
+                "transferred",
+                audience,
+                Some(after.id),
+                json!({"from": previous, "to": target, "by": me}),
+            );
+            Json(ConversationView::new(&state, after)).into_response()
+        }
+        Err(e) => update_error(e, &id),
+    }
+}
+
+/// `POST /api/v1/conversations/{id}/close`: resolves and archives it. Its owner, a manager of
+/// its queue, or (while it is still queued) an agent of its queue may close it.
+pub async fn close(
+    State(state): State<AppState>,
+    Agent(agent): Agent,
+    Path(id): Path<String>,
+) -> Response {
+    let before = match visible_conversation(&state, &agent, &id) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let me = agent.id.clone();
+    let manager = state.app.config.manages(&me, &before.queue);
+    let member = agent.queues.iter().any(|q| q == &before.queue);
+    let result = state.app.storage.update_conversation(before.id, |c| {
+        let allowed = manager
+            || c.owner.as_deref() == Some(me.as_str())
+            || (c.state == ConversationState::Queued && member);
+        if !allowed {
+            return Err(Rejection::Forbidden(format!(
+                "only the conversation's owner ({}) or a manager of queue {} may close it",
+                c.owner.as_deref().unwrap_or("nobody"),
+                c.queue
+            )));
+        }
+        if c.state == ConversationState::Closed {
+            return Ok(false);
+        }
+        c.state = ConversationState::Closed;
+        c.offered_to.clear();
+        c.offer_expires_at = None;
+        c.tried.clear();
+        if !c.handled_by.iter().any(|a| a == &me) {
+            c.handled_by.push(me.clone());
+        }
+        Ok(true)
+    });
+    match result {
+        Ok((after, changed)) => {
+            if changed {
+                if !before.offered_to.is_empty() {
+                    state.events.publish(
+                        "offer_withdrawn",
+                        before.offered_to.clone(),
+                        Some(after.id),
+                        json!({"reason": "closed"}),
+                    );
+                }
+                if let Some(owner) = &after.owner {
+                    state.agents.released(owner, Clock::System.now_millis());
+                }
+                let mut audience: Vec<String> = after.handled_by.clone();
+                if !audience.contains(&me) {
+                    audience.push(me.clone());
+                }
+                state
+                    .events
+                    .publish("closed", audience, Some(after.id), json!({"by": me}));
+                state.dispatcher.kick();
+            }
+            Json(ConversationView::new(&state, after)).into_response()
+        }
+        Err(e) => update_error(e, &id),
+    }
+}
+
+/// The body of a presence change.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PresenceBody {
+    presence: String,
+}
+
+/// `PUT /api/v1/agents/me/presence` `{"presence": "online"|"away"|"offline"}`.
+pub async fn set_presence(
+    State(state): State<AppState>,
+    Agent(agent): Agent,
+    body: Bytes,
+) -> Response {
+    let body: PresenceBody = match json_body(&body, r#"{"presence": "online"}"#) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let presence = match body.presence.as_str() {
+        "online" => Presence::Online,
+        "away" => Presence::Away,
+        "offline" => Presence::Offline,
+        other => {
+            return error_response(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("presence {other:?} is not one of online, away, offline"),
+            );
+        }
+    };
+    state
+        .agents
+        .set_presence(&agent.id, presence, Clock::System.now_millis());
+    state.events.publish(
+        "presence",
+        vec![agent.id.clone()],
+        None,
+        json!({"agent": agent.id, "presence": presence}),
+    );
+    if presence == Presence::Online {
+        state.dispatcher.kick();
+    }
+    Json(json!({"agent": agent.id, "presence": presence})).into_response()
+}
+
+/// `GET /api/v1/agents/me/presence`.
+pub async fn get_presence(State(state): State<AppState>, Agent(agent): Agent) -> Response {
+    let presence = state.agents.presence(&agent.id);
+    Json(json!({"agent": agent.id, "presence": presence})).into_response()
+}
+
+/// The body of an agent-started conversation.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StartBody {
+    to: String,
+    channel: Option<String>,
+    text: Option<String>,
+}
+
+/// `POST /api/v1/conversations` `{"to": "+E164", "channel"?: "...", "text"?: "..."}`: an
+/// agent with `may_start` opens a conversation over their `send_from` channel.
+pub async fn start_conversation(
+    State(state): State<AppState>,
+    Agent(agent): Agent,
+    body: Bytes,
+) -> Response {
+    let body: StartBody = match json_body(&body, r#"{"to": "+14155550100"}"#) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    if !agent.may_start {
+        return error_response(
+            StatusCode::FORBIDDEN,
+            "you may not start conversations (may_start is off for you)",
+        );
+    }
+    let Some(channel_name) = body.channel.clone().or(agent.send_from.clone()) else {
+        return error_response(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "no `channel` given and no send_from channel is configured for you",
+        );
+    };
+    if let Some(own) = &agent.send_from
+        && own != &channel_name
+    {
+        return error_response(
+            StatusCode::FORBIDDEN,
+            format!("you may start conversations only from channel {own}"),
+        );
+    }
+    let Some(channel) = state.app.channels.get(&channel_name).cloned() else {
+        return error_response(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("no channel named {channel_name:?}"),
+        );
+    };
+    let number = match plugboard_sdk::E164::parse(&body.to) {
+        Ok(n) => n,
+        Err(e) => {
+            return error_response(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("`to` must be an E.164 number like +14155550100: {e}"),
+            );
+        }
+    };
+    let customer = match channel.plugin.manifest.kind.as_str() {
+        "whatsapp" => format!("whatsapp:{number}"),
+        _ => number.to_string(),
+    };
+    let queue = match &channel.target {
+        crate::storage::ConversationTarget::Queue { queue, .. } => queue.clone(),
+        crate::storage::ConversationTarget::Agent(_) => String::new(),
+    };
+    let now = Clock::System.now_millis();
+    let conv =
+        match state
+            .app
+            .storage
+            .start_conversation(&channel.name, &customer, &queue, &agent.id, now)
+        {
+            Ok(c) => c,
+            Err(e) => return update_error(e, &customer),
+        };
+    state.agents.assigned(&agent.id, now);
+    state.events.publish(
+        "assigned",
+        vec![agent.id.clone()],
+        Some(conv.id),
+        json!({"owner": agent.id, "how": "started"}),
+    );
+    let mut out = json!({});
+    if let Some(text) = body.text.filter(|t| !t.trim().is_empty()) {
+        match send_reply(&state, &agent, &conv, Some(text), Vec::new()).await {
+            Ok((_, view)) => out["message"] = json!(view),
+            Err(r) => return r,
+        }
+    }
+    let conv = state
+        .app
+        .storage
+        .conversation(conv.id)
+        .ok()
+        .flatten()
+        .unwrap_or(conv);
+    out["conversation"] = json!(ConversationView::new(&state, conv));
+    (StatusCode::CREATED, Json(out)).into_response()
+}
+
+/// `GET /api/v1/contacts`: the directory.
+pub async fn list_contacts(State(state): State<AppState>, _agent: Agent) -> Response {
+    match state.app.storage.contacts() {
+        Ok(list) => Json(json!({ "contacts": list })).into_response(),
+        Err(e) => storage_error(e),
+    }
+}
+
+/// `POST /api/v1/contacts` `{"name": "...", "address": "..."}`: adds or renames a contact.
+pub async fn add_contact(State(state): State<AppState>, _agent: Agent, body: Bytes) -> Response {
+    let contact: Contact = match json_body(&body, r#"{"name": "Ann", "address": "+14155550100"}"#) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    if contact.name.trim().is_empty() || contact.name.chars().count() > 200 {
+        return error_response(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "`name` must be 1 to 200 characters",
+        );
+    }
+    if contact.address.trim().is_empty() || contact.address.len() > 320 {
+        return error_response(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "`address` must be 1 to 320 characters",
+        );
+    }
+    match state.app.storage.put_contact(&contact) {
+        Ok(()) => (StatusCode::CREATED, Json(contact)).into_response(),
+        Err(e) => storage_error(e),
+    }
+}
+
+/// `?last_event_id=` for clients that cannot set the header.
+#[derive(Debug, Deserialize)]
+pub struct EventsQuery {
+    last_event_id: Option<u64>,
+}
+
+/// How many log entries one backlog read scans.
+const BACKLOG_CHUNK: usize = 512;
+
+struct EventCursor {
+    state: AppState,
+    agent: String,
+    cursor: u64,
+    pending: VecDeque<StoredEvent>,
+    live: tokio::sync::broadcast::Receiver<std::sync::Arc<StoredEvent>>,
+    caught_up: bool,
+}
+
+/// `GET /api/v1/events`: Server-Sent Events of what concerns the agent (offered, offer
+/// withdrawn, message, assigned, transferred, closed, presence, ...). Each event's id is its
+/// position in the durable log; reconnecting with `Last-Event-ID` resumes without loss.
+/// Without it the stream starts with what happens next.
+pub async fn events(
+    State(state): State<AppState>,
+    Agent(agent): Agent,
+    headers: HeaderMap,
+    Query(q): Query<EventsQuery>,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let live = state.events.subscribe();
+    let resume = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .or(q.last_event_id);
+    let cursor = resume.unwrap_or_else(|| state.events.last_id());
+    let start = EventCursor {
+        state,
+        agent: agent.id,
+        cursor,
+        pending: VecDeque::new(),
+        live,
+        caught_up: false,
+    };
+    let stream = futures_util::stream::unfold(start, |mut c| async move {
+        loop {
+            if let Some(e) = c.pending.pop_front() {
+                let data = json!({"kind": e.kind, "conversation": e.conversation, "data": e.data, "at": e.at});
+                let event = Event::default()
+                    .id(e.id.to_string())
+                    .event(e.kind.clone())
+                    .data(data.to_string());
+                return Some((Ok(event), c));
+            }
+            if !c.caught_up {
+                let (mine, last) = c.state.events.backlog(&c.agent, c.cursor, BACKLOG_CHUNK);
+                c.caught_up = last == c.cursor;
+                c.cursor = last;
+                c.pending.extend(mine);
+                continue;
+            }
+            match c.live.recv().await {
+                Ok(e) if e.id <= c.cursor => {}
+                Ok(e) if e.id > c.cursor + 1 => {
+                    // Logged events we have not seen live: read them from the log.
+                    c.caught_up = false;
+                }
+                Ok(e) => {
+                    c.cursor = e.id;
+                    if e.audience.iter().any(|a| a == &c.agent) {
+                        c.pending.push_back((*e).clone());
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => c.caught_up = false,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    });
+    Sse::new(stream).keep_alive(KeepAlive::default())
 }

@@ -13,7 +13,7 @@ use subtle::ConstantTimeEq;
 use crate::config::{AgentConfig, Config, ConfigError};
 use crate::plugin::{ChannelPlugin, PluginSet, RouterPlugin};
 use crate::sandbox::{Clock, Sandbox};
-use crate::storage::Storage;
+use crate::storage::{ConversationTarget, Storage};
 
 /// A channel instance: a plugin plus an operator's settings and the queue it feeds.
 pub struct ChannelInstance {
@@ -21,8 +21,8 @@ pub struct ChannelInstance {
     pub name: String,
     /// The plugin.
     pub plugin: Arc<ChannelPlugin>,
-    /// The queue new conversations go to.
-    pub queue: String,
+    /// Where new conversations go.
+    pub target: ConversationTarget,
     /// The settings passed to every call, in name order.
     pub settings: Arc<Vec<(String, String)>>,
     /// Hosts the plugin may send requests to: its manifest's API hosts plus the hosts of URL
@@ -85,6 +85,12 @@ impl App {
         let channels = resolve_channels(&config, &plugins)?;
         let queues = resolve_queues(&config, &plugins)?;
         let storage = Storage::open(&config.server.data_dir.join("db"))?;
+        for contact in &config.contacts {
+            storage.put_contact(&crate::storage::Contact {
+                address: contact.address.clone(),
+                name: contact.name.clone(),
+            })?;
+        }
         Ok(App {
             config,
             sandbox,
@@ -199,7 +205,13 @@ fn resolve_channels(
             Arc::new(ChannelInstance {
                 name: c.name.clone(),
                 plugin,
-                queue: c.queue.clone(),
+                target: match (&c.queue, &c.agent) {
+                    (_, Some(agent)) => ConversationTarget::Agent(agent.clone()),
+                    (queue, None) => ConversationTarget::Queue {
+                        queue: queue.clone().unwrap_or_default(),
+                        skills: c.skills.clone(),
+                    },
+                },
                 settings: Arc::new(
                     c.settings
                         .iter()

@@ -70,6 +70,19 @@ pub struct Config {
     /// Agents and their bearer tokens.
     #[serde(default)]
     pub agents: Vec<AgentConfig>,
+    /// The contact directory's initial entries (more can be added through the API).
+    #[serde(default)]
+    pub contacts: Vec<ContactConfig>,
+}
+
+/// `[[contacts]]`: a known customer address and the name agents see.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContactConfig {
+    /// The name shown to agents.
+    pub name: String,
+    /// The address as the channel delivers it (`+14155550100`, `whatsapp:+14155550100`).
+    pub address: String,
 }
 
 /// `[server]`.
@@ -159,8 +172,15 @@ pub struct ChannelConfig {
     pub name: String,
     /// The channel plugin's name (its file name without `.wasm`).
     pub plugin: String,
-    /// The queue new conversations go to.
-    pub queue: String,
+    /// The queue new conversations go to (or set `agent`).
+    #[serde(default)]
+    pub queue: Option<String>,
+    /// The single agent new conversations go to directly, instead of a queue.
+    #[serde(default)]
+    pub agent: Option<String>,
+    /// Skills an agent needs to be offered this channel's work (for the `skills` router).
+    #[serde(default)]
+    pub skills: Vec<String>,
     /// Settings passed to the plugin; `${VAR}` is replaced from the environment.
     #[serde(default)]
     pub settings: BTreeMap<String, String>,
@@ -174,6 +194,31 @@ pub struct QueueConfig {
     pub name: String,
     /// The router plugin that decides who is offered its work.
     pub router: String,
+    /// Seconds an offer stays open before it is withdrawn and the router is asked again.
+    #[serde(default = "default_offer_timeout")]
+    pub offer_timeout: u64,
+    /// Seconds work may wait before it moves to `overflow`.
+    #[serde(default)]
+    pub max_wait: Option<u64>,
+    /// The queue work moves to after `max_wait`.
+    #[serde(default)]
+    pub overflow: Option<String>,
+    /// Sent to the customer once per conversation when no agent of the queue is online.
+    #[serde(default)]
+    pub offline_message: Option<String>,
+    /// Agents who may monitor, transfer and close any of the queue's conversations.
+    #[serde(default)]
+    pub managers: Vec<String>,
+    /// Offers an agent may let lapse in a row before the host sets them away.
+    #[serde(default = "default_missed_offers")]
+    pub missed_offers_before_away: u32,
+}
+
+fn default_offer_timeout() -> u64 {
+    30
+}
+fn default_missed_offers() -> u32 {
+    3
 }
 
 /// `[[agents]]`.
@@ -189,6 +234,22 @@ pub struct AgentConfig {
     /// The queues whose work the agent sees.
     #[serde(default)]
     pub queues: Vec<String>,
+    /// The agent's skills (`japanese`, `billing`).
+    #[serde(default)]
+    pub skills: Vec<String>,
+    /// The most conversations the agent owns at once before routing skips them.
+    #[serde(default = "default_capacity")]
+    pub capacity: u32,
+    /// Whether the agent may open conversations to customers.
+    #[serde(default)]
+    pub may_start: bool,
+    /// The channel the agent's outbound conversations use.
+    #[serde(default)]
+    pub send_from: Option<String>,
+}
+
+fn default_capacity() -> u32 {
+    5
 }
 
 impl Config {
@@ -311,11 +372,59 @@ impl Config {
                     format!("channel `{}` is defined twice", c.name),
                 ));
             }
-            if !queues.contains(c.queue.as_str()) {
+            match (&c.queue, &c.agent) {
+                (Some(q), None) => {
+                    if !queues.contains(q.as_str()) {
+                        return Err(ConfigError::invalid(
+                            format!("channels[{i}].queue"),
+                            format!("no queue named `{q}` is defined under [[queues]]"),
+                        ));
+                    }
+                }
+                (None, Some(a)) => {
+                    if !self.agents.iter().any(|x| &x.id == a) {
+                        return Err(ConfigError::invalid(
+                            format!("channels[{i}].agent"),
+                            format!("no agent with id `{a}` is defined under [[agents]]"),
+                        ));
+                    }
+                }
+                _ => {
+                    return Err(ConfigError::invalid(
+                        format!("channels[{i}]"),
+                        "set exactly one of `queue` or `agent`",
+                    ));
+                }
+            }
+        }
+        for (i, q) in self.queues.iter().enumerate() {
+            if let Some(o) = &q.overflow {
+                if !queues.contains(o.as_str()) || o == &q.name {
+                    return Err(ConfigError::invalid(
+                        format!("queues[{i}].overflow"),
+                        format!("`{o}` must name another queue defined under [[queues]]"),
+                    ));
+                }
+                if q.max_wait.is_none() {
+                    return Err(ConfigError::invalid(
+                        format!("queues[{i}].max_wait"),
+                        "an overflow queue needs `max_wait` (seconds)",
+                    ));
+                }
+            }
+            if q.offer_timeout == 0 {
                 return Err(ConfigError::invalid(
-                    format!("channels[{i}].queue"),
-                    format!("no queue named `{}` is defined under [[queues]]", c.queue),
+                    format!("queues[{i}].offer_timeout"),
+                    "must be at least 1 second",
                 ));
+            }
+            for m in &q.managers {
+                if !self.agents.iter().any(|a| &a.id == m) {
+                    return Err(ConfigError::invalid(
+                        format!("queues[{i}].managers"),
+                        format!("no agent with id `{m}` is defined under [[agents]]"),
+                    ));
+                }
             }
         }
         let mut agents = HashSet::new();
@@ -343,6 +452,20 @@ impl Config {
                     ));
                 }
             }
+            if let Some(ch) = &a.send_from
+                && !channels.contains(ch.as_str())
+            {
+                return Err(ConfigError::invalid(
+                    format!("agents[{i}].send_from"),
+                    format!("no channel named `{ch}` is defined under [[channels]]"),
+                ));
+            }
+            if a.capacity == 0 {
+                return Err(ConfigError::invalid(
+                    format!("agents[{i}].capacity"),
+                    "must be at least 1",
+                ));
+            }
         }
         Ok(())
     }
@@ -355,6 +478,24 @@ impl Config {
     /// The queue with this name.
     pub fn queue(&self, name: &str) -> Option<&QueueConfig> {
         self.queues.iter().find(|q| q.name == name)
+    }
+
+    /// The agent with this id.
+    pub fn agent(&self, id: &str) -> Option<&AgentConfig> {
+        self.agents.iter().find(|a| a.id == id)
+    }
+
+    /// The agents who work `queue`, in configuration order.
+    pub fn queue_members(&self, queue: &str) -> impl Iterator<Item = &AgentConfig> {
+        self.agents
+            .iter()
+            .filter(move |a| a.queues.iter().any(|q| q == queue))
+    }
+
+    /// Whether `agent` manages `queue`.
+    pub fn manages(&self, agent: &str, queue: &str) -> bool {
+        self.queue(queue)
+            .is_some_and(|q| q.managers.iter().any(|m| m == agent))
     }
 }
 

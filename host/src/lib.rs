@@ -3,17 +3,20 @@
 //!
 //! Data flows one way: the HTTP edge ([`webhook`]) calls a channel plugin ([`plugin`],
 //! [`sandbox`]), stores its events ([`storage`]), hands new work to the queue's router
-//! ([`routing`]); agents' replies ([`api`]) go through the [`outbox`] and the provider client
+//! ([`routing`], with [`agents`]' presence, telling agents through [`events`]); agents' replies ([`api`]) go through the [`outbox`] and the provider client
 //! ([`provider_http`]).
 
+pub mod agents;
 pub mod api;
 pub mod app;
 pub mod bindings;
 pub mod config;
 pub mod engine;
+pub mod events;
 pub mod outbox;
 pub mod plugin;
 pub mod provider_http;
+pub mod replay;
 pub mod routing;
 pub mod sandbox;
 pub mod server;

@@ -30,6 +30,8 @@ enum Command {
     },
     /// Print the embedded default configuration (a starting point for your own).
     DefaultConfig,
+    /// Run one channel plugin's handle-webhook on one recorded request; print the outcome as JSON.
+    Replay(plugboard::replay::ReplayArgs),
 }
 
 fn load(config: Option<&PathBuf>) -> anyhow::Result<Config> {
@@ -82,6 +84,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }),
+        Command::Replay(args) => {
+            let (output, code) = plugboard::replay::run(&args)?;
+            println!("{}", serde_json::to_string_pretty(&output)?);
+            std::process::exit(code);
+        }
         Command::DefaultConfig => {
             print!("{}", plugboard::config::EMBEDDED_DEFAULT);
             Ok(())

@@ -5,11 +5,14 @@ use std::sync::Arc;
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get};
+use axum::routing::{any, get, post, put};
 
+use crate::agents::Agents;
 use crate::app::App;
+use crate::events::EventHub;
 use crate::outbox::Outbox;
 use crate::provider_http::ProviderClient;
+use crate::routing::Dispatcher;
 
 /// What every handler gets.
 #[derive(Clone)]
@@ -18,6 +21,12 @@ pub struct AppState {
     pub app: Arc<App>,
     /// The outbound queue.
     pub outbox: Arc<Outbox>,
+    /// Agents' presence and routing facts.
+    pub agents: Arc<Agents>,
+    /// The event log and live streams.
+    pub events: Arc<EventHub>,
+    /// Offers waiting work.
+    pub dispatcher: Arc<Dispatcher>,
 }
 
 /// A JSON error body `{"error": "..."}` with `status`.
@@ -30,11 +39,29 @@ pub fn router(state: AppState) -> axum::Router {
     axum::Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/webhooks/{channel}", any(crate::webhook::handle))
-        .route("/api/v1/conversations", get(crate::api::list_conversations))
+        .route(
+            "/api/v1/conversations",
+            get(crate::api::list_conversations).post(crate::api::start_conversation),
+        )
         .route(
             "/api/v1/conversations/{id}/messages",
             get(crate::api::list_messages).post(crate::api::reply),
         )
+        .route("/api/v1/conversations/{id}/take", post(crate::api::take))
+        .route(
+            "/api/v1/conversations/{id}/transfer",
+            post(crate::api::transfer),
+        )
+        .route("/api/v1/conversations/{id}/close", post(crate::api::close))
+        .route(
+            "/api/v1/agents/me/presence",
+            put(crate::api::set_presence).get(crate::api::get_presence),
+        )
+        .route(
+            "/api/v1/contacts",
+            get(crate::api::list_contacts).post(crate::api::add_contact),
+        )
+        .route("/api/v1/events", get(crate::api::events))
         .route("/api/v1/admin/plugins", get(crate::api::plugins))
         .fallback(|| async { error_response(StatusCode::NOT_FOUND, "no such endpoint") })
         .with_state(state)
@@ -45,6 +72,9 @@ pub async fn serve(app: App) -> anyhow::Result<()> {
     let app = Arc::new(app);
     let client = ProviderClient::new(app.config.limits.provider_timeout())?;
     let outbox = Outbox::start(app.clone(), client)?;
+    let agents = Arc::new(Agents::load(&app.config, app.storage.clone())?);
+    let events = Arc::new(EventHub::new(app.storage.clone()));
+    let dispatcher = Dispatcher::start(app.clone(), agents.clone(), events.clone(), outbox.clone());
     let listener = tokio::net::TcpListener::bind(&app.config.server.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", app.config.server.listen))?;
@@ -57,6 +87,9 @@ pub async fn serve(app: App) -> anyhow::Result<()> {
     let state = AppState {
         app: app.clone(),
         outbox,
+        agents,
+        events,
+        dispatcher,
     };
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown_signal())

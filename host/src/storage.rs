@@ -86,6 +86,136 @@ pub struct Conversation {
     pub offered_to: Vec<String>,
     /// The sequence number of its latest message.
     pub last_seq: u64,
+    /// Agents whose offer for the current wait lapsed, oldest first.
+    #[serde(default)]
+    pub tried: Vec<String>,
+    /// When the current offer lapses, Unix milliseconds.
+    #[serde(default)]
+    pub offer_expires_at: Option<u64>,
+    /// When it last entered its queue (creation, reopening, overflow), Unix milliseconds.
+    #[serde(default)]
+    pub queued_since: u64,
+    /// Whether the queue's offline message was sent for this conversation.
+    #[serde(default)]
+    pub offline_notified: bool,
+    /// Every agent who has owned it, for the archived view.
+    #[serde(default)]
+    pub handled_by: Vec<String>,
+    /// Skills an agent needs to be offered it.
+    #[serde(default)]
+    pub skills: Vec<String>,
+}
+
+impl Conversation {
+    /// Makes `agent` the owner, assigned, with no offer outstanding.
+    pub fn assign(&mut self, agent: &str) {
+        self.state = ConversationState::Assigned;
+        self.owner = Some(agent.to_owned());
+        self.offered_to.clear();
+        self.tried.clear();
+        self.offer_expires_at = None;
+        if !self.handled_by.iter().any(|a| a == agent) {
+            self.handled_by.push(agent.to_owned());
+        }
+    }
+
+    /// Puts it back in `queue`, unowned, waiting from `now`.
+    pub fn enqueue(&mut self, queue: &str, now: u64) {
+        self.state = ConversationState::Queued;
+        self.queue = queue.to_owned();
+        self.owner = None;
+        self.offered_to.clear();
+        self.tried.clear();
+        self.offer_expires_at = None;
+        self.queued_since = now;
+        self.offline_notified = false;
+    }
+}
+
+/// Where a channel's new conversations go.
+#[derive(Debug, Clone)]
+pub enum ConversationTarget {
+    /// Into a queue, with the skills the channel asks for.
+    Queue {
+        /// The queue.
+        queue: String,
+        /// Wanted skills.
+        skills: Vec<String>,
+    },
+    /// Straight to one agent.
+    Agent(String),
+}
+
+/// Why a conversation change was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rejection {
+    /// No such conversation.
+    NotFound,
+    /// It conflicts with the conversation's state (owned by someone else, closed).
+    Conflict(String),
+    /// The caller may not do this.
+    Forbidden(String),
+}
+
+/// A conversation change that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum UpdateError {
+    /// Storage failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// The change was refused.
+    #[error("refused: {0:?}")]
+    Rejected(Rejection),
+}
+
+impl From<TransactionError<UpdateError>> for UpdateError {
+    fn from(e: TransactionError<UpdateError>) -> Self {
+        match e {
+            TransactionError::Abort(e) => e,
+            TransactionError::Storage(e) => UpdateError::Storage(StorageError::Sled(e)),
+        }
+    }
+}
+
+/// An agent's routing facts that outlive a restart.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct AgentRecord {
+    /// `online`, `away` or `offline`.
+    pub presence: String,
+    /// Since when the agent has had nothing to do, Unix milliseconds.
+    pub idle_since: Option<u64>,
+    /// The last offer made to the agent, Unix milliseconds.
+    pub last_offered: Option<u64>,
+    /// The last conversation assigned to the agent, Unix milliseconds.
+    pub last_assigned: Option<u64>,
+    /// Offers let lapse in a row.
+    pub missed_offers: u32,
+}
+
+/// A contact directory entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Contact {
+    /// The customer's address.
+    pub address: String,
+    /// The name agents see.
+    pub name: String,
+}
+
+/// One entry of the event log agents stream.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StoredEvent {
+    /// Its position in the log (the SSE id).
+    pub id: u64,
+    /// What happened: `offered`, `offer_withdrawn`, `message`, `assigned`, ...
+    pub kind: String,
+    /// The agents it concerns.
+    pub audience: Vec<String>,
+    /// The conversation, if any.
+    pub conversation: Option<String>,
+    /// Details.
+    pub data: serde_json::Value,
+    /// When, Unix milliseconds.
+    pub at: u64,
 }
 
 /// Which way a message went.
@@ -206,6 +336,10 @@ pub struct IngestReport {
     pub statuses_ignored: usize,
     /// Conversations created or reopened that now wait in their queue.
     pub to_route: Vec<u64>,
+    /// Conversations created by this call.
+    pub created: Vec<u64>,
+    /// Messages stored, as (conversation, seq).
+    pub messages: Vec<(u64, u64)>,
 }
 
 /// A pending outbound send.
@@ -229,6 +363,11 @@ pub struct Storage {
     sent_ids: Tree,
     optouts: Tree,
     outbox: Tree,
+    queued: Tree,
+    owned: Tree,
+    agents: Tree,
+    contacts: Tree,
+    events: Tree,
     durability: Arc<Durability>,
 }
 
@@ -277,6 +416,50 @@ fn status_advances(current: MessageStatus, next: MessageStatus) -> bool {
     current != MessageStatus::Failed && next > current
 }
 
+fn owned_key(agent: &str, conversation: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(agent.len() + 9);
+    k.extend_from_slice(agent.as_bytes());
+    k.push(0);
+    k.extend_from_slice(&conversation.to_be_bytes());
+    k
+}
+
+/// Writes a conversation and keeps the `queued` and `owned` indexes in step with it.
+fn put_conversation(
+    convs: &TransactionalTree,
+    queued: &TransactionalTree,
+    owned: &TransactionalTree,
+    old: Option<&Conversation>,
+    new: &Conversation,
+) -> TxResult<()> {
+    let id = new.id.to_be_bytes();
+    if let Some(old) = old
+        && old.state == ConversationState::Assigned
+        && let Some(owner) = &old.owner
+    {
+        owned.remove(owned_key(owner, old.id))?;
+    }
+    if new.state == ConversationState::Assigned
+        && let Some(owner) = &new.owner
+    {
+        owned.insert(owned_key(owner, new.id), &[])?;
+    }
+    if new.state == ConversationState::Queued {
+        queued.insert(&id, &[])?;
+    } else {
+        queued.remove(&id)?;
+    }
+    convs.insert(&id, encode(new))?;
+    Ok(())
+}
+
+fn tx_conversation(convs: &TransactionalTree, id: u64) -> TxResult<Option<Conversation>> {
+    match convs.get(id.to_be_bytes())? {
+        Some(b) => Ok(Some(tx_decode("conversations", &b)?)),
+        None => Ok(None),
+    }
+}
+
 impl Storage {
     /// Opens (or creates) the database in `dir` and starts the group-commit flusher.
     /// Must be called inside a tokio runtime.
@@ -291,6 +474,11 @@ impl Storage {
             sent_ids: db.open_tree("sent_ids")?,
             optouts: db.open_tree("optouts")?,
             outbox: db.open_tree("outbox")?,
+            queued: db.open_tree("queued")?,
+            owned: db.open_tree("owned")?,
+            agents: db.open_tree("agents")?,
+            contacts: db.open_tree("contacts")?,
+            events: db.open_tree("events")?,
             durability: Arc::new(Durability {
                 written: AtomicU64::new(0),
                 kick: Notify::new(),
@@ -330,7 +518,7 @@ impl Storage {
     pub fn ingest(
         &self,
         channel: &str,
-        queue: &str,
+        target: &ConversationTarget,
         events: &[InboundEvent],
         now: u64,
     ) -> Result<IngestReport, StorageError> {
@@ -341,131 +529,155 @@ impl Storage {
             &self.inbound_ids,
             &self.sent_ids,
             &self.optouts,
+            &self.queued,
+            &self.owned,
         );
-        let report = trees.transaction(|(convs, keys, msgs, inbound, sent, optouts)| {
-            let mut report = IngestReport::default();
-            for event in events {
-                match event {
-                    InboundEvent::Message {
-                        provider_id,
-                        from,
-                        text,
-                        attachments,
-                        contact_name,
-                        thread,
-                    } => {
-                        let dedup = key2(channel, provider_id);
-                        if inbound.get(&dedup)?.is_some() {
-                            report.duplicates += 1;
-                            continue;
-                        }
-                        let conv_key = key2(channel, from);
-                        let mut conv = match keys.get(&conv_key)? {
-                            Some(id) => {
-                                let id =
-                                    u64::from_be_bytes(id.as_ref().try_into().map_err(|_| {
-                                        ConflictableTransactionError::Abort(StorageError::Corrupt {
-                                            tree: "conversation_keys",
-                                            reason: "id is not 8 bytes".into(),
-                                        })
-                                    })?);
-                                let bytes = convs.get(id.to_be_bytes())?.ok_or_else(|| {
-                                    ConflictableTransactionError::Abort(StorageError::Corrupt {
-                                        tree: "conversations",
-                                        reason: format!("conversation {id} missing"),
-                                    })
-                                })?;
-                                tx_decode::<Conversation>("conversations", &bytes)?
+        let report = trees.transaction(
+            |(convs, keys, msgs, inbound, sent, optouts, queued, owned)| {
+                let mut report = IngestReport::default();
+                for event in events {
+                    match event {
+                        InboundEvent::Message {
+                            provider_id,
+                            from,
+                            text,
+                            attachments,
+                            contact_name,
+                            thread,
+                        } => {
+                            let dedup = key2(channel, provider_id);
+                            if inbound.get(&dedup)?.is_some() {
+                                report.duplicates += 1;
+                                continue;
                             }
-                            None => {
-                                let id = convs.generate_id()? + 1;
-                                keys.insert(conv_key, &id.to_be_bytes())?;
-                                report.to_route.push(id);
-                                Conversation {
-                                    id,
-                                    channel: channel.to_owned(),
-                                    customer: from.clone(),
-                                    queue: queue.to_owned(),
-                                    state: ConversationState::Queued,
-                                    owner: None,
-                                    contact_name: None,
-                                    created_at: now,
-                                    updated_at: now,
-                                    last_inbound_at: None,
-                                    thread: Vec::new(),
-                                    offered_to: Vec::new(),
-                                    last_seq: 0,
+                            let conv_key = key2(channel, from);
+                            let existing = match keys.get(&conv_key)? {
+                                Some(id) => {
+                                    let id = u64::from_be_bytes(id.as_ref().try_into().map_err(
+                                        |_| {
+                                            ConflictableTransactionError::Abort(
+                                                StorageError::Corrupt {
+                                                    tree: "conversation_keys",
+                                                    reason: "id is not 8 bytes".into(),
+                                                },
+                                            )
+                                        },
+                                    )?);
+                                    Some(tx_conversation(convs, id)?.ok_or_else(|| {
+                                        ConflictableTransactionError::Abort(StorageError::Corrupt {
+                                            tree: "conversations",
+                                            reason: format!("conversation {id} missing"),
+                                        })
+                                    })?)
+                                }
+                                None => None,
+                            };
+                            let mut conv = match &existing {
+                                Some(c) => c.clone(),
+                                None => {
+                                    let id = convs.generate_id()? + 1;
+                                    keys.insert(conv_key, &id.to_be_bytes())?;
+                                    report.created.push(id);
+                                    let mut c = Conversation {
+                                        id,
+                                        channel: channel.to_owned(),
+                                        customer: from.clone(),
+                                        queue: String::new(),
+                                        state: ConversationState::Closed,
+                                        owner: None,
+                                        contact_name: None,
+                                        created_at: now,
+                                        updated_at: now,
+                                        last_inbound_at: None,
+                                        thread: Vec::new(),
+                                        offered_to: Vec::new(),
+                                        last_seq: 0,
+                                        tried: Vec::new(),
+                                        offer_expires_at: None,
+                                        queued_since: now,
+                                        offline_notified: false,
+                                        handled_by: Vec::new(),
+                                        skills: Vec::new(),
+                                    };
+                                    if let ConversationTarget::Queue { skills, .. } = target {
+                                        c.skills = skills.clone();
+                                    }
+                                    c
+                                }
+                            };
+                            if conv.state == ConversationState::Closed {
+                                match target {
+                                    ConversationTarget::Queue { queue, .. } => {
+                                        conv.enqueue(queue, now);
+                                        report.to_route.push(conv.id);
+                                    }
+                                    ConversationTarget::Agent(agent) => conv.assign(agent),
                                 }
                             }
-                        };
-                        if conv.state == ConversationState::Closed {
-                            conv.state = ConversationState::Queued;
-                            conv.owner = None;
-                            conv.offered_to.clear();
-                            report.to_route.push(conv.id);
+                            conv.last_seq += 1;
+                            conv.updated_at = now;
+                            conv.last_inbound_at = Some(now);
+                            if contact_name.is_some() {
+                                conv.contact_name = contact_name.clone();
+                            }
+                            if !thread.is_empty() {
+                                conv.thread = thread.clone();
+                            }
+                            let message = Message {
+                                conversation: conv.id,
+                                seq: conv.last_seq,
+                                direction: Direction::Inbound,
+                                provider_id: Some(provider_id.clone()),
+                                text: text.clone(),
+                                attachments: attachments.clone(),
+                                author: None,
+                                created_at: now,
+                                status: MessageStatus::Received,
+                                error: None,
+                            };
+                            let mkey = message_key(conv.id, message.seq);
+                            msgs.insert(&mkey, encode(&message))?;
+                            inbound.insert(dedup, &mkey)?;
+                            put_conversation(convs, queued, owned, existing.as_ref(), &conv)?;
+                            report.stored += 1;
+                            report.messages.push((conv.id, message.seq));
                         }
-                        conv.last_seq += 1;
-                        conv.updated_at = now;
-                        conv.last_inbound_at = Some(now);
-                        if contact_name.is_some() {
-                            conv.contact_name = contact_name.clone();
+                        InboundEvent::Status {
+                            provider_id,
+                            status,
+                            error,
+                        } => {
+                            let Some(mkey) = sent.get(key2(channel, provider_id))? else {
+                                report.statuses_ignored += 1;
+                                continue;
+                            };
+                            let Some(bytes) = msgs.get(&mkey)? else {
+                                report.statuses_ignored += 1;
+                                continue;
+                            };
+                            let mut message: Message = tx_decode("messages", &bytes)?;
+                            if !status_advances(message.status, *status) {
+                                report.statuses_ignored += 1;
+                                continue;
+                            }
+                            message.status = *status;
+                            if error.is_some() {
+                                message.error = error.clone();
+                            }
+                            msgs.insert(&mkey, encode(&message))?;
+                            report.statuses += 1;
                         }
-                        if !thread.is_empty() {
-                            conv.thread = thread.clone();
+                        InboundEvent::OptOut(address) => {
+                            optouts.insert(key2(channel, address), &now.to_be_bytes())?;
                         }
-                        let message = Message {
-                            conversation: conv.id,
-                            seq: conv.last_seq,
-                            direction: Direction::Inbound,
-                            provider_id: Some(provider_id.clone()),
-                            text: text.clone(),
-                            attachments: attachments.clone(),
-                            author: None,
-                            created_at: now,
-                            status: MessageStatus::Received,
-                            error: None,
-                        };
-                        let mkey = message_key(conv.id, message.seq);
-                        msgs.insert(&mkey, encode(&message))?;
-                        inbound.insert(dedup, &mkey)?;
-                        convs.insert(&conv.id.to_be_bytes(), encode(&conv))?;
-                        report.stored += 1;
-                    }
-                    InboundEvent::Status {
-                        provider_id,
-                        status,
-                        error,
-                    } => {
-                        let Some(mkey) = sent.get(key2(channel, provider_id))? else {
-                            report.statuses_ignored += 1;
-                            continue;
-                        };
-                        let Some(bytes) = msgs.get(&mkey)? else {
-                            report.statuses_ignored += 1;
-                            continue;
-                        };
-                        let mut message: Message = tx_decode("messages", &bytes)?;
-                        if !status_advances(message.status, *status) {
-                            report.statuses_ignored += 1;
-                            continue;
+                        InboundEvent::OptIn(address) => {
+                            optouts.remove(key2(channel, address))?;
                         }
-                        message.status = *status;
-                        if error.is_some() {
-                            message.error = error.clone();
-                        }
-                        msgs.insert(&mkey, encode(&message))?;
-                        report.statuses += 1;
-                    }
-                    InboundEvent::OptOut(address) => {
-                        optouts.insert(key2(channel, address), &now.to_be_bytes())?;
-                    }
-                    InboundEvent::OptIn(address) => {
-                        optouts.remove(key2(channel, address))?;
                     }
                 }
-            }
-            Ok(report)
-        })?;
+                Ok(report)
+            },
+        )?;
         Ok(report)
     }
 
@@ -518,56 +730,166 @@ impl Storage {
         }
     }
 
-    /// Records the agents a conversation was offered to.
-    pub fn set_offers(&self, conversation: u64, agents: &[String]) -> Result<(), StorageError> {
-        self.update_conversation(conversation, |c| {
-            c.offered_to = agents.to_vec();
-            Ok(())
-        })?;
-        Ok(())
-    }
-
-    fn update_conversation(
+    /// Changes one conversation atomically. `f` sees the current state and either changes it
+    /// (returning a value) or refuses; the `queued` and `owned` indexes follow.
+    pub fn update_conversation<T>(
         &self,
         id: u64,
-        f: impl Fn(&mut Conversation) -> Result<(), StorageError>,
-    ) -> Result<Option<Conversation>, StorageError> {
-        let convs = &self.conversations;
-        let out = convs.transaction(|tx: &TransactionalTree| {
-            let Some(b) = tx.get(id.to_be_bytes())? else {
-                return Ok(None);
+        f: impl Fn(&mut Conversation) -> Result<T, Rejection>,
+    ) -> Result<(Conversation, T), UpdateError> {
+        let trees = (&self.conversations, &self.queued, &self.owned);
+        let out = trees.transaction(|(convs, queued, owned)| {
+            let abort = |e: UpdateError| ConflictableTransactionError::Abort(e);
+            let old = match convs.get(id.to_be_bytes())? {
+                Some(b) => decode::<Conversation>("conversations", &b)
+                    .map_err(|e| abort(UpdateError::Storage(e)))?,
+                None => return Err(abort(UpdateError::Rejected(Rejection::NotFound))),
             };
-            let mut c: Conversation = tx_decode("conversations", &b)?;
-            f(&mut c).map_err(ConflictableTransactionError::Abort)?;
-            tx.insert(&id.to_be_bytes(), encode(&c))?;
-            Ok(Some(c))
+            let mut new = old.clone();
+            let value = f(&mut new).map_err(|r| abort(UpdateError::Rejected(r)))?;
+            put_conversation(convs, queued, owned, Some(&old), &new).map_err(|e| match e {
+                ConflictableTransactionError::Abort(e) => abort(UpdateError::Storage(e)),
+                ConflictableTransactionError::Conflict => ConflictableTransactionError::Conflict,
+                ConflictableTransactionError::Storage(e) => {
+                    ConflictableTransactionError::Storage(e)
+                }
+            })?;
+            Ok((new, value))
         })?;
         Ok(out)
     }
 
-    /// Adds an agent's message to a conversation and queues it for sending, atomically. The
-    /// first agent to reply to a queued conversation takes it.
+    /// Opens a conversation from `agent` to `customer` on `channel`, or takes over the existing
+    /// one; refuses when another agent owns it.
+    pub fn start_conversation(
+        &self,
+        channel: &str,
+        customer: &str,
+        queue: &str,
+        agent: &str,
+        now: u64,
+    ) -> Result<Conversation, UpdateError> {
+        let trees = (
+            &self.conversations,
+            &self.conversation_keys,
+            &self.queued,
+            &self.owned,
+        );
+        let out = trees.transaction(|(convs, keys, queued, owned)| {
+            let abort = |e: UpdateError| ConflictableTransactionError::Abort(e);
+            let storage = |e: StorageError| abort(UpdateError::Storage(e));
+            let conv_key = key2(channel, customer);
+            let existing = match keys.get(&conv_key)? {
+                Some(id) => {
+                    let id = u64::from_be_bytes(id.as_ref().try_into().map_err(|_| {
+                        storage(StorageError::Corrupt {
+                            tree: "conversation_keys",
+                            reason: "id is not 8 bytes".into(),
+                        })
+                    })?);
+                    match convs.get(id.to_be_bytes())? {
+                        Some(b) => Some(decode::<Conversation>("conversations", &b).map_err(storage)?),
+                        None => None,
+                    }
+                }
+                None => None,
+            };
+            let mut conv = match &existing {
+                Some(c) => {
+                    if c.state == ConversationState::Assigned
+                        && let Some(owner) = &c.owner
+                        && owner != agent
+                    {
+                        return Err(abort(UpdateError::Rejected(Rejection::Conflict(format!(
+                            "a conversation with {customer} on {channel} exists and is owned by {owner}"
+                        )))));
+                    }
+                    c.clone()
+                }
+                None => {
+                    let id = convs.generate_id()? + 1;
+                    keys.insert(conv_key, &id.to_be_bytes())?;
+                    Conversation {
+                        id,
+                        channel: channel.to_owned(),
+                        customer: customer.to_owned(),
+                        queue: queue.to_owned(),
+                        state: ConversationState::Assigned,
+                        owner: None,
+                        contact_name: None,
+                        created_at: now,
+                        updated_at: now,
+                        last_inbound_at: None,
+                        thread: Vec::new(),
+                        offered_to: Vec::new(),
+                        last_seq: 0,
+                        tried: Vec::new(),
+                        offer_expires_at: None,
+                        queued_since: now,
+                        offline_notified: false,
+                        handled_by: Vec::new(),
+                        skills: Vec::new(),
+                    }
+                }
+            };
+            conv.assign(agent);
+            conv.updated_at = now;
+            put_conversation(convs, queued, owned, existing.as_ref(), &conv).map_err(|e| match e {
+                ConflictableTransactionError::Abort(e) => storage(e),
+                ConflictableTransactionError::Conflict => ConflictableTransactionError::Conflict,
+                ConflictableTransactionError::Storage(e) => ConflictableTransactionError::Storage(e),
+            })?;
+            Ok(conv)
+        })?;
+        Ok(out)
+    }
+
+    /// Adds a message to a conversation and queues it for sending, atomically. With an agent
+    /// as `author`, a closed conversation or one owned by another agent is refused, and the
+    /// first agent to reply to a queued conversation takes it. `author = None` is the host
+    /// itself (an offline notice): it takes nothing.
     pub fn add_outbound(
         &self,
         conversation: u64,
-        author: &str,
+        author: Option<&str>,
         text: Option<String>,
         attachments: Vec<Attachment>,
         now: u64,
-    ) -> Result<Option<Message>, StorageError> {
-        let trees = (&self.conversations, &self.messages, &self.outbox);
-        let out = trees.transaction(|(convs, msgs, outbox)| {
+    ) -> Result<(Conversation, Message), UpdateError> {
+        let trees = (
+            &self.conversations,
+            &self.messages,
+            &self.outbox,
+            &self.queued,
+            &self.owned,
+        );
+        let out = trees.transaction(|(convs, msgs, outbox, queued, owned)| {
+            let abort = |e: UpdateError| ConflictableTransactionError::Abort(e);
+            let storage = |e: StorageError| abort(UpdateError::Storage(e));
             let Some(b) = convs.get(conversation.to_be_bytes())? else {
-                return Ok(None);
+                return Err(abort(UpdateError::Rejected(Rejection::NotFound)));
             };
-            let mut conv: Conversation = tx_decode("conversations", &b)?;
+            let old: Conversation = decode("conversations", &b).map_err(storage)?;
+            let mut conv = old.clone();
+            if let Some(agent) = author {
+                if conv.state == ConversationState::Closed {
+                    return Err(abort(UpdateError::Rejected(Rejection::Conflict(
+                        "the conversation is closed".into(),
+                    ))));
+                }
+                if let Some(owner) = &conv.owner
+                    && owner != agent
+                {
+                    return Err(abort(UpdateError::Rejected(Rejection::Conflict(format!(
+                        "the conversation is owned by {owner}"
+                    )))));
+                }
+                if conv.state == ConversationState::Queued {
+                    conv.assign(agent);
+                }
+            }
             conv.last_seq += 1;
             conv.updated_at = now;
-            if conv.state == ConversationState::Queued && conv.owner.is_none() {
-                conv.state = ConversationState::Assigned;
-                conv.owner = Some(author.to_owned());
-                conv.offered_to.clear();
-            }
             let message = Message {
                 conversation,
                 seq: conv.last_seq,
@@ -575,7 +897,7 @@ impl Storage {
                 provider_id: None,
                 text: text.clone(),
                 attachments: attachments.clone(),
-                author: Some(author.to_owned()),
+                author: author.map(str::to_owned),
                 created_at: now,
                 status: MessageStatus::Pending,
                 error: None,
@@ -590,10 +912,120 @@ impl Storage {
                     attempts: 0,
                 }),
             )?;
-            convs.insert(&conversation.to_be_bytes(), encode(&conv))?;
-            Ok(Some(message))
+            put_conversation(convs, queued, owned, Some(&old), &conv).map_err(|e| match e {
+                ConflictableTransactionError::Abort(e) => storage(e),
+                ConflictableTransactionError::Conflict => ConflictableTransactionError::Conflict,
+                ConflictableTransactionError::Storage(e) => {
+                    ConflictableTransactionError::Storage(e)
+                }
+            })?;
+            Ok((conv, message))
         })?;
         Ok(out)
+    }
+
+    /// Ids of every queued conversation.
+    pub fn queued_ids(&self) -> Result<Vec<u64>, StorageError> {
+        self.queued
+            .iter()
+            .keys()
+            .map(|k| {
+                let k = k?;
+                Ok(u64::from_be_bytes(k.as_ref().try_into().map_err(|_| {
+                    StorageError::Corrupt {
+                        tree: "queued",
+                        reason: "key is not 8 bytes".into(),
+                    }
+                })?))
+            })
+            .collect()
+    }
+
+    /// How many open conversations `agent` owns.
+    pub fn owned_count(&self, agent: &str) -> u32 {
+        let mut prefix = agent.as_bytes().to_vec();
+        prefix.push(0);
+        self.owned.scan_prefix(prefix).count() as u32
+    }
+
+    /// Every agent's stored routing facts.
+    pub fn agent_records(&self) -> Result<Vec<(String, AgentRecord)>, StorageError> {
+        self.agents
+            .iter()
+            .map(|item| {
+                let (k, v) = item?;
+                Ok((
+                    String::from_utf8_lossy(&k).into_owned(),
+                    decode("agents", &v)?,
+                ))
+            })
+            .collect()
+    }
+
+    /// Stores one agent's routing facts.
+    pub fn put_agent_record(&self, agent: &str, record: &AgentRecord) -> Result<(), StorageError> {
+        self.agents.insert(agent.as_bytes(), encode(record))?;
+        Ok(())
+    }
+
+    /// Adds or renames a contact.
+    pub fn put_contact(&self, contact: &Contact) -> Result<(), StorageError> {
+        self.contacts
+            .insert(contact.address.as_bytes(), encode(contact))?;
+        Ok(())
+    }
+
+    /// The contact with this address.
+    pub fn contact(&self, address: &str) -> Result<Option<Contact>, StorageError> {
+        match self.contacts.get(address.as_bytes())? {
+            Some(b) => Ok(Some(decode("contacts", &b)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The whole directory, by address.
+    pub fn contacts(&self) -> Result<Vec<Contact>, StorageError> {
+        self.contacts
+            .iter()
+            .map(|item| decode("contacts", &item?.1))
+            .collect()
+    }
+
+    /// Appends an event to the log and returns it with its id.
+    pub fn append_event(
+        &self,
+        kind: &str,
+        audience: Vec<String>,
+        conversation: Option<u64>,
+        data: serde_json::Value,
+        now: u64,
+    ) -> Result<StoredEvent, StorageError> {
+        let id = self.db.generate_id()? + 1;
+        let event = StoredEvent {
+            id,
+            kind: kind.to_owned(),
+            audience,
+            conversation: conversation.map(|c| c.to_string()),
+            data,
+            at: now,
+        };
+        self.events.insert(id.to_be_bytes(), encode(&event))?;
+        Ok(event)
+    }
+
+    /// The id of the newest logged event.
+    pub fn last_event_id(&self) -> Option<u64> {
+        let (k, _) = self.events.last().ok()??;
+        Some(u64::from_be_bytes(k.as_ref().try_into().ok()?))
+    }
+
+    /// Events after `after` in order, at most `limit`.
+    pub fn events_after(&self, after: u64, limit: usize) -> Result<Vec<StoredEvent>, StorageError> {
+        self.events
+            .range((after + 1).to_be_bytes()..)
+            .take(limit)
+            .map(|item| decode("events", &item?.1))
+            .collect()
     }
 
     /// Every send waiting in the outbox (after a restart: the ones to resume).
@@ -674,6 +1106,13 @@ pub fn parse_message_id(id: &str) -> Option<(u64, u64)> {
 mod tests {
     use super::*;
 
+    fn q() -> ConversationTarget {
+        ConversationTarget::Queue {
+            queue: "q".into(),
+            skills: vec![],
+        }
+    }
+
     fn msg(id: &str, from: &str) -> InboundEvent {
         InboundEvent::Message {
             provider_id: id.into(),
@@ -689,9 +1128,9 @@ mod tests {
     async fn duplicate_provider_ids_are_stored_once() {
         let dir = tempdir();
         let s = Storage::open(&dir).unwrap();
-        let r1 = s.ingest("sms", "q", &[msg("SM1", "+1555")], 1).unwrap();
+        let r1 = s.ingest("sms", &q(), &[msg("SM1", "+1555")], 1).unwrap();
         let r2 = s
-            .ingest("sms", "q", &[msg("SM1", "+1555"), msg("SM2", "+1555")], 2)
+            .ingest("sms", &q(), &[msg("SM1", "+1555"), msg("SM2", "+1555")], 2)
             .unwrap();
         assert_eq!((r1.stored, r1.duplicates, r1.to_route.len()), (1, 0, 1));
         assert_eq!((r2.stored, r2.duplicates, r2.to_route.len()), (1, 1, 0));
@@ -705,11 +1144,10 @@ mod tests {
     async fn status_never_moves_backwards() {
         let dir = tempdir();
         let s = Storage::open(&dir).unwrap();
-        s.ingest("sms", "q", &[msg("SM1", "+1555")], 1).unwrap();
+        s.ingest("sms", &q(), &[msg("SM1", "+1555")], 1).unwrap();
         let conv = s.conversations(|_| true).unwrap()[0].id;
-        let m = s
-            .add_outbound(conv, "a", Some("yo".into()), vec![], 2)
-            .unwrap()
+        let (_, m) = s
+            .add_outbound(conv, Some("a"), Some("yo".into()), vec![], 2)
             .unwrap();
         s.complete_send("sms", conv, m.seq, Ok("SMout".into()))
             .unwrap();
@@ -718,10 +1156,10 @@ mod tests {
             status: st,
             error: None,
         };
-        s.ingest("sms", "q", &[status(MessageStatus::Delivered)], 3)
+        s.ingest("sms", &q(), &[status(MessageStatus::Delivered)], 3)
             .unwrap();
         let r = s
-            .ingest("sms", "q", &[status(MessageStatus::Sent)], 4)
+            .ingest("sms", &q(), &[status(MessageStatus::Sent)], 4)
             .unwrap();
         assert_eq!(r.statuses_ignored, 1);
         assert_eq!(

@@ -106,9 +106,9 @@ pub async fn handle(
     } else {
         let now = Clock::System.now_millis();
         let storage = app.storage.clone();
-        let (name, queue) = (channel.name.clone(), channel.queue.clone());
+        let (name, target) = (channel.name.clone(), channel.target.clone());
         let report =
-            tokio::task::spawn_blocking(move || storage.ingest(&name, &queue, &events, now))
+            tokio::task::spawn_blocking(move || storage.ingest(&name, &target, &events, now))
                 .await
                 .map_err(|e| e.to_string())
                 .and_then(|r| r.map_err(|e| e.to_string()));
@@ -137,16 +137,52 @@ pub async fn handle(
             statuses_ignored = report.statuses_ignored,
             "webhook stored"
         );
-        for conversation in report.to_route {
-            let app = app.clone();
-            tokio::spawn(async move {
-                if let Err(e) = crate::routing::route(&app, conversation).await {
-                    tracing::error!(conversation, "routing failed: {e}");
-                }
-            });
+        announce(&state, &report);
+        if !report.to_route.is_empty() {
+            state.dispatcher.kick();
         }
     }
     plugin_response(outcome.response)
+}
+
+/// Tells the agents concerned about new messages and unknown senders.
+fn announce(state: &AppState, report: &crate::storage::IngestReport) {
+    let app = &state.app;
+    for &(conversation, seq) in &report.messages {
+        let Ok(Some(conv)) = app.storage.conversation(conversation) else {
+            continue;
+        };
+        let audience: Vec<String> = match (&conv.state, &conv.owner) {
+            (crate::storage::ConversationState::Assigned, Some(owner)) => vec![owner.clone()],
+            _ => app
+                .config
+                .queue_members(&conv.queue)
+                .map(|a| a.id.clone())
+                .collect(),
+        };
+        let text = app
+            .storage
+            .message(conversation, seq)
+            .ok()
+            .flatten()
+            .and_then(|m| m.text);
+        state.events.publish(
+            "message",
+            audience.clone(),
+            Some(conversation),
+            serde_json::json!({"seq": seq, "customer": conv.customer, "text": text}),
+        );
+        if report.created.contains(&conversation)
+            && app.storage.contact(&conv.customer).ok().flatten().is_none()
+        {
+            state.events.publish(
+                "unknown_contact",
+                audience,
+                Some(conversation),
+                serde_json::json!({"address": conv.customer, "channel": conv.channel, "name": conv.contact_name}),
+            );
+        }
+    }
 }
 
 /// Reads the body, refusing with 413 as soon as it is known to exceed `limit`.

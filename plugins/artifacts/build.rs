@@ -18,7 +18,17 @@ use std::process::Command;
 const WASM_TARGET: &str = "wasm32-wasip2";
 
 /// Bundled plugins: (artifact name, Cargo package name).
-const BUNDLED: &[(&str, &str)] = &[("twilio-sms", "twilio-sms"), ("ring-all", "ring-all")];
+const BUNDLED: &[(&str, &str)] = &[
+    ("twilio-sms", "twilio-sms"),
+    ("twilio-whatsapp", "twilio-whatsapp"),
+    ("telesign-sms", "telesign-sms"),
+    ("ring-all", "ring-all"),
+    ("longest-idle", "longest-idle"),
+    ("round-robin", "round-robin"),
+    ("random", "random"),
+    ("least-busy", "least-busy"),
+    ("skills", "skills"),
+];
 
 /// Test guests: (artifact name, Cargo package name, directory under `tests/guests`).
 const TEST_GUESTS: &[(&str, &str, &str)] = &[
@@ -196,7 +206,9 @@ fn copy_component(built: &Path, package: &str, dest_dir: &Path, name: &str) -> P
 fn write_generated(bundled: &[(&str, PathBuf)], plugins_dir: &Path, test_plugins_dir: &Path) {
     let mut src = String::new();
     src.push_str(
-        "/// The bundled plugins: name and component bytes (`twilio-sms`, `ring-all`).\n\
+        "/// The bundled plugins: name and component bytes (`twilio-sms`,\n\
+         /// `twilio-whatsapp`, `telesign-sms`, `ring-all`, `longest-idle`, `round-robin`, `random`,\n\
+         /// `least-busy`, `skills`).\n\
          pub const BUNDLED: &[(&str, &[u8])] = &[\n",
     );
     for (name, path) in bundled {

@@ -8,7 +8,8 @@
 //!
 //! The contract's types are in [`types`], the host's functions (logging, HMAC, clock,
 //! randomness) in [`host`], and small pure helpers for the usual webhook chores in [`form`],
-//! [`query`], [`json`], [`base64`], [`http`], [`settings`] and [`e164`].
+//! [`query`], [`json`], [`base64`], [`http`], [`settings`] and [`e164`]. Routers share the
+//! eligibility rule and the usual agent orderings in [`routing`].
 //!
 //! # Instances and state
 //!
@@ -138,6 +139,7 @@ pub mod form;
 pub mod http;
 pub mod json;
 pub mod query;
+pub mod routing;
 pub mod settings;
 
 pub use e164::{E164, E164Error};

@@ -56,6 +56,10 @@ pub struct Setup {
     pub extra: String,
     /// Test guest plugins to copy into the plugins directory.
     pub plugins: Vec<&'static str>,
+    /// Extra TOML lines for the `support` queue (`offer_timeout = 1`, ...).
+    pub support: String,
+    /// Extra TOML lines for agent `alice`.
+    pub alice: String,
 }
 
 impl Host {
@@ -100,6 +104,7 @@ call_timeout_ms = 500
 [[queues]]
 name = "support"
 router = "ring-all"
+{support}
 
 [[queues]]
 name = "sales"
@@ -120,6 +125,7 @@ id = "alice"
 name = "Alice"
 token = "{ALICE}"
 queues = ["support"]
+{alice}
 
 [[agents]]
 id = "bob"
@@ -131,6 +137,8 @@ queues = ["sales"]
             data = dir.join("data").display(),
             plugins = plugins_dir.display(),
             extra = setup.extra,
+            support = setup.support,
+            alice = setup.alice,
         );
         let config_path = dir.join("plugboard.toml");
         std::fs::write(&config_path, config).unwrap();
@@ -159,7 +167,10 @@ queues = ["sales"]
             .args(["serve", "--config"])
             .arg(&self.config_path)
             .env("TEST_TWILIO_AUTH_TOKEN", AUTH_TOKEN)
-            .env("RUST_LOG", "info")
+            .env(
+                "RUST_LOG",
+                std::env::var("PLUGBOARD_TEST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -204,6 +215,19 @@ queues = ["sales"]
     pub fn restart(&mut self) {
         self.kill();
         self.spawn();
+    }
+
+    /// Sends raw bytes to the host (write errors ignored: the host may answer and close
+    /// before reading everything) and returns whatever it answered.
+    pub fn raw(&self, request: &[u8]) -> String {
+        use std::io::{Read, Write};
+        let addr = self.base.trim_start_matches("http://");
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let _ = s.write_all(request);
+        let mut buf = Vec::new();
+        let _ = s.read_to_end(&mut buf);
+        String::from_utf8_lossy(&buf).into_owned()
     }
 
     /// The full URL of `path`.
@@ -256,6 +280,19 @@ queues = ["sales"]
             .unwrap();
         let status = resp.status().as_u16();
         (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Sets the presence of `token`'s agent.
+    pub async fn presence(&self, token: &str, presence: &str) {
+        let resp = self
+            .http
+            .put(self.url("/api/v1/agents/me/presence"))
+            .bearer_auth(token)
+            .json(&serde_json::json!({ "presence": presence }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
     }
 
     /// The conversations `token`'s agent sees.
@@ -440,6 +477,89 @@ impl FakeProvider {
     /// Replaces the script.
     pub fn answer(&self, script: Vec<Answer>) {
         *self.script.lock().unwrap() = script;
+    }
+}
+
+/// One Server-Sent Event.
+#[derive(Debug, Clone)]
+pub struct Sse {
+    /// Its id.
+    pub id: u64,
+    /// Its kind.
+    pub kind: String,
+    /// Its data as JSON.
+    pub data: Value,
+}
+
+/// A Server-Sent Events stream from the host.
+pub struct SseStream {
+    resp: reqwest::Response,
+    buf: String,
+}
+
+impl SseStream {
+    /// Opens `/api/v1/events` as the agent with `token`, resuming after `last` if given.
+    pub async fn open(host: &Host, token: &str, last: Option<u64>) -> SseStream {
+        let client = reqwest::Client::new();
+        let mut req = client
+            .get(host.url("/api/v1/events"))
+            .bearer_auth(token)
+            .header("accept", "text/event-stream");
+        if let Some(last) = last {
+            req = req.header("last-event-id", last.to_string());
+        }
+        let resp = req.send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+        SseStream {
+            resp,
+            buf: String::new(),
+        }
+    }
+
+    /// The next event, waiting up to 20 s.
+    pub async fn next(&mut self) -> Sse {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(end) = self.buf.find("\n\n") {
+                let block: String = self.buf.drain(..end + 2).collect();
+                let (mut id, mut kind, mut data) = (None, String::new(), String::new());
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("id:") {
+                        id = v.trim().parse().ok();
+                    } else if let Some(v) = line.strip_prefix("event:") {
+                        kind = v.trim().to_owned();
+                    } else if let Some(v) = line.strip_prefix("data:") {
+                        data.push_str(v.trim());
+                    }
+                }
+                if let Some(id) = id {
+                    return Sse {
+                        id,
+                        kind,
+                        data: serde_json::from_str(&data).unwrap_or(Value::Null),
+                    };
+                }
+                continue;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(!left.is_zero(), "no event within 20 s");
+            match tokio::time::timeout(left, self.resp.chunk()).await {
+                Ok(Ok(Some(bytes))) => self.buf.push_str(&String::from_utf8_lossy(&bytes)),
+                Ok(Ok(None)) => panic!("event stream ended"),
+                Ok(Err(e)) => panic!("event stream failed: {e}"),
+                Err(_) => panic!("no event within 20 s"),
+            }
+        }
+    }
+
+    /// The next event of `kind`, skipping others.
+    pub async fn next_of(&mut self, kind: &str) -> Sse {
+        loop {
+            let e = self.next().await;
+            if e.kind == kind {
+                return e;
+            }
+        }
     }
 }
 

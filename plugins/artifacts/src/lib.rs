@@ -1,8 +1,10 @@
 //! Plugboard's WebAssembly artifacts: the bundled plugins and the test guests, built for
 //! `wasm32-wasip2` by this crate's build script.
 //!
-//! * [`BUNDLED`] embeds the bundled plugins (`twilio-sms`, `ring-all`); the same files are in
-//!   [`bundled_dir`] as `<name>.wasm`.
+//! * [`BUNDLED`] embeds the bundled plugins (the `twilio-sms`, `twilio-whatsapp` and
+//!   `telesign-sms` channels and the routers `ring-all`, `longest-idle`, `round-robin`,
+//!   `random`, `least-busy` and `skills`); the same files are in [`bundled_dir`] as
+//!   `<name>.wasm`.
 //! * [`test_plugin`] gives the path of a test guest (`trap`, `infinite-loop`, `memory-bomb`,
 //!   `old-contract`; see [`TEST_PLUGINS`]).
 
@@ -30,7 +32,20 @@ mod tests {
     #[test]
     fn bundled_plugins_are_components() {
         let names: Vec<&str> = BUNDLED.iter().map(|(name, _)| *name).collect();
-        assert_eq!(names, ["twilio-sms", "ring-all"]);
+        assert_eq!(
+            names,
+            [
+                "twilio-sms",
+                "twilio-whatsapp",
+                "telesign-sms",
+                "ring-all",
+                "longest-idle",
+                "round-robin",
+                "random",
+                "least-busy",
+                "skills"
+            ]
+        );
         for (name, bytes) in BUNDLED {
             assert!(bytes.starts_with(COMPONENT_MAGIC), "{name}");
             let on_disk = std::fs::read(bundled_dir().join(format!("{name}.wasm"))).unwrap();

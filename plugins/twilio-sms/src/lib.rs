@@ -6,8 +6,12 @@
 //!   document.
 //! * Sending: `POST {api_base}/2010-04-01/Accounts/{account_sid}/Messages.json` with HTTP Basic
 //!   authentication; Twilio's error codes are mapped to the contract's send errors.
+//!
+//! [`twilio`] and [`signature`] hold what every Twilio channel shares (`twilio-whatsapp` compiles
+//! the same files); [`sms`] holds what is specific to SMS/MMS.
 
 pub mod signature;
+pub mod sms;
 pub mod twilio;
 
 use plugboard_sdk::types::{
@@ -20,20 +24,20 @@ pub struct TwilioSms;
 
 impl plugboard_sdk::Channel for TwilioSms {
     fn describe() -> Manifest {
-        twilio::manifest()
+        sms::manifest()
     }
 
     fn handle_webhook(
         req: HttpRequest,
         settings: Settings,
     ) -> Result<WebhookOutcome, WebhookError> {
-        twilio::handle_webhook(&req, &settings, |key, data| {
+        twilio::handle_webhook("twilio-sms", &req, &settings, |key, data| {
             plugboard_sdk::host::hmac_sha1(key, data)
         })
     }
 
     fn prepare_send(msg: OutboundMessage, settings: Settings) -> Result<HttpRequest, SendError> {
-        twilio::prepare_send(&msg, &settings)
+        sms::prepare_send(&msg, &settings)
     }
 
     fn read_send_response(resp: HttpResponse, _settings: Settings) -> Result<String, SendError> {

@@ -1,12 +1,16 @@
-//! Twilio's wire format: the manifest, webhook parsing, send requests and error mapping. Pure
+//! Twilio's Messages API wire format, shared by every Twilio channel: webhook authentication
+//! and parsing, the settings and request pieces common to all sends, and error mapping. Pure
 //! functions apart from `host::log` on ignored webhook calls; the HMAC is passed in.
+//!
+//! This file belongs to `twilio-sms`; `twilio-whatsapp` compiles the same file into its own
+//! crate with `#[path]` (next to [`signature`]), so both channels parse and authenticate
+//! Twilio's calls identically without a shared crate.
 
 use plugboard_sdk::types::{
-    Attachment, Capabilities, DeliveryState, DeliveryStatus, Event, HttpRequest, HttpResponse,
-    InboundMessage, Manifest, OutboundMessage, SendError, SettingSpec, WebhookError,
-    WebhookOutcome,
+    Attachment, DeliveryState, DeliveryStatus, Event, HttpRequest, HttpResponse, InboundMessage,
+    SendError, SettingSpec, WebhookError, WebhookOutcome,
 };
-use plugboard_sdk::{E164, Settings, form, header, http, query};
+use plugboard_sdk::{Settings, form, header, http, query};
 
 use crate::signature;
 
@@ -22,61 +26,58 @@ pub const MAX_BODY_CHARS: usize = 1600;
 /// Twilio's largest number of media items on one message; larger `NumMedia` values are capped.
 const MAX_MEDIA: usize = 10;
 
-/// What the plugin is and which settings it takes.
-pub fn manifest() -> Manifest {
-    let setting = |name: &str, required: bool, secret: bool, description: &str| SettingSpec {
+/// The provider API host every Twilio channel sends to.
+pub const API_HOST: &str = "api.twilio.com";
+
+/// One [`SettingSpec`].
+pub fn setting(name: &str, required: bool, secret: bool, description: &str) -> SettingSpec {
+    SettingSpec {
         name: name.to_string(),
         required,
         secret,
         description: description.to_string(),
-    };
-    Manifest {
-        name: "twilio-sms".to_string(),
-        version: env!("CARGO_PKG_VERSION").to_string(),
-        kind: "sms".to_string(),
-        settings: vec![
-            setting(
-                "account_sid",
-                true,
-                false,
-                "Twilio Account SID (AC...), used in API paths and as the Basic auth user",
-            ),
-            setting(
-                "auth_token",
-                true,
-                true,
-                "Twilio Auth Token: signs webhooks (X-Twilio-Signature) and authenticates API calls",
-            ),
-            setting(
-                "from",
-                true,
-                false,
-                "Sender phone number in E.164, e.g. +14155550100",
-            ),
-            setting(
-                "api_base",
-                false,
-                false,
-                "Twilio REST API base URL (default https://api.twilio.com)",
-            ),
-        ],
-        api_hosts: vec!["api.twilio.com".to_string()],
-        capabilities: Capabilities::ATTACHMENTS | Capabilities::DELIVERY_RECEIPTS,
     }
+}
+
+/// The settings every Twilio channel takes: `account_sid`, `auth_token`, `from` (described by
+/// `from_description`) and `api_base`.
+pub fn common_settings(from_description: &str) -> Vec<SettingSpec> {
+    vec![
+        setting(
+            "account_sid",
+            true,
+            false,
+            "Twilio Account SID (AC...), used in API paths and as the Basic auth user",
+        ),
+        setting(
+            "auth_token",
+            true,
+            true,
+            "Twilio Auth Token: signs webhooks (X-Twilio-Signature) and authenticates API calls",
+        ),
+        setting("from", true, false, from_description),
+        setting(
+            "api_base",
+            false,
+            false,
+            "Twilio REST API base URL (default https://api.twilio.com)",
+        ),
+    ]
 }
 
 fn twiml_response() -> HttpResponse {
     http::response(200, "text/xml", EMPTY_TWIML)
 }
 
-/// Authenticates and parses one webhook call. `hmac_sha1(key, data)` computes the MAC (the
-/// host's `hmac-sha1` inside a component).
+/// Authenticates and parses one webhook call for the channel plugin named `plugin` (used in log
+/// lines). `hmac_sha1(key, data)` computes the MAC (the host's `hmac-sha1` inside a component).
 ///
 /// # Errors
 ///
 /// `misconfigured` without an `auth_token`, `bad-request` for an unsupported method or a
 /// malformed form, `unauthorized` for a missing or wrong `X-Twilio-Signature`.
 pub fn handle_webhook(
+    plugin: &str,
     req: &HttpRequest,
     settings: &[(String, String)],
     hmac_sha1: impl Fn(&[u8], &[u8]) -> Vec<u8>,
@@ -115,7 +116,7 @@ pub fn handle_webhook(
             let names: Vec<&str> = params.iter().map(|(n, _)| n.as_str()).collect();
             plugboard_sdk::host::log(
                 plugboard_sdk::host::Level::Info,
-                &format!("twilio-sms: ignored an authentic webhook call: {reason}"),
+                &format!("{plugin}: ignored an authentic webhook call: {reason}"),
                 &[("parameters".to_string(), names.join(","))],
             );
             Vec::new()
@@ -227,14 +228,22 @@ pub fn delivery_state(status: &str) -> Option<DeliveryState> {
 }
 
 /// The settings every API call needs.
-struct Api<'a> {
-    base: &'a str,
-    account_sid: &'a str,
-    auth_token: &'a str,
+pub struct Api<'a> {
+    /// `api_base` without a trailing `/` (default [`DEFAULT_API_BASE`]).
+    pub base: &'a str,
+    /// `account_sid`.
+    pub account_sid: &'a str,
+    /// `auth_token`.
+    pub auth_token: &'a str,
 }
 
 impl<'a> Api<'a> {
-    fn new(settings: &'a [(String, String)]) -> Result<Self, SendError> {
+    /// Reads the API settings.
+    ///
+    /// # Errors
+    ///
+    /// `misconfigured` when `account_sid` or `auth_token` is missing.
+    pub fn new(settings: &'a [(String, String)]) -> Result<Self, SendError> {
         let s = Settings::new(settings);
         Ok(Api {
             base: s.get_or("api_base", DEFAULT_API_BASE).trim_end_matches('/'),
@@ -243,36 +252,41 @@ impl<'a> Api<'a> {
         })
     }
 
-    fn authorization(&self) -> (String, String) {
+    /// The `Authorization` header: HTTP Basic with the account SID and auth token.
+    pub fn authorization(&self) -> (String, String) {
         (
             "Authorization".to_string(),
             plugboard_sdk::basic_auth(self.account_sid, self.auth_token),
         )
     }
+
+    /// The Messages API request (`POST .../Messages.json`) carrying the form `fields`.
+    pub fn messages_request(&self, fields: &[(&str, &str)]) -> HttpRequest {
+        http::request(
+            "POST",
+            format!(
+                "{}/2010-04-01/Accounts/{}/Messages.json",
+                self.base, self.account_sid
+            ),
+            vec![
+                self.authorization(),
+                (
+                    "Content-Type".to_string(),
+                    "application/x-www-form-urlencoded".to_string(),
+                ),
+            ],
+            form::encode(fields.iter().copied()),
+        )
+    }
 }
 
-/// Builds the Messages API request that sends `msg`.
+/// The message text to send as `Body`: `None` when absent or empty.
 ///
 /// # Errors
 ///
-/// `misconfigured` for missing settings or a `from` that is not E.164; `invalid` for a `to` that
-/// is not E.164, an empty message or a body over 1600 characters.
-pub fn prepare_send(
-    msg: &OutboundMessage,
-    settings: &[(String, String)],
-) -> Result<HttpRequest, SendError> {
-    let api = Api::new(settings)?;
-    let from = Settings::new(settings)
-        .require("from")
-        .map_err(SendError::Misconfigured)?;
-    E164::parse(from).map_err(|e| SendError::Misconfigured(format!("setting `from`: {e}")))?;
-    let to = E164::parse(&msg.to).map_err(|e| SendError::Invalid(e.to_string()))?;
-    let text = msg.text.as_deref().filter(|t| !t.is_empty());
-    if text.is_none() && msg.attachments.is_empty() {
-        return Err(SendError::Invalid(
-            "message has neither text nor attachments".to_string(),
-        ));
-    }
+/// `invalid` for a text over [`MAX_BODY_CHARS`] characters.
+pub fn body_text(text: Option<&str>) -> Result<Option<&str>, SendError> {
+    let text = text.filter(|t| !t.is_empty());
     if let Some(text) = text {
         let chars = text.chars().count();
         if chars > MAX_BODY_CHARS {
@@ -281,28 +295,7 @@ pub fn prepare_send(
             )));
         }
     }
-    let mut fields = vec![("To", to.as_str()), ("From", from)];
-    if let Some(text) = text {
-        fields.push(("Body", text));
-    }
-    for attachment in &msg.attachments {
-        fields.push(("MediaUrl", attachment.url.as_str()));
-    }
-    Ok(http::request(
-        "POST",
-        format!(
-            "{}/2010-04-01/Accounts/{}/Messages.json",
-            api.base, api.account_sid
-        ),
-        vec![
-            api.authorization(),
-            (
-                "Content-Type".to_string(),
-                "application/x-www-form-urlencoded".to_string(),
-            ),
-        ],
-        form::encode(fields),
-    ))
+    Ok(text)
 }
 
 /// Reads the Messages API answer: the message SID on success.
@@ -445,7 +438,7 @@ mod tests {
     #[test]
     fn inbound_sms_becomes_a_message() {
         let req = signed_post("https://hooks.example.com/c/twilio", SMS, "secret");
-        let out = handle_webhook(&req, &settings(), fake_hmac).unwrap();
+        let out = handle_webhook("twilio-sms", &req, &settings(), fake_hmac).unwrap();
         assert_eq!(out.response.status, 200);
         assert_eq!(out.response.body, EMPTY_TWIML.as_bytes());
         assert_eq!(
@@ -467,11 +460,12 @@ mod tests {
     fn signature_failures_are_unauthorized() {
         let mut req = signed_post("https://hooks.example.com/c/twilio", SMS, "other");
         assert!(matches!(
-            handle_webhook(&req, &settings(), fake_hmac),
+            handle_webhook("twilio-sms", &req, &settings(), fake_hmac),
             Err(WebhookError::Unauthorized(_))
         ));
         req.headers.clear();
-        let Err(WebhookError::Unauthorized(msg)) = handle_webhook(&req, &settings(), fake_hmac)
+        let Err(WebhookError::Unauthorized(msg)) =
+            handle_webhook("twilio-sms", &req, &settings(), fake_hmac)
         else {
             panic!()
         };
@@ -482,7 +476,7 @@ mod tests {
             ..bad
         };
         assert!(matches!(
-            handle_webhook(&bad, &settings(), fake_hmac),
+            handle_webhook("twilio-sms", &bad, &settings(), fake_hmac),
             Err(WebhookError::BadRequest(_))
         ));
     }
@@ -492,7 +486,7 @@ mod tests {
         let mut req = signed_post("https://hooks.example.com:443/c/twilio", SMS, "secret");
         req.url = "https://hooks.example.com/c/twilio".to_string();
         assert_eq!(
-            handle_webhook(&req, &settings(), fake_hmac)
+            handle_webhook("twilio-sms", &req, &settings(), fake_hmac)
                 .unwrap()
                 .events
                 .len(),
@@ -510,7 +504,7 @@ mod tests {
             vec![("x-twilio-signature".to_string(), sig)],
             Vec::new(),
         );
-        let out = handle_webhook(&req, &settings(), fake_hmac).unwrap();
+        let out = handle_webhook("twilio-sms", &req, &settings(), fake_hmac).unwrap();
         let [Event::Status(s)] = out.events.as_slice() else {
             panic!("{:?}", out.events)
         };
@@ -591,78 +585,6 @@ mod tests {
             assert_eq!(delivery_state(s), Some(want), "{s}");
         }
         assert_eq!(delivery_state("partially_delivered"), None);
-    }
-
-    fn outbound(to: &str, text: Option<&str>, media: &[&str]) -> OutboundMessage {
-        OutboundMessage {
-            id: "m1".into(),
-            to: to.into(),
-            text: text.map(str::to_string),
-            attachments: media
-                .iter()
-                .map(|u| Attachment {
-                    url: u.to_string(),
-                    content_type: None,
-                })
-                .collect(),
-            thread: Vec::new(),
-            since_last_inbound: None,
-            token: None,
-        }
-    }
-
-    #[test]
-    fn send_request() {
-        let req = prepare_send(
-            &outbound(
-                "+14155550199",
-                Some("Hi there"),
-                &["https://x.test/a.png", "https://x.test/b.png"],
-            ),
-            &settings(),
-        )
-        .unwrap();
-        assert_eq!(req.method, "POST");
-        assert_eq!(
-            req.url,
-            "http://127.0.0.1:9999/2010-04-01/Accounts/AC123/Messages.json"
-        );
-        assert_eq!(
-            header(&req.headers, "authorization"),
-            Some(plugboard_sdk::basic_auth("AC123", "secret").as_str())
-        );
-        assert_eq!(
-            header(&req.headers, "content-type"),
-            Some("application/x-www-form-urlencoded")
-        );
-        assert_eq!(
-            form::parse(&req.body).unwrap(),
-            pairs(&[
-                ("To", "+14155550199"),
-                ("From", "+14155550100"),
-                ("Body", "Hi there"),
-                ("MediaUrl", "https://x.test/a.png"),
-                ("MediaUrl", "https://x.test/b.png"),
-            ])
-        );
-        let Err(SendError::Invalid(msg)) =
-            prepare_send(&outbound("+1 415 555", Some("x"), &[]), &settings())
-        else {
-            panic!()
-        };
-        assert!(msg.contains("space"), "{msg}");
-        let mut no_token = settings();
-        no_token.retain(|(n, _)| n != "auth_token");
-        assert!(matches!(
-            prepare_send(&outbound("+14155550199", Some("x"), &[]), &no_token),
-            Err(SendError::Misconfigured(m)) if m.contains("auth_token")
-        ));
-        let check = prepare_check(&pairs(&[("account_sid", "AC9"), ("auth_token", "t")])).unwrap();
-        assert_eq!(check.method, "GET");
-        assert_eq!(
-            check.url,
-            "https://api.twilio.com/2010-04-01/Accounts/AC9.json"
-        );
     }
 
     fn resp(status: u16, body: &str, headers: &[(&str, &str)]) -> HttpResponse {

@@ -1,0 +1,172 @@
+//! Agents' live routing facts: presence, idle time, offers and misses. Kept in memory for the
+//! router and written through to storage so a restart keeps them.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
+
+use crate::bindings::wit;
+use crate::config::Config;
+use crate::storage::{AgentRecord, Storage, StorageError};
+
+/// Whether an agent takes work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Presence {
+    /// Offered work.
+    Online,
+    /// Signed in, not offered work.
+    Away,
+    /// Not signed in.
+    Offline,
+}
+
+impl Presence {
+    fn parse(s: &str) -> Presence {
+        match s {
+            "online" => Presence::Online,
+            "away" => Presence::Away,
+            _ => Presence::Offline,
+        }
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Presence::Online => "online",
+            Presence::Away => "away",
+            Presence::Offline => "offline",
+        }
+    }
+}
+
+/// Every configured agent's routing facts.
+pub struct Agents {
+    storage: Arc<Storage>,
+    records: Mutex<HashMap<String, AgentRecord>>,
+}
+
+impl Agents {
+    /// Loads stored facts for the configured agents; new agents start offline.
+    pub fn load(config: &Config, storage: Arc<Storage>) -> Result<Agents, StorageError> {
+        let stored: HashMap<_, _> = storage.agent_records()?.into_iter().collect();
+        let records = config
+            .agents
+            .iter()
+            .map(|a| {
+                let mut r = stored.get(&a.id).cloned().unwrap_or_default();
+                if r.presence.is_empty() {
+                    r.presence = "offline".into();
+                }
+                (a.id.clone(), r)
+            })
+            .collect();
+        Ok(Agents {
+            storage,
+            records: Mutex::new(records),
+        })
+    }
+
+    fn with<T>(&self, agent: &str, f: impl FnOnce(&mut AgentRecord) -> T) -> Option<T> {
+        let mut records = self.records.lock().expect("agents lock");
+        let record = records.get_mut(agent)?;
+        let out = f(record);
+        if let Err(e) = self.storage.put_agent_record(agent, record) {
+            tracing::error!(agent, "agent state not stored: {e}");
+        }
+        Some(out)
+    }
+
+    /// An agent's presence.
+    pub fn presence(&self, agent: &str) -> Presence {
+        self.records
+            .lock()
+            .expect("agents lock")
+            .get(agent)
+            .map(|r| Presence::parse(&r.presence))
+            .unwrap_or(Presence::Offline)
+    }
+
+    /// Sets an agent's presence; returns the previous one.
+    pub fn set_presence(&self, agent: &str, presence: Presence, now: u64) -> Presence {
+        let idle = self.storage.owned_count(agent) == 0;
+        self.with(agent, |r| {
+            let before = Presence::parse(&r.presence);
+            r.presence = presence.as_str().into();
+            if presence == Presence::Online {
+                r.missed_offers = 0;
+                if before != Presence::Online && idle {
+                    r.idle_since = Some(now);
+                }
+            }
+            before
+        })
+        .unwrap_or(Presence::Offline)
+    }
+
+    /// Notes offers made to `agents`.
+    pub fn offered(&self, agents: &[String], now: u64) {
+        for a in agents {
+            self.with(a, |r| r.last_offered = Some(now));
+        }
+    }
+
+    /// Notes a lapsed offer; returns how many in a row the agent has missed.
+    pub fn missed(&self, agent: &str) -> u32 {
+        self.with(agent, |r| {
+            r.missed_offers += 1;
+            r.missed_offers
+        })
+        .unwrap_or(0)
+    }
+
+    /// Notes that `agent` got a conversation.
+    pub fn assigned(&self, agent: &str, now: u64) {
+        self.with(agent, |r| {
+            r.last_assigned = Some(now);
+            r.idle_since = None;
+            r.missed_offers = 0;
+        });
+    }
+
+    /// Notes that `agent` let go of a conversation (closed, transferred away).
+    pub fn released(&self, agent: &str, now: u64) {
+        let idle = self.storage.owned_count(agent) == 0;
+        self.with(agent, |r| {
+            if idle {
+                r.idle_since = Some(now);
+            }
+        });
+    }
+
+    /// The router's view of `members` (in configuration order).
+    pub fn states(&self, config: &Config, members: &[String]) -> Vec<wit::AgentState> {
+        let records = self.records.lock().expect("agents lock");
+        members
+            .iter()
+            .filter_map(|id| {
+                let cfg = config.agent(id)?;
+                let r = records.get(id).cloned().unwrap_or_default();
+                let active = self.storage.owned_count(id);
+                Some(wit::AgentState {
+                    id: id.clone(),
+                    presence: match Presence::parse(&r.presence) {
+                        Presence::Online => wit::Presence::Online,
+                        Presence::Away => wit::Presence::Away,
+                        Presence::Offline => wit::Presence::Offline,
+                    },
+                    active,
+                    capacity: cfg.capacity,
+                    idle_since: if active == 0 {
+                        r.idle_since.map(|t| t / 1000)
+                    } else {
+                        None
+                    },
+                    last_offered: r.last_offered.map(|t| t / 1000),
+                    last_assigned: r.last_assigned.map(|t| t / 1000),
+                    skills: cfg.skills.clone(),
+                })
+            })
+            .collect()
+    }
+}

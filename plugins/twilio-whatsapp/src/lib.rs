@@ -1,0 +1,71 @@
+//! Plugboard channel plugin for WhatsApp through Twilio's Messages API.
+//!
+//! * Webhooks: exactly Twilio SMS's (form-encoded, `X-Twilio-Signature`), with `whatsapp:`
+//!   addresses kept as they come and `ProfileName` as the contact name; a status callback with
+//!   error 63016 says a free-form message was sent outside the 24-hour window.
+//! * Sending: the same Messages API as SMS with `whatsapp:+E.164` addresses, either free-form
+//!   (`Body`, `MediaUrl`) or, when the host chose a template, `ContentSid` + `ContentVariables`.
+//!
+//! [`twilio`] and [`signature`] are `twilio-sms`'s own files, compiled into this crate with
+//! `#[path]` so both Twilio channels share one implementation of Twilio's wire format;
+//! [`whatsapp`] holds what is specific to WhatsApp.
+
+#[path = "../../twilio-sms/src/signature.rs"]
+pub mod signature;
+#[path = "../../twilio-sms/src/twilio.rs"]
+pub mod twilio;
+pub mod whatsapp;
+
+use plugboard_sdk::types::{
+    HttpRequest, HttpResponse, Manifest, OutboundMessage, SendError, Settings, TokenGrant,
+    WebhookError, WebhookOutcome,
+};
+
+/// The Twilio WhatsApp channel.
+pub struct TwilioWhatsapp;
+
+impl plugboard_sdk::Channel for TwilioWhatsapp {
+    fn describe() -> Manifest {
+        whatsapp::manifest()
+    }
+
+    fn handle_webhook(
+        req: HttpRequest,
+        settings: Settings,
+    ) -> Result<WebhookOutcome, WebhookError> {
+        whatsapp::handle_webhook(&req, &settings, |key, data| {
+            plugboard_sdk::host::hmac_sha1(key, data)
+        })
+    }
+
+    fn prepare_send(msg: OutboundMessage, settings: Settings) -> Result<HttpRequest, SendError> {
+        whatsapp::prepare_send(&msg, &settings)
+    }
+
+    fn read_send_response(resp: HttpResponse, _settings: Settings) -> Result<String, SendError> {
+        twilio::read_send_response(&resp)
+    }
+
+    fn prepare_token(_settings: Settings) -> Result<Option<HttpRequest>, SendError> {
+        Ok(None)
+    }
+
+    fn read_token_response(
+        _resp: HttpResponse,
+        _settings: Settings,
+    ) -> Result<TokenGrant, SendError> {
+        Err(SendError::Misconfigured(
+            "twilio-whatsapp uses no token".to_string(),
+        ))
+    }
+
+    fn prepare_check(settings: Settings) -> Result<Option<HttpRequest>, SendError> {
+        twilio::prepare_check(&settings).map(Some)
+    }
+
+    fn read_check_response(resp: HttpResponse, _settings: Settings) -> Result<(), SendError> {
+        twilio::read_check_response(&resp)
+    }
+}
+
+plugboard_sdk::export_channel!(TwilioWhatsapp);
