@@ -23,19 +23,17 @@ use serde_json::json;
 use subtle::ConstantTimeEq;
 
 use crate::agents::Presence;
+use crate::channel_rules;
 use crate::config::AgentConfig;
 use crate::sandbox::Clock;
 use crate::server::{AppState, error_response};
 use crate::storage::{
     Attachment, Contact, Conversation, ConversationState, Direction, Message, MessageStatus,
-    Rejection, StoredEvent, UpdateError,
+    OutboundDraft, Rejection, StoredEvent, TemplateSend, UpdateError,
 };
 
 /// How long a reply request waits for the provider's answer before answering 202.
 const SEND_WAIT: Duration = Duration::from_secs(10);
-
-/// The largest reply text, in characters.
-const MAX_TEXT_CHARS: usize = 1600;
 
 /// The authenticated agent of a request.
 pub struct Agent(pub AgentConfig);
@@ -161,7 +159,24 @@ pub struct MessageView {
     provider_id: Option<String>,
     status: MessageStatus,
     error: Option<String>,
+    note: Option<String>,
+    template: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    segments: Option<channel_rules::Segments>,
     created_at: u64,
+}
+
+impl MessageView {
+    /// The view of `m` on a channel of `kind`: phone channels report SMS segments.
+    fn on(kind: &str, m: Message) -> MessageView {
+        let segments = channel_rules::is_phone_kind(kind)
+            .then(|| m.text.as_deref().map(channel_rules::segments))
+            .flatten();
+        MessageView {
+            segments,
+            ..MessageView::from(m)
+        }
+    }
 }
 
 impl From<Message> for MessageView {
@@ -176,9 +191,22 @@ impl From<Message> for MessageView {
             provider_id: m.provider_id,
             status: m.status,
             error: m.error,
+            note: m.note,
+            template: m.template.map(|t| t.name),
+            segments: None,
             created_at: m.created_at,
         }
     }
+}
+
+/// The kind of a configured channel (`sms`, `whatsapp`, ...), empty if it is gone.
+fn channel_kind(state: &AppState, channel: &str) -> String {
+    state
+        .app
+        .channels
+        .get(channel)
+        .map(|c| c.kind().to_owned())
+        .unwrap_or_default()
 }
 
 /// Whether `agent` may see `c` by id: their own, their queues', their managed queues', and
@@ -297,7 +325,11 @@ pub async fn list_messages(
     };
     match state.app.storage.messages(conv.id) {
         Ok(list) => {
-            let views: Vec<MessageView> = list.into_iter().map(Into::into).collect();
+            let kind = channel_kind(&state, &conv.channel);
+            let views: Vec<MessageView> = list
+                .into_iter()
+                .map(|m| MessageView::on(&kind, m))
+                .collect();
             Json(serde_json::json!({ "messages": views })).into_response()
         }
         Err(e) => storage_error(e),
@@ -311,6 +343,7 @@ pub struct ReplyBody {
     text: Option<String>,
     #[serde(default)]
     attachments: Vec<ReplyAttachment>,
+    template: Option<TemplateChoice>,
 }
 
 /// A media attachment on a reply.
@@ -319,6 +352,16 @@ pub struct ReplyBody {
 pub struct ReplyAttachment {
     url: String,
     content_type: Option<String>,
+}
+
+/// An approved template picked by name (and language, when several share the name).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TemplateChoice {
+    name: String,
+    language: Option<String>,
+    #[serde(default)]
+    variables: serde_json::Map<String, serde_json::Value>,
 }
 
 /// `POST /api/v1/conversations/{id}/messages`: queue a reply durably, send it through the
@@ -334,40 +377,50 @@ pub async fn reply(
         Ok(c) => c,
         Err(r) => return r,
     };
-    let body: ReplyBody = match serde_json::from_slice(&body) {
+    let body: ReplyBody = match json_body(&body, r#"{"text": "..."}"#) {
         Ok(b) => b,
-        Err(e) => {
-            return error_response(
-                StatusCode::BAD_REQUEST,
-                format!("body must be JSON like {{\"text\": \"...\"}}: {e}"),
-            );
-        }
+        Err(r) => return r,
     };
+    let draft = match outbound_draft(&state, &conv, body) {
+        Ok(d) => d,
+        Err(r) => return r,
+    };
+    match send_reply(&state, &agent, &conv, draft).await {
+        Ok((status, view)) => (status, Json(view)).into_response(),
+        Err(r) => r,
+    }
+}
+
+/// Checks an outbound message against its channel's rules and turns it into a draft: text or
+/// attachments present, text length for the channel kind, the recipient not opted out,
+/// attachments allowed and supported, and on WhatsApp the 24-hour window (outside it, only an
+/// approved template).
+fn outbound_draft(
+    state: &AppState,
+    conv: &Conversation,
+    body: ReplyBody,
+) -> Result<OutboundDraft, Response> {
+    let unprocessable = |m: String| error_response(StatusCode::UNPROCESSABLE_ENTITY, m);
+    let Some(channel) = state.app.channels.get(&conv.channel).cloned() else {
+        return Err(unprocessable(format!(
+            "channel {} is no longer configured; the conversation is read-only",
+            conv.channel
+        )));
+    };
+    let kind = channel.kind().to_owned();
     let text = body.text.filter(|t| !t.trim().is_empty());
-    if text.is_none() && body.attachments.is_empty() {
-        return error_response(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "a reply needs a non-empty `text` or at least one attachment",
-        );
+    if text.is_none() && body.attachments.is_empty() && body.template.is_none() {
+        return Err(unprocessable(
+            "a message needs a non-empty `text`, an attachment or a `template`".into(),
+        ));
     }
     if let Some(t) = &text {
         let chars = t.chars().count();
-        if chars > MAX_TEXT_CHARS {
-            return error_response(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                format!("text is {chars} characters; the limit is {MAX_TEXT_CHARS}"),
-            );
-        }
-    }
-    for a in &body.attachments {
-        if url::Url::parse(&a.url)
-            .map(|u| !matches!(u.scheme(), "http" | "https"))
-            .unwrap_or(true)
-        {
-            return error_response(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                format!("attachment url {:?} is not an absolute http(s) URL", a.url),
-            );
+        let limit = channel_rules::max_text_chars(&kind);
+        if chars > limit {
+            return Err(unprocessable(format!(
+                "text is {chars} characters; {kind} messages take at most {limit}"
+            )));
         }
     }
     match state
@@ -376,29 +429,104 @@ pub async fn reply(
         .is_opted_out(&conv.channel, &conv.customer)
     {
         Ok(true) => {
-            return error_response(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                format!(
-                    "{} opted out of channel {}; nothing was sent",
-                    conv.customer, conv.channel
-                ),
-            );
+            return Err(unprocessable(format!(
+                "{} opted out of channel {} (they sent STOP or the provider reported it); nothing was sent",
+                conv.customer, conv.channel
+            )));
         }
         Ok(false) => {}
-        Err(e) => return storage_error(e),
+        Err(e) => return Err(storage_error(e)),
     }
-    let attachments = body
-        .attachments
-        .into_iter()
-        .map(|a| Attachment {
-            url: a.url,
-            content_type: a.content_type,
-        })
-        .collect();
-    match send_reply(&state, &agent, &conv, text, attachments).await {
-        Ok((status, view)) => (status, Json(view)).into_response(),
-        Err(r) => r,
+    if !body.attachments.is_empty() {
+        if !channel.agent_attachments {
+            return Err(unprocessable(format!(
+                "agent attachments are off for channel {}",
+                conv.channel
+            )));
+        }
+        if !channel.plugin.manifest.attachments {
+            return Err(unprocessable(format!(
+                "channel {} ({}) cannot send attachments",
+                conv.channel, channel.plugin.info.name
+            )));
+        }
     }
+    for a in &body.attachments {
+        if url::Url::parse(&a.url)
+            .map(|u| !matches!(u.scheme(), "http" | "https"))
+            .unwrap_or(true)
+        {
+            return Err(unprocessable(format!(
+                "attachment url {:?} is not an absolute http(s) URL",
+                a.url
+            )));
+        }
+    }
+    let template_names = || {
+        let names: Vec<String> = channel
+            .templates
+            .iter()
+            .map(|t| format!("{} ({})", t.name, t.language))
+            .collect();
+        if names.is_empty() {
+            "none is configured".to_owned()
+        } else {
+            format!("configured: {}", names.join(", "))
+        }
+    };
+    let template = match body.template {
+        None => None,
+        Some(choice) => {
+            let found = channel.templates.iter().find(|t| {
+                t.name == choice.name && choice.language.as_ref().is_none_or(|l| &t.language == l)
+            });
+            let Some(t) = found else {
+                return Err(unprocessable(format!(
+                    "no template {:?} on channel {}; {}",
+                    choice.name,
+                    conv.channel,
+                    template_names()
+                )));
+            };
+            let missing: Vec<&String> = t
+                .variables
+                .iter()
+                .filter(|v| !choice.variables.contains_key(v.as_str()))
+                .collect();
+            if !missing.is_empty() {
+                return Err(unprocessable(format!(
+                    "template {} needs variables {:?}",
+                    t.name, missing
+                )));
+            }
+            Some(TemplateSend {
+                name: t.name.clone(),
+                content_sid: t.content_sid.clone(),
+                variables: serde_json::Value::Object(choice.variables).to_string(),
+            })
+        }
+    };
+    if kind == "whatsapp"
+        && template.is_none()
+        && !channel_rules::whatsapp_window_open(conv.last_inbound_at, Clock::System.now_millis())
+    {
+        return Err(unprocessable(format!(
+            "the 24-hour WhatsApp window is closed (the customer has not written in the last 24 hours); only an approved template may be sent: {}",
+            template_names()
+        )));
+    }
+    Ok(OutboundDraft {
+        text,
+        attachments: body
+            .attachments
+            .into_iter()
+            .map(|a| Attachment {
+                url: a.url,
+                content_type: a.content_type,
+            })
+            .collect(),
+        template,
+    })
 }
 
 /// Queues an agent's message durably, submits it, and waits for the provider's answer.
@@ -406,14 +534,13 @@ async fn send_reply(
     state: &AppState,
     agent: &AgentConfig,
     before: &Conversation,
-    text: Option<String>,
-    attachments: Vec<Attachment>,
+    draft: OutboundDraft,
 ) -> Result<(StatusCode, MessageView), Response> {
     let now = Clock::System.now_millis();
     let (after, message) = state
         .app
         .storage
-        .add_outbound(before.id, Some(&agent.id), text, attachments, now)
+        .add_outbound(before.id, Some(&agent.id), draft, now)
         .map_err(|e| update_error(e, &before.id.to_string()))?;
     if before.state == ConversationState::Queued && after.state == ConversationState::Assigned {
         announce_assigned(state, before, &after, "first_reply");
@@ -426,9 +553,10 @@ async fn send_reply(
         .map_err(storage_error)?;
     let rx = state.outbox.watch(message.conversation, message.seq);
     state.outbox.submit(message.conversation, message.seq);
+    let kind = channel_kind(state, &before.channel);
     Ok(match state.outbox.wait(rx, SEND_WAIT).await {
-        Some(done) => (StatusCode::CREATED, MessageView::from(done)),
-        None => (StatusCode::ACCEPTED, MessageView::from(message)),
+        Some(done) => (StatusCode::CREATED, MessageView::on(&kind, done)),
+        None => (StatusCode::ACCEPTED, MessageView::on(&kind, message)),
     })
 }
 
@@ -761,6 +889,7 @@ pub struct StartBody {
     to: String,
     channel: Option<String>,
     text: Option<String>,
+    template: Option<TemplateChoice>,
 }
 
 /// `POST /api/v1/conversations` `{"to": "+E164", "channel"?: "...", "text"?: "..."}`: an
@@ -809,10 +938,20 @@ pub async fn start_conversation(
             );
         }
     };
-    let customer = match channel.plugin.manifest.kind.as_str() {
-        "whatsapp" => format!("whatsapp:{number}"),
-        _ => number.to_string(),
-    };
+    let customer = channel_rules::address_for(channel.kind(), number.as_str());
+    match state.app.storage.is_opted_out(&channel.name, &customer) {
+        Ok(true) => {
+            return error_response(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!(
+                    "{customer} opted out of channel {}; nothing was sent",
+                    channel.name
+                ),
+            );
+        }
+        Ok(false) => {}
+        Err(e) => return storage_error(e),
+    }
     let queue = match &channel.target {
         crate::storage::ConversationTarget::Queue { queue, .. } => queue.clone(),
         crate::storage::ConversationTarget::Agent(_) => String::new(),
@@ -835,8 +974,18 @@ pub async fn start_conversation(
         json!({"owner": agent.id, "how": "started"}),
     );
     let mut out = json!({});
-    if let Some(text) = body.text.filter(|t| !t.trim().is_empty()) {
-        match send_reply(&state, &agent, &conv, Some(text), Vec::new()).await {
+    let has_text = body.text.as_deref().is_some_and(|t| !t.trim().is_empty());
+    if has_text || body.template.is_some() {
+        let reply = ReplyBody {
+            text: body.text,
+            attachments: Vec::new(),
+            template: body.template,
+        };
+        let draft = match outbound_draft(&state, &conv, reply) {
+            Ok(d) => d,
+            Err(r) => return r,
+        };
+        match send_reply(&state, &agent, &conv, draft).await {
             Ok((_, view)) => out["message"] = json!(view),
             Err(r) => return r,
         }
@@ -962,4 +1111,32 @@ pub async fn events(
         }
     });
     Sse::new(stream).keep_alive(KeepAlive::default())
+}
+
+/// `POST /api/v1/admin/channels/{name}/test`: checks the channel's provider credentials with
+/// a harmless authenticated request; `{"channel", "outcome": {"result": "ok"|"failed"|"unsupported", "message"}}`.
+pub async fn test_channel(
+    State(state): State<AppState>,
+    _admin: Admin,
+    Path(name): Path<String>,
+) -> Response {
+    let Some(channel) = state.app.channels.get(&name).cloned() else {
+        return error_response(
+            StatusCode::NOT_FOUND,
+            format!("no channel named {name:?} is configured"),
+        );
+    };
+    let client =
+        match crate::provider_http::ProviderClient::new(state.app.config.limits.provider_timeout())
+        {
+            Ok(c) => c,
+            Err(e) => {
+                return error_response(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("HTTP client: {e}"),
+                );
+            }
+        };
+    let outcome = crate::credential::check(&state.app.sandbox, &client, &channel).await;
+    Json(json!({"channel": name, "outcome": outcome})).into_response()
 }

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use subtle::ConstantTimeEq;
 
+use crate::channel_rules::{Template, parse_templates};
 use crate::config::{AgentConfig, Config, ConfigError};
 use crate::plugin::{ChannelPlugin, PluginSet, RouterPlugin};
 use crate::sandbox::{Clock, Sandbox};
@@ -28,6 +29,19 @@ pub struct ChannelInstance {
     /// Hosts the plugin may send requests to: its manifest's API hosts plus the hosts of URL
     /// settings the operator configured (`api_base` pointing at a proxy or a test double).
     pub allowed_hosts: HashSet<String>,
+    /// Approved templates (WhatsApp), from the `templates` setting.
+    pub templates: Vec<Template>,
+    /// Whether customers' attachments are kept.
+    pub customer_attachments: bool,
+    /// Whether agents may send attachments.
+    pub agent_attachments: bool,
+}
+
+impl ChannelInstance {
+    /// The channel kind from the plugin's manifest (`sms`, `whatsapp`, ...).
+    pub fn kind(&self) -> &str {
+        &self.plugin.manifest.kind
+    }
 }
 
 /// A queue and its router.
@@ -55,8 +69,20 @@ pub struct App {
 }
 
 impl App {
-    /// Loads the plugins and resolves `config` against them. Must run inside a tokio runtime.
+    /// Loads the plugins and resolves `config` against them, with the data in `data_dir`.
+    /// Must run inside a tokio runtime.
     pub fn build(config: Config) -> anyhow::Result<App> {
+        let db = config.server.data_dir.join("db");
+        App::build_with_db(config, &db)
+    }
+
+    /// Like [`App::build`], but with empty throwaway data in `scratch`: for command-line tools
+    /// (`check`, `channel test`) that must work while a server holds the real database.
+    pub fn build_detached(config: Config, scratch: &Path) -> anyhow::Result<App> {
+        App::build_with_db(config, scratch)
+    }
+
+    fn build_with_db(config: Config, db: &Path) -> anyhow::Result<App> {
         let sandbox = Arc::new(Sandbox::new(config.limits.clone(), Clock::System)?);
         std::fs::create_dir_all(&config.server.data_dir).map_err(|e| {
             anyhow::anyhow!(
@@ -84,7 +110,7 @@ impl App {
         })?;
         let channels = resolve_channels(&config, &plugins)?;
         let queues = resolve_queues(&config, &plugins)?;
-        let storage = Storage::open(&config.server.data_dir.join("db"))?;
+        let storage = Storage::open(db)?;
         for contact in &config.contacts {
             storage.put_contact(&crate::storage::Contact {
                 address: contact.address.clone(),
@@ -200,6 +226,8 @@ fn resolve_channels(
                 allowed_hosts.insert(host.to_ascii_lowercase());
             }
         }
+        let templates = parse_templates(c.settings.get("templates").map(String::as_str))
+            .map_err(|reason| invalid(format!("channels[{i}].settings.templates"), reason))?;
         out.insert(
             c.name.clone(),
             Arc::new(ChannelInstance {
@@ -219,6 +247,9 @@ fn resolve_channels(
                         .collect(),
                 ),
                 allowed_hosts,
+                templates,
+                customer_attachments: c.customer_attachments,
+                agent_attachments: c.agent_attachments,
             }),
         );
     }

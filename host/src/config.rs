@@ -181,6 +181,12 @@ pub struct ChannelConfig {
     /// Skills an agent needs to be offered this channel's work (for the `skills` router).
     #[serde(default)]
     pub skills: Vec<String>,
+    /// Whether customers' attachments are kept (off: dropped, with a note to the agent).
+    #[serde(default = "yes")]
+    pub customer_attachments: bool,
+    /// Whether agents may send attachments (off: refused with a clear error).
+    #[serde(default = "yes")]
+    pub agent_attachments: bool,
     /// Settings passed to the plugin; `${VAR}` is replaced from the environment.
     #[serde(default)]
     pub settings: BTreeMap<String, String>,
@@ -212,6 +218,10 @@ pub struct QueueConfig {
     /// Offers an agent may let lapse in a row before the host sets them away.
     #[serde(default = "default_missed_offers")]
     pub missed_offers_before_away: u32,
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn default_offer_timeout() -> u64 {

@@ -30,8 +30,25 @@ enum Command {
     },
     /// Print the embedded default configuration (a starting point for your own).
     DefaultConfig,
+    /// Operate on one configured channel.
+    Channel {
+        #[command(subcommand)]
+        command: ChannelCommand,
+    },
     /// Run one channel plugin's handle-webhook on one recorded request; print the outcome as JSON.
     Replay(plugboard::replay::ReplayArgs),
+}
+
+#[derive(Subcommand)]
+enum ChannelCommand {
+    /// Check the channel's provider credentials with a harmless authenticated request.
+    Test {
+        /// The channel instance's name.
+        name: String,
+        /// The TOML configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
 }
 
 fn load(config: Option<&PathBuf>) -> anyhow::Result<Config> {
@@ -69,7 +86,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }),
         Command::Check { config } => runtime.block_on(async {
             let config = load(Some(&config))?;
-            let app = App::build(config)?;
+            let scratch = Scratch::new()?;
+            let app = App::build_detached(config, scratch.path())?;
             for r in &app.plugins.refused {
                 println!("refused {} ({}): {}", r.name, r.source, r.error);
             }
@@ -84,6 +102,28 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }),
+        Command::Channel {
+            command: ChannelCommand::Test { name, config },
+        } => runtime.block_on(async {
+            let config = load(Some(&config))?;
+            let scratch = Scratch::new()?;
+            let app = App::build_detached(config, scratch.path())?;
+            let channel = app
+                .channels
+                .get(&name)
+                .ok_or_else(|| anyhow::anyhow!("no channel named {name:?} in the configuration"))?;
+            let client = plugboard::provider_http::ProviderClient::new(
+                app.config.limits.provider_timeout(),
+            )?;
+            let outcome = plugboard::credential::check(&app.sandbox, &client, channel).await;
+            println!("{}", serde_json::json!({"channel": name, "outcome": outcome}));
+            if outcome == plugboard::credential::CheckOutcome::Ok {
+                return Ok(());
+            }
+            drop(app);
+            drop(scratch);
+            std::process::exit(1);
+        }),
         Command::Replay(args) => {
             let (output, code) = plugboard::replay::run(&args)?;
             println!("{}", serde_json::to_string_pretty(&output)?);
@@ -93,5 +133,30 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             print!("{}", plugboard::config::EMBEDDED_DEFAULT);
             Ok(())
         }
+    }
+}
+
+/// A throwaway data directory for commands that do not touch the real data, removed on drop.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new() -> anyhow::Result<Scratch> {
+        let dir = std::env::temp_dir().join(format!(
+            "plugboard-cli-{}-{}",
+            std::process::id(),
+            rand::random::<u64>()
+        ));
+        std::fs::create_dir_all(&dir)?;
+        Ok(Scratch(dir))
+    }
+
+    fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }

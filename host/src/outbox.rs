@@ -1,74 +1,282 @@
 //! The outbox worker: sends agents' messages through their channel plugin and the provider
-//! client, and records the provider's message id or error.
+//! client, retries the failures worth retrying, and records the provider's message id or the
+//! final error.
 //!
 //! Sends are queued durably by [`crate::storage::Storage::add_outbound`] before they are
 //! submitted here, and every pending send is resubmitted at start-up, so a crash between
-//! queueing and sending loses nothing.
+//! queueing and sending loses nothing. Outbound is never silently dropped: a send ends
+//! `queued` (the provider took it) or `failed` with its reason, and in between it stays
+//! `pending` in the durable outbox.
+//!
+//! # Retries
+//!
+//! Each attempt's failure is classified:
+//!
+//! * **retryable**: the provider could not be reached or did not answer in time
+//!   ([`TransportError::Unreachable`]), answered 5xx ([`wit::SendError::Unavailable`]) or
+//!   429 ([`wit::SendError::RateLimited`], whose `Retry-After` is honoured as the least
+//!   delay), or the plugin was busy or ran past its deadline while *building* the request
+//!   (load, not a defect);
+//! * **permanent**: the request is invalid, the address opted out (which also marks it opted
+//!   out for the channel, so later sends are refused before any provider call), the
+//!   credentials are refused, the channel is misconfigured or gone, the host refused the
+//!   request ([`TransportError::Refused`]), or the plugin trapped or ran out of memory building
+//!   it (the same input traps again). A plugin failure while *reading* the provider's answer
+//!   is permanent too: the provider may have accepted the message, and a retry could deliver
+//!   it twice.
+//!
+//! A retryable failure is retried after an exponential backoff with jitter (see
+//! [`RetryPolicy`]); while it waits the message is `pending` with the error
+//! `attempt k failed: <reason>; retrying in Xs`. The attempt count and the due time live in
+//! the durable [`crate::storage::OutboxEntry`], so a restart resumes the backoff where it
+//! stood. After the last attempt the send is dead-lettered: `failed` with
+//! `dead-lettered after N attempts: <last reason>`, and a `dead_lettered` event goes to the
+//! message's author and the conversation's owner (a permanent failure sends `send_failed`).
+//!
+//! # Shutdown
+//!
+//! [`Outbox::drain`] stops starting attempts, lets the attempts in flight finish and record
+//! their outcome (bounded), and leaves every other send pending in the durable outbox for the
+//! next start.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{Semaphore, oneshot, watch};
 
 use crate::app::App;
 use crate::bindings::wit;
-use crate::provider_http::ProviderClient;
-use crate::sandbox::Clock;
-use crate::storage::{Attachment, Message, StorageError};
+use crate::events::EventHub;
+use crate::provider_http::{ProviderClient, TransportError};
+use crate::sandbox::{Clock, PluginError};
+use crate::storage::{Attachment, Conversation, Message, StorageError};
 
-/// How many sends run at once.
-const MAX_CONCURRENT_SENDS: usize = 32;
+/// How many provider attempts run at once.
+const MAX_CONCURRENT_SENDS: u32 = 32;
+
+/// Attempts per send before it is dead-lettered (override: `PLUGBOARD_OUTBOX_MAX_ATTEMPTS`).
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 6;
+
+/// The first retry's nominal delay, in milliseconds; each further retry doubles it (override:
+/// `PLUGBOARD_OUTBOX_BASE_MS`).
+pub const DEFAULT_BASE_DELAY_MS: u64 = 500;
+
+/// The longest backoff between two attempts, in milliseconds.
+pub const MAX_DELAY_MS: u64 = 60_000;
+
+/// The longest provider `Retry-After` honoured, in seconds; a longer one is cut to this so a
+/// misbehaving provider cannot park a send for days.
+pub const MAX_RETRY_AFTER_SECS: u64 = 900;
 
 type SendKey = (u64, u64);
 
+/// When failed attempts are retried: exponential backoff with "equal jitter" (half the nominal
+/// delay fixed, half random), capped, at least the provider's `Retry-After`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts per send, the first included (at least 1).
+    pub max_attempts: u32,
+    /// The nominal delay after the first failed attempt.
+    pub base: Duration,
+    /// The longest delay.
+    pub cap: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
+            base: Duration::from_millis(DEFAULT_BASE_DELAY_MS),
+            cap: Duration::from_millis(MAX_DELAY_MS),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The defaults, with `PLUGBOARD_OUTBOX_MAX_ATTEMPTS` and `PLUGBOARD_OUTBOX_BASE_MS` applied
+    /// when set to a positive number (tests use them to fail fast).
+    pub fn from_env() -> RetryPolicy {
+        let num = |name: &str| {
+            std::env::var(name)
+                .ok()
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .filter(|&v| v > 0)
+        };
+        let mut policy = RetryPolicy::default();
+        if let Some(n) = num("PLUGBOARD_OUTBOX_MAX_ATTEMPTS") {
+            policy.max_attempts = n.min(u64::from(u32::MAX)) as u32;
+        }
+        if let Some(ms) = num("PLUGBOARD_OUTBOX_BASE_MS") {
+            policy.base = Duration::from_millis(ms);
+            policy.cap = policy.cap.max(policy.base);
+        }
+        policy
+    }
+
+    /// The nominal (jitter-free) delay after failed attempt `attempt` (from 1).
+    pub fn nominal(&self, attempt: u32) -> Duration {
+        let doublings = attempt.saturating_sub(1).min(32);
+        self.base
+            .saturating_mul(1u32 << doublings.min(31))
+            .min(self.cap)
+    }
+
+    /// The delay after failed attempt `attempt`, jittered, and no shorter than `retry_after`.
+    pub fn delay(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
+        let nominal = self.nominal(attempt);
+        let half = nominal / 2;
+        let jitter_ms = rand::random_range(0..=half.as_millis().min(u128::from(u64::MAX)) as u64);
+        let backoff = half + Duration::from_millis(jitter_ms);
+        match retry_after {
+            Some(after) => backoff.max(after.min(Duration::from_secs(MAX_RETRY_AFTER_SECS))),
+            None => backoff,
+        }
+    }
+}
+
+/// Why one attempt failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// Worth another attempt, no earlier than `after` when the provider said so.
+    Retryable {
+        /// What happened.
+        reason: String,
+        /// The provider's `Retry-After`.
+        after: Option<Duration>,
+    },
+    /// Another attempt would fail the same way.
+    Permanent(String),
+    /// The provider says the address opted out.
+    OptedOut(String),
+}
+
+impl Failure {
+    /// The reason as stored on the message.
+    pub fn reason(&self) -> &str {
+        match self {
+            Failure::Retryable { reason, .. } => reason,
+            Failure::Permanent(r) | Failure::OptedOut(r) => r,
+        }
+    }
+
+    /// Classifies a plugin's send error.
+    pub fn from_send_error(e: &wit::SendError) -> Failure {
+        let reason = describe_send_error(e);
+        match e {
+            wit::SendError::RateLimited(s) => Failure::Retryable {
+                reason,
+                after: s.map(|s| Duration::from_secs(u64::from(s))),
+            },
+            wit::SendError::Unavailable(_) => Failure::Retryable {
+                reason,
+                after: None,
+            },
+            wit::SendError::OptedOut(_) => Failure::OptedOut(reason),
+            wit::SendError::Invalid(_)
+            | wit::SendError::Unauthorized(_)
+            | wit::SendError::Misconfigured(_) => Failure::Permanent(reason),
+        }
+    }
+
+    /// Classifies a provider request that got no answer.
+    pub fn from_transport(e: &TransportError) -> Failure {
+        match e {
+            TransportError::Refused(_) => Failure::Permanent(e.to_string()),
+            TransportError::Unreachable(_) => Failure::Retryable {
+                reason: e.to_string(),
+                after: None,
+            },
+        }
+    }
+
+    /// Classifies a failed plugin call; `before_send` tells whether the provider has not been
+    /// called yet (building the request) or has answered (reading the answer).
+    pub fn from_plugin(e: &PluginError, before_send: bool) -> Failure {
+        let reason = format!("plugin error: {e}");
+        if !before_send {
+            return Failure::Permanent(format!(
+                "{reason} (after the provider answered; not retried, the message may have been sent)"
+            ));
+        }
+        match e {
+            PluginError::Timeout { .. } | PluginError::Busy { .. } => Failure::Retryable {
+                reason,
+                after: None,
+            },
+            _ => Failure::Permanent(reason),
+        }
+    }
+}
+
 /// The handle request handlers use to submit sends and wait for their outcome.
 pub struct Outbox {
-    submit: mpsc::UnboundedSender<SendKey>,
+    app: Arc<App>,
+    client: ProviderClient,
+    events: Arc<EventHub>,
+    policy: RetryPolicy,
+    slots: Arc<Semaphore>,
     waiters: Mutex<HashMap<SendKey, Vec<oneshot::Sender<Message>>>>,
+    /// Sends with a task working on them, so a double submission runs once.
+    active: Mutex<HashSet<SendKey>>,
+    draining: AtomicBool,
+    drain_signal: watch::Sender<bool>,
 }
 
 impl Outbox {
-    /// Starts the worker and resubmits every send left pending by an earlier run.
-    pub fn start(app: Arc<App>, client: ProviderClient) -> Result<Arc<Outbox>, StorageError> {
-        let (submit, mut rx) = mpsc::unbounded_channel::<SendKey>();
+    /// Starts the worker with the retry policy from the environment ([`RetryPolicy::from_env`])
+    /// and resubmits every send left pending by an earlier run; each waits until its next
+    /// attempt is due.
+    pub fn start(
+        app: Arc<App>,
+        client: ProviderClient,
+        events: Arc<EventHub>,
+    ) -> Result<Arc<Outbox>, StorageError> {
+        Outbox::start_with(app, client, events, RetryPolicy::from_env())
+    }
+
+    /// [`Outbox::start`] with an explicit retry policy.
+    pub fn start_with(
+        app: Arc<App>,
+        client: ProviderClient,
+        events: Arc<EventHub>,
+        policy: RetryPolicy,
+    ) -> Result<Arc<Outbox>, StorageError> {
+        let (drain_signal, _) = watch::channel(false);
         let outbox = Arc::new(Outbox {
-            submit,
+            app,
+            client,
+            events,
+            policy: RetryPolicy {
+                max_attempts: policy.max_attempts.max(1),
+                ..policy
+            },
+            slots: Arc::new(Semaphore::new(MAX_CONCURRENT_SENDS as usize)),
             waiters: Mutex::new(HashMap::new()),
+            active: Mutex::new(HashSet::new()),
+            draining: AtomicBool::new(false),
+            drain_signal,
         });
-        let pending = app.storage.pending_sends()?;
+        let pending = outbox.app.storage.pending_sends()?;
         if !pending.is_empty() {
             tracing::info!(count = pending.len(), "resuming pending sends");
         }
         for entry in pending {
-            let _ = outbox.submit.send((entry.conversation, entry.seq));
+            outbox.clone().spawn((entry.conversation, entry.seq));
         }
-        let worker = outbox.clone();
-        tokio::spawn(async move {
-            let slots = Arc::new(Semaphore::new(MAX_CONCURRENT_SENDS));
-            while let Some(key) = rx.recv().await {
-                let Ok(permit) = slots.clone().acquire_owned().await else {
-                    break;
-                };
-                let (app, client, worker) = (app.clone(), client.clone(), worker.clone());
-                tokio::spawn(async move {
-                    let _permit = permit;
-                    match send_one(&app, &client, key).await {
-                        Ok(Some(message)) => worker.notify(key, message),
-                        Ok(None) => {}
-                        Err(e) => tracing::error!(
-                            conversation = key.0,
-                            seq = key.1,
-                            "send not recorded: {e}"
-                        ),
-                    }
-                });
-            }
-        });
         Ok(outbox)
     }
 
-    /// Registers interest in a send's outcome; call before [`Outbox::submit`].
+    /// The retry policy in force.
+    pub fn policy(&self) -> RetryPolicy {
+        self.policy
+    }
+
+    /// Registers interest in a send's outcome; call before [`Outbox::submit`]. The receiver
+    /// gets the message after the first attempt, whether it succeeded, failed for good, or
+    /// will be retried (then it is `pending` with the retry note), or at once if the host is
+    /// shutting down.
     pub fn watch(&self, conversation: u64, seq: u64) -> oneshot::Receiver<Message> {
         let (tx, rx) = oneshot::channel();
         self.waiters
@@ -81,8 +289,34 @@ impl Outbox {
     }
 
     /// Submits a durably queued send.
-    pub fn submit(&self, conversation: u64, seq: u64) {
-        let _ = self.submit.send((conversation, seq));
+    pub fn submit(self: &Arc<Self>, conversation: u64, seq: u64) {
+        self.clone().spawn((conversation, seq));
+    }
+
+    /// Waits up to `timeout` for a watched send's outcome.
+    pub async fn wait(&self, rx: oneshot::Receiver<Message>, timeout: Duration) -> Option<Message> {
+        tokio::time::timeout(timeout, rx).await.ok()?.ok()
+    }
+
+    /// Stops starting attempts and waits up to `timeout` for the attempts in flight to finish
+    /// and be recorded. Returns whether they all did; sends not attempted stay pending in the
+    /// durable outbox.
+    pub async fn drain(&self, timeout: Duration) -> bool {
+        self.draining.store(true, Ordering::SeqCst);
+        self.drain_signal.send_replace(true);
+        // Every attempt holds a slot from before it starts until its outcome is durable, and
+        // the semaphore is fair: holding all slots means none is in flight.
+        match tokio::time::timeout(timeout, self.slots.acquire_many(MAX_CONCURRENT_SENDS)).await {
+            Ok(Ok(permits)) => {
+                permits.forget();
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
     }
 
     fn notify(&self, key: SendKey, message: Message) {
@@ -97,9 +331,171 @@ impl Outbox {
         }
     }
 
-    /// Waits up to `timeout` for a watched send's outcome.
-    pub async fn wait(&self, rx: oneshot::Receiver<Message>, timeout: Duration) -> Option<Message> {
-        tokio::time::timeout(timeout, rx).await.ok()?.ok()
+    /// Tells waiters the current state of the message (used when no attempt will run now).
+    fn notify_current(&self, key: SendKey) {
+        if let Ok(Some(message)) = self.app.storage.message(key.0, key.1) {
+            self.notify(key, message);
+        }
+    }
+
+    fn spawn(self: Arc<Self>, key: SendKey) {
+        if !self.active.lock().expect("outbox active lock").insert(key) {
+            return;
+        }
+        tokio::spawn(async move {
+            if let Err(e) = self.run(key).await {
+                tracing::error!(conversation = key.0, seq = key.1, "send not recorded: {e}");
+            }
+            self.active.lock().expect("outbox active lock").remove(&key);
+            // Anyone still waiting (storage failed, or the host is shutting down) hears the
+            // message as it stands.
+            self.notify_current(key);
+        });
+    }
+
+    /// Attempts one send until it succeeds, fails for good, or the host shuts down.
+    async fn run(&self, key: SendKey) -> Result<(), StorageError> {
+        let (conversation, seq) = key;
+        let storage = &self.app.storage;
+        let mut drain = self.drain_signal.subscribe();
+        loop {
+            let Some(entry) = storage.outbox_entry(conversation, seq)? else {
+                return Ok(());
+            };
+            let now = Clock::System.now_millis();
+            if entry.next_at > now {
+                let wait = Duration::from_millis(entry.next_at - now);
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = drain.wait_for(|d| *d) => return Ok(()),
+                }
+            }
+            let Ok(_slot) = self.slots.clone().acquire_owned().await else {
+                return Ok(());
+            };
+            if self.is_draining() {
+                return Ok(());
+            }
+            let Some(conv) = storage.conversation(conversation)? else {
+                return Ok(());
+            };
+            let Some(message) = storage.message(conversation, seq)? else {
+                return Ok(());
+            };
+            let attempt_no = entry.attempts.saturating_add(1);
+            let outcome = attempt(&self.app, &self.client, &conv, &message).await;
+            let retry_in = match &outcome {
+                Err(Failure::Retryable { after, .. }) if attempt_no < self.policy.max_attempts => {
+                    Some(self.policy.delay(attempt_no, *after))
+                }
+                _ => None,
+            };
+            let channel = conv.channel.as_str();
+            match (&outcome, retry_in) {
+                (Ok(id), _) => {
+                    tracing::info!(event = "sent", conversation, seq, channel, attempt = attempt_no, provider_id = %id, "message sent");
+                    let updated =
+                        storage.complete_send(channel, conversation, seq, Ok(id.clone()))?;
+                    storage.wait_durable().await?;
+                    if let Some(m) = updated {
+                        self.notify(key, m);
+                    }
+                    return Ok(());
+                }
+                (Err(failure), Some(delay)) => {
+                    let note = format!(
+                        "attempt {attempt_no} failed: {}; retrying in {}",
+                        failure.reason(),
+                        seconds(delay)
+                    );
+                    tracing::warn!(
+                        event = "send_retry",
+                        conversation,
+                        seq,
+                        channel,
+                        attempt = attempt_no,
+                        "{note}"
+                    );
+                    let next_at = Clock::System
+                        .now_millis()
+                        .saturating_add(delay.as_millis() as u64);
+                    let updated =
+                        storage.record_retry(conversation, seq, attempt_no, next_at, &note)?;
+                    storage.wait_durable().await?;
+                    match updated {
+                        Some(m) => self.notify(key, m),
+                        None => return Ok(()),
+                    }
+                }
+                (Err(failure), None) => {
+                    let (kind, reason) = match failure {
+                        Failure::Retryable { reason, .. } => (
+                            "dead_lettered",
+                            format!("dead-lettered after {attempt_no} attempts: {reason}"),
+                        ),
+                        Failure::OptedOut(reason) => {
+                            storage.set_opted_out(channel, &conv.customer, true)?;
+                            ("send_failed", reason.clone())
+                        }
+                        Failure::Permanent(reason) => ("send_failed", reason.clone()),
+                    };
+                    tracing::warn!(
+                        event = kind,
+                        conversation,
+                        seq,
+                        channel,
+                        attempt = attempt_no,
+                        "send failed: {reason}"
+                    );
+                    let updated =
+                        storage.complete_send(channel, conversation, seq, Err(reason.clone()))?;
+                    storage.wait_durable().await?;
+                    if let Some(m) = updated {
+                        self.announce_failure(kind, &conv, &m, attempt_no, &reason);
+                        self.notify(key, m);
+                    }
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    /// Tells the message's author and the conversation's owner that a send failed for good.
+    fn announce_failure(
+        &self,
+        kind: &str,
+        conv: &Conversation,
+        message: &Message,
+        attempts: u32,
+        reason: &str,
+    ) {
+        let mut audience: Vec<String> = message.author.iter().cloned().collect();
+        if let Some(owner) = &conv.owner
+            && !audience.contains(owner)
+        {
+            audience.push(owner.clone());
+        }
+        self.events.publish(
+            kind,
+            audience,
+            Some(conv.id),
+            serde_json::json!({
+                "message": message.id(),
+                "seq": message.seq,
+                "attempts": attempts,
+                "error": reason,
+            }),
+        );
+    }
+}
+
+/// `1.5s`, `12s`.
+fn seconds(d: Duration) -> String {
+    let s = d.as_secs_f64();
+    if s < 10.0 {
+        format!("{:.1}s", s)
+    } else {
+        format!("{}s", s.round() as u64)
     }
 }
 
@@ -116,52 +512,28 @@ pub fn describe_send_error(e: &wit::SendError) -> String {
     }
 }
 
-async fn send_one(
-    app: &Arc<App>,
-    client: &ProviderClient,
-    (conversation, seq): SendKey,
-) -> Result<Option<Message>, StorageError> {
-    let Some(conv) = app.storage.conversation(conversation)? else {
-        return Ok(None);
-    };
-    let Some(message) = app.storage.message(conversation, seq)? else {
-        return Ok(None);
-    };
-    let outcome = attempt(app, client, &conv, &message).await;
-    match &outcome {
-        Ok(id) => {
-            tracing::info!(event = "sent", conversation, seq, channel = %conv.channel, provider_id = %id, "message sent")
-        }
-        Err(e) => {
-            tracing::warn!(event = "send_failed", conversation, seq, channel = %conv.channel, "send failed: {e}")
-        }
-    }
-    let updated = app
-        .storage
-        .complete_send(&conv.channel, conversation, seq, outcome)?;
-    app.storage.wait_durable().await?;
-    Ok(updated)
-}
-
+/// One attempt: build the request in the plugin, perform it, read the answer in the plugin.
 async fn attempt(
     app: &Arc<App>,
     client: &ProviderClient,
-    conv: &crate::storage::Conversation,
+    conv: &Conversation,
     message: &Message,
-) -> Result<String, String> {
-    let channel = app
-        .channels
-        .get(&conv.channel)
-        .ok_or_else(|| format!("channel {} is no longer configured", conv.channel))?;
-    if app
+) -> Result<String, Failure> {
+    let channel = app.channels.get(&conv.channel).ok_or_else(|| {
+        Failure::Permanent(format!("channel {} is no longer configured", conv.channel))
+    })?;
+    let opted_out = app
         .storage
         .is_opted_out(&conv.channel, &conv.customer)
-        .map_err(|e| e.to_string())?
-    {
-        return Err(format!(
+        .map_err(|e| Failure::Retryable {
+            reason: e.to_string(),
+            after: None,
+        })?;
+    if opted_out {
+        return Err(Failure::Permanent(format!(
             "opted out: {} opted out of this channel",
             conv.customer
-        ));
+        )));
     }
     let now = Clock::System.now_millis();
     let outbound = wit::OutboundMessage {
@@ -176,7 +548,7 @@ async fn attempt(
                 content_type: a.content_type.clone(),
             })
             .collect(),
-        thread: conv.thread.clone(),
+        thread: outbound_thread(conv, message),
         since_last_inbound: conv.last_inbound_at.map(|t| now.saturating_sub(t) / 1000),
         token: None,
     };
@@ -189,12 +561,12 @@ async fn attempt(
             channel.settings.clone(),
         )
         .await
-        .map_err(|e| format!("plugin error: {e}"))?
-        .map_err(|e| describe_send_error(&e))?;
+        .map_err(|e| Failure::from_plugin(&e, true))?
+        .map_err(|e| Failure::from_send_error(&e))?;
     let response = client
         .perform(&channel.allowed_hosts, request)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| Failure::from_transport(&e))?;
     plugin
         .read_send_response(
             &app.sandbox,
@@ -203,6 +575,80 @@ async fn attempt(
             channel.settings.clone(),
         )
         .await
-        .map_err(|e| format!("plugin error: {e}"))?
-        .map_err(|e| describe_send_error(&e))
+        .map_err(|e| Failure::from_plugin(&e, false))?
+        .map_err(|e| Failure::from_send_error(&e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap_with_bounded_jitter() {
+        let p = RetryPolicy::default();
+        assert_eq!(p.nominal(1), Duration::from_millis(500));
+        assert_eq!(p.nominal(2), Duration::from_millis(1000));
+        assert_eq!(p.nominal(5), Duration::from_millis(8000));
+        assert_eq!(p.nominal(20), Duration::from_secs(60));
+        assert_eq!(p.nominal(u32::MAX), Duration::from_secs(60));
+        for attempt in 1..10 {
+            let d = p.delay(attempt, None);
+            let n = p.nominal(attempt);
+            assert!(d >= n / 2 && d <= n, "{d:?} vs {n:?}");
+        }
+    }
+
+    #[test]
+    fn retry_after_is_a_floor_and_is_capped() {
+        let p = RetryPolicy::default();
+        assert!(p.delay(1, Some(Duration::from_secs(3))) >= Duration::from_secs(3));
+        assert_eq!(
+            p.delay(1, Some(Duration::from_secs(1_000_000))),
+            Duration::from_secs(MAX_RETRY_AFTER_SECS)
+        );
+    }
+
+    #[test]
+    fn send_errors_are_classified() {
+        use wit::SendError as E;
+        let retry = |e: &E| matches!(Failure::from_send_error(e), Failure::Retryable { .. });
+        assert!(retry(&E::Unavailable("503".into())));
+        assert!(retry(&E::RateLimited(Some(2))));
+        assert!(!retry(&E::Invalid("21211".into())));
+        assert!(!retry(&E::Unauthorized("20003".into())));
+        assert!(!retry(&E::Misconfigured("from".into())));
+        assert!(matches!(
+            Failure::from_send_error(&E::OptedOut("21610".into())),
+            Failure::OptedOut(_)
+        ));
+        assert_eq!(
+            Failure::from_send_error(&E::RateLimited(Some(2))),
+            Failure::Retryable {
+                reason: "rate limited: retry after 2s".into(),
+                after: Some(Duration::from_secs(2))
+            }
+        );
+        assert!(matches!(
+            Failure::from_transport(&TransportError::Refused("host".into())),
+            Failure::Permanent(_)
+        ));
+        assert!(matches!(
+            Failure::from_transport(&TransportError::Unreachable("timeout".into())),
+            Failure::Retryable { .. }
+        ));
+    }
+}
+
+/// The provider facts passed to `prepare-send`: the conversation's latest inbound facts, plus
+/// the chosen template (`template_content_sid`, `template_variables`) when the message sends one.
+fn outbound_thread(
+    conv: &crate::storage::Conversation,
+    message: &Message,
+) -> Vec<(String, String)> {
+    let mut thread = conv.thread.clone();
+    if let Some(t) = &message.template {
+        thread.push(("template_content_sid".to_owned(), t.content_sid.clone()));
+        thread.push(("template_variables".to_owned(), t.variables.clone()));
+    }
+    thread
 }

@@ -3,6 +3,10 @@
 //!
 //! Loading is where every expensive step happens, once; a refused plugin is reported with the
 //! reason and the others still load.
+//!
+//! Calls go through [`Sandbox::run_pooled`]: each loaded plugin owns an [`InstancePool`] whose
+//! key is the channel instance's name (channels) or the queue's name (routers), so an instance
+//! is only ever reused by the same channel instance or queue, and never after a failed call.
 
 use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
@@ -18,7 +22,7 @@ use wasmtime::{Engine, Store};
 use crate::bindings::channel::{Channel, ChannelPre};
 use crate::bindings::router::{Router, RouterPre};
 use crate::bindings::wit;
-use crate::sandbox::{CallContext, HostState, PluginError, Sandbox};
+use crate::sandbox::{CallContext, HostState, InstancePool, PluginError, Sandbox};
 
 /// The contract version this host implements; `wit/plugin.wit` declares the same.
 pub const CONTRACT_VERSION: &str = "0.1.0";
@@ -157,20 +161,22 @@ impl From<wit::Manifest> for ChannelManifest {
     }
 }
 
-/// A loaded channel plugin, ready to instantiate per call.
+/// A loaded channel plugin, ready to instantiate, with its idle instances per channel instance.
 pub struct ChannelPlugin {
     /// Identity and provenance.
     pub info: PluginInfo,
     /// What `describe` returned.
     pub manifest: ChannelManifest,
     pre: ChannelPre<HostState>,
+    pool: Arc<InstancePool<Channel>>,
 }
 
-/// A loaded router plugin, ready to instantiate per call.
+/// A loaded router plugin, ready to instantiate, with its idle instances per queue.
 pub struct RouterPlugin {
     /// Identity and provenance.
     pub info: PluginInfo,
     pre: RouterPre<HostState>,
+    pool: Arc<InstancePool<Router>>,
 }
 
 /// A plugin file that was not loaded, and why.
@@ -310,10 +316,15 @@ fn load_one(
             info,
             manifest: manifest.into(),
             pre,
+            pool: Arc::new(InstancePool::new()),
         })))
     } else {
         let pre = RouterPre::new(instance_pre).map_err(|e| LoadError::Link(format!("{e:#}")))?;
-        Ok(Loaded::Router(RouterPlugin { info, pre }))
+        Ok(Loaded::Router(RouterPlugin {
+            info,
+            pre,
+            pool: Arc::new(InstancePool::new()),
+        }))
     }
 }
 
@@ -429,7 +440,13 @@ fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()
 }
 
 impl ChannelPlugin {
-    /// Calls one export of a fresh instance.
+    /// The instances calls of this plugin have created and keep idle, per channel instance.
+    pub fn instances(&self) -> &InstancePool<Channel> {
+        &self.pool
+    }
+
+    /// Calls one export on an instance for `channel` (an idle one of that channel instance, or
+    /// a new one).
     async fn call<R, F>(
         &self,
         sandbox: &Arc<Sandbox>,
@@ -442,15 +459,20 @@ impl ChannelPlugin {
         F: FnOnce(&Channel, &mut Store<HostState>) -> wasmtime::Result<R> + Send + 'static,
     {
         let pre = self.pre.clone();
+        let channel: Arc<str> = channel.into();
         let ctx = CallContext {
             plugin: self.info.name.as_str().into(),
-            channel: Some(channel.into()),
+            channel: Some(channel.clone()),
         };
         sandbox
-            .run(ctx, function, move |store| {
-                let instance = pre.instantiate(&mut *store)?;
-                f(&instance, store)
-            })
+            .run_pooled(
+                &self.pool,
+                channel,
+                ctx,
+                function,
+                move |store| pre.instantiate(store),
+                f,
+            )
             .await
     }
 
@@ -500,8 +522,73 @@ impl ChannelPlugin {
     }
 }
 
+impl ChannelPlugin {
+    /// `prepare-token`.
+    pub async fn prepare_token(
+        &self,
+        sandbox: &Arc<Sandbox>,
+        channel: &str,
+        settings: Arc<Vec<(String, String)>>,
+    ) -> Result<Result<Option<wit::HttpRequest>, wit::SendError>, PluginError> {
+        self.call(sandbox, channel, "prepare-token", move |i, s| {
+            i.plugboard_plugin_messaging()
+                .call_prepare_token(s, &settings)
+        })
+        .await
+    }
+
+    /// `read-token-response`.
+    pub async fn read_token_response(
+        &self,
+        sandbox: &Arc<Sandbox>,
+        channel: &str,
+        resp: wit::HttpResponse,
+        settings: Arc<Vec<(String, String)>>,
+    ) -> Result<Result<wit::TokenGrant, wit::SendError>, PluginError> {
+        self.call(sandbox, channel, "read-token-response", move |i, s| {
+            i.plugboard_plugin_messaging()
+                .call_read_token_response(s, &resp, &settings)
+        })
+        .await
+    }
+
+    /// `prepare-check`.
+    pub async fn prepare_check(
+        &self,
+        sandbox: &Arc<Sandbox>,
+        channel: &str,
+        settings: Arc<Vec<(String, String)>>,
+    ) -> Result<Result<Option<wit::HttpRequest>, wit::SendError>, PluginError> {
+        self.call(sandbox, channel, "prepare-check", move |i, s| {
+            i.plugboard_plugin_messaging()
+                .call_prepare_check(s, &settings)
+        })
+        .await
+    }
+
+    /// `read-check-response`.
+    pub async fn read_check_response(
+        &self,
+        sandbox: &Arc<Sandbox>,
+        channel: &str,
+        resp: wit::HttpResponse,
+        settings: Arc<Vec<(String, String)>>,
+    ) -> Result<Result<(), wit::SendError>, PluginError> {
+        self.call(sandbox, channel, "read-check-response", move |i, s| {
+            i.plugboard_plugin_messaging()
+                .call_read_check_response(s, &resp, &settings)
+        })
+        .await
+    }
+}
+
 impl RouterPlugin {
-    /// `decide` on a fresh instance.
+    /// The instances calls of this plugin have created and keep idle, per queue.
+    pub fn instances(&self) -> &InstancePool<Router> {
+        &self.pool
+    }
+
+    /// `decide`, on an instance kept for the work's queue (or a new one).
     pub async fn decide(
         &self,
         sandbox: &Arc<Sandbox>,
@@ -513,13 +600,20 @@ impl RouterPlugin {
             plugin: self.info.name.as_str().into(),
             channel: None,
         };
+        let queue: Arc<str> = work.queue.as_str().into();
         sandbox
-            .run(ctx, "decide", move |store| {
-                let instance: Router = pre.instantiate(&mut *store)?;
-                instance
-                    .plugboard_plugin_routing()
-                    .call_decide(store, &work, &agents)
-            })
+            .run_pooled(
+                &self.pool,
+                queue,
+                ctx,
+                "decide",
+                move |store| pre.instantiate(store),
+                move |instance: &Router, store| {
+                    instance
+                        .plugboard_plugin_routing()
+                        .call_decide(store, &work, &agents)
+                },
+            )
             .await
     }
 }

@@ -315,13 +315,11 @@ impl Dispatcher {
         }
         let _ = updated;
         if let Some(text) = text {
-            let (_, message) = self.app.storage.add_outbound(
-                conv.id,
-                None,
-                Some(text.to_owned()),
-                Vec::new(),
-                now,
-            )?;
+            let draft = crate::storage::OutboundDraft {
+                text: Some(text.to_owned()),
+                ..Default::default()
+            };
+            let (_, message) = self.app.storage.add_outbound(conv.id, None, draft, now)?;
             self.app.storage.wait_durable().await?;
             self.outbox.submit(message.conversation, message.seq);
             tracing::info!(

@@ -1,10 +1,28 @@
-//! One plugin call: a fresh store with a memory cap, a deadline, captured stderr and the host
+//! One plugin call: a store with a memory cap, a deadline, captured stderr and the host
 //! imports, and the mapping of whatever went wrong to a [`PluginError`].
 //!
-//! A fresh store per call is the safe default: nothing leaks between calls, and a trapped or
-//! timed-out instance is dropped with its store (a trapped instance cannot be entered again).
+//! Two ways to get the store and instance a call runs in:
+//!
+//! * **fresh** ([`Sandbox::run`], [`Sandbox::run_blocking`]): a new store and instance per call.
+//!   Nothing leaks between calls; it costs one instantiation (tens of µs) per call.
+//! * **bounded reuse** ([`Sandbox::run_pooled`], the default for plugin calls): an
+//!   [`InstancePool`] per plugin keeps a few idle (store, instance) pairs per key (the channel
+//!   instance's name, or the queue for routers), never shared between keys. A call takes one
+//!   or instantiates; the pair goes back only if the call returned without a trap, a deadline
+//!   hit or a refused memory growth, and it is retired after [`InstanceReuse::max_calls`]
+//!   calls. Before each reuse the epoch deadline is re-armed, the stderr capture is empty and
+//!   the limiter's "denied" flag is clear; the limiter keeps counting the memory the store
+//!   already holds, so the cap still bounds growth. Guest globals persist between calls on one
+//!   key. [`InstanceReuse::FRESH`] turns reuse off.
+//!
+//! A trapped or timed-out instance is always dropped with its store (a trapped instance cannot
+//! be entered again).
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hmac::{Hmac, Mac};
@@ -13,12 +31,13 @@ use sha2::Digest;
 use tokio::sync::Semaphore;
 use wasmtime::component::{HasSelf, Linker, ResourceTable};
 use wasmtime::{ResourceLimiter, Store, Trap};
-use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError, StreamResult};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::bindings::{channel, wit, wit_host};
 use crate::config::LimitsConfig;
-use crate::engine::PluginEngine;
+use crate::engine::{Allocator, EngineOptions, POOL_COMPONENT_INSTANCES, PluginEngine};
 
 /// The most bytes of a plugin's stderr kept per call.
 const STDERR_CAPTURE: usize = 16 * 1024;
@@ -90,8 +109,107 @@ impl Clock {
     }
 }
 
+/// A plugin's stderr, kept in memory for one call at a time: at most [`STDERR_CAPTURE`] bytes
+/// per call (a write past that traps, as wasmtime's `MemoryOutputPipe` does), and emptied by
+/// [`CallStderr::take`] after each call so a reused store starts the next call with an empty
+/// capture. Every stream the guest opens on stderr shares the one buffer.
+#[derive(Clone)]
+struct CallStderr {
+    buffer: Arc<Mutex<bytes::BytesMut>>,
+}
+
+impl CallStderr {
+    fn new() -> CallStderr {
+        CallStderr {
+            buffer: Arc::new(Mutex::new(bytes::BytesMut::new())),
+        }
+    }
+
+    /// What the guest wrote since the last `take`, leaving the capture empty.
+    fn take(&self) -> bytes::Bytes {
+        let mut buffer = self.buffer.lock().unwrap_or_else(|e| e.into_inner());
+        buffer.split().freeze()
+    }
+
+    /// Appends up to `bytes.len()` bytes that fit; returns how many did.
+    fn append(&self, bytes: &[u8]) -> usize {
+        let mut buffer = self.buffer.lock().unwrap_or_else(|e| e.into_inner());
+        let n = bytes.len().min(STDERR_CAPTURE.saturating_sub(buffer.len()));
+        buffer.extend_from_slice(&bytes[..n]);
+        n
+    }
+
+    fn room(&self) -> usize {
+        let buffer = self.buffer.lock().unwrap_or_else(|e| e.into_inner());
+        STDERR_CAPTURE.saturating_sub(buffer.len())
+    }
+}
+
+impl IsTerminal for CallStderr {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for CallStderr {
+    fn p2_stream(&self) -> Box<dyn OutputStream> {
+        Box::new(self.clone())
+    }
+
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
+        Box::new(self.clone())
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl Pollable for CallStderr {
+    async fn ready(&mut self) {}
+}
+
+impl OutputStream for CallStderr {
+    fn write(&mut self, bytes: bytes::Bytes) -> StreamResult<()> {
+        if self.append(&bytes) < bytes.len() {
+            return Err(StreamError::trap(
+                "plugin wrote more to stderr than one call may",
+            ));
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> StreamResult<()> {
+        Ok(())
+    }
+
+    fn check_write(&mut self) -> StreamResult<usize> {
+        match self.room() {
+            0 => Err(StreamError::Closed),
+            room => Ok(room),
+        }
+    }
+}
+
+impl tokio::io::AsyncWrite for CallStderr {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Poll::Ready(Ok(self.append(buf)))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
 /// Caps the total linear memory and table sizes of one store, and remembers whether a growth was
-/// refused so the resulting trap can be reported as a memory limit rather than a crash.
+/// refused so the resulting trap can be reported as a memory limit rather than a crash. `used`
+/// is the memory the store holds, so it carries over when the store is reused; `denied` is
+/// per call.
 struct CallLimiter {
     cap: usize,
     used: usize,
@@ -130,7 +248,7 @@ pub struct HostState {
     wasi: WasiCtx,
     table: ResourceTable,
     limiter: CallLimiter,
-    stderr: MemoryOutputPipe,
+    stderr: CallStderr,
     plugin: Arc<str>,
     channel: Option<Arc<str>>,
     clock: Clock,
@@ -215,6 +333,122 @@ pub struct CallContext {
     pub channel: Option<Arc<str>>,
 }
 
+/// Whether and how plugin instances are reused between calls (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InstanceReuse {
+    /// Whether pooled calls reuse idle instances; `false` gives every call a fresh store and
+    /// instance.
+    pub enabled: bool,
+    /// Calls one instance serves before it is retired.
+    pub max_calls: u32,
+    /// Idle instances kept per key (per channel instance, or per queue for routers).
+    pub max_idle: usize,
+}
+
+impl InstanceReuse {
+    /// A fresh store and instance for every call.
+    pub const FRESH: InstanceReuse = InstanceReuse {
+        enabled: false,
+        max_calls: 1,
+        max_idle: 0,
+    };
+}
+
+impl Default for InstanceReuse {
+    /// Reuse on: up to 1,000 calls per instance and 4 idle instances per key.
+    fn default() -> Self {
+        InstanceReuse {
+            enabled: true,
+            max_calls: 1000,
+            max_idle: 4,
+        }
+    }
+}
+
+/// How a [`Sandbox`] is built, beyond its limits and clock.
+#[derive(Debug, Clone, Copy)]
+pub struct SandboxOptions {
+    /// Instance reuse for [`Sandbox::run_pooled`].
+    pub reuse: InstanceReuse,
+    /// The engine's instance allocator.
+    pub allocator: Allocator,
+}
+
+impl Default for SandboxOptions {
+    fn default() -> Self {
+        SandboxOptions {
+            reuse: InstanceReuse::default(),
+            allocator: Allocator::Pooling,
+        }
+    }
+}
+
+/// An idle store with its instance, and how many calls it has served.
+struct Warm<I> {
+    store: Store<HostState>,
+    instance: I,
+    calls: u32,
+    budget: IdleBudgetToken,
+}
+
+/// One unit of the sandbox-wide idle-instance budget, given back when the idle instance is
+/// dropped (retired, evicted, or taken for a call and then dropped).
+struct IdleBudgetToken(Option<Arc<AtomicUsize>>);
+
+impl Drop for IdleBudgetToken {
+    fn drop(&mut self) {
+        if let Some(count) = self.0.take() {
+            count.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Idle (store, instance) pairs of one plugin, by key. Keys are channel-instance names (or
+/// queue names for routers), so two channel instances of one plugin never share an instance.
+pub struct InstancePool<I> {
+    idle: Mutex<HashMap<Arc<str>, Vec<Warm<I>>>>,
+    instantiations: AtomicU64,
+}
+
+impl<I> Default for InstancePool<I> {
+    fn default() -> Self {
+        InstancePool {
+            idle: Mutex::new(HashMap::new()),
+            instantiations: AtomicU64::new(0),
+        }
+    }
+}
+
+impl<I> InstancePool<I> {
+    /// An empty pool.
+    pub fn new() -> InstancePool<I> {
+        InstancePool::default()
+    }
+
+    /// How many instances calls through this pool have created.
+    pub fn instantiations(&self) -> u64 {
+        self.instantiations.load(Ordering::Relaxed)
+    }
+
+    /// How many idle instances `key` has.
+    pub fn idle(&self, key: &str) -> usize {
+        self.lock().get(key).map_or(0, Vec::len)
+    }
+
+    /// Drops every idle instance.
+    pub fn clear(&self) {
+        self.lock().clear();
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Arc<str>, Vec<Warm<I>>>> {
+        self.idle.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn take(&self, key: &str) -> Option<Warm<I>> {
+        self.lock().get_mut(key).and_then(Vec::pop)
+    }
+}
+
 /// Runs plugin calls: owns the engine, the linker with the host imports, the limits and the
 /// semaphore that bounds how many calls run at once (a full host waits, it does not fail).
 pub struct Sandbox {
@@ -223,16 +457,36 @@ pub struct Sandbox {
     limits: LimitsConfig,
     slots: Arc<Semaphore>,
     clock: Clock,
+    reuse: InstanceReuse,
+    idle_total: Arc<AtomicUsize>,
 }
 
 /// The most plugin calls running at once; the rest wait for a slot.
 const MAX_CONCURRENT_CALLS: usize = 64;
 
+/// The most idle instances kept across all pools of one sandbox. With the running calls and
+/// headroom for calls outside the semaphore it stays below the engine's instance pool.
+const MAX_IDLE_TOTAL: usize = POOL_COMPONENT_INSTANCES as usize - MAX_CONCURRENT_CALLS - 64;
+
 impl Sandbox {
     /// Builds the engine and the linker: WASI with an empty context (no preopens, no
-    /// environment, no sockets) plus the `host` interface.
+    /// environment, no sockets) plus the `host` interface. Instance reuse is on and the
+    /// pooling allocator is used ([`SandboxOptions::default`]).
     pub fn new(limits: LimitsConfig, clock: Clock) -> anyhow::Result<Sandbox> {
-        let engine = PluginEngine::new()?;
+        Sandbox::with_options(limits, clock, SandboxOptions::default())
+    }
+
+    /// [`Sandbox::new`] with explicit reuse and allocator choices (the benchmarks compare
+    /// them; tests turn reuse off to check the fresh path).
+    pub fn with_options(
+        limits: LimitsConfig,
+        clock: Clock,
+        options: SandboxOptions,
+    ) -> anyhow::Result<Sandbox> {
+        let engine = PluginEngine::with_options(EngineOptions {
+            allocator: options.allocator,
+            memory_bytes: limits.memory_bytes(),
+        })?;
         let mut linker = Linker::new(engine.engine());
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
         channel::Channel::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?;
@@ -242,6 +496,8 @@ impl Sandbox {
             limits,
             slots: Arc::new(Semaphore::new(MAX_CONCURRENT_CALLS)),
             clock,
+            reuse: options.reuse,
+            idle_total: Arc::new(AtomicUsize::new(0)),
         })
     }
 
@@ -260,9 +516,19 @@ impl Sandbox {
         &self.limits
     }
 
+    /// The instance-reuse policy of [`Sandbox::run_pooled`].
+    pub fn reuse(&self) -> InstanceReuse {
+        self.reuse
+    }
+
+    /// The engine's instance allocator.
+    pub fn allocator(&self) -> Allocator {
+        self.engine.allocator()
+    }
+
     /// A fresh store for one call, with its limits and deadline armed.
     pub fn new_store(&self, ctx: &CallContext) -> Store<HostState> {
-        let stderr = MemoryOutputPipe::new(STDERR_CAPTURE);
+        let stderr = CallStderr::new();
         let wasi = WasiCtx::builder().stderr(stderr.clone()).build();
         let state = HostState {
             wasi,
@@ -284,6 +550,38 @@ impl Sandbox {
         store
     }
 
+    /// Waits for a call slot, then runs `f` on a blocking thread.
+    async fn on_call_slot<R, F>(
+        self: &Arc<Self>,
+        ctx: CallContext,
+        function: &'static str,
+        f: F,
+    ) -> Result<R, PluginError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Sandbox, &CallContext) -> Result<R, PluginError> + Send + 'static,
+    {
+        let _permit = self
+            .slots
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| PluginError::Busy {
+                plugin: ctx.plugin.to_string(),
+            })?;
+        let this = self.clone();
+        let plugin = ctx.plugin.to_string();
+        tokio::task::spawn_blocking(move || f(&this, &ctx))
+            .await
+            .unwrap_or_else(|e| {
+                Err(PluginError::Trap {
+                    plugin,
+                    function,
+                    reason: format!("host task failed: {e}"),
+                })
+            })
+    }
+
     /// Runs `call` in a fresh store on a blocking thread, waiting for a call slot first.
     /// `call` gets the store and instantiates the plugin itself.
     pub async fn run<R, F>(
@@ -296,25 +594,10 @@ impl Sandbox {
         R: Send + 'static,
         F: FnOnce(&mut Store<HostState>) -> wasmtime::Result<R> + Send + 'static,
     {
-        let _permit = self
-            .slots
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| PluginError::Busy {
-                plugin: ctx.plugin.to_string(),
-            })?;
-        let this = self.clone();
-        let plugin = ctx.plugin.to_string();
-        tokio::task::spawn_blocking(move || this.run_blocking(&ctx, function, call))
-            .await
-            .unwrap_or_else(|e| {
-                Err(PluginError::Trap {
-                    plugin,
-                    function,
-                    reason: format!("host task failed: {e}"),
-                })
-            })
+        self.on_call_slot(ctx, function, move |this, ctx| {
+            this.run_blocking(ctx, function, call)
+        })
+        .await
     }
 
     /// Runs `call` in a fresh store on this thread.
@@ -329,14 +612,134 @@ impl Sandbox {
     {
         let mut store = self.new_store(ctx);
         let result = call(&mut store);
-        let stderr = store.data().stderr.contents();
+        let stderr = self.drain_stderr(ctx, function, &store);
+        result.map_err(|err| self.classify(ctx, function, &store, err, &stderr))
+    }
+
+    /// Runs `call` on an instance of `pool` for `key` on a blocking thread, waiting for a call
+    /// slot first: an idle instance of that key when there is one (and reuse is on), else a new
+    /// one from `instantiate`. See the module docs for when the instance goes back.
+    pub async fn run_pooled<I, R, N, F>(
+        self: &Arc<Self>,
+        pool: &Arc<InstancePool<I>>,
+        key: Arc<str>,
+        ctx: CallContext,
+        function: &'static str,
+        instantiate: N,
+        call: F,
+    ) -> Result<R, PluginError>
+    where
+        I: Send + 'static,
+        R: Send + 'static,
+        N: FnOnce(&mut Store<HostState>) -> wasmtime::Result<I> + Send + 'static,
+        F: FnOnce(&I, &mut Store<HostState>) -> wasmtime::Result<R> + Send + 'static,
+    {
+        let pool = pool.clone();
+        self.on_call_slot(ctx, function, move |this, ctx| {
+            this.run_pooled_blocking(&pool, &key, ctx, function, instantiate, call)
+        })
+        .await
+    }
+
+    /// [`Sandbox::run_pooled`] on this thread, without waiting for a call slot.
+    pub fn run_pooled_blocking<I, R, N, F>(
+        &self,
+        pool: &InstancePool<I>,
+        key: &Arc<str>,
+        ctx: &CallContext,
+        function: &'static str,
+        instantiate: N,
+        call: F,
+    ) -> Result<R, PluginError>
+    where
+        N: FnOnce(&mut Store<HostState>) -> wasmtime::Result<I>,
+        F: FnOnce(&I, &mut Store<HostState>) -> wasmtime::Result<R>,
+    {
+        let reused = if self.reuse.enabled {
+            pool.take(key)
+        } else {
+            None
+        };
+        let mut warm = match reused {
+            Some(mut warm) => {
+                self.rearm(&mut warm.store);
+                warm
+            }
+            None => {
+                let mut store = self.new_store(ctx);
+                pool.instantiations.fetch_add(1, Ordering::Relaxed);
+                match instantiate(&mut store) {
+                    Ok(instance) => Warm {
+                        store,
+                        instance,
+                        calls: 0,
+                        budget: IdleBudgetToken(None),
+                    },
+                    Err(err) => {
+                        let stderr = self.drain_stderr(ctx, function, &store);
+                        return Err(self.classify(ctx, function, &store, err, &stderr));
+                    }
+                }
+            }
+        };
+        let result = call(&warm.instance, &mut warm.store);
+        warm.calls += 1;
+        let stderr = self.drain_stderr(ctx, function, &warm.store);
+        match result {
+            Ok(value) => {
+                // A refused growth the guest survived still leaves it in an unknown state.
+                if !warm.store.data().limiter.denied {
+                    self.put_back(pool, key, warm);
+                }
+                Ok(value)
+            }
+            // The trapped, interrupted or out-of-memory instance is dropped here, with its store.
+            Err(err) => Err(self.classify(ctx, function, &warm.store, err, &stderr)),
+        }
+    }
+
+    /// Makes a reused store ready for its next call: a full deadline from now and a clear
+    /// "denied" flag (the stderr capture was emptied after the previous call).
+    fn rearm(&self, store: &mut Store<HostState>) {
+        store.set_epoch_deadline(PluginEngine::deadline_ticks(self.limits.call_timeout()));
+        store.data_mut().limiter.denied = false;
+    }
+
+    /// Returns a healthy instance to its key's idle list, unless it is due for retirement or
+    /// the key or the sandbox already keeps as many idle instances as allowed.
+    fn put_back<I>(&self, pool: &InstancePool<I>, key: &Arc<str>, mut warm: Warm<I>) {
+        if !self.reuse.enabled || warm.calls >= self.reuse.max_calls {
+            return;
+        }
+        if warm.budget.0.is_none() {
+            if self.idle_total.fetch_add(1, Ordering::Relaxed) >= MAX_IDLE_TOTAL {
+                self.idle_total.fetch_sub(1, Ordering::Relaxed);
+                return;
+            }
+            warm.budget = IdleBudgetToken(Some(self.idle_total.clone()));
+        }
+        let mut idle = pool.lock();
+        let list = idle.entry(key.clone()).or_default();
+        if list.len() < self.reuse.max_idle {
+            list.push(warm);
+        }
+    }
+
+    /// Takes what the plugin wrote to stderr during the call and logs it, line by line.
+    fn drain_stderr(
+        &self,
+        ctx: &CallContext,
+        function: &'static str,
+        store: &Store<HostState>,
+    ) -> bytes::Bytes {
+        let stderr = store.data().stderr.take();
         if !stderr.is_empty() {
             let text = String::from_utf8_lossy(&stderr);
             for line in text.lines().filter(|l| !l.trim().is_empty()) {
                 tracing::warn!(plugin = %ctx.plugin, channel = ctx.channel.as_deref().unwrap_or("-"), function, "plugin stderr: {line}");
             }
         }
-        result.map_err(|err| self.classify(ctx, function, &store, err, &stderr))
+        stderr
     }
 
     fn classify(

@@ -107,6 +107,31 @@ pub struct Conversation {
 }
 
 impl Conversation {
+    /// A new conversation with `customer` on `channel`, closed until it is queued or assigned.
+    pub fn new(id: u64, channel: &str, customer: &str, queue: &str, now: u64) -> Conversation {
+        Conversation {
+            id,
+            channel: channel.to_owned(),
+            customer: customer.to_owned(),
+            queue: queue.to_owned(),
+            state: ConversationState::Closed,
+            owner: None,
+            contact_name: None,
+            created_at: now,
+            updated_at: now,
+            last_inbound_at: None,
+            thread: Vec::new(),
+            offered_to: Vec::new(),
+            last_seq: 0,
+            tried: Vec::new(),
+            offer_expires_at: None,
+            queued_since: now,
+            offline_notified: false,
+            handled_by: Vec::new(),
+            skills: Vec::new(),
+        }
+    }
+
     /// Makes `agent` the owner, assigned, with no offer outstanding.
     pub fn assign(&mut self, agent: &str) {
         self.state = ConversationState::Assigned;
@@ -281,6 +306,34 @@ pub struct Message {
     pub status: MessageStatus,
     /// The provider's error or the host's reason, when failed.
     pub error: Option<String>,
+    /// A note for agents from the host (e.g. an attachment dropped by channel policy).
+    #[serde(default)]
+    pub note: Option<String>,
+    /// The approved template this message sends, if any.
+    #[serde(default)]
+    pub template: Option<TemplateSend>,
+}
+
+/// An approved template chosen for an outbound message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TemplateSend {
+    /// The template's name.
+    pub name: String,
+    /// The provider's content id (Twilio `ContentSid`).
+    pub content_sid: String,
+    /// Variable values as a JSON object string (Twilio `ContentVariables`).
+    pub variables: String,
+}
+
+/// What an agent (or the host) sends.
+#[derive(Debug, Clone, Default)]
+pub struct OutboundDraft {
+    /// Text.
+    pub text: Option<String>,
+    /// Attachments.
+    pub attachments: Vec<Attachment>,
+    /// An approved template instead of free text.
+    pub template: Option<TemplateSend>,
 }
 
 impl Message {
@@ -307,6 +360,8 @@ pub enum InboundEvent {
         contact_name: Option<String>,
         /// Provider facts for replies.
         thread: Vec<(String, String)>,
+        /// A note for agents from the host.
+        note: Option<String>,
     },
     /// A delivery-status callback.
     Status {
@@ -351,6 +406,10 @@ pub struct OutboxEntry {
     pub seq: u64,
     /// Attempts made so far.
     pub attempts: u32,
+    /// When the next attempt is due, Unix milliseconds (0: at once). Durable, so a restart
+    /// resumes the backoff where it stood instead of retrying at once.
+    #[serde(default)]
+    pub next_at: u64,
 }
 
 /// The sled database and its trees.
@@ -544,6 +603,7 @@ impl Storage {
                             attachments,
                             contact_name,
                             thread,
+                            note,
                         } => {
                             let dedup = key2(channel, provider_id);
                             if inbound.get(&dedup)?.is_some() {
@@ -578,27 +638,7 @@ impl Storage {
                                     let id = convs.generate_id()? + 1;
                                     keys.insert(conv_key, &id.to_be_bytes())?;
                                     report.created.push(id);
-                                    let mut c = Conversation {
-                                        id,
-                                        channel: channel.to_owned(),
-                                        customer: from.clone(),
-                                        queue: String::new(),
-                                        state: ConversationState::Closed,
-                                        owner: None,
-                                        contact_name: None,
-                                        created_at: now,
-                                        updated_at: now,
-                                        last_inbound_at: None,
-                                        thread: Vec::new(),
-                                        offered_to: Vec::new(),
-                                        last_seq: 0,
-                                        tried: Vec::new(),
-                                        offer_expires_at: None,
-                                        queued_since: now,
-                                        offline_notified: false,
-                                        handled_by: Vec::new(),
-                                        skills: Vec::new(),
-                                    };
+                                    let mut c = Conversation::new(id, channel, from, "", now);
                                     if let ConversationTarget::Queue { skills, .. } = target {
                                         c.skills = skills.clone();
                                     }
@@ -634,6 +674,8 @@ impl Storage {
                                 created_at: now,
                                 status: MessageStatus::Received,
                                 error: None,
+                                note: note.clone(),
+                                template: None,
                             };
                             let mkey = message_key(conv.id, message.seq);
                             msgs.insert(&mkey, encode(&message))?;
@@ -809,27 +851,7 @@ impl Storage {
                 None => {
                     let id = convs.generate_id()? + 1;
                     keys.insert(conv_key, &id.to_be_bytes())?;
-                    Conversation {
-                        id,
-                        channel: channel.to_owned(),
-                        customer: customer.to_owned(),
-                        queue: queue.to_owned(),
-                        state: ConversationState::Assigned,
-                        owner: None,
-                        contact_name: None,
-                        created_at: now,
-                        updated_at: now,
-                        last_inbound_at: None,
-                        thread: Vec::new(),
-                        offered_to: Vec::new(),
-                        last_seq: 0,
-                        tried: Vec::new(),
-                        offer_expires_at: None,
-                        queued_since: now,
-                        offline_notified: false,
-                        handled_by: Vec::new(),
-                        skills: Vec::new(),
-                    }
+                    Conversation::new(id, channel, customer, queue, now)
                 }
             };
             conv.assign(agent);
@@ -852,8 +874,7 @@ impl Storage {
         &self,
         conversation: u64,
         author: Option<&str>,
-        text: Option<String>,
-        attachments: Vec<Attachment>,
+        draft: OutboundDraft,
         now: u64,
     ) -> Result<(Conversation, Message), UpdateError> {
         let trees = (
@@ -895,12 +916,14 @@ impl Storage {
                 seq: conv.last_seq,
                 direction: Direction::Outbound,
                 provider_id: None,
-                text: text.clone(),
-                attachments: attachments.clone(),
+                text: draft.text.clone(),
+                attachments: draft.attachments.clone(),
                 author: author.map(str::to_owned),
                 created_at: now,
                 status: MessageStatus::Pending,
                 error: None,
+                note: None,
+                template: draft.template.clone(),
             };
             let key = message_key(conversation, message.seq);
             msgs.insert(&key, encode(&message))?;
@@ -910,6 +933,7 @@ impl Storage {
                     conversation,
                     seq: message.seq,
                     attempts: 0,
+                    next_at: 0,
                 }),
             )?;
             put_conversation(convs, queued, owned, Some(&old), &conv).map_err(|e| match e {
@@ -1058,6 +1082,8 @@ impl Storage {
             match &outcome {
                 Ok(provider_id) => {
                     message.provider_id = Some(provider_id.clone());
+                    // A retry note from an earlier attempt no longer applies.
+                    message.error = None;
                     if status_advances(message.status, MessageStatus::Queued) {
                         message.status = MessageStatus::Queued;
                     }
@@ -1072,6 +1098,75 @@ impl Storage {
             Ok(Some(message))
         })?;
         Ok(out)
+    }
+
+    /// The outbox entry of one send, if it is still waiting.
+    pub fn outbox_entry(
+        &self,
+        conversation: u64,
+        seq: u64,
+    ) -> Result<Option<OutboxEntry>, StorageError> {
+        match self.outbox.get(message_key(conversation, seq))? {
+            Some(b) => Ok(Some(decode("outbox", &b)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Records a failed attempt that will be retried, atomically: the outbox entry gets the
+    /// attempt count and when the next attempt is due, and the message (still `pending`) gets
+    /// `note` as its error. Does nothing (returns `None`) when the send is no longer waiting.
+    pub fn record_retry(
+        &self,
+        conversation: u64,
+        seq: u64,
+        attempts: u32,
+        next_at: u64,
+        note: &str,
+    ) -> Result<Option<Message>, StorageError> {
+        let key = message_key(conversation, seq);
+        let trees = (&self.messages, &self.outbox);
+        let out = trees.transaction(|(msgs, outbox)| {
+            if outbox.get(key)?.is_none() {
+                return Ok(None);
+            }
+            outbox.insert(
+                &key,
+                encode(&OutboxEntry {
+                    conversation,
+                    seq,
+                    attempts,
+                    next_at,
+                }),
+            )?;
+            let Some(b) = msgs.get(key)? else {
+                return Ok(None);
+            };
+            let mut message: Message = tx_decode("messages", &b)?;
+            if message.status == MessageStatus::Pending {
+                message.error = Some(note.to_owned());
+                msgs.insert(&key, encode(&message))?;
+            }
+            Ok(Some(message))
+        })?;
+        Ok(out)
+    }
+
+    /// Marks `address` as opted out of `channel` (or opted back in), as an opt-out webhook
+    /// event would; later sends to it are refused before any provider call.
+    pub fn set_opted_out(
+        &self,
+        channel: &str,
+        address: &str,
+        opted_out: bool,
+    ) -> Result<(), StorageError> {
+        let key = key2(channel, address);
+        if opted_out {
+            let now = crate::sandbox::Clock::System.now_millis();
+            self.optouts.insert(key, &now.to_be_bytes())?;
+        } else {
+            self.optouts.remove(key)?;
+        }
+        Ok(())
     }
 }
 
@@ -1121,6 +1216,7 @@ mod tests {
             attachments: vec![],
             contact_name: None,
             thread: vec![],
+            note: None,
         }
     }
 
@@ -1147,7 +1243,15 @@ mod tests {
         s.ingest("sms", &q(), &[msg("SM1", "+1555")], 1).unwrap();
         let conv = s.conversations(|_| true).unwrap()[0].id;
         let (_, m) = s
-            .add_outbound(conv, Some("a"), Some("yo".into()), vec![], 2)
+            .add_outbound(
+                conv,
+                Some("a"),
+                OutboundDraft {
+                    text: Some("yo".into()),
+                    ..Default::default()
+                },
+                2,
+            )
             .unwrap();
         s.complete_send("sms", conv, m.seq, Ok("SMout".into()))
             .unwrap();

@@ -11,7 +11,9 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
 
+use crate::app::ChannelInstance;
 use crate::bindings::wit;
+use crate::channel_rules;
 use crate::sandbox::{Clock, PluginError};
 use crate::server::{AppState, error_response};
 use crate::storage::{Attachment, InboundEvent, MessageStatus};
@@ -100,7 +102,7 @@ pub async fn handle(
         Err(e) => return plugin_failure(&e),
     };
 
-    let events = normalize(&channel.name, outcome.events);
+    let events = normalize(&channel, outcome.events);
     if events.is_empty() {
         tracing::info!(channel = %channel.name, "authentic webhook with no event this channel handles; acknowledged");
     } else {
@@ -212,7 +214,8 @@ async fn read_limited(body: Body, headers: &HeaderMap, limit: usize) -> Result<B
 }
 
 /// Turns the plugin's events into storage events, dropping (and logging) malformed ones.
-fn normalize(channel: &str, events: Vec<wit::Event>) -> Vec<InboundEvent> {
+fn normalize(instance: &ChannelInstance, events: Vec<wit::Event>) -> Vec<InboundEvent> {
+    let channel = instance.name.as_str();
     let mut out = Vec::with_capacity(events.len());
     for event in events {
         match event {
@@ -224,21 +227,40 @@ fn normalize(channel: &str, events: Vec<wit::Event>) -> Vec<InboundEvent> {
                     );
                     continue;
                 }
+                let mut note = None;
+                let mut attachments: Vec<Attachment> = m
+                    .attachments
+                    .into_iter()
+                    .map(|a| Attachment {
+                        url: a.url,
+                        content_type: a.content_type,
+                    })
+                    .collect();
+                if !instance.customer_attachments && !attachments.is_empty() {
+                    note = Some(format!(
+                        "{} attachment(s) dropped: customer attachments are off for channel {channel}",
+                        attachments.len()
+                    ));
+                    attachments.clear();
+                }
+                let keyword = channel_rules::is_phone_kind(instance.kind())
+                    .then(|| m.text.as_deref().and_then(channel_rules::keyword))
+                    .flatten();
+                let from = m.from.clone();
                 out.push(InboundEvent::Message {
                     provider_id: m.provider_id,
                     from: m.from,
                     text: m.text,
-                    attachments: m
-                        .attachments
-                        .into_iter()
-                        .map(|a| Attachment {
-                            url: a.url,
-                            content_type: a.content_type,
-                        })
-                        .collect(),
+                    attachments,
                     contact_name: m.contact_name,
                     thread: m.thread,
+                    note,
                 });
+                match keyword {
+                    Some(channel_rules::Keyword::OptOut) => out.push(InboundEvent::OptOut(from)),
+                    Some(channel_rules::Keyword::OptIn) => out.push(InboundEvent::OptIn(from)),
+                    None => {}
+                }
             }
             wit::Event::Status(s) => {
                 let status = match s.state {

@@ -45,6 +45,7 @@ pub struct Host {
     log_path: PathBuf,
     /// A client for requests to the host.
     pub http: reqwest::Client,
+    env: Vec<(String, String)>,
 }
 
 /// What a test configures beyond the standard `support`/`sales` queues, agents and `sms` channel.
@@ -60,6 +61,10 @@ pub struct Setup {
     pub support: String,
     /// Extra TOML lines for agent `alice`.
     pub alice: String,
+    /// Extra TOML lines for the `[limits]` table (`provider_timeout_ms = 1000`, ...).
+    pub limits: String,
+    /// Environment variables set for the host process (`PLUGBOARD_OUTBOX_MAX_ATTEMPTS`, ...).
+    pub env: Vec<(String, String)>,
 }
 
 impl Host {
@@ -100,6 +105,7 @@ admin_token = "{ADMIN}"
 [limits]
 memory_mib = 32
 call_timeout_ms = 500
+{limits}
 
 [[queues]]
 name = "support"
@@ -139,6 +145,7 @@ queues = ["sales"]
             extra = setup.extra,
             support = setup.support,
             alice = setup.alice,
+            limits = setup.limits,
         );
         let config_path = dir.join("plugboard.toml");
         std::fs::write(&config_path, config).unwrap();
@@ -152,6 +159,7 @@ queues = ["sales"]
                 .timeout(Duration::from_secs(30))
                 .build()
                 .unwrap(),
+            env: setup.env.clone(),
         };
         host.spawn();
         host
@@ -171,6 +179,7 @@ queues = ["sales"]
                 "RUST_LOG",
                 std::env::var("PLUGBOARD_TEST_LOG").unwrap_or_else(|_| "info".into()),
             )
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -228,6 +237,11 @@ queues = ["sales"]
         let mut buf = Vec::new();
         let _ = s.read_to_end(&mut buf);
         String::from_utf8_lossy(&buf).into_owned()
+    }
+
+    /// The configuration file the host runs with.
+    pub fn config_path(&self) -> &Path {
+        &self.config_path
     }
 
     /// The full URL of `path`.
@@ -582,4 +596,210 @@ where
 /// The path of a file inside the host's directory.
 pub fn path_in(host: &Host, rel: &str) -> PathBuf {
     Path::new(&host.dir).join(rel)
+}
+
+impl Host {
+    /// The running process's id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    /// Sends SIGTERM (with the `kill` command) and waits up to 30 s for the process to exit;
+    /// returns its exit status. Start it again with [`Host::restart`].
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("host is running");
+        let sent = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "kill -TERM failed");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "plugboard did not exit within 30 s of SIGTERM; log:\n{}",
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Sends raw bytes one chunk at a time with `pause` between chunks, stopping when the host
+    /// closes the connection; returns what it answered and how long until it closed.
+    pub fn raw_slowly(&self, chunks: &[&[u8]], pause: Duration) -> (String, Duration) {
+        use std::io::{Read, Write};
+        let addr = self.base.trim_start_matches("http://");
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        let started = Instant::now();
+        for chunk in chunks {
+            if s.write_all(chunk).is_err() {
+                break;
+            }
+            std::thread::sleep(pause);
+        }
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let mut buf = Vec::new();
+        let _ = s.read_to_end(&mut buf);
+        (
+            String::from_utf8_lossy(&buf).into_owned(),
+            started.elapsed(),
+        )
+    }
+}
+
+/// One scripted answer of a [`ScriptedProvider`]: status, JSON body, headers, and a delay
+/// before answering.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    /// The status.
+    pub status: u16,
+    /// The JSON body.
+    pub body: Value,
+    /// Extra response headers.
+    pub headers: Vec<(String, String)>,
+    /// How long to wait before answering.
+    pub delay: Duration,
+}
+
+impl Reply {
+    /// An immediate answer.
+    pub fn new(status: u16, body: Value) -> Reply {
+        Reply {
+            status,
+            body,
+            headers: Vec::new(),
+            delay: Duration::ZERO,
+        }
+    }
+
+    /// With a response header.
+    pub fn header(mut self, name: &str, value: &str) -> Reply {
+        self.headers.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Answered after `delay`.
+    pub fn after(mut self, delay: Duration) -> Reply {
+        self.delay = delay;
+        self
+    }
+}
+
+/// One request a [`ScriptedProvider`] received.
+#[derive(Debug, Clone)]
+pub struct Hit {
+    /// The request.
+    pub request: Recorded,
+    /// The status it was (or is being) answered with.
+    pub status: u16,
+    /// When it arrived.
+    pub at: Instant,
+}
+
+/// A fake provider like [`FakeProvider`] whose answers can carry headers and delays, and which
+/// records the status it answered each request with (the last answer repeats).
+pub struct ScriptedProvider {
+    /// Its base URL.
+    pub base: String,
+    recorded: Arc<Mutex<Vec<Hit>>>,
+    script: Arc<Mutex<Vec<Reply>>>,
+}
+
+impl ScriptedProvider {
+    /// Starts the server on a free port in the current tokio runtime.
+    pub async fn start(script: Vec<Reply>) -> ScriptedProvider {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr: SocketAddr = listener.local_addr().unwrap();
+        let recorded = Arc::new(Mutex::new(Vec::new()));
+        let script = Arc::new(Mutex::new(script));
+        let (rec, scr) = (recorded.clone(), script.clone());
+        let handler = move |req: axum::extract::Request| {
+            let (rec, scr) = (rec.clone(), scr.clone());
+            async move {
+                let (parts, body) = req.into_parts();
+                let body = axum::body::to_bytes(body, 16 << 20).await.unwrap();
+                let reply = {
+                    let mut s = scr.lock().unwrap();
+                    if s.len() > 1 {
+                        s.remove(0)
+                    } else {
+                        s[0].clone()
+                    }
+                };
+                rec.lock().unwrap().push(Hit {
+                    request: Recorded {
+                        method: parts.method.to_string(),
+                        path: parts
+                            .uri
+                            .path_and_query()
+                            .map(|p| p.to_string())
+                            .unwrap_or_default(),
+                        headers: parts
+                            .headers
+                            .iter()
+                            .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_owned()))
+                            .collect(),
+                        body: body.to_vec(),
+                    },
+                    status: reply.status,
+                    at: Instant::now(),
+                });
+                tokio::time::sleep(reply.delay).await;
+                let mut resp = axum::response::IntoResponse::into_response((
+                    axum::http::StatusCode::from_u16(reply.status).unwrap(),
+                    axum::Json(reply.body),
+                ));
+                for (k, v) in reply.headers {
+                    resp.headers_mut().insert(
+                        axum::http::HeaderName::try_from(k).unwrap(),
+                        axum::http::HeaderValue::try_from(v).unwrap(),
+                    );
+                }
+                resp
+            }
+        };
+        let app = axum::Router::new().fallback(handler);
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        ScriptedProvider {
+            base: format!("http://{addr}"),
+            recorded,
+            script,
+        }
+    }
+
+    /// Every request received so far.
+    pub fn hits(&self) -> Vec<Hit> {
+        self.recorded.lock().unwrap().clone()
+    }
+
+    /// How many requests were answered with `status`.
+    pub fn answered(&self, status: u16) -> usize {
+        self.recorded
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|h| h.status == status)
+            .count()
+    }
+
+    /// Replaces the script.
+    pub fn answer(&self, script: Vec<Reply>) {
+        *self.script.lock().unwrap() = script;
+    }
+}
+
+/// A Twilio "message created" answer with `sid`.
+pub fn twilio_created(sid: &str) -> Value {
+    serde_json::json!({"sid": sid, "status": "queued", "error_code": null})
+}
+
+/// A Twilio error answer.
+pub fn twilio_error(status: u16, code: u32, message: &str) -> Value {
+    serde_json::json!({"code": code, "message": message, "status": status})
 }

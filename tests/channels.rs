@@ -1,0 +1,519 @@
+//! Channel rules end to end against the real binary: opt-out keywords, WhatsApp's 24-hour
+//! window and templates, delivery status that never moves backwards, attachment switches,
+//! length limits and segment counts, and the credential check against a fake provider.
+
+mod support;
+
+use serde_json::{Value, json};
+use support::*;
+
+const WA_FROM: &str = "+14155238886";
+
+fn whatsapp_channel(api_base: &str) -> String {
+    format!(
+        r#"
+[[channels]]
+name = "wa"
+plugin = "twilio-whatsapp"
+queue = "support"
+[channels.settings]
+account_sid = "{ACCOUNT_SID}"
+auth_token = "{AUTH_TOKEN}"
+from = "{WA_FROM}"
+api_base = "{api_base}"
+templates = '[{{"name": "order_update", "language": "en", "content_sid": "HXb5b62575e6e4ff6129ad7c8efe1f983e", "variables": ["1"]}}]'
+"#
+    )
+}
+
+async fn twilio_ok() -> FakeProvider {
+    FakeProvider::start(vec![(
+        201,
+        json!({"sid": "SMout000000000000000000000000001"}),
+    )])
+    .await
+}
+
+async fn sms_in(host: &Host, channel: &str, params: &[(&'static str, String)]) {
+    let resp = host
+        .post_twilio(channel, &pairs(params), Some(AUTH_TOKEN))
+        .await;
+    assert_eq!(
+        resp.status(),
+        200,
+        "{}",
+        resp.text().await.unwrap_or_default()
+    );
+}
+
+async fn only_conversation(host: &Host) -> String {
+    let convs = host.conversations(ALICE).await;
+    assert_eq!(convs.len(), 1, "{convs:?}");
+    convs[0]["id"].as_str().unwrap().to_owned()
+}
+
+async fn reply(host: &Host, id: &str, body: Value) -> (u16, Value) {
+    host.post_json(&format!("/api/v1/conversations/{id}/messages"), ALICE, body)
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opt_out_keywords_block_sends_until_the_customer_opts_back_in() {
+    let twilio = twilio_ok().await;
+    let host = Host::start(Setup {
+        twilio_api_base: Some(twilio.base.clone()),
+        ..Setup::default()
+    });
+    let from = "+14155552000";
+    sms_in(
+        &host,
+        "sms",
+        &inbound_sms("SMopt00000000000000000000000000001", from, "stop please"),
+    )
+    .await;
+    let id = only_conversation(&host).await;
+    assert_eq!(
+        reply(&host, &id, json!({"text": "not a keyword"})).await.0,
+        201
+    );
+
+    sms_in(
+        &host,
+        "sms",
+        &inbound_sms("SMopt00000000000000000000000000002", from, "  Stop "),
+    )
+    .await;
+    let (status, body) = reply(&host, &id, json!({"text": "are you there?"})).await;
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("opted out"),
+        "{body}"
+    );
+    assert_eq!(
+        twilio.recorded().len(),
+        1,
+        "nothing reached the provider after STOP"
+    );
+
+    sms_in(
+        &host,
+        "sms",
+        &inbound_sms("SMopt00000000000000000000000000003", from, "UNSTOP"),
+    )
+    .await;
+    assert_eq!(
+        reply(&host, &id, json!({"text": "welcome back"})).await.0,
+        201
+    );
+    assert_eq!(twilio.recorded().len(), 2);
+    for (i, word) in ["STOPALL", "unsubscribe", "Cancel", "END", "quit"]
+        .iter()
+        .enumerate()
+    {
+        sms_in(
+            &host,
+            "sms",
+            &inbound_sms(&format!("SMopt1{i:029}"), from, word),
+        )
+        .await;
+        assert_eq!(
+            reply(&host, &id, json!({"text": "x"})).await.0,
+            422,
+            "{word}"
+        );
+        sms_in(
+            &host,
+            "sms",
+            &inbound_sms(&format!("SMopt2{i:029}"), from, "start"),
+        )
+        .await;
+        assert_eq!(
+            reply(&host, &id, json!({"text": "x"})).await.0,
+            201,
+            "{word} then START"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whatsapp_window_allows_only_templates_outside_24_hours() {
+    let twilio = twilio_ok().await;
+    let host = Host::start(Setup {
+        extra: whatsapp_channel(&twilio.base),
+        alice: "may_start = true\nsend_from = \"wa\"".to_owned(),
+        ..Setup::default()
+    });
+    // A new conversation has no inbound message: the window is closed.
+    let (status, body) = host
+        .post_json(
+            "/api/v1/conversations",
+            ALICE,
+            json!({"to": "+14155552100", "text": "hello"}),
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    let error = body["error"].as_str().unwrap();
+    assert!(
+        error.contains("24-hour") && error.contains("order_update (en)"),
+        "{error}"
+    );
+    assert!(twilio.recorded().is_empty());
+
+    let (status, body) = host
+        .post_json(
+            "/api/v1/conversations",
+            ALICE,
+            json!({"to": "+14155552100", "template": {"name": "order_update", "variables": {"1": "A-1001"}}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["message"]["template"], "order_update");
+    let id = body["conversation"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(body["conversation"]["customer"], "whatsapp:+14155552100");
+    let sent = twilio.recorded();
+    assert_eq!(sent.len(), 1);
+    let form = sent[0].form();
+    let field = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    assert_eq!(
+        field("ContentSid").as_deref(),
+        Some("HXb5b62575e6e4ff6129ad7c8efe1f983e")
+    );
+    assert_eq!(
+        serde_json::from_str::<Value>(&field("ContentVariables").unwrap()).unwrap(),
+        json!({"1": "A-1001"})
+    );
+    assert_eq!(field("Body"), None);
+    assert_eq!(field("To").as_deref(), Some("whatsapp:+14155552100"));
+
+    let (status, body) = reply(&host, &id, json!({"template": {"name": "nope"}})).await;
+    assert_eq!(status, 422, "{body}");
+    let (status, body) = reply(&host, &id, json!({"template": {"name": "order_update"}})).await;
+    assert_eq!(status, 422, "missing variable: {body}");
+
+    // The customer writes: the window opens and free text goes out.
+    let mut params = inbound_sms(
+        "SMwa000000000000000000000000000001",
+        "whatsapp:+14155552100",
+        "where is it?",
+    );
+    for (k, v) in params.iter_mut() {
+        if *k == "To" {
+            *v = format!("whatsapp:{WA_FROM}");
+        }
+    }
+    params.push(("ProfileName", "Wanda".into()));
+    params.push(("WaId", "14155552100".into()));
+    sms_in(&host, "wa", &params).await;
+    let (status, body) = reply(&host, &id, json!({"text": "On its way!"})).await;
+    assert_eq!(status, 201, "{body}");
+    let last = twilio.recorded().pop().unwrap().form();
+    assert!(
+        last.contains(&("Body".to_owned(), "On its way!".to_owned())),
+        "{last:?}"
+    );
+    let conv = &host.conversations(ALICE).await[0];
+    assert_eq!(conv["contact_name"], "Wanda");
+    assert_eq!(conv["kind"], "whatsapp");
+}
+
+fn status_callback(sid: &str, status: &str, error: Option<&str>) -> Vec<(&'static str, String)> {
+    let mut p = vec![
+        ("MessageSid", sid.to_owned()),
+        ("MessageStatus", status.to_owned()),
+        ("AccountSid", ACCOUNT_SID.to_owned()),
+        ("From", "+15005550006".to_owned()),
+        ("To", "+14155552200".to_owned()),
+        ("ApiVersion", "2010-04-01".to_owned()),
+        ("SmsSid", sid.to_owned()),
+        ("SmsStatus", status.to_owned()),
+    ];
+    if let Some(code) = error {
+        p.push(("ErrorCode", code.to_owned()));
+    }
+    p
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivery_status_never_moves_backwards() {
+    let twilio = twilio_ok().await;
+    let host = Host::start(Setup {
+        twilio_api_base: Some(twilio.base.clone()),
+        ..Setup::default()
+    });
+    sms_in(
+        &host,
+        "sms",
+        &inbound_sms("SMst000000000000000000000000000001", "+14155552200", "hi"),
+    )
+    .await;
+    let id = only_conversation(&host).await;
+    let (_, sent) = reply(&host, &id, json!({"text": "hello"})).await;
+    assert_eq!(sent["status"], "queued");
+    let sid = "SMout000000000000000000000000001";
+    async fn status_of(host: &Host, id: &str) -> Value {
+        host.messages(id, ALICE).await[1]["status"].clone()
+    }
+    sms_in(&host, "sms", &status_callback(sid, "sent", None)).await;
+    assert_eq!(status_of(&host, &id).await, "sent");
+    sms_in(&host, "sms", &status_callback(sid, "delivered", None)).await;
+    assert_eq!(status_of(&host, &id).await, "delivered");
+    // Late callbacks arrive out of order: ignored.
+    sms_in(&host, "sms", &status_callback(sid, "sent", None)).await;
+    sms_in(&host, "sms", &status_callback(sid, "queued", None)).await;
+    assert_eq!(status_of(&host, &id).await, "delivered");
+    // A callback for a message we never sent is acknowledged and ignored.
+    sms_in(
+        &host,
+        "sms",
+        &status_callback("SMunknown0000000000000000000000001", "delivered", None),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whatsapp_63016_marks_the_message_failed_with_the_reason() {
+    let twilio = twilio_ok().await;
+    let host = Host::start(Setup {
+        extra: whatsapp_channel(&twilio.base),
+        ..Setup::default()
+    });
+    let mut params = inbound_sms(
+        "SMwa000000000000000000000000000002",
+        "whatsapp:+14155552300",
+        "hi",
+    );
+    for (k, v) in params.iter_mut() {
+        if *k == "To" {
+            *v = format!("whatsapp:{WA_FROM}");
+        }
+    }
+    sms_in(&host, "wa", &params).await;
+    let id = only_conversation(&host).await;
+    reply(&host, &id, json!({"text": "hello"})).await;
+    let mut cb = status_callback("SMout000000000000000000000000001", "failed", Some("63016"));
+    for (k, v) in cb.iter_mut() {
+        if *k == "To" {
+            *v = "whatsapp:+14155552300".into();
+        }
+        if *k == "From" {
+            *v = format!("whatsapp:{WA_FROM}");
+        }
+    }
+    sms_in(&host, "wa", &cb).await;
+    let m = &host.messages(&id, ALICE).await[1];
+    assert_eq!(m["status"], "failed");
+    let error = m["error"].as_str().unwrap();
+    assert!(error.contains("63016"), "{error}");
+    assert!(error.contains("24-hour"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attachment_switches_and_capabilities() {
+    let twilio = twilio_ok().await;
+    let extra = format!(
+        r#"
+[[channels]]
+name = "strict"
+plugin = "twilio-sms"
+queue = "sales"
+customer_attachments = false
+agent_attachments = false
+[channels.settings]
+account_sid = "{ACCOUNT_SID}"
+auth_token = "{AUTH_TOKEN}"
+from = "+15005550007"
+api_base = "{base}"
+"#,
+        base = twilio.base
+    );
+    let host = Host::start(Setup {
+        twilio_api_base: Some(twilio.base.clone()),
+        extra,
+        ..Setup::default()
+    });
+    let media = |sid: &str, from: &str| {
+        let mut p = inbound_sms(sid, from, "photo");
+        p.retain(|(k, _)| *k != "NumMedia");
+        p.push(("NumMedia", "1".into()));
+        p.push(("MediaUrl0", "https://api.twilio.com/media/ME1".into()));
+        p.push(("MediaContentType0", "image/jpeg".into()));
+        p
+    };
+    // Allowed channel: kept, and agents can send media.
+    sms_in(
+        &host,
+        "sms",
+        &media("SMatt00000000000000000000000000001", "+14155552400"),
+    )
+    .await;
+    let id = only_conversation(&host).await;
+    assert_eq!(
+        host.messages(&id, ALICE).await[0]["attachments"][0]["content_type"],
+        "image/jpeg"
+    );
+    let (status, body) = reply(
+        &host,
+        &id,
+        json!({"text": "here", "attachments": [{"url": "https://example.com/a.png", "content_type": "image/png"}]}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let form = twilio.recorded()[0].form();
+    assert!(
+        form.contains(&(
+            "MediaUrl".to_owned(),
+            "https://example.com/a.png".to_owned()
+        )),
+        "{form:?}"
+    );
+
+    // Strict channel: customer media dropped with a note, agent media refused.
+    sms_in(
+        &host,
+        "strict",
+        &media("SMatt00000000000000000000000000002", "+14155552401"),
+    )
+    .await;
+    let convs = host.conversations(BOB).await;
+    let strict = convs[0]["id"].as_str().unwrap().to_owned();
+    let m = &host.messages(&strict, BOB).await[0];
+    assert_eq!(m["attachments"], json!([]));
+    assert!(
+        m["note"]
+            .as_str()
+            .unwrap()
+            .contains("customer attachments are off"),
+        "{m}"
+    );
+    let (status, body) = host
+        .post_json(
+            &format!("/api/v1/conversations/{strict}/messages"),
+            BOB,
+            json!({"attachments": [{"url": "https://example.com/a.png"}]}),
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("agent attachments are off")
+    );
+    let (status, _) = host
+        .post_json(
+            &format!("/api/v1/conversations/{strict}/messages"),
+            BOB,
+            json!({"text": "x", "attachments": [{"url": "ftp://example.com/a.png"}]}),
+        )
+        .await;
+    assert_eq!(status, 422);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn length_limit_and_segment_counts() {
+    let twilio = twilio_ok().await;
+    let host = Host::start(Setup {
+        twilio_api_base: Some(twilio.base.clone()),
+        ..Setup::default()
+    });
+    sms_in(
+        &host,
+        "sms",
+        &inbound_sms("SMlen00000000000000000000000000001", "+14155552500", "hi"),
+    )
+    .await;
+    let id = only_conversation(&host).await;
+    let (status, body) = reply(&host, &id, json!({"text": "x".repeat(1601)})).await;
+    assert_eq!(status, 422, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("1600"), "{body}");
+    let cases = [
+        ("hello".to_owned(), "gsm7", 1),
+        ("a".repeat(161), "gsm7", 2),
+        ("€".repeat(81), "gsm7", 2),
+        ("ok ✓".to_owned(), "ucs2", 1),
+        (format!("{}😀", "a".repeat(69)), "ucs2", 2),
+        ("x".repeat(1600), "gsm7", 11),
+    ];
+    for (text, encoding, count) in cases {
+        let (status, body) = reply(&host, &id, json!({"text": text})).await;
+        assert_eq!(status, 201, "{body}");
+        assert_eq!(
+            body["segments"],
+            json!({"encoding": encoding, "count": count}),
+            "{text}"
+        );
+    }
+    assert_eq!(
+        host.messages(&id, ALICE).await[0]["segments"]["count"],
+        1,
+        "inbound too"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credential_check_reports_ok_or_the_provider_error() {
+    let twilio =
+        FakeProvider::start(vec![(200, json!({"sid": ACCOUNT_SID, "status": "active"}))]).await;
+    let host = Host::start(Setup {
+        twilio_api_base: Some(twilio.base.clone()),
+        ..Setup::default()
+    });
+    let cli = |name: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_plugboard"))
+            .args(["channel", "test", name, "--config"])
+            .arg(host.config_path())
+            .env("TEST_TWILIO_AUTH_TOKEN", AUTH_TOKEN)
+            .env("RUST_LOG", "error")
+            .output()
+            .unwrap()
+    };
+    let out = cli("sms");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains(r#""result":"ok""#), "{stdout}");
+    let checked = twilio.recorded();
+    assert_eq!(checked[0].method, "GET");
+    assert_eq!(
+        checked[0].path,
+        format!("/2010-04-01/Accounts/{ACCOUNT_SID}.json")
+    );
+    assert!(checked[0].headers["authorization"].starts_with("Basic "));
+
+    twilio.answer(vec![(
+        401,
+        json!({"code": 20003, "message": "Authentication Error - invalid username", "status": 401}),
+    )]);
+    let out = cli("sms");
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("failed") && stdout.contains("20003"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains(AUTH_TOKEN), "no secret in the output");
+
+    let resp = host
+        .http
+        .post(host.url("/api/v1/admin/channels/sms/test"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["outcome"]["result"], "failed", "{body}");
+    let resp = host
+        .http
+        .post(host.url("/api/v1/admin/channels/sms/test"))
+        .bearer_auth(ALICE)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401, "agents are not admins");
+    let out = cli("nope");
+    assert!(!out.status.success());
+}

@@ -1,0 +1,437 @@
+//! Nothing lost, against the real binary over loopback: the outbox retries what is worth
+//! retrying (honouring `Retry-After` and the provider timeout), never retries a permanent error,
+//! dead-letters with the reason after its last attempt, resumes after a SIGKILL, remembers
+//! opt-outs, drains on SIGTERM; and every webhook acknowledged with a 2xx survives SIGKILLs
+//! under load, stored once.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use support::*;
+
+fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+/// Posts an inbound SMS from `from` and returns its conversation's id.
+async fn conversation_with(host: &Host, sid: &str, from: &str) -> String {
+    let params = inbound_sms(sid, from, "hello");
+    let resp = host
+        .post_twilio("sms", &pairs(&params), Some(AUTH_TOKEN))
+        .await;
+    assert_eq!(resp.status(), 200);
+    host.conversations(ALICE)
+        .await
+        .iter()
+        .find(|c| c["customer"] == from)
+        .expect("conversation")["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+async fn reply(host: &Host, id: &str, text: &str) -> (u16, Value) {
+    host.post_json(
+        &format!("/api/v1/conversations/{id}/messages"),
+        ALICE,
+        json!({ "text": text }),
+    )
+    .await
+}
+
+/// The stored message of conversation `id` with `text`.
+async fn stored(host: &Host, id: &str, text: &str) -> Value {
+    host.messages(id, ALICE)
+        .await
+        .into_iter()
+        .find(|m| m["text"] == text)
+        .unwrap_or_else(|| panic!("no message {text:?}"))
+}
+
+/// Waits until the message with `text` has left `pending`, and returns it.
+async fn settled(host: &Host, id: &str, text: &str) -> Value {
+    eventually(&format!("{text:?} to settle"), || async {
+        let m = stored(host, id, text).await;
+        (m["status"] != "pending").then_some(m)
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbox_retries_then_succeeds() {
+    let twilio = ScriptedProvider::start(vec![
+        Reply::new(503, twilio_error(503, 20500, "Service Unavailable")),
+        Reply::new(429, twilio_error(429, 20429, "Too Many Requests")).header("Retry-After", "1"),
+        // Answered after the host's 1 s provider timeout: a transport failure for the host.
+        Reply::new(504, twilio_error(504, 20504, "too late")).after(Duration::from_secs(3)),
+        Reply::new(201, twilio_created("SMretried000000000000000000000001")),
+    ])
+    .await;
+    let host = Host::start(Setup {
+        twilio_api_base: Some(twilio.base.clone()),
+        limits: "provider_timeout_ms = 1000".to_owned(),
+        env: env(&[("PLUGBOARD_OUTBOX_BASE_MS", "100")]),
+        ..Setup::default()
+    });
+    let id = conversation_with(&host, "SM10000000000000000000000000000001", "+14155550201").await;
+
+    let (status, msg) = reply(&host, &id, "we will get back to you").await;
+    // The agent hears about the first attempt at once: pending, with the retry note.
+    assert!(status == 201 || status == 202, "{status} {msg}");
+    assert_eq!(msg["status"], "pending", "{msg}");
+    let note = msg["error"].as_str().unwrap_or_default();
+    assert!(
+        note.starts_with("attempt 1 failed: provider unavailable"),
+        "{note}"
+    );
+    assert!(note.contains("retrying in"), "{note}");
+
+    let m = settled(&host, &id, "we will get back to you").await;
+    assert_eq!(m["status"], "queued", "{m}");
+    assert_eq!(m["provider_id"], "SMretried000000000000000000000001");
+    assert_eq!(m["error"], Value::Null, "the retry note is cleared: {m}");
+
+    let hits = twilio.hits();
+    let statuses: Vec<u16> = hits.iter().map(|h| h.status).collect();
+    assert_eq!(statuses, [503, 429, 504, 201], "one request per attempt");
+    let gap = |i: usize| hits[i].at - hits[i - 1].at;
+    assert!(
+        gap(2) >= Duration::from_millis(950),
+        "Retry-After: 1 honoured: {:?}",
+        gap(2)
+    );
+    assert!(
+        gap(3) >= Duration::from_millis(950),
+        "timed out after 1 s: {:?}",
+        gap(3)
+    );
+    let sids: BTreeSet<String> = hits
+        .iter()
+        .map(|h| {
+            h.request
+                .form()
+                .into_iter()
+                .find(|(k, _)| k == "Body")
+                .unwrap()
+                .1
+        })
+        .collect();
+    assert_eq!(sids.len(), 1, "every attempt sends the same message");
+    println!(
+        "attempts: {statuses:?}; gaps {:?} {:?} {:?}",
+        gap(1),
+        gap(2),
+        gap(3)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn permanent_error_is_not_retried() {
+    let twilio = ScriptedProvider::start(vec![Reply::new(
+        400,
+        twilio_error(400, 21211, "The 'To' number is not a valid phone number."),
+    )])
+    .await;
+    let host = Host::start(Setup {
+        twilio_api_base: Some(twilio.base.clone()),
+        env: env(&[("PLUGBOARD_OUTBOX_BASE_MS", "50")]),
+        ..Setup::default()
+    });
+    let id = conversation_with(&host, "SM10000000000000000000000000000002", "+14155550202").await;
+    let (status, msg) = reply(&host, &id, "hello?").await;
+    assert_eq!(status, 201, "{msg}");
+    assert_eq!(msg["status"], "failed", "{msg}");
+    let error = msg["error"].as_str().unwrap();
+    assert!(error.contains("21211"), "{error}");
+    assert!(!error.contains("dead-lettered"), "{error}");
+    // Several backoff periods later, still exactly one request.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(twilio.hits().len(), 1);
+    assert_eq!(stored(&host, &id, "hello?").await["status"], "failed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letter_after_last_attempt() {
+    let twilio = ScriptedProvider::start(vec![Reply::new(
+        503,
+        twilio_error(503, 20500, "Service Unavailable"),
+    )])
+    .await;
+    let host = Host::start(Setup {
+        twilio_api_base: Some(twilio.base.clone()),
+        env: env(&[
+            ("PLUGBOARD_OUTBOX_MAX_ATTEMPTS", "3"),
+            ("PLUGBOARD_OUTBOX_BASE_MS", "50"),
+        ]),
+        ..Setup::default()
+    });
+    let id = conversation_with(&host, "SM10000000000000000000000000000003", "+14155550203").await;
+    let (status, msg) = reply(&host, &id, "anyone?").await;
+    assert!(status == 201 || status == 202, "{status} {msg}");
+    assert_eq!(msg["status"], "pending", "{msg}");
+
+    let m = settled(&host, &id, "anyone?").await;
+    assert_eq!(m["status"], "failed", "{m}");
+    let error = m["error"].as_str().unwrap();
+    assert!(
+        error.starts_with("dead-lettered after 3 attempts: provider unavailable"),
+        "{error}"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(twilio.hits().len(), 3, "no attempt after the last");
+
+    // The author hears about it on the event stream.
+    let mut events = SseStream::open(&host, ALICE, Some(0)).await;
+    let e = events.next_of("dead_lettered").await;
+    let data = &e.data["data"];
+    assert_eq!(data["attempts"], 3, "{:?}", e.data);
+    assert_eq!(data["message"], m["id"], "{:?}", e.data);
+    assert_eq!(e.data["conversation"], id.as_str(), "{:?}", e.data);
+    assert!(
+        data["error"].as_str().unwrap().starts_with("dead-lettered"),
+        "{:?}",
+        e.data
+    );
+    println!("dead-lettered: {error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pending_sends_resume_after_restart() {
+    let twilio = ScriptedProvider::start(vec![Reply::new(
+        503,
+        twilio_error(503, 20500, "Service Unavailable"),
+    )])
+    .await;
+    let mut host = Host::start(Setup {
+        twilio_api_base: Some(twilio.base.clone()),
+        env: env(&[("PLUGBOARD_OUTBOX_BASE_MS", "300")]),
+        ..Setup::default()
+    });
+    let id = conversation_with(&host, "SM10000000000000000000000000000004", "+14155550204").await;
+    let (_, msg) = reply(&host, &id, "sorry for the wait").await;
+    assert_eq!(msg["status"], "pending", "{msg}");
+    eventually("two failed attempts", || async {
+        (twilio.hits().len() >= 2).then_some(())
+    })
+    .await;
+    tokio::task::block_in_place(|| host.kill());
+    let before = twilio.hits().len();
+    twilio.answer(vec![Reply::new(
+        201,
+        twilio_created("SMresumed000000000000000000000001"),
+    )]);
+    tokio::task::block_in_place(|| host.restart());
+    let m = settled(&host, &id, "sorry for the wait").await;
+    assert_eq!(m["status"], "queued", "{m}");
+    assert_eq!(m["provider_id"], "SMresumed000000000000000000000001");
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(twilio.answered(201), 1, "sent exactly once");
+    assert_eq!(twilio.hits().len(), before + 1);
+    let outbound: Vec<Value> = host
+        .messages(&id, ALICE)
+        .await
+        .into_iter()
+        .filter(|m| m["direction"] == "outbound")
+        .collect();
+    assert_eq!(outbound.len(), 1, "{outbound:?}");
+    println!("{before} failed attempts before SIGKILL, 1 after restart");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opted_out_after_21610_refuses_next_send_before_provider() {
+    let twilio = ScriptedProvider::start(vec![Reply::new(
+        400,
+        twilio_error(400, 21610, "Attempt to send to unsubscribed recipient"),
+    )])
+    .await;
+    let host = Host::start(Setup {
+        twilio_api_base: Some(twilio.base.clone()),
+        ..Setup::default()
+    });
+    let id = conversation_with(&host, "SM10000000000000000000000000000005", "+14155550205").await;
+    let (status, msg) = reply(&host, &id, "first").await;
+    assert_eq!(status, 201, "{msg}");
+    assert_eq!(msg["status"], "failed", "{msg}");
+    assert!(
+        msg["error"].as_str().unwrap().contains("opted out"),
+        "{msg}"
+    );
+    assert_eq!(twilio.hits().len(), 1);
+
+    let (status, body) = reply(&host, &id, "second").await;
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("opted out"),
+        "{body}"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(twilio.hits().len(), 1, "the provider saw no new request");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_inflight_sends() {
+    let twilio = ScriptedProvider::start(vec![
+        Reply::new(201, twilio_created("SMdrained000000000000000000000001"))
+            .after(Duration::from_secs(1)),
+    ])
+    .await;
+    let mut host = Host::start(Setup {
+        twilio_api_base: Some(twilio.base.clone()),
+        ..Setup::default()
+    });
+    let id = conversation_with(&host, "SM10000000000000000000000000000006", "+14155550206").await;
+    let (http, url) = (
+        host.http.clone(),
+        host.url(&format!("/api/v1/conversations/{id}/messages")),
+    );
+    let in_flight = tokio::spawn(async move {
+        let resp = http
+            .post(url)
+            .bearer_auth(ALICE)
+            .json(&json!({"text": "draining"}))
+            .send()
+            .await;
+        match resp {
+            Ok(r) => {
+                let status = r.status().as_u16();
+                (status, r.json::<Value>().await.unwrap_or(Value::Null))
+            }
+            Err(e) => panic!("the in-flight request was cut off: {e}"),
+        }
+    });
+    eventually("the send to reach the provider", || async {
+        (!twilio.hits().is_empty()).then_some(())
+    })
+    .await;
+    let started = Instant::now();
+    let exit = tokio::task::block_in_place(|| host.terminate());
+    let took = started.elapsed();
+    assert!(exit.success(), "exit status {exit:?}; log:\n{}", host.log());
+    let (status, msg) = in_flight.await.unwrap();
+    assert_eq!(status, 201, "{msg}");
+    assert_eq!(msg["status"], "queued", "{msg}");
+
+    tokio::task::block_in_place(|| host.restart());
+    let m = stored(&host, &id, "draining").await;
+    assert_eq!(m["status"], "queued", "{m}");
+    assert_eq!(m["provider_id"], "SMdrained000000000000000000000001");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(twilio.hits().len(), 1, "not sent again after the restart");
+    println!("SIGTERM to exit 0: {took:?}");
+}
+
+/// One provider's view of the load: which webhooks got a 2xx.
+#[derive(Default)]
+struct Tally {
+    acknowledged: BTreeSet<String>,
+    attempts: usize,
+    refused: usize,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_webhooks_survive_sigkill_under_load() {
+    const WEBHOOKS: usize = 300;
+    const SENDERS: usize = 6;
+    const KILLS: usize = 3;
+    let mut host = Host::start(Setup {
+        env: env(&[("PLUGBOARD_WEBHOOK_RATE", "0")]),
+        ..Setup::default()
+    });
+    let url = host.url("/webhooks/sms");
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let tally = Arc::new(Mutex::new(Tally::default()));
+    let mut senders = Vec::new();
+    for s in 0..SENDERS {
+        let (client, url, tally) = (client.clone(), url.clone(), tally.clone());
+        senders.push(tokio::spawn(async move {
+            for n in (s..WEBHOOKS).step_by(SENDERS) {
+                let sid = format!("SM{n:032}");
+                let from = format!("+1415555{:04}", n % 25);
+                let params = inbound_sms(&sid, &from, &format!("load {n}"));
+                let params = pairs(&params);
+                let body = form(&params);
+                let signature = twilio_signature(AUTH_TOKEN, &url, &params);
+                // Like a provider: retry until acknowledged (the host may be down).
+                for _ in 0..200 {
+                    tally.lock().unwrap().attempts += 1;
+                    let resp = client
+                        .post(&url)
+                        .header("content-type", "application/x-www-form-urlencoded")
+                        .header("x-twilio-signature", &signature)
+                        .body(body.clone())
+                        .send()
+                        .await;
+                    match resp {
+                        Ok(r) if r.status().is_success() => {
+                            tally.lock().unwrap().acknowledged.insert(sid.clone());
+                            break;
+                        }
+                        _ => {
+                            tally.lock().unwrap().refused += 1;
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                    }
+                }
+            }
+        }));
+    }
+    // Kill at random moments while the load runs: after a random number of acknowledgements
+    // within each third of the load.
+    for k in 0..KILLS {
+        let third = WEBHOOKS / KILLS;
+        let target = rand::random_range(k * third + 10..(k + 1) * third - 10);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while tally.lock().unwrap().acknowledged.len() < target && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        let acked = tally.lock().unwrap().acknowledged.len();
+        println!("SIGKILL {} at {acked} acknowledged", k + 1);
+        tokio::task::block_in_place(|| host.restart());
+    }
+    for s in senders {
+        s.await.unwrap();
+    }
+    let tally = tally.lock().unwrap();
+
+    let mut stored: BTreeMap<String, usize> = BTreeMap::new();
+    for conv in host.conversations(ALICE).await {
+        for m in host.messages(conv["id"].as_str().unwrap(), ALICE).await {
+            if let Some(p) = m["provider_id"].as_str() {
+                *stored.entry(p.to_owned()).or_default() += 1;
+            }
+        }
+    }
+    let lost: Vec<_> = tally
+        .acknowledged
+        .iter()
+        .filter(|sid| !stored.contains_key(*sid))
+        .collect();
+    let doubled: Vec<_> = stored.iter().filter(|(_, n)| **n > 1).collect();
+    println!(
+        "{WEBHOOKS} webhooks, {SENDERS} senders, {KILLS} SIGKILLs: {} requests, {} failed or refused, {} acknowledged, {} stored, {} lost, {} stored twice",
+        tally.attempts,
+        tally.refused,
+        tally.acknowledged.len(),
+        stored.len(),
+        lost.len(),
+        doubled.len()
+    );
+    assert_eq!(
+        tally.acknowledged.len(),
+        WEBHOOKS,
+        "every webhook acknowledged in the end"
+    );
+    assert!(lost.is_empty(), "acknowledged but lost: {lost:?}");
+    assert!(doubled.is_empty(), "stored twice: {doubled:?}");
+    assert_eq!(stored.len(), WEBHOOKS);
+}
