@@ -517,3 +517,116 @@ async fn credential_check_reports_ok_or_the_provider_error() {
     let out = cli("nope");
     assert!(!out.status.success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn channels_can_be_disabled_enabled_and_deleted_without_losing_data() {
+    let twilio = twilio_ok().await;
+    let mut host = Host::start(Setup {
+        twilio_api_base: Some(twilio.base.clone()),
+        ..Setup::default()
+    });
+
+    sms_in(
+        &host,
+        "sms",
+        &inbound_sms(
+            "SMadm00000000000000000000000000001",
+            "+14155552600",
+            "before",
+        ),
+    )
+    .await;
+    let id = only_conversation(&host).await;
+
+    let resp = admin(
+        &host,
+        "/api/v1/admin/channels/sms/disable",
+        reqwest::Method::POST,
+    )
+    .await
+    .unwrap();
+    assert_eq!(resp.status(), 200);
+    let params = inbound_sms(
+        "SMadm00000000000000000000000000002",
+        "+14155552600",
+        "while off",
+    );
+    let resp = host
+        .post_twilio("sms", &pairs(&params), Some(AUTH_TOKEN))
+        .await;
+    assert_eq!(resp.status(), 404, "a disabled channel's webhook is 404");
+    let (status, body) = reply(&host, &id, json!({"text": "hello?"})).await;
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("disabled"),
+        "{body}"
+    );
+    assert_eq!(
+        host.messages(&id, ALICE).await.len(),
+        1,
+        "nothing lost, nothing added"
+    );
+
+    let resp = admin(
+        &host,
+        "/api/v1/admin/channels/sms/enable",
+        reqwest::Method::POST,
+    )
+    .await
+    .unwrap();
+    assert_eq!(resp.status(), 200);
+    sms_in(&host, "sms", &params).await;
+    assert_eq!(reply(&host, &id, json!({"text": "back"})).await.0, 201);
+
+    let resp = admin(&host, "/api/v1/admin/channels/sms", reqwest::Method::DELETE)
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let resp = admin(
+        &host,
+        "/api/v1/admin/channels/sms/enable",
+        reqwest::Method::POST,
+    )
+    .await
+    .unwrap();
+    assert_eq!(resp.status(), 409, "deletion cannot be undone");
+    let resp = host
+        .post_twilio("sms", &pairs(&params), Some(AUTH_TOKEN))
+        .await;
+    assert_eq!(resp.status(), 404);
+    // Conversations stay readable, across a restart too, and the channel stays deleted.
+    host.restart();
+    assert_eq!(host.messages(&id, ALICE).await.len(), 3);
+    let resp = host
+        .post_twilio("sms", &pairs(&params), Some(AUTH_TOKEN))
+        .await;
+    assert_eq!(resp.status(), 404);
+    assert!(host.log().contains("stays deleted"));
+    let resp = admin(
+        &host,
+        "/api/v1/admin/channels/nope/disable",
+        reqwest::Method::POST,
+    )
+    .await
+    .unwrap();
+    assert_eq!(resp.status(), 404);
+    let resp = host
+        .http
+        .post(host.url("/api/v1/admin/channels/sms/disable"))
+        .bearer_auth(ALICE)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+}
+
+fn admin(
+    host: &Host,
+    path: &str,
+    method: reqwest::Method,
+) -> impl std::future::Future<Output = reqwest::Result<reqwest::Response>> {
+    host.http
+        .request(method, host.url(path))
+        .bearer_auth(ADMIN)
+        .send()
+}

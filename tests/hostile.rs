@@ -197,9 +197,15 @@ async fn path_tricks_in_channel_names_are_not_found() {
             "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 3\r\nConnection: close\r\n\r\na=b"
         );
         let answer = host.raw(request.as_bytes());
-        assert_eq!(
-            status_of(&answer),
-            404,
+        let status = status_of(&answer);
+        // A name that does not decode to UTF-8 cannot even be looked up: 400.
+        let expected: &[u16] = if path.ends_with("%ff") {
+            &[400, 404]
+        } else {
+            &[404]
+        };
+        assert!(
+            expected.contains(&status),
             "{}: {answer}",
             &path[..path.len().min(60)]
         );
@@ -336,8 +342,18 @@ fn arbitrary_bytes_at_the_webhook_never_5xx() {
         cases: 256,
         ..ProptestConfig::default()
     });
+    // Raw bytes, and well-formed forms of arbitrary names and values (which reach the
+    // signature check and the parser's later stages).
+    let forms =
+        proptest::collection::vec((any::<String>(), any::<String>()), 0..12).prop_map(|pairs| {
+            let pairs: Vec<(&str, &str)> = pairs
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            form(&pairs).into_bytes()
+        });
     let strategy = (
-        proptest::collection::vec(any::<u8>(), 0..2048),
+        prop_oneof![proptest::collection::vec(any::<u8>(), 0..2048), forms],
         prop_oneof![
             Just("application/x-www-form-urlencoded"),
             Just("application/json"),

@@ -401,10 +401,14 @@ fn outbound_draft(
     body: ReplyBody,
 ) -> Result<OutboundDraft, Response> {
     let unprocessable = |m: String| error_response(StatusCode::UNPROCESSABLE_ENTITY, m);
-    let Some(channel) = state.app.channels.get(&conv.channel).cloned() else {
+    let Some(channel) = state.app.live_channel(&conv.channel) else {
         return Err(unprocessable(format!(
-            "channel {} is no longer configured; the conversation is read-only",
-            conv.channel
+            "channel {} is {}; the conversation is read-only",
+            conv.channel,
+            match state.app.channel_state(&conv.channel) {
+                crate::app::ChannelState::Enabled => "no longer configured",
+                other => other.as_str(),
+            }
         )));
     };
     let kind = channel.kind().to_owned();
@@ -923,10 +927,10 @@ pub async fn start_conversation(
             format!("you may start conversations only from channel {own}"),
         );
     }
-    let Some(channel) = state.app.channels.get(&channel_name).cloned() else {
+    let Some(channel) = state.app.live_channel(&channel_name) else {
         return error_response(
             StatusCode::UNPROCESSABLE_ENTITY,
-            format!("no channel named {channel_name:?}"),
+            format!("channel {channel_name:?} is not configured, or is disabled or deleted"),
         );
     };
     let number = match plugboard_sdk::E164::parse(&body.to) {
@@ -1139,4 +1143,57 @@ pub async fn test_channel(
         };
     let outcome = crate::credential::check(&state.app.sandbox, &client, &channel).await;
     Json(json!({"channel": name, "outcome": outcome})).into_response()
+}
+
+/// `POST /api/v1/admin/channels/{name}/disable` and `/enable`: unlinks a channel (webhooks
+/// answer 404, sends are refused, nothing stored is lost) or links it again.
+pub async fn channel_switch(
+    State(state): State<AppState>,
+    _admin: Admin,
+    Path((name, action)): Path<(String, String)>,
+) -> Response {
+    let target = match action.as_str() {
+        "disable" => crate::app::ChannelState::Disabled,
+        "enable" => crate::app::ChannelState::Enabled,
+        other => {
+            return error_response(
+                StatusCode::NOT_FOUND,
+                format!("unknown channel action {other:?}: use disable or enable"),
+            );
+        }
+    };
+    channel_admin(&state, &name, target)
+}
+
+/// `DELETE /api/v1/admin/channels/{name}`: destroys the channel's settings for good; its
+/// conversations stay readable, and the channel stays deleted even if the configuration still
+/// lists it.
+pub async fn delete_channel(
+    State(state): State<AppState>,
+    _admin: Admin,
+    Path(name): Path<String>,
+) -> Response {
+    channel_admin(&state, &name, crate::app::ChannelState::Deleted)
+}
+
+fn channel_admin(state: &AppState, name: &str, target: crate::app::ChannelState) -> Response {
+    if !state.app.channels.contains_key(name)
+        && state.app.channel_state(name) != crate::app::ChannelState::Deleted
+    {
+        return error_response(
+            StatusCode::NOT_FOUND,
+            format!("no channel named {name:?} is configured"),
+        );
+    }
+    match state.app.set_channel_state(name, target) {
+        Ok(()) => {
+            tracing::info!(
+                channel = name,
+                state = target.as_str(),
+                "channel state changed"
+            );
+            Json(json!({"channel": name, "state": target})).into_response()
+        }
+        Err(m) => error_response(StatusCode::CONFLICT, m),
+    }
 }

@@ -52,6 +52,37 @@ pub struct QueueInstance {
     pub router: Arc<RouterPlugin>,
 }
 
+/// Whether a channel instance takes traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChannelState {
+    /// Webhooks and sends work.
+    Enabled,
+    /// Unlinked: webhooks answer 404 and sends are refused; settings and data are kept.
+    Disabled,
+    /// Settings destroyed for good; its conversations stay readable.
+    Deleted,
+}
+
+impl ChannelState {
+    fn parse(s: &str) -> ChannelState {
+        match s {
+            "disabled" => ChannelState::Disabled,
+            "deleted" => ChannelState::Deleted,
+            _ => ChannelState::Enabled,
+        }
+    }
+
+    /// The stored name of the state.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChannelState::Enabled => "enabled",
+            ChannelState::Disabled => "disabled",
+            ChannelState::Deleted => "deleted",
+        }
+    }
+}
+
 /// Everything request handlers and workers share.
 pub struct App {
     /// The validated configuration.
@@ -66,6 +97,8 @@ pub struct App {
     pub queues: BTreeMap<String, QueueInstance>,
     /// Durable state.
     pub storage: Arc<Storage>,
+    /// Channels that are disabled or deleted (absent: enabled).
+    channel_states: std::sync::RwLock<BTreeMap<String, ChannelState>>,
 }
 
 impl App {
@@ -108,7 +141,7 @@ impl App {
                     .display()
             )
         })?;
-        let channels = resolve_channels(&config, &plugins)?;
+        let mut channels = resolve_channels(&config, &plugins)?;
         let queues = resolve_queues(&config, &plugins)?;
         let storage = Storage::open(db)?;
         for contact in &config.contacts {
@@ -117,6 +150,17 @@ impl App {
                 name: contact.name.clone(),
             })?;
         }
+        let mut channel_states = BTreeMap::new();
+        for (name, state) in storage.channel_states()? {
+            let state = ChannelState::parse(&state);
+            if state == ChannelState::Deleted && channels.remove(&name).is_some() {
+                tracing::error!(
+                    channel = %name,
+                    "channel was deleted through the admin API; it stays deleted: remove it and its settings from the configuration"
+                );
+            }
+            channel_states.insert(name, state);
+        }
         Ok(App {
             config,
             sandbox,
@@ -124,7 +168,43 @@ impl App {
             channels,
             queues,
             storage,
+            channel_states: std::sync::RwLock::new(channel_states),
         })
+    }
+
+    /// A channel's administrative state.
+    pub fn channel_state(&self, name: &str) -> ChannelState {
+        self.channel_states
+            .read()
+            .expect("channel states lock")
+            .get(name)
+            .copied()
+            .unwrap_or(ChannelState::Enabled)
+    }
+
+    /// The channel instance if it takes traffic (configured, not disabled, not deleted).
+    pub fn live_channel(&self, name: &str) -> Option<Arc<ChannelInstance>> {
+        (self.channel_state(name) == ChannelState::Enabled)
+            .then(|| self.channels.get(name).cloned())
+            .flatten()
+    }
+
+    /// Disables, enables or deletes a channel durably. A deleted channel cannot come back.
+    pub fn set_channel_state(&self, name: &str, state: ChannelState) -> Result<(), String> {
+        let mut states = self.channel_states.write().expect("channel states lock");
+        let current = states.get(name).copied().unwrap_or(ChannelState::Enabled);
+        if current == ChannelState::Deleted {
+            return Err(format!("channel {name} was deleted; that cannot be undone"));
+        }
+        self.storage
+            .set_channel_state(name, state.as_str())
+            .map_err(|e| e.to_string())?;
+        if state == ChannelState::Enabled {
+            states.remove(name);
+        } else {
+            states.insert(name.to_owned(), state);
+        }
+        Ok(())
     }
 
     /// The agent whose token this is, compared in constant time against every agent's.

@@ -138,6 +138,14 @@ pub fn router_with(
             "/api/v1/admin/channels/{name}/test",
             post(crate::api::test_channel),
         )
+        .route(
+            "/api/v1/admin/channels/{name}/{action}",
+            post(crate::api::channel_switch),
+        )
+        .route(
+            "/api/v1/admin/channels/{name}",
+            axum::routing::delete(crate::api::delete_channel),
+        )
         .fallback(|| async { error_response(StatusCode::NOT_FOUND, "no such endpoint") })
         .layer(DefaultBodyLimit::max(max_body))
         .layer(axum::middleware::from_fn_with_state(

@@ -427,6 +427,7 @@ pub struct Storage {
     agents: Tree,
     contacts: Tree,
     events: Tree,
+    channel_admin: Tree,
     durability: Arc<Durability>,
 }
 
@@ -538,6 +539,7 @@ impl Storage {
             agents: db.open_tree("agents")?,
             contacts: db.open_tree("contacts")?,
             events: db.open_tree("events")?,
+            channel_admin: db.open_tree("channel_admin")?,
             durability: Arc::new(Durability {
                 written: AtomicU64::new(0),
                 kick: Notify::new(),
@@ -946,6 +948,33 @@ impl Storage {
             Ok((conv, message))
         })?;
         Ok(out)
+    }
+
+    /// Records a channel's administrative state (`disabled`, `deleted`; `enabled` removes it).
+    pub fn set_channel_state(&self, channel: &str, state: &str) -> Result<(), StorageError> {
+        if state == "enabled" {
+            self.channel_admin.remove(channel.as_bytes())?;
+        } else {
+            self.channel_admin
+                .insert(channel.as_bytes(), state.as_bytes())?;
+        }
+        // Rare and must not be undone by a crash: flush now.
+        self.channel_admin.flush()?;
+        Ok(())
+    }
+
+    /// Every channel's recorded administrative state.
+    pub fn channel_states(&self) -> Result<Vec<(String, String)>, StorageError> {
+        self.channel_admin
+            .iter()
+            .map(|item| {
+                let (k, v) = item?;
+                Ok((
+                    String::from_utf8_lossy(&k).into_owned(),
+                    String::from_utf8_lossy(&v).into_owned(),
+                ))
+            })
+            .collect()
     }
 
     /// Ids of every queued conversation.

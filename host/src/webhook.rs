@@ -28,7 +28,7 @@ pub async fn handle(
     body: Body,
 ) -> Response {
     let app = &state.app;
-    let Some(channel) = app.channels.get(&channel_name).cloned() else {
+    let Some(channel) = app.live_channel(&channel_name) else {
         return error_response(
             StatusCode::NOT_FOUND,
             format!("no channel named {channel_name:?} is configured"),
