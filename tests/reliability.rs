@@ -401,7 +401,7 @@ async fn acknowledged_webhooks_survive_sigkill_under_load() {
     for s in senders {
         s.await.unwrap();
     }
-    let tally = tally.lock().unwrap();
+    let tally = std::mem::take(&mut *tally.lock().unwrap());
 
     let mut stored: BTreeMap<String, usize> = BTreeMap::new();
     for conv in host.conversations(ALICE).await {

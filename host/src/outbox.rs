@@ -579,6 +579,20 @@ async fn attempt(
         .map_err(|e| Failure::from_send_error(&e))
 }
 
+/// The provider facts passed to `prepare-send`: the conversation's latest inbound facts, plus
+/// the chosen template (`template_content_sid`, `template_variables`) when the message sends one.
+fn outbound_thread(
+    conv: &crate::storage::Conversation,
+    message: &Message,
+) -> Vec<(String, String)> {
+    let mut thread = conv.thread.clone();
+    if let Some(t) = &message.template {
+        thread.push(("template_content_sid".to_owned(), t.content_sid.clone()));
+        thread.push(("template_variables".to_owned(), t.variables.clone()));
+    }
+    thread
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -637,18 +651,4 @@ mod tests {
             Failure::Retryable { .. }
         ));
     }
-}
-
-/// The provider facts passed to `prepare-send`: the conversation's latest inbound facts, plus
-/// the chosen template (`template_content_sid`, `template_variables`) when the message sends one.
-fn outbound_thread(
-    conv: &crate::storage::Conversation,
-    message: &Message,
-) -> Vec<(String, String)> {
-    let mut thread = conv.thread.clone();
-    if let Some(t) = &message.template {
-        thread.push(("template_content_sid".to_owned(), t.content_sid.clone()));
-        thread.push(("template_variables".to_owned(), t.variables.clone()));
-    }
-    thread
 }

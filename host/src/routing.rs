@@ -71,9 +71,19 @@ impl Dispatcher {
         d
     }
 
-    /// Asks the loop to look at waiting work now, including work the router left waiting.
+    /// Asks the loop to look at all waiting work now (an agent came online or freed capacity).
     pub fn kick(&self) {
         self.recheck_at.lock().expect("recheck lock").clear();
+        self.kick.notify_one();
+    }
+
+    /// Asks the loop to look at these conversations now (new or reopened work).
+    pub fn kick_conversations(&self, ids: &[u64]) {
+        let mut recheck = self.recheck_at.lock().expect("recheck lock");
+        for id in ids {
+            recheck.remove(id);
+        }
+        drop(recheck);
         self.kick.notify_one();
     }
 
@@ -86,11 +96,17 @@ impl Dispatcher {
             }
         };
         let now = Clock::System.now_millis();
-        self.recheck_at
-            .lock()
-            .expect("recheck lock")
-            .retain(|id, _| ids.contains(id));
-        for id in ids {
+        let due: Vec<u64> = {
+            let mut recheck = self.recheck_at.lock().expect("recheck lock");
+            let queued: std::collections::HashSet<u64> = ids.iter().copied().collect();
+            recheck.retain(|id, _| queued.contains(id));
+            // Work parked until a time (an open offer, a router that said wait) is not even loaded
+            // before then: a tick costs a lookup per waiting conversation, not a decode.
+            ids.into_iter()
+                .filter(|id| recheck.get(id).is_none_or(|t| now >= *t))
+                .collect()
+        };
+        for id in due {
             if let Err(e) = self.evaluate(id, now).await {
                 tracing::error!(conversation = id, "dispatching failed: {e}");
             }
@@ -147,7 +163,12 @@ impl Dispatcher {
         // An offer outstanding: wait for it, or withdraw it once lapsed.
         let mut conv = conv;
         if !conv.offered_to.is_empty() {
-            if conv.offer_expires_at.is_some_and(|t| now < t) {
+            if let Some(t) = conv.offer_expires_at.filter(|t| now < *t) {
+                let overflow_at = queue
+                    .max_wait
+                    .filter(|_| queue.overflow.is_some())
+                    .map(|w| conv.queued_since + w * 1000);
+                self.park_until(id, overflow_at.map_or(t, |o| o.min(t)));
                 return Ok(());
             }
             let lapsed = conv.offered_to.clone();
@@ -176,14 +197,6 @@ impl Dispatcher {
                 }
             }
             conv = updated;
-        } else if self
-            .recheck_at
-            .lock()
-            .expect("recheck lock")
-            .get(&id)
-            .is_some_and(|t| now < *t)
-        {
-            return Ok(());
         }
 
         let members = self.members(&queue.name);
@@ -280,10 +293,12 @@ impl Dispatcher {
     }
 
     fn recheck_later(&self, id: u64, now: u64) {
-        self.recheck_at
-            .lock()
-            .expect("recheck lock")
-            .insert(id, now + RECHECK_MS);
+        self.park_until(id, now + RECHECK_MS);
+    }
+
+    /// Skips `id` on every tick before `at` (a kick clears all parking).
+    fn park_until(&self, id: u64, at: u64) {
+        self.recheck_at.lock().expect("recheck lock").insert(id, at);
     }
 
     fn withdraw(&self, conv: &Conversation, agents: &[String], reason: &str) {

@@ -141,7 +141,7 @@ pub async fn handle(
         );
         announce(&state, &report);
         if !report.to_route.is_empty() {
-            state.dispatcher.kick();
+            state.dispatcher.kick_conversations(&report.to_route);
         }
     }
     plugin_response(outcome.response)

@@ -22,6 +22,10 @@ const BUNDLED: &[(&str, &str)] = &[
     ("twilio-sms", "twilio-sms"),
     ("twilio-whatsapp", "twilio-whatsapp"),
     ("telesign-sms", "telesign-sms"),
+    ("line", "line"),
+    ("messenger", "messenger"),
+    ("lineworks", "lineworks"),
+    ("mailgun-email", "mailgun-email"),
     ("ring-all", "ring-all"),
     ("longest-idle", "longest-idle"),
     ("round-robin", "round-robin"),
@@ -207,8 +211,8 @@ fn write_generated(bundled: &[(&str, PathBuf)], plugins_dir: &Path, test_plugins
     let mut src = String::new();
     src.push_str(
         "/// The bundled plugins: name and component bytes (`twilio-sms`,\n\
-         /// `twilio-whatsapp`, `telesign-sms`, `ring-all`, `longest-idle`, `round-robin`, `random`,\n\
-         /// `least-busy`, `skills`).\n\
+         /// `twilio-whatsapp`, `telesign-sms`, `line`, `messenger`, `lineworks`, `mailgun-email`,\n\
+         /// `ring-all`, `longest-idle`, `round-robin`, `random`, `least-busy`, `skills`).\n\
          pub const BUNDLED: &[(&str, &[u8])] = &[\n",
     );
     for (name, path) in bundled {

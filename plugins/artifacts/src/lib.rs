@@ -1,8 +1,9 @@
 //! Plugboard's WebAssembly artifacts: the bundled plugins and the test guests, built for
 //! `wasm32-wasip2` by this crate's build script.
 //!
-//! * [`BUNDLED`] embeds the bundled plugins (the `twilio-sms`, `twilio-whatsapp` and
-//!   `telesign-sms` channels and the routers `ring-all`, `longest-idle`, `round-robin`,
+//! * [`BUNDLED`] embeds the bundled plugins (the `twilio-sms`, `twilio-whatsapp`,
+//!   `telesign-sms`, `line`, `messenger`, `lineworks` and `mailgun-email` channels and the
+//!   routers `ring-all`, `longest-idle`, `round-robin`,
 //!   `random`, `least-busy` and `skills`); the same files are in [`bundled_dir`] as
 //!   `<name>.wasm`.
 //! * [`test_plugin`] gives the path of a test guest (`trap`, `infinite-loop`, `memory-bomb`,
@@ -38,6 +39,10 @@ mod tests {
                 "twilio-sms",
                 "twilio-whatsapp",
                 "telesign-sms",
+                "line",
+                "messenger",
+                "lineworks",
+                "mailgun-email",
                 "ring-all",
                 "longest-idle",
                 "round-robin",
