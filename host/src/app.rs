@@ -97,6 +97,8 @@ pub struct App {
     pub queues: BTreeMap<String, QueueInstance>,
     /// Durable state.
     pub storage: Arc<Storage>,
+    /// Access tokens of channels that need one.
+    pub tokens: crate::tokens::TokenCache,
     /// Channels that are disabled or deleted (absent: enabled).
     channel_states: std::sync::RwLock<BTreeMap<String, ChannelState>>,
 }
@@ -168,6 +170,7 @@ impl App {
             channels,
             queues,
             storage,
+            tokens: crate::tokens::TokenCache::default(),
             channel_states: std::sync::RwLock::new(channel_states),
         })
     }

@@ -24,4 +24,5 @@ pub mod routing;
 pub mod sandbox;
 pub mod server;
 pub mod storage;
+pub mod tokens;
 pub mod webhook;

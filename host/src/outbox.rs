@@ -52,6 +52,7 @@ use crate::events::EventHub;
 use crate::provider_http::{ProviderClient, TransportError};
 use crate::sandbox::{Clock, PluginError};
 use crate::storage::{Attachment, Conversation, Message, StorageError};
+use crate::tokens::TokenError;
 
 /// How many provider attempts run at once.
 const MAX_CONCURRENT_SENDS: u32 = 32;
@@ -396,6 +397,15 @@ impl Outbox {
                     tracing::info!(event = "sent", conversation, seq, channel, attempt = attempt_no, provider_id = %id, "message sent");
                     let updated =
                         storage.complete_send(channel, conversation, seq, Ok(id.clone()))?;
+                    if conv.thread.iter().any(|(k, _)| k.starts_with("once:")) {
+                        // Single-use provider facts (a LINE reply token) are spent by a successful send.
+                        if let Err(e) = storage.update_conversation(conversation, |c| {
+                            c.thread.retain(|(k, _)| !k.starts_with("once:"));
+                            Ok(())
+                        }) {
+                            tracing::warn!(conversation, "could not drop spent thread facts: {e}");
+                        }
+                    }
                     storage.wait_durable().await?;
                     if let Some(m) = updated {
                         self.notify(key, m);
@@ -512,15 +522,53 @@ pub fn describe_send_error(e: &wit::SendError) -> String {
     }
 }
 
-/// One attempt: build the request in the plugin, perform it, read the answer in the plugin.
+/// Why one try failed: a plain failure, or the provider refusing the cached token.
+enum TryError {
+    Failed(Failure),
+    TokenRefused(String),
+}
+
+impl From<Failure> for TryError {
+    fn from(f: Failure) -> Self {
+        TryError::Failed(f)
+    }
+}
+
+/// One attempt. A send refused as unauthorized with a cached token drops the token and is
+/// tried once more at once with a fresh one.
 async fn attempt(
     app: &Arc<App>,
     client: &ProviderClient,
     conv: &Conversation,
     message: &Message,
 ) -> Result<String, Failure> {
-    let channel = app.channels.get(&conv.channel).ok_or_else(|| {
-        Failure::Permanent(format!("channel {} is no longer configured", conv.channel))
+    match attempt_once(app, client, conv, message).await {
+        Ok(id) => Ok(id),
+        Err(TryError::Failed(f)) => Err(f),
+        Err(TryError::TokenRefused(_)) => {
+            app.tokens.invalidate(&conv.channel);
+            tracing::info!(channel = %conv.channel, "token refused; fetching a fresh one");
+            match attempt_once(app, client, conv, message).await {
+                Ok(id) => Ok(id),
+                Err(TryError::Failed(f)) => Err(f),
+                Err(TryError::TokenRefused(reason)) => Err(Failure::Permanent(reason)),
+            }
+        }
+    }
+}
+
+/// Build the request in the plugin, perform it, read the answer in the plugin.
+async fn attempt_once(
+    app: &Arc<App>,
+    client: &ProviderClient,
+    conv: &Conversation,
+    message: &Message,
+) -> Result<String, TryError> {
+    let channel = app.live_channel(&conv.channel).ok_or_else(|| {
+        Failure::Permanent(format!(
+            "channel {} is not configured, or is disabled or deleted",
+            conv.channel
+        ))
     })?;
     let opted_out = app
         .storage
@@ -533,8 +581,21 @@ async fn attempt(
         return Err(Failure::Permanent(format!(
             "opted out: {} opted out of this channel",
             conv.customer
-        )));
+        ))
+        .into());
     }
+    let token = app
+        .tokens
+        .get(&app.sandbox, client, &channel)
+        .await
+        .map_err(|e| match e {
+            TokenError::Retryable(reason) => Failure::Retryable {
+                reason,
+                after: None,
+            },
+            TokenError::Permanent(reason) => Failure::Permanent(reason),
+        })?;
+    let token_used = token.is_some();
     let now = Clock::System.now_millis();
     let outbound = wit::OutboundMessage {
         id: message.id(),
@@ -550,7 +611,7 @@ async fn attempt(
             .collect(),
         thread: outbound_thread(conv, message),
         since_last_inbound: conv.last_inbound_at.map(|t| now.saturating_sub(t) / 1000),
-        token: None,
+        token,
     };
     let plugin = &channel.plugin;
     let request = plugin
@@ -576,7 +637,12 @@ async fn attempt(
         )
         .await
         .map_err(|e| Failure::from_plugin(&e, false))?
-        .map_err(|e| Failure::from_send_error(&e))
+        .map_err(|e| match e {
+            wit::SendError::Unauthorized(_) if token_used => {
+                TryError::TokenRefused(describe_send_error(&e))
+            }
+            other => TryError::Failed(Failure::from_send_error(&other)),
+        })
 }
 
 /// The provider facts passed to `prepare-send`: the conversation's latest inbound facts, plus

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 /// Requests per second one channel's webhook may take, sustained (override:
 /// `PLUGBOARD_WEBHOOK_RATE`; `0` turns the limit off). Bursts of twice as many are allowed.
-pub const DEFAULT_WEBHOOK_RATE: f64 = 200.0;
+pub const DEFAULT_WEBHOOK_RATE: f64 = 2000.0;
 
 /// Requests per second one API bearer token may make, sustained (override:
 /// `PLUGBOARD_API_RATE`; `0` turns the limit off). Bursts of twice as many are allowed.

@@ -199,7 +199,9 @@ pub fn parse_events(
         if dummy_token {
             // Older "Verify" calls sent sample events with all-0 / all-f reply tokens from a
             // made-up user; real events never carry such tokens.
-            ignored.push(format!("`{kind}` event with a dummy reply token (a Verify call)"));
+            ignored.push(format!(
+                "`{kind}` event with a dummy reply token (a Verify call)"
+            ));
             continue;
         }
         match kind {

@@ -260,7 +260,7 @@ pub fn inbound_message(
         .filter(|m| !m.is_empty());
     let references = message_header(&headers, "References").filter(|r| !r.is_empty());
     let text = match get("stripped-text") {
-        Some(stripped) => stripped.to_string(),
+        Some(stripped) => stripped.replace("\r\n", "\n"),
         None => trim_quoted(form::get(fields, "body-plain").unwrap_or_default()),
     };
     let mut thread = Vec::new();
