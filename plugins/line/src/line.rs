@@ -29,11 +29,14 @@ pub const MAX_MESSAGES: usize = 5;
 /// LINE's limit of characters per text message.
 pub const MAX_TEXT_CHARS: usize = 5000;
 
-/// The `thread` fact holding the reply token of the latest inbound event.
-pub const THREAD_REPLY_TOKEN: &str = "reply_token";
+/// The `thread` fact holding the reply token of the latest inbound event. The `once:` prefix
+/// makes it single-use: the host drops it after the first successful send, so a second reply
+/// in the same minute goes out as a push instead of failing on a spent token.
+pub const THREAD_REPLY_TOKEN: &str = "once:reply_token";
 
-/// The `thread` fact holding when (Unix milliseconds) the plugin received that reply token.
-pub const THREAD_REPLY_TOKEN_AT: &str = "reply_token_at";
+/// The `thread` fact holding when (Unix milliseconds) the plugin received that reply token
+/// (single-use like the token).
+pub const THREAD_REPLY_TOKEN_AT: &str = "once:reply_token_at";
 
 /// What the plugin is and which settings it takes.
 pub fn manifest() -> Manifest {
@@ -536,9 +539,9 @@ pub fn read_send_response(
 /// `details` (`LINE HTTP 400: The request body has 1 error(s) (messages[0].text: ...)`).
 ///
 /// * `400 Invalid reply token` => `rate-limited` with a retry after [`REPLY_WINDOW_SECS`]: the
-///   token expired or was already used by an earlier message of the conversation, and the
-///   contract has no "retry as push" error. After that delay the conversation's last inbound
-///   message is older than the reply window, so the host's retry is sent as a push.
+///   token expired early (community tests saw about 30 s) or was spent, and the contract has
+///   no "retry as push" error. After that delay the token is older than the reply window, so
+///   the host's retry goes out as a push.
 /// * 401, 403 => `unauthorized`; 429 => `rate-limited` (with `Retry-After` when present);
 ///   5xx => `unavailable`; other 4xx => `invalid`; anything else => `unavailable`.
 pub fn map_error(resp: &HttpResponse) -> SendError {
@@ -676,8 +679,8 @@ mod tests {
         assert_eq!(
             m.thread,
             pairs(&[
-                ("reply_token", "nHuyWiB7yP5Zw52FIkcQobQuGDXCTA"),
-                ("reply_token_at", "1735689600000")
+                ("once:reply_token", "nHuyWiB7yP5Zw52FIkcQobQuGDXCTA"),
+                ("once:reply_token_at", "1735689600000")
             ])
         );
         // Redeliveries keep no reply token.
@@ -784,7 +787,10 @@ mod tests {
 
     #[test]
     fn reply_or_push() {
-        let fresh = [("reply_token", "abc"), ("reply_token_at", "1735689590000")];
+        let fresh = [
+            ("once:reply_token", "abc"),
+            ("once:reply_token_at", "1735689590000"),
+        ];
         let t = pairs(&fresh);
         assert_eq!(choose_route(&t, Some(10), NOW), Route::Reply("abc".into()));
         assert_eq!(choose_route(&t, Some(49), NOW), Route::Reply("abc".into()));
@@ -793,12 +799,12 @@ mod tests {
         // The token's own age counts too.
         assert_eq!(choose_route(&t, Some(1), NOW + 45_000), Route::Push);
         assert_eq!(
-            choose_route(&pairs(&[("reply_token", "abc")]), Some(3), NOW),
+            choose_route(&pairs(&[("once:reply_token", "abc")]), Some(3), NOW),
             Route::Reply("abc".into())
         );
         assert_eq!(
             choose_route(
-                &pairs(&[("reply_token", "00000000000000000000000000000000")]),
+                &pairs(&[("once:reply_token", "00000000000000000000000000000000")]),
                 Some(1),
                 NOW
             ),
