@@ -25,4 +25,5 @@ pub mod sandbox;
 pub mod server;
 pub mod storage;
 pub mod tokens;
+pub mod webchat;
 pub mod webhook;

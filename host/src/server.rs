@@ -110,6 +110,19 @@ pub fn router_with(
     axum::Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/webhooks/{channel}", any(crate::webhook::handle))
+        .route("/webchat/{channel}/widget.js", get(crate::webchat::widget))
+        .route(
+            "/webchat/{channel}/sessions",
+            post(crate::webchat::start_session),
+        )
+        .route(
+            "/webchat/{channel}/messages",
+            get(crate::webchat::poll).post(crate::webchat::post_message),
+        )
+        .route(
+            "/webchat/{channel}/offline",
+            post(crate::webchat::post_offline),
+        )
         .route(
             "/api/v1/conversations",
             get(crate::api::list_conversations).post(crate::api::start_conversation),

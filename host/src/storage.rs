@@ -226,6 +226,17 @@ pub struct Contact {
     pub name: String,
 }
 
+/// A web chat visitor's session.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Visitor {
+    /// The visitor's id (their address is `webchat:{id}`).
+    pub id: String,
+    /// The web chat channel.
+    pub channel: String,
+    /// When the session started, Unix milliseconds.
+    pub created_at: u64,
+}
+
 /// One entry of the event log agents stream.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StoredEvent {
@@ -428,6 +439,7 @@ pub struct Storage {
     contacts: Tree,
     events: Tree,
     channel_admin: Tree,
+    visitors: Tree,
     durability: Arc<Durability>,
 }
 
@@ -540,6 +552,7 @@ impl Storage {
             contacts: db.open_tree("contacts")?,
             events: db.open_tree("events")?,
             channel_admin: db.open_tree("channel_admin")?,
+            visitors: db.open_tree("visitors")?,
             durability: Arc::new(Durability {
                 written: AtomicU64::new(0),
                 kick: Notify::new(),
@@ -975,6 +988,40 @@ impl Storage {
                 ))
             })
             .collect()
+    }
+
+    /// Records a web chat visitor session: the SHA-256 of its token maps to the visitor.
+    pub fn put_visitor(&self, token_hash: &[u8], visitor: &Visitor) -> Result<(), StorageError> {
+        self.visitors.insert(token_hash, encode(visitor))?;
+        Ok(())
+    }
+
+    /// The visitor whose token hashes to `token_hash`.
+    pub fn visitor(&self, token_hash: &[u8]) -> Result<Option<Visitor>, StorageError> {
+        match self.visitors.get(token_hash)? {
+            Some(b) => Ok(Some(decode("visitors", &b)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The conversation with `address` on `channel`, if any.
+    pub fn conversation_by_key(
+        &self,
+        channel: &str,
+        address: &str,
+    ) -> Result<Option<Conversation>, StorageError> {
+        match self.conversation_keys.get(key2(channel, address))? {
+            Some(id) => {
+                let id = u64::from_be_bytes(id.as_ref().try_into().map_err(|_| {
+                    StorageError::Corrupt {
+                        tree: "conversation_keys",
+                        reason: "id is not 8 bytes".into(),
+                    }
+                })?);
+                self.conversation(id)
+            }
+            None => Ok(None),
+        }
     }
 
     /// Ids of every queued conversation.

@@ -28,7 +28,10 @@ pub async fn handle(
     body: Body,
 ) -> Response {
     let app = &state.app;
-    let Some(channel) = app.live_channel(&channel_name) else {
+    let Some(channel) = app
+        .live_channel(&channel_name)
+        .filter(|c| c.kind() != "webchat")
+    else {
         return error_response(
             StatusCode::NOT_FOUND,
             format!("no channel named {channel_name:?} is configured"),
@@ -102,49 +105,59 @@ pub async fn handle(
         Err(e) => return plugin_failure(&e),
     };
 
-    let events = normalize(&channel, outcome.events);
-    if events.is_empty() {
-        tracing::info!(channel = %channel.name, "authentic webhook with no event this channel handles; acknowledged");
-    } else {
-        let now = Clock::System.now_millis();
-        let storage = app.storage.clone();
-        let (name, target) = (channel.name.clone(), channel.target.clone());
-        let report =
-            tokio::task::spawn_blocking(move || storage.ingest(&name, &target, &events, now))
-                .await
-                .map_err(|e| e.to_string())
-                .and_then(|r| r.map_err(|e| e.to_string()));
-        let report = match report {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::error!(channel = %channel.name, "storing webhook events failed: {e}");
-                return error_response(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "storage unavailable; retry later",
-                );
-            }
-        };
-        if let Err(e) = app.storage.wait_durable().await {
-            tracing::error!(channel = %channel.name, "{e}");
-            return error_response(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "storage unavailable; retry later",
-            );
-        }
-        tracing::info!(
-            channel = %channel.name,
-            stored = report.stored,
-            duplicates = report.duplicates,
-            statuses = report.statuses,
-            statuses_ignored = report.statuses_ignored,
-            "webhook stored"
-        );
-        announce(&state, &report);
-        if !report.to_route.is_empty() {
-            state.dispatcher.kick_conversations(&report.to_route);
-        }
+    if let Err(r) = accept(&state, &channel, outcome.events).await {
+        return r;
     }
     plugin_response(outcome.response)
+}
+
+/// Stores a plugin's events durably, tells the agents concerned and hands new work to the
+/// dispatcher: what every authentic inbound call does after the plugin parsed it.
+pub async fn accept(
+    state: &AppState,
+    channel: &ChannelInstance,
+    events: Vec<wit::Event>,
+) -> Result<crate::storage::IngestReport, Response> {
+    let app = &state.app;
+    let events = normalize(channel, events);
+    if events.is_empty() {
+        tracing::info!(channel = %channel.name, "authentic call with no event this channel handles; acknowledged");
+        return Ok(Default::default());
+    }
+    let now = Clock::System.now_millis();
+    let storage = app.storage.clone();
+    let (name, target) = (channel.name.clone(), channel.target.clone());
+    let unavailable = || {
+        error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "storage unavailable; retry later",
+        )
+    };
+    let report = tokio::task::spawn_blocking(move || storage.ingest(&name, &target, &events, now))
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r.map_err(|e| e.to_string()))
+        .map_err(|e| {
+            tracing::error!(channel = %channel.name, "storing events failed: {e}");
+            unavailable()
+        })?;
+    app.storage.wait_durable().await.map_err(|e| {
+        tracing::error!(channel = %channel.name, "{e}");
+        unavailable()
+    })?;
+    tracing::info!(
+        channel = %channel.name,
+        stored = report.stored,
+        duplicates = report.duplicates,
+        statuses = report.statuses,
+        statuses_ignored = report.statuses_ignored,
+        "events stored"
+    );
+    announce(state, &report);
+    if !report.to_route.is_empty() {
+        state.dispatcher.kick_conversations(&report.to_route);
+    }
+    Ok(report)
 }
 
 /// Tells the agents concerned about new messages and unknown senders.

@@ -26,6 +26,7 @@ const BUNDLED: &[(&str, &str)] = &[
     ("messenger", "messenger"),
     ("lineworks", "lineworks"),
     ("mailgun-email", "mailgun-email"),
+    ("webchat", "webchat"),
     ("ring-all", "ring-all"),
     ("longest-idle", "longest-idle"),
     ("round-robin", "round-robin"),

@@ -2,7 +2,7 @@
 //! `wasm32-wasip2` by this crate's build script.
 //!
 //! * [`BUNDLED`] embeds the bundled plugins (the `twilio-sms`, `twilio-whatsapp`,
-//!   `telesign-sms`, `line`, `messenger`, `lineworks` and `mailgun-email` channels and the
+//!   `telesign-sms`, `line`, `messenger`, `lineworks`, `mailgun-email` and `webchat` channels and the
 //!   routers `ring-all`, `longest-idle`, `round-robin`,
 //!   `random`, `least-busy` and `skills`); the same files are in [`bundled_dir`] as
 //!   `<name>.wasm`.
@@ -43,6 +43,7 @@ mod tests {
                 "messenger",
                 "lineworks",
                 "mailgun-email",
+                "webchat",
                 "ring-all",
                 "longest-idle",
                 "round-robin",
