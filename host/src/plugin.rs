@@ -476,6 +476,33 @@ impl ChannelPlugin {
             .await
     }
 
+    /// `handle-webhook` on this thread, without waiting for a call slot: for callers that are
+    /// already on a blocking thread (the benchmarks measure the call machinery with it).
+    pub fn handle_webhook_blocking(
+        &self,
+        sandbox: &Sandbox,
+        channel: &str,
+        req: &wit::HttpRequest,
+        settings: &Arc<Vec<(String, String)>>,
+    ) -> Result<Result<wit::WebhookOutcome, wit::WebhookError>, PluginError> {
+        let channel: Arc<str> = channel.into();
+        let ctx = CallContext {
+            plugin: self.info.name.as_str().into(),
+            channel: Some(channel.clone()),
+        };
+        sandbox.run_pooled_blocking(
+            &self.pool,
+            &channel,
+            &ctx,
+            "handle-webhook",
+            |store| self.pre.instantiate(store),
+            |i: &Channel, s| {
+                i.plugboard_plugin_messaging()
+                    .call_handle_webhook(s, req, settings)
+            },
+        )
+    }
+
     /// `handle-webhook`.
     pub async fn handle_webhook(
         &self,
@@ -588,6 +615,33 @@ impl RouterPlugin {
         &self.pool
     }
 
+    /// [`RouterPlugin::decide`] on this thread, without waiting for a call slot: for callers
+    /// that are already on a blocking thread (the benchmarks measure the call machinery with it).
+    pub fn decide_blocking(
+        &self,
+        sandbox: &Sandbox,
+        work: &wit::WaitingWork,
+        agents: &[wit::AgentState],
+    ) -> Result<wit::Decision, PluginError> {
+        let ctx = CallContext {
+            plugin: self.info.name.as_str().into(),
+            channel: None,
+        };
+        let queue: Arc<str> = work.queue.as_str().into();
+        sandbox.run_pooled_blocking(
+            &self.pool,
+            &queue,
+            &ctx,
+            "decide",
+            |store| self.pre.instantiate(store),
+            |instance: &Router, store| {
+                instance
+                    .plugboard_plugin_routing()
+                    .call_decide(store, work, agents)
+            },
+        )
+    }
+
     /// `decide`, on an instance kept for the work's queue (or a new one).
     pub async fn decide(
         &self,
@@ -646,6 +700,195 @@ mod tests {
     fn wit_declares_the_host_contract_version() {
         let wit = include_str!("../../wit/plugin.wit");
         assert!(wit.contains(&format!("package plugboard:plugin@{CONTRACT_VERSION};")));
+    }
+
+    mod reuse {
+        use super::super::*;
+        use crate::config::LimitsConfig;
+        use crate::sandbox::{Clock, InstanceReuse, SandboxOptions};
+
+        fn sandbox(reuse: InstanceReuse) -> Arc<Sandbox> {
+            let limits = LimitsConfig {
+                call_timeout_ms: 100,
+                memory_mib: 32,
+                ..LimitsConfig::default()
+            };
+            let options = SandboxOptions {
+                reuse,
+                ..SandboxOptions::default()
+            };
+            Arc::new(Sandbox::with_options(limits, Clock::System, options).unwrap())
+        }
+
+        fn channel(sandbox: &Sandbox, name: &str, bytes: &[u8]) -> Arc<ChannelPlugin> {
+            let cache = tempfile::tempdir().unwrap();
+            match load_one(sandbox, name, PluginSource::Bundled, bytes, cache.path()) {
+                Ok(Loaded::Channel(p)) => Arc::from(p),
+                _ => panic!("{name} is not a channel plugin"),
+            }
+        }
+
+        fn bundled(name: &str) -> &'static [u8] {
+            plugboard_artifacts::BUNDLED
+                .iter()
+                .find(|(n, _)| *n == name)
+                .unwrap()
+                .1
+        }
+
+        fn guest(name: &str) -> Vec<u8> {
+            std::fs::read(plugboard_artifacts::test_plugin(name)).unwrap()
+        }
+
+        fn request() -> wit::HttpRequest {
+            wit::HttpRequest {
+                method: "POST".into(),
+                url: "https://hooks.example.com/webhooks/sms".into(),
+                headers: vec![],
+                body: b"From=%2B14155550100&Body=hi".to_vec(),
+            }
+        }
+
+        async fn webhook(
+            plugin: &ChannelPlugin,
+            sandbox: &Arc<Sandbox>,
+            channel: &str,
+        ) -> Result<Result<wit::WebhookOutcome, wit::WebhookError>, PluginError> {
+            plugin
+                .handle_webhook(sandbox, channel, request(), Arc::new(vec![]))
+                .await
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn an_instance_serves_many_calls_of_one_channel_instance() {
+            let sandbox = sandbox(InstanceReuse::default());
+            let plugin = channel(&sandbox, "twilio-sms", bundled("twilio-sms"));
+            for _ in 0..5 {
+                // No signature: the plugin answers with a contract error, a successful call.
+                assert!(webhook(&plugin, &sandbox, "a").await.unwrap().is_err());
+            }
+            assert_eq!(plugin.instances().instantiations(), 1);
+            assert_eq!(plugin.instances().idle("a"), 1);
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn two_channel_instances_never_share_an_instance() {
+            let sandbox = sandbox(InstanceReuse::default());
+            let plugin = channel(&sandbox, "twilio-sms", bundled("twilio-sms"));
+            for round in 0..3 {
+                for name in ["a", "b"] {
+                    webhook(&plugin, &sandbox, name).await.unwrap().unwrap_err();
+                }
+                assert_eq!(plugin.instances().instantiations(), 2, "round {round}");
+            }
+            assert_eq!(plugin.instances().idle("a"), 1);
+            assert_eq!(plugin.instances().idle("b"), 1);
+            assert_eq!(plugin.instances().idle("c"), 0);
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn fresh_mode_instantiates_for_every_call() {
+            let sandbox = sandbox(InstanceReuse::FRESH);
+            let plugin = channel(&sandbox, "twilio-sms", bundled("twilio-sms"));
+            for _ in 0..3 {
+                webhook(&plugin, &sandbox, "a").await.unwrap().unwrap_err();
+            }
+            assert_eq!(plugin.instances().instantiations(), 3);
+            assert_eq!(plugin.instances().idle("a"), 0);
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn an_instance_is_retired_after_max_calls() {
+            let sandbox = sandbox(InstanceReuse {
+                max_calls: 3,
+                ..InstanceReuse::default()
+            });
+            let plugin = channel(&sandbox, "twilio-sms", bundled("twilio-sms"));
+            for _ in 0..7 {
+                webhook(&plugin, &sandbox, "a").await.unwrap().unwrap_err();
+            }
+            assert_eq!(plugin.instances().instantiations(), 3);
+        }
+
+        /// `describe` succeeds on the trap guest and every other export traps, so one pooled
+        /// instance can serve calls and then trap.
+        #[test]
+        fn a_trapped_instance_is_dropped_and_never_reused() {
+            let sandbox = sandbox(InstanceReuse::default());
+            let plugin = channel(&sandbox, "trap", &guest("trap"));
+            let pool = InstancePool::<Channel>::new();
+            let key: Arc<str> = "t".into();
+            let ctx = CallContext {
+                plugin: "trap".into(),
+                channel: Some(key.clone()),
+            };
+            let describe = || {
+                sandbox.run_pooled_blocking(
+                    &pool,
+                    &key,
+                    &ctx,
+                    "describe",
+                    |s| plugin.pre.instantiate(s),
+                    |i: &Channel, s| i.plugboard_plugin_messaging().call_describe(s),
+                )
+            };
+            describe().unwrap();
+            describe().unwrap();
+            assert_eq!(pool.instantiations(), 1, "reused while healthy");
+            assert_eq!(pool.idle("t"), 1);
+
+            let settings: Vec<(String, String)> = vec![];
+            let err = sandbox
+                .run_pooled_blocking(
+                    &pool,
+                    &key,
+                    &ctx,
+                    "handle-webhook",
+                    |s| plugin.pre.instantiate(s),
+                    |i: &Channel, s| {
+                        i.plugboard_plugin_messaging()
+                            .call_handle_webhook(s, &request(), &settings)
+                    },
+                )
+                .unwrap_err();
+            assert!(matches!(err, PluginError::Trap { .. }), "{err}");
+            assert!(err.to_string().contains("deliberate panic"), "{err}");
+            assert_eq!(pool.idle("t"), 0, "the trapped instance is gone");
+
+            describe().unwrap();
+            assert_eq!(pool.instantiations(), 2, "a new instance after the trap");
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn failed_calls_keep_no_instance_and_healthy_channels_go_on() {
+            let sandbox = sandbox(InstanceReuse::default());
+            let healthy = channel(&sandbox, "twilio-sms", bundled("twilio-sms"));
+            for (name, check) in [
+                (
+                    "trap",
+                    (|e: &PluginError| matches!(e, PluginError::Trap { .. })) as fn(&_) -> bool,
+                ),
+                ("infinite-loop", |e| {
+                    matches!(e, PluginError::Timeout { .. })
+                }),
+                ("memory-bomb", |e| {
+                    matches!(e, PluginError::OutOfMemory { .. })
+                }),
+            ] {
+                let plugin = channel(&sandbox, name, &guest(name));
+                for _ in 0..2 {
+                    let err = webhook(&plugin, &sandbox, name).await.unwrap_err();
+                    assert!(check(&err), "{name}: {err}");
+                    assert_eq!(plugin.instances().idle(name), 0, "{name}");
+                    webhook(&healthy, &sandbox, "sms")
+                        .await
+                        .unwrap()
+                        .unwrap_err();
+                }
+                assert_eq!(plugin.instances().instantiations(), 2, "{name}");
+            }
+            assert_eq!(healthy.instances().instantiations(), 1);
+        }
     }
 
     #[test]

@@ -40,6 +40,15 @@ pub struct Dispatcher {
     outbox: Arc<Outbox>,
     kick: Notify,
     recheck_at: Mutex<HashMap<u64, u64>>,
+    /// What a kick asks for: specific conversations, or (`full`) every waiting one.
+    kicked: Mutex<Kicked>,
+}
+
+/// Work a kick asked the loop to look at.
+#[derive(Default)]
+struct Kicked {
+    full: bool,
+    ids: Vec<u64>,
 }
 
 impl Dispatcher {
@@ -57,15 +66,31 @@ impl Dispatcher {
             outbox,
             kick: Notify::new(),
             recheck_at: Mutex::new(HashMap::new()),
+            kicked: Mutex::new(Kicked::default()),
         });
         let worker = d.clone();
         tokio::spawn(async move {
+            let mut next_scan = tokio::time::Instant::now() + TICK;
             loop {
                 tokio::select! {
                     _ = worker.kick.notified() => {}
-                    _ = tokio::time::sleep(TICK) => {}
+                    _ = tokio::time::sleep_until(next_scan) => {}
                 }
-                worker.run_once().await;
+                let kicked = std::mem::take(&mut *worker.kicked.lock().expect("kick lock"));
+                if kicked.full || tokio::time::Instant::now() >= next_scan {
+                    // The tick (and a kick for everything) scans all waiting work.
+                    worker.run_once().await;
+                    next_scan = tokio::time::Instant::now() + TICK;
+                } else {
+                    // New work is looked at alone: a burst of webhooks costs one evaluation each,
+                    // not a scan of everything waiting per webhook.
+                    let now = Clock::System.now_millis();
+                    for id in kicked.ids {
+                        if let Err(e) = worker.evaluate(id, now).await {
+                            tracing::error!(conversation = id, "dispatching failed: {e}");
+                        }
+                    }
+                }
             }
         });
         d
@@ -74,6 +99,7 @@ impl Dispatcher {
     /// Asks the loop to look at all waiting work now (an agent came online or freed capacity).
     pub fn kick(&self) {
         self.recheck_at.lock().expect("recheck lock").clear();
+        self.kicked.lock().expect("kick lock").full = true;
         self.kick.notify_one();
     }
 
@@ -84,6 +110,11 @@ impl Dispatcher {
             recheck.remove(id);
         }
         drop(recheck);
+        self.kicked
+            .lock()
+            .expect("kick lock")
+            .ids
+            .extend_from_slice(ids);
         self.kick.notify_one();
     }
 

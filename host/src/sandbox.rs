@@ -467,6 +467,7 @@ const MAX_CONCURRENT_CALLS: usize = 64;
 /// The most idle instances kept across all pools of one sandbox. With the running calls and
 /// headroom for calls outside the semaphore it stays below the engine's instance pool.
 const MAX_IDLE_TOTAL: usize = POOL_COMPONENT_INSTANCES as usize - MAX_CONCURRENT_CALLS - 64;
+const _: () = assert!(MAX_IDLE_TOTAL + MAX_CONCURRENT_CALLS < POOL_COMPONENT_INSTANCES as usize);
 
 impl Sandbox {
     /// Builds the engine and the linker: WASI with an empty context (no preopens, no
@@ -550,7 +551,15 @@ impl Sandbox {
         store
     }
 
-    /// Waits for a call slot, then runs `f` on a blocking thread.
+    /// Waits for a call slot, then runs `f` where it may block without stalling the runtime.
+    ///
+    /// On a multi-thread runtime that is this thread, through `block_in_place`: tokio hands
+    /// this worker's queue to another thread and the call starts at once, with no thread
+    /// hand-off on the call's path (the hand-off through `spawn_blocking` added a median of
+    /// about 50 µs per call measured from a worker on the 2-core machine, against under 1 µs
+    /// this way; see BENCHMARKS.md). Elsewhere (a current-thread runtime, as `plugboard replay` and
+    /// tests use) it is a `spawn_blocking` thread. Either way a long call (up to its deadline)
+    /// never holds up other tasks.
     async fn on_call_slot<R, F>(
         self: &Arc<Self>,
         ctx: CallContext,
@@ -569,8 +578,22 @@ impl Sandbox {
             .map_err(|_| PluginError::Busy {
                 plugin: ctx.plugin.to_string(),
             })?;
-        let this = self.clone();
         let plugin = ctx.plugin.to_string();
+        let multi_thread = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        if multi_thread {
+            return tokio::task::block_in_place(|| {
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(self, &ctx)))
+            })
+            .unwrap_or_else(|_| {
+                Err(PluginError::Trap {
+                    plugin,
+                    function,
+                    reason: "host task panicked".into(),
+                })
+            });
+        }
+        let this = self.clone();
         tokio::task::spawn_blocking(move || f(&this, &ctx))
             .await
             .unwrap_or_else(|e| {
@@ -582,8 +605,8 @@ impl Sandbox {
             })
     }
 
-    /// Runs `call` in a fresh store on a blocking thread, waiting for a call slot first.
-    /// `call` gets the store and instantiates the plugin itself.
+    /// Runs `call` in a fresh store where it may block (see `on_call_slot`), waiting for a call
+    /// slot first. `call` gets the store and instantiates the plugin itself.
     pub async fn run<R, F>(
         self: &Arc<Self>,
         ctx: CallContext,
@@ -616,8 +639,8 @@ impl Sandbox {
         result.map_err(|err| self.classify(ctx, function, &store, err, &stderr))
     }
 
-    /// Runs `call` on an instance of `pool` for `key` on a blocking thread, waiting for a call
-    /// slot first: an idle instance of that key when there is one (and reuse is on), else a new
+    /// Runs `call` on an instance of `pool` for `key` where it may block (as [`Sandbox::run`]
+    /// does), waiting for a call slot first: an idle instance of that key when there is one (and reuse is on), else a new
     /// one from `instantiate`. See the module docs for when the instance goes back.
     pub async fn run_pooled<I, R, N, F>(
         self: &Arc<Self>,
@@ -785,5 +808,36 @@ impl Sandbox {
         };
         tracing::error!(plugin = %ctx.plugin, channel = ctx.channel.as_deref().unwrap_or("-"), function, "{error}");
         error
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stderr_capture_is_per_call() {
+        let stderr = CallStderr::new();
+        let mut stream = stderr.clone();
+        OutputStream::write(&mut stream, bytes::Bytes::from_static(b"first call\n")).unwrap();
+        assert_eq!(&stderr.take()[..], b"first call\n");
+        assert!(stderr.take().is_empty(), "taking empties the capture");
+
+        // Each call may write up to the cap, however much earlier calls wrote.
+        for _ in 0..3 {
+            let full = bytes::Bytes::from(vec![b'x'; STDERR_CAPTURE]);
+            OutputStream::write(&mut stream, full).unwrap();
+            assert!(matches!(stream.check_write(), Err(StreamError::Closed)));
+            assert!(OutputStream::write(&mut stream, bytes::Bytes::from_static(b"y")).is_err());
+            assert_eq!(stderr.take().len(), STDERR_CAPTURE);
+        }
+        assert_eq!(stream.check_write().unwrap(), STDERR_CAPTURE);
+    }
+
+    #[test]
+    fn reuse_defaults_are_bounded() {
+        let reuse = InstanceReuse::default();
+        assert!(reuse.enabled);
+        assert!(reuse.max_calls > 1 && reuse.max_idle > 0);
     }
 }

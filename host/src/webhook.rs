@@ -133,8 +133,17 @@ pub async fn accept(
             "storage unavailable; retry later",
         )
     };
-    let report = tokio::task::spawn_blocking(move || storage.ingest(&name, &target, &events, now))
-        .await
+    // The transaction is short and in memory (the disk sync is the group commit below): run it in
+    // place on the multi-thread runtime rather than paying a thread hop per request.
+    let ingest = move || storage.ingest(&name, &target, &events, now);
+    let report = if tokio::runtime::Handle::current().runtime_flavor()
+        == tokio::runtime::RuntimeFlavor::MultiThread
+    {
+        Ok(tokio::task::block_in_place(ingest))
+    } else {
+        tokio::task::spawn_blocking(ingest).await
+    };
+    let report = report
         .map_err(|e| e.to_string())
         .and_then(|r| r.map_err(|e| e.to_string()))
         .map_err(|e| {
