@@ -435,3 +435,73 @@ async fn acknowledged_webhooks_survive_sigkill_under_load() {
     assert!(doubled.is_empty(), "stored twice: {doubled:?}");
     assert_eq!(stored.len(), WEBHOOKS);
 }
+
+/// Promise 3: a channel whose plugin keeps failing is quarantined (503 with the reason and
+/// `Retry-After`, visible in the plugins API), a healthy channel is served throughout, and the
+/// quarantined channel is tried again after the cool-down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_plugin_is_quarantined_and_tried_again_after_the_cool_down() {
+    let host = Host::start(Setup {
+        plugins: vec!["trap"],
+        extra: "\n[[channels]]\nname = \"broken\"\nplugin = \"trap\"\nqueue = \"support\"\n"
+            .to_owned(),
+        env: vec![("PLUGBOARD_QUARANTINE_SECS".to_owned(), "2".to_owned())],
+        ..Setup::default()
+    });
+    let hit = || {
+        host.http
+            .post(host.url("/webhooks/broken"))
+            .body("x=1")
+            .send()
+    };
+    for i in 0..5 {
+        assert_eq!(
+            hit().await.unwrap().status(),
+            500,
+            "failure {i} reaches the plugin"
+        );
+        let params = inbound_sms(&format!("SMq{i:031}"), "+14155553000", "still served");
+        let ok = host
+            .post_twilio("sms", &pairs(&params), Some(AUTH_TOKEN))
+            .await;
+        assert_eq!(ok.status(), 200, "the healthy channel is served throughout");
+    }
+    let resp = hit().await.unwrap();
+    assert_eq!(resp.status(), 503);
+    assert!(resp.headers().contains_key("retry-after"));
+    let body: serde_json::Value = resp.json().await.unwrap();
+    let reason = body["error"].as_str().unwrap();
+    assert!(
+        reason.contains("quarantined") && reason.contains("trapped"),
+        "{reason}"
+    );
+    let (_, plugins) = host.get_json("/api/v1/admin/plugins", ADMIN).await;
+    let broken = plugins["channel_health"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["channel"] == "broken")
+        .cloned()
+        .unwrap();
+    assert_eq!(broken["state"], "quarantined", "{broken}");
+    assert!(
+        broken["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("deliberate panic")
+            || broken["last_error"].as_str().unwrap().contains("trapped")
+    );
+
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    assert_eq!(
+        hit().await.unwrap().status(),
+        500,
+        "after the cool-down the plugin is tried again"
+    );
+    assert_eq!(
+        hit().await.unwrap().status(),
+        503,
+        "and quarantined again at once while it still fails"
+    );
+    assert_eq!(host.conversations(ALICE).await.len(), 1);
+}

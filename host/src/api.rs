@@ -578,6 +578,7 @@ pub async fn plugins(State(state): State<AppState>, _admin: Admin) -> Response {
         "channels": channels,
         "routers": routers,
         "refused": p.refused,
+        "channel_health": state.app.health.views(),
     }))
     .into_response()
 }

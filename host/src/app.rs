@@ -97,6 +97,8 @@ pub struct App {
     pub queues: BTreeMap<String, QueueInstance>,
     /// Durable state.
     pub storage: Arc<Storage>,
+    /// Channels whose plugin keeps failing.
+    pub health: crate::health::ChannelHealth,
     /// Access tokens of channels that need one.
     pub tokens: crate::tokens::TokenCache,
     /// Channels that are disabled or deleted (absent: enabled).
@@ -171,6 +173,7 @@ impl App {
             queues,
             storage,
             tokens: crate::tokens::TokenCache::default(),
+            health: crate::health::ChannelHealth::default(),
             channel_states: std::sync::RwLock::new(channel_states),
         })
     }

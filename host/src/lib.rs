@@ -15,6 +15,7 @@ pub mod config;
 pub mod credential;
 pub mod engine;
 pub mod events;
+pub mod health;
 pub mod outbox;
 pub mod plugin;
 pub mod provider_http;

@@ -43,6 +43,13 @@ pub async fn handle(
             format!("webhooks take GET or POST, not {method}"),
         );
     }
+    if let Err((reason, retry_after)) = app.health.check(&channel.name) {
+        let mut r = error_response(StatusCode::SERVICE_UNAVAILABLE, reason);
+        if let Ok(v) = HeaderValue::from_str(&retry_after.to_string()) {
+            r.headers_mut().insert(axum::http::header::RETRY_AFTER, v);
+        }
+        return r;
+    }
     let limit = app.config.server.max_body_bytes;
     let body = match read_limited(body, &headers, limit).await {
         Ok(b) => b,
@@ -83,7 +90,10 @@ pub async fn handle(
         )
         .await
     {
-        Ok(Ok(outcome)) => outcome,
+        Ok(Ok(outcome)) => {
+            app.health.succeeded(&channel.name);
+            outcome
+        }
         Ok(Err(wit::WebhookError::Unauthorized(reason))) => {
             tracing::warn!(channel = %channel.name, "webhook refused: {reason}");
             return error_response(
@@ -102,7 +112,10 @@ pub async fn handle(
                 format!("channel misconfigured: {reason}"),
             );
         }
-        Err(e) => return plugin_failure(&e),
+        Err(e) => {
+            app.health.failed(&channel.name, &e.to_string());
+            return plugin_failure(&e);
+        }
     };
 
     if let Err(r) = accept(&state, &channel, outcome.events).await {
