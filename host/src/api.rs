@@ -120,12 +120,7 @@ pub struct ConversationView {
 
 impl ConversationView {
     fn new(state: &AppState, c: Conversation) -> Self {
-        let kind = state
-            .app
-            .channels
-            .get(&c.channel)
-            .map(|ch| ch.plugin.manifest.kind.clone())
-            .unwrap_or_default();
+        let kind = channel_kind(state, &c.channel);
         let contact = state.app.storage.contact(&c.customer).ok().flatten();
         ConversationView {
             id: c.id.to_string(),
@@ -203,6 +198,7 @@ impl From<Message> for MessageView {
 fn channel_kind(state: &AppState, channel: &str) -> String {
     state
         .app
+        .catalog()
         .channels
         .get(channel)
         .map(|c| c.kind().to_owned())
@@ -566,7 +562,8 @@ async fn send_reply(
 
 /// `GET /api/v1/admin/plugins`: loaded and refused plugins.
 pub async fn plugins(State(state): State<AppState>, _admin: Admin) -> Response {
-    let p = &state.app.plugins;
+    let catalog = state.app.catalog();
+    let p = &catalog.plugins;
     let channels: Vec<_> = p
         .channels
         .values()
@@ -1125,7 +1122,7 @@ pub async fn test_channel(
     _admin: Admin,
     Path(name): Path<String>,
 ) -> Response {
-    let Some(channel) = state.app.channels.get(&name).cloned() else {
+    let Some(channel) = state.app.catalog().channels.get(&name).cloned() else {
         return error_response(
             StatusCode::NOT_FOUND,
             format!("no channel named {name:?} is configured"),
@@ -1178,7 +1175,7 @@ pub async fn delete_channel(
 }
 
 fn channel_admin(state: &AppState, name: &str, target: crate::app::ChannelState) -> Response {
-    if !state.app.channels.contains_key(name)
+    if !state.app.catalog().channels.contains_key(name)
         && state.app.channel_state(name) != crate::app::ChannelState::Deleted
     {
         return error_response(
@@ -1196,5 +1193,23 @@ fn channel_admin(state: &AppState, name: &str, target: crate::app::ChannelState)
             Json(json!({"channel": name, "state": target})).into_response()
         }
         Err(m) => error_response(StatusCode::CONFLICT, m),
+    }
+}
+
+/// `POST /api/v1/admin/reload`: reloads the plugins directory without a restart. Answers the
+/// report (loaded, unchanged, refused, kept previous), or 409 when the configuration no longer
+/// resolves against the new plugins (nothing changes then).
+pub async fn reload(State(state): State<AppState>, _admin: Admin) -> Response {
+    let app = state.app.clone();
+    match tokio::task::spawn_blocking(move || app.reload()).await {
+        Ok(Ok(report)) => Json(json!({"reloaded": true, "report": report})).into_response(),
+        Ok(Err(e)) => error_response(
+            StatusCode::CONFLICT,
+            format!("reload refused, the previous plugins keep serving: {e:#}"),
+        ),
+        Err(e) => error_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("reload failed: {e}"),
+        ),
     }
 }

@@ -83,18 +83,40 @@ impl ChannelState {
     }
 }
 
-/// Everything request handlers and workers share.
-pub struct App {
-    /// The validated configuration.
-    pub config: Config,
-    /// Runs plugin calls.
-    pub sandbox: Arc<Sandbox>,
+/// The loaded plugins and the channel instances and queues resolved against them. A request
+/// takes one snapshot and keeps it, so a reload never changes a plugin under a call in flight.
+pub struct Catalog {
     /// Every loaded (and refused) plugin.
     pub plugins: PluginSet,
     /// Channel instances by name.
     pub channels: BTreeMap<String, Arc<ChannelInstance>>,
     /// Queues by name.
     pub queues: BTreeMap<String, QueueInstance>,
+}
+
+/// What a reload did.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct ReloadReport {
+    /// Plugins loaded from new or changed files.
+    pub loaded: Vec<String>,
+    /// Plugins whose bytes did not change (kept as they were, warm instances included).
+    pub unchanged: Vec<String>,
+    /// Plugin files refused, with the reason.
+    pub refused: Vec<crate::plugin::RefusedPlugin>,
+    /// Plugins whose new file was refused: the previous version keeps serving.
+    pub kept_previous: Vec<String>,
+}
+
+/// Everything request handlers and workers share.
+pub struct App {
+    /// The validated configuration.
+    pub config: Config,
+    /// Runs plugin calls.
+    pub sandbox: Arc<Sandbox>,
+    /// The plugins and what the configuration built from them; swapped whole by a reload.
+    catalog: std::sync::RwLock<Arc<Catalog>>,
+    /// Serializes reloads.
+    reloading: std::sync::Mutex<()>,
     /// Durable state.
     pub storage: Arc<Storage>,
     /// Channels whose plugin keeps failing.
@@ -147,6 +169,11 @@ impl App {
         })?;
         let mut channels = resolve_channels(&config, &plugins)?;
         let queues = resolve_queues(&config, &plugins)?;
+        let catalog = Catalog {
+            plugins,
+            channels: BTreeMap::new(),
+            queues,
+        };
         let storage = Storage::open(db)?;
         for contact in &config.contacts {
             storage.put_contact(&crate::storage::Contact {
@@ -168,9 +195,11 @@ impl App {
         Ok(App {
             config,
             sandbox,
-            plugins,
-            channels,
-            queues,
+            catalog: std::sync::RwLock::new(Arc::new(Catalog {
+                channels,
+                ..catalog
+            })),
+            reloading: std::sync::Mutex::new(()),
             storage,
             tokens: crate::tokens::TokenCache::default(),
             health: crate::health::ChannelHealth::default(),
@@ -188,11 +217,108 @@ impl App {
             .unwrap_or(ChannelState::Enabled)
     }
 
+    /// The current plugins, channels and queues.
+    pub fn catalog(&self) -> Arc<Catalog> {
+        self.catalog.read().expect("catalog lock").clone()
+    }
+
     /// The channel instance if it takes traffic (configured, not disabled, not deleted).
     pub fn live_channel(&self, name: &str) -> Option<Arc<ChannelInstance>> {
         (self.channel_state(name) == ChannelState::Enabled)
-            .then(|| self.channels.get(name).cloned())
+            .then(|| self.catalog().channels.get(name).cloned())
             .flatten()
+    }
+
+    /// Reloads the plugins directory and swaps the catalog: changed files are loaded aside
+    /// and checked, unchanged ones are kept (warm instances included), and a plugin whose new
+    /// file is refused keeps its previous version. Calls in flight finish on what they started
+    /// with. A configuration that no longer resolves (a channel's plugin missing) refuses the
+    /// whole reload and nothing changes. Blocking: compiles changed components.
+    pub fn reload(&self) -> anyhow::Result<ReloadReport> {
+        let _one_at_a_time = self.reloading.lock().expect("reload lock");
+        let old = self.catalog();
+        let cache_dir = self.config.server.data_dir.join("plugin-cache");
+        let fresh = PluginSet::load(
+            &self.sandbox,
+            plugboard_artifacts::BUNDLED,
+            self.config.server.plugins_dir.as_deref(),
+            &cache_dir,
+        )?;
+        let mut report = ReloadReport::default();
+        let mut merged = PluginSet {
+            refused: fresh.refused.clone(),
+            ..PluginSet::default()
+        };
+        for (name, plugin) in &fresh.channels {
+            match old.plugins.channels.get(name) {
+                Some(prev) if prev.info.sha256 == plugin.info.sha256 => {
+                    report.unchanged.push(name.clone());
+                    merged.channels.insert(name.clone(), prev.clone());
+                }
+                _ => {
+                    report.loaded.push(name.clone());
+                    merged.channels.insert(name.clone(), plugin.clone());
+                }
+            }
+        }
+        for (name, plugin) in &fresh.routers {
+            match old.plugins.routers.get(name) {
+                Some(prev) if prev.info.sha256 == plugin.info.sha256 => {
+                    report.unchanged.push(name.clone());
+                    merged.routers.insert(name.clone(), prev.clone());
+                }
+                _ => {
+                    report.loaded.push(name.clone());
+                    merged.routers.insert(name.clone(), plugin.clone());
+                }
+            }
+        }
+        for refused in &fresh.refused {
+            let name = &refused.name;
+            if merged.channels.contains_key(name) || merged.routers.contains_key(name) {
+                continue;
+            }
+            if let Some(prev) = old.plugins.channels.get(name) {
+                merged.channels.insert(name.clone(), prev.clone());
+                report.kept_previous.push(name.clone());
+            } else if let Some(prev) = old.plugins.routers.get(name) {
+                merged.routers.insert(name.clone(), prev.clone());
+                report.kept_previous.push(name.clone());
+            }
+        }
+        report.refused = fresh.refused;
+        let mut channels = resolve_channels(&self.config, &merged)?;
+        let queues = resolve_queues(&self.config, &merged)?;
+        for (name, state) in self
+            .channel_states
+            .read()
+            .expect("channel states lock")
+            .iter()
+        {
+            if *state == ChannelState::Deleted {
+                channels.remove(name);
+            }
+        }
+        // Channels whose plugin did not change keep their instance (and its warm plugin pool).
+        for (name, instance) in channels.iter_mut() {
+            if let Some(prev) = old.channels.get(name)
+                && Arc::ptr_eq(&prev.plugin, &instance.plugin)
+            {
+                *instance = prev.clone();
+            }
+        }
+        *self.catalog.write().expect("catalog lock") = Arc::new(Catalog {
+            plugins: merged,
+            channels,
+            queues,
+        });
+        tracing::info!(
+            loaded = ?report.loaded,
+            kept_previous = ?report.kept_previous,
+            refused = report.refused.len(),
+            "plugins reloaded"
+        );
+        Ok(report)
     }
 
     /// Disables, enables or deletes a channel durably. A deleted channel cannot come back.

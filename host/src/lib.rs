@@ -18,6 +18,7 @@ pub mod events;
 pub mod health;
 pub mod outbox;
 pub mod plugin;
+pub mod plugin_watch;
 pub mod provider_http;
 pub mod ratelimit;
 pub mod replay;

@@ -88,17 +88,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let config = load(Some(&config))?;
             let scratch = Scratch::new()?;
             let app = App::build_detached(config, scratch.path())?;
-            for r in &app.plugins.refused {
+            let catalog = app.catalog();
+            for r in &catalog.plugins.refused {
                 println!("refused {} ({}): {}", r.name, r.source, r.error);
             }
             println!(
                 "ok: {} channel(s), {} queue(s), {} agent(s); plugins: {} channel, {} router, {} refused",
-                app.channels.len(),
-                app.queues.len(),
+                catalog.channels.len(),
+                catalog.queues.len(),
                 app.config.agents.len(),
-                app.plugins.channels.len(),
-                app.plugins.routers.len(),
-                app.plugins.refused.len()
+                catalog.plugins.channels.len(),
+                catalog.plugins.routers.len(),
+                catalog.plugins.refused.len()
             );
             Ok(())
         }),
@@ -109,13 +110,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let scratch = Scratch::new()?;
             let app = App::build_detached(config, scratch.path())?;
             let channel = app
+                .catalog()
                 .channels
                 .get(&name)
+                .cloned()
                 .ok_or_else(|| anyhow::anyhow!("no channel named {name:?} in the configuration"))?;
             let client = plugboard::provider_http::ProviderClient::new(
                 app.config.limits.provider_timeout(),
             )?;
-            let outcome = plugboard::credential::check(&app.sandbox, &client, channel).await;
+            let outcome = plugboard::credential::check(&app.sandbox, &client, &channel).await;
             println!("{}", serde_json::json!({"channel": name, "outcome": outcome}));
             if outcome == plugboard::credential::CheckOutcome::Ok {
                 return Ok(());

@@ -244,7 +244,13 @@ impl Dispatcher {
             return Ok(());
         }
 
-        let Some(router) = self.app.queues.get(&queue.name).map(|q| q.router.clone()) else {
+        let Some(router) = self
+            .app
+            .catalog()
+            .queues
+            .get(&queue.name)
+            .map(|q| q.router.clone())
+        else {
             return Ok(());
         };
         let work = wit::WaitingWork {

@@ -147,6 +147,7 @@ pub fn router_with(
         )
         .route("/api/v1/events", get(crate::api::events))
         .route("/api/v1/admin/plugins", get(crate::api::plugins))
+        .route("/api/v1/admin/reload", post(crate::api::reload))
         .route(
             "/api/v1/admin/channels/{name}/test",
             post(crate::api::test_channel),
@@ -187,6 +188,7 @@ pub async fn serve(app: App) -> anyhow::Result<()> {
     let outbox = Outbox::start(app.clone(), client, events.clone())?;
     let agents = Arc::new(Agents::load(&app.config, app.storage.clone())?);
     let dispatcher = Dispatcher::start(app.clone(), agents.clone(), events.clone(), outbox.clone());
+    crate::plugin_watch::spawn(app.clone());
     let listener = tokio::net::TcpListener::bind(&app.config.server.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", app.config.server.listen))?;
@@ -200,7 +202,7 @@ pub async fn serve(app: App) -> anyhow::Result<()> {
     tracing::info!(
         listen = %listener.local_addr()?,
         public_url = %app.config.server.public_url,
-        channels = app.channels.len(),
+        channels = app.catalog().channels.len(),
         webhook_rate = limits.webhook.rate(),
         api_rate = limits.api.rate(),
         retry = ?outbox.policy(),
@@ -403,7 +405,7 @@ async fn rate_limit(
     let path = req.uri().path();
     let verdict = if let Some(rest) = path.strip_prefix("/webhooks/") {
         let channel = rest.split('/').next().unwrap_or_default();
-        if state.app.channels.contains_key(channel) {
+        if state.app.catalog().channels.contains_key(channel) {
             limits.webhook.check(("channel", channel))
         } else {
             limits.webhook.check(("unknown channel", ()))

@@ -1,0 +1,195 @@
+//! Change without downtime: replacing a plugin file, or `POST /api/v1/admin/reload`, swaps in
+//! the new version while webhooks keep flowing; a broken or incompatible file is refused and the
+//! previous version keeps serving.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+use support::*;
+
+const CUSTOM: &str = "\n[[channels]]\nname = \"custom\"\nplugin = \"custom\"\nqueue = \"support\"\n[channels.settings]\naccount_sid = \"ACtest000000000000000000000000000\"\nauth_token = \"test-auth-token-0123456789\"\nfrom = \"+15005550006\"\n";
+
+fn bundled(name: &str) -> PathBuf {
+    plugboard_artifacts::bundled_dir().join(format!("{name}.wasm"))
+}
+
+/// Replaces a file the way deploy tools do: write aside, then rename over.
+fn replace(target: &Path, bytes: &[u8]) {
+    let tmp = target.with_extension("tmp");
+    std::fs::write(&tmp, bytes).unwrap();
+    std::fs::rename(&tmp, target).unwrap();
+}
+
+fn start_with_custom() -> (Host, PathBuf) {
+    let dir = tempfile::Builder::new()
+        .prefix("plugboard-reload-")
+        .tempdir()
+        .unwrap()
+        .keep();
+    std::fs::create_dir_all(dir.join("plugins")).unwrap();
+    std::fs::copy(bundled("twilio-sms"), dir.join("plugins/custom.wasm")).unwrap();
+    let host = Host::start_in(
+        dir.clone(),
+        Setup {
+            extra: CUSTOM.to_owned(),
+            ..Setup::default()
+        },
+    );
+    (host, dir.join("plugins/custom.wasm"))
+}
+
+async fn custom_kind(host: &Host) -> String {
+    let (_, plugins) = host.get_json("/api/v1/admin/plugins", ADMIN).await;
+    plugins["channels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["info"]["name"] == "custom")
+        .map(|c| c["manifest"]["kind"].as_str().unwrap().to_owned())
+        .unwrap()
+}
+
+async fn reload(host: &Host) -> (u16, Value) {
+    let resp = host
+        .http
+        .post(host.url("/api/v1/admin/reload"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap())
+}
+
+async fn webhook(host: &Host, n: u32) -> u16 {
+    let params = inbound_sms(
+        &format!("SMr{n:031}"),
+        &format!("+1415556{:04}", n % 10_000),
+        "hi",
+    );
+    host.post_twilio("custom", &pairs(&params), Some(AUTH_TOKEN))
+        .await
+        .status()
+        .as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_under_load_swaps_the_plugin_without_failing_a_request() {
+    let (host, file) = start_with_custom();
+    assert_eq!(custom_kind(&host).await, "sms");
+    let host = std::sync::Arc::new(host);
+    let mut senders = Vec::new();
+    for t in 0..4u32 {
+        let host = host.clone();
+        senders.push(tokio::spawn(async move {
+            let mut statuses = Vec::new();
+            for i in 0..60u32 {
+                statuses.push(webhook(&host, t * 1000 + i).await);
+            }
+            statuses
+        }));
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+    replace(&file, &std::fs::read(bundled("twilio-whatsapp")).unwrap());
+    let (status, body) = reload(&host).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body["report"]["loaded"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n == "custom"),
+        "{body}"
+    );
+    assert!(
+        body["report"]["unchanged"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n == "twilio-sms"),
+        "{body}"
+    );
+    let mut all = Vec::new();
+    for s in senders {
+        all.extend(s.await.unwrap());
+    }
+    assert_eq!(all.len(), 240);
+    assert!(
+        all.iter().all(|s| *s == 200),
+        "every request during the swap succeeded: {all:?}"
+    );
+    assert_eq!(
+        custom_kind(&host).await,
+        "whatsapp",
+        "the new version serves"
+    );
+    let stored: usize = {
+        let convs = host.conversations(ALICE).await;
+        let mut n = 0;
+        for c in &convs {
+            n += host.messages(c["id"].as_str().unwrap(), ALICE).await.len();
+        }
+        n
+    };
+    assert_eq!(stored, 240, "nothing lost across the swap");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broken_or_incompatible_files_are_refused_and_the_previous_version_keeps_serving() {
+    let (host, file) = start_with_custom();
+    replace(
+        &file,
+        &std::fs::read(plugboard_artifacts::test_plugin("old-contract")).unwrap(),
+    );
+    let (status, body) = reload(&host).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["report"]["kept_previous"],
+        serde_json::json!(["custom"]),
+        "{body}"
+    );
+    let refused = body["report"]["refused"][0]["error"].as_str().unwrap();
+    assert!(
+        refused.contains("0.0.1") && refused.contains("0.1.0"),
+        "{refused}"
+    );
+    assert_eq!(webhook(&host, 1).await, 200);
+    assert_eq!(custom_kind(&host).await, "sms");
+
+    replace(&file, b"\0asm garbage, not a component");
+    let (status, body) = reload(&host).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["report"]["kept_previous"],
+        serde_json::json!(["custom"]),
+        "{body}"
+    );
+    assert_eq!(webhook(&host, 2).await, 200);
+
+    // Without the file at all the channel's plugin is gone: the reload is refused whole.
+    std::fs::remove_file(&file).unwrap();
+    let (status, body) = reload(&host).await;
+    assert_eq!(status, 409, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("custom"), "{body}");
+    assert_eq!(
+        webhook(&host, 3).await,
+        200,
+        "the previous plugins keep serving"
+    );
+    let (status, _) = host.get_json("/api/v1/admin/plugins", ALICE).await;
+    assert_eq!(status, 401, "reload and plugins are admin-only");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replacing_a_plugin_file_is_picked_up_without_a_call() {
+    let (host, file) = start_with_custom();
+    replace(&file, &std::fs::read(bundled("twilio-whatsapp")).unwrap());
+    eventually("the watcher reloads the replaced file", || async {
+        (custom_kind(&host).await == "whatsapp").then_some(())
+    })
+    .await;
+    assert_eq!(webhook(&host, 4).await, 200);
+    assert!(host.log().contains("plugin files changed; reloading"));
+}
