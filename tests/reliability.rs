@@ -505,3 +505,43 @@ async fn a_failing_plugin_is_quarantined_and_tried_again_after_the_cool_down() {
     );
     assert_eq!(host.conversations(ALICE).await.len(), 1);
 }
+
+/// Promise 3: a plugin that answers with a huge body or thousands of events fails that call
+/// with a clear error; nothing is stored and a healthy channel is served throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn huge_plugin_outputs_are_refused() {
+    let host = Host::start(Setup {
+        plugins: vec!["huge-output"],
+        extra: "\n[[channels]]\nname = \"huge\"\nplugin = \"huge-output\"\nqueue = \"support\"\n"
+            .to_owned(),
+        ..Setup::default()
+    });
+    for (path, needle) in [
+        ("/webhooks/huge", "byte response"),
+        ("/webhooks/huge?events", "5000 events"),
+    ] {
+        let resp = host
+            .http
+            .post(host.url(path))
+            .body("x=1")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 500, "{path}");
+        let body: serde_json::Value = resp.json().await.unwrap();
+        let error = body["error"].as_str().unwrap();
+        assert!(
+            error.contains(needle) && error.contains("huge-output"),
+            "{error}"
+        );
+        let params = inbound_sms(&format!("SMh{:031}", path.len()), "+14155553100", "fine");
+        assert_eq!(
+            host.post_twilio("sms", &pairs(&params), Some(AUTH_TOKEN))
+                .await
+                .status(),
+            200
+        );
+    }
+    let convs = host.conversations(ALICE).await;
+    assert_eq!(convs.len(), 1, "none of the 5,000 events was stored");
+}

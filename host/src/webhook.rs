@@ -91,6 +91,12 @@ pub async fn handle(
         .await
     {
         Ok(Ok(outcome)) => {
+            if let Err(reason) = check_outcome_size(&outcome) {
+                let message = format!("plugin {} {reason}", channel.plugin.info.name);
+                tracing::error!(channel = %channel.name, "{message}");
+                app.health.failed(&channel.name, &message);
+                return error_response(StatusCode::INTERNAL_SERVER_ERROR, message);
+            }
             app.health.succeeded(&channel.name);
             outcome
         }
@@ -122,6 +128,29 @@ pub async fn handle(
         return r;
     }
     plugin_response(outcome.response)
+}
+
+/// The largest webhook answer a plugin may give (the provider gets it verbatim).
+pub const MAX_PLUGIN_RESPONSE_BYTES: usize = 1024 * 1024;
+/// The most events one webhook call may carry (Meta batches up to 1,000 updates).
+pub const MAX_EVENTS_PER_CALL: usize = 1000;
+
+/// Refuses a plugin answer too large to carry: the memory cap bounds what a plugin can hold,
+/// this bounds what it can make the host store and send.
+fn check_outcome_size(outcome: &wit::WebhookOutcome) -> Result<(), String> {
+    let body = outcome.response.body.len();
+    if body > MAX_PLUGIN_RESPONSE_BYTES {
+        return Err(format!(
+            "answered with a {body}-byte response; the limit is {MAX_PLUGIN_RESPONSE_BYTES}"
+        ));
+    }
+    if outcome.events.len() > MAX_EVENTS_PER_CALL {
+        return Err(format!(
+            "returned {} events; the limit is {MAX_EVENTS_PER_CALL} per call",
+            outcome.events.len()
+        ));
+    }
+    Ok(())
 }
 
 /// Stores a plugin's events durably, tells the agents concerned and hands new work to the

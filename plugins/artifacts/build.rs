@@ -41,6 +41,7 @@ const TEST_GUESTS: &[(&str, &str, &str)] = &[
     ("infinite-loop", "guest-infinite-loop", "infinite-loop"),
     ("memory-bomb", "guest-memory-bomb", "memory-bomb"),
     ("old-contract", "guest-old-contract", "old-contract"),
+    ("huge-output", "guest-huge-output", "huge-output"),
 ];
 
 fn main() {

@@ -7,7 +7,7 @@
 //!   `random`, `least-busy` and `skills`); the same files are in [`bundled_dir`] as
 //!   `<name>.wasm`.
 //! * [`test_plugin`] gives the path of a test guest (`trap`, `infinite-loop`, `memory-bomb`,
-//!   `old-contract`; see [`TEST_PLUGINS`]).
+//!   `old-contract`, `huge-output`; see [`TEST_PLUGINS`]).
 
 use std::path::{Path, PathBuf};
 
@@ -63,7 +63,13 @@ mod tests {
     fn test_plugins_exist() {
         assert_eq!(
             TEST_PLUGINS,
-            ["trap", "infinite-loop", "memory-bomb", "old-contract"]
+            [
+                "trap",
+                "infinite-loop",
+                "memory-bomb",
+                "old-contract",
+                "huge-output"
+            ]
         );
         for name in TEST_PLUGINS {
             let bytes = std::fs::read(test_plugin(name)).unwrap();
