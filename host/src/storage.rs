@@ -1267,12 +1267,6 @@ async fn flusher(db: sled::Db, d: Arc<Durability>) {
     }
 }
 
-/// Parses a message id of the form `{conversation}-{seq}`.
-pub fn parse_message_id(id: &str) -> Option<(u64, u64)> {
-    let (c, s) = id.split_once('-')?;
-    Some((c.parse().ok()?, s.parse().ok()?))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

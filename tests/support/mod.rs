@@ -424,74 +424,41 @@ impl Recorded {
 /// A scripted answer: status, JSON body.
 pub type Answer = (u16, Value);
 
-/// A real HTTP server on 127.0.0.1 that records every request and answers from a script
-/// (the last answer repeats).
+/// A real HTTP server on 127.0.0.1 that records every request and answers from a script of
+/// immediate JSON answers (the last answer repeats): a [`ScriptedProvider`] without delays or
+/// headers.
 pub struct FakeProvider {
     /// Its base URL.
     pub base: String,
-    recorded: Arc<Mutex<Vec<Recorded>>>,
-    script: Arc<Mutex<Vec<Answer>>>,
+    inner: ScriptedProvider,
 }
 
 impl FakeProvider {
     /// Starts the server on a free port in the current tokio runtime.
     pub async fn start(script: Vec<Answer>) -> FakeProvider {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr: SocketAddr = listener.local_addr().unwrap();
-        let recorded = Arc::new(Mutex::new(Vec::new()));
-        let script = Arc::new(Mutex::new(script));
-        let (rec, scr) = (recorded.clone(), script.clone());
-        let handler = move |req: axum::extract::Request| {
-            let (rec, scr) = (rec.clone(), scr.clone());
-            async move {
-                let (parts, body) = req.into_parts();
-                let body = axum::body::to_bytes(body, 16 << 20).await.unwrap();
-                rec.lock().unwrap().push(Recorded {
-                    method: parts.method.to_string(),
-                    path: parts
-                        .uri
-                        .path_and_query()
-                        .map(|p| p.to_string())
-                        .unwrap_or_default(),
-                    headers: parts
-                        .headers
-                        .iter()
-                        .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_owned()))
-                        .collect(),
-                    body: body.to_vec(),
-                });
-                let (status, json) = {
-                    let mut s = scr.lock().unwrap();
-                    if s.len() > 1 {
-                        s.remove(0)
-                    } else {
-                        s[0].clone()
-                    }
-                };
-                (
-                    axum::http::StatusCode::from_u16(status).unwrap(),
-                    axum::Json(json),
-                )
-            }
-        };
-        let app = axum::Router::new().fallback(handler);
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let inner = ScriptedProvider::start(replies(script)).await;
         FakeProvider {
-            base: format!("http://{addr}"),
-            recorded,
-            script,
+            base: inner.base.clone(),
+            inner,
         }
     }
 
     /// Everything received so far.
     pub fn recorded(&self) -> Vec<Recorded> {
-        self.recorded.lock().unwrap().clone()
+        self.inner.hits().into_iter().map(|h| h.request).collect()
     }
 
     /// Replaces the script.
     pub fn answer(&self, script: Vec<Answer>) {
-        *self.script.lock().unwrap() = script;
+        *self.inner.script.lock().unwrap() = replies(script);
     }
+}
+
+fn replies(script: Vec<Answer>) -> Vec<Reply> {
+    script
+        .into_iter()
+        .map(|(status, body)| Reply::new(status, body))
+        .collect()
 }
 
 /// One Server-Sent Event.
