@@ -1,7 +1,13 @@
 //! The dispatcher: offers waiting conversations to agents through their queue's router plugin.
 //!
-//! It wakes on a kick (new work, an agent coming online, work released) and on a short tick,
-//! and for every queued conversation:
+//! Work is looked at when something changes, never by polling everything waiting:
+//! * a kick for specific conversations (new or reopened work) looks at those alone;
+//! * a full kick (an agent came online, capacity was freed) looks at everything waiting;
+//! * every evaluation that leaves work waiting schedules the next look for when it can matter:
+//!   an open offer lapsing, the queue's `max_wait`, a router that said wait (a second later);
+//!   work nobody can take (no agent online) waits for a full kick or its overflow time.
+//!
+//! For each look at a conversation it:
 //! * moves it to the overflow queue once it has waited `max_wait`;
 //! * withdraws a lapsed offer, counts the miss against each agent offered and sets an agent who
 //!   keeps missing offers away (an absent agent never stalls the queue);
@@ -9,10 +15,11 @@
 //! * otherwise asks the router, excluding the agents already tried; when the router finds nobody
 //!   left to try, a new round starts with everyone (their misses keep counting).
 //!
-//! Every offer, withdrawal, overflow and presence change is an event. The router is pure: the
-//! host gathers every fact and the plugin only decides.
+//! So a steady stream of webhooks costs one evaluation per new conversation however much work is
+//! already waiting. Every offer, withdrawal, overflow and presence change is an event. The router
+//! is pure: the host gathers every fact and the plugin only decides.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -27,10 +34,13 @@ use crate::outbox::Outbox;
 use crate::sandbox::Clock;
 use crate::storage::{Conversation, ConversationState, Rejection, UpdateError};
 
-/// How often waiting work is looked at without a kick.
+/// How often scheduled looks (lapsed offers, overflow, router rechecks) are due at the latest.
 const TICK: Duration = Duration::from_millis(200);
 /// How long work that the router left waiting waits before it is asked again without a kick.
 const RECHECK_MS: u64 = 1000;
+/// How often the waiting set is compared with storage, so work that became queued without a
+/// kick is still seen (a key scan and a map lookup per waiting conversation; nothing decoded).
+const SWEEP: Duration = Duration::from_secs(30);
 
 /// Offers waiting work to agents.
 pub struct Dispatcher {
@@ -39,7 +49,10 @@ pub struct Dispatcher {
     events: Arc<EventHub>,
     outbox: Arc<Outbox>,
     kick: Notify,
-    recheck_at: Mutex<HashMap<u64, u64>>,
+    schedule: Mutex<Schedule>,
+    /// Held (shared) by every intake from storing new work until it is announced; a scan of
+    /// storage takes it exclusively, so it never offers work whose message agents were not told.
+    intake: tokio::sync::RwLock<()>,
     /// What a kick asks for: specific conversations, or (`full`) every waiting one.
     kicked: Mutex<Kicked>,
 }
@@ -51,8 +64,49 @@ struct Kicked {
     ids: Vec<u64>,
 }
 
+/// When each waiting conversation is to be looked at next (`u64::MAX`: only on a full kick).
+#[derive(Default)]
+struct Schedule {
+    due: BTreeSet<(u64, u64)>,
+    at: HashMap<u64, u64>,
+}
+
+impl Schedule {
+    fn set(&mut self, id: u64, at: u64) {
+        if let Some(old) = self.at.insert(id, at) {
+            self.due.remove(&(old, id));
+        }
+        self.due.insert((at, id));
+    }
+
+    fn remove(&mut self, id: u64) {
+        if let Some(old) = self.at.remove(&id) {
+            self.due.remove(&(old, id));
+        }
+    }
+
+    /// Takes every conversation due at `now`.
+    fn take_due(&mut self, now: u64) -> Vec<u64> {
+        let mut ids = Vec::new();
+        while let Some(&(at, id)) = self.due.first() {
+            if at > now {
+                break;
+            }
+            self.due.pop_first();
+            self.at.remove(&id);
+            ids.push(id);
+        }
+        ids
+    }
+
+    fn clear(&mut self) {
+        self.due.clear();
+        self.at.clear();
+    }
+}
+
 impl Dispatcher {
-    /// Starts the dispatcher loop.
+    /// Starts the dispatcher loop; its first pass looks at everything waiting in storage.
     pub fn start(
         app: Arc<App>,
         agents: Arc<Agents>,
@@ -65,30 +119,46 @@ impl Dispatcher {
             events,
             outbox,
             kick: Notify::new(),
-            recheck_at: Mutex::new(HashMap::new()),
-            kicked: Mutex::new(Kicked::default()),
+            schedule: Mutex::new(Schedule::default()),
+            intake: tokio::sync::RwLock::new(()),
+            kicked: Mutex::new(Kicked {
+                full: true,
+                ids: Vec::new(),
+            }),
         });
         let worker = d.clone();
         tokio::spawn(async move {
-            let mut next_scan = tokio::time::Instant::now() + TICK;
+            let mut next_sweep = tokio::time::Instant::now() + SWEEP;
+            let mut first = true;
             loop {
-                tokio::select! {
-                    _ = worker.kick.notified() => {}
-                    _ = tokio::time::sleep_until(next_scan) => {}
+                if !first {
+                    tokio::select! {
+                        _ = worker.kick.notified() => {}
+                        _ = tokio::time::sleep(TICK) => {}
+                    }
                 }
+                first = false;
                 let kicked = std::mem::take(&mut *worker.kicked.lock().expect("kick lock"));
-                if kicked.full || tokio::time::Instant::now() >= next_scan {
-                    // The tick (and a kick for everything) scans all waiting work.
-                    worker.run_once().await;
-                    next_scan = tokio::time::Instant::now() + TICK;
+                let now = Clock::System.now_millis();
+                let mut ids = if kicked.full {
+                    worker.schedule().clear();
+                    worker.queued_ids().await
+                } else if tokio::time::Instant::now() >= next_sweep {
+                    next_sweep = tokio::time::Instant::now() + SWEEP;
+                    worker.unscheduled_ids().await
                 } else {
-                    // New work is looked at alone: a burst of webhooks costs one evaluation each,
-                    // not a scan of everything waiting per webhook.
-                    let now = Clock::System.now_millis();
-                    for id in kicked.ids {
-                        if let Err(e) = worker.evaluate(id, now).await {
-                            tracing::error!(conversation = id, "dispatching failed: {e}");
-                        }
+                    Vec::new()
+                };
+                ids.extend(kicked.ids);
+                ids.extend(worker.schedule().take_due(now));
+                let mut seen = HashSet::with_capacity(ids.len());
+                for id in ids {
+                    if !seen.insert(id) {
+                        continue;
+                    }
+                    if let Err(e) = worker.evaluate(id, now).await {
+                        tracing::error!(conversation = id, "dispatching failed: {e}");
+                        worker.park_until(id, now + RECHECK_MS);
                     }
                 }
             }
@@ -98,18 +168,12 @@ impl Dispatcher {
 
     /// Asks the loop to look at all waiting work now (an agent came online or freed capacity).
     pub fn kick(&self) {
-        self.recheck_at.lock().expect("recheck lock").clear();
         self.kicked.lock().expect("kick lock").full = true;
         self.kick.notify_one();
     }
 
     /// Asks the loop to look at these conversations now (new or reopened work).
     pub fn kick_conversations(&self, ids: &[u64]) {
-        let mut recheck = self.recheck_at.lock().expect("recheck lock");
-        for id in ids {
-            recheck.remove(id);
-        }
-        drop(recheck);
         self.kicked
             .lock()
             .expect("kick lock")
@@ -118,30 +182,35 @@ impl Dispatcher {
         self.kick.notify_one();
     }
 
-    async fn run_once(&self) {
-        let ids = match self.app.storage.queued_ids() {
+    fn schedule(&self) -> std::sync::MutexGuard<'_, Schedule> {
+        self.schedule.lock().expect("schedule lock")
+    }
+
+    /// Marks an intake in progress (see `intake`): hold the guard from storing new work until
+    /// it is announced and kicked.
+    pub async fn intake(&self) -> tokio::sync::RwLockReadGuard<'_, ()> {
+        self.intake.read().await
+    }
+
+    /// Every waiting conversation in storage, read between intakes.
+    async fn queued_ids(&self) -> Vec<u64> {
+        let _quiet = self.intake.write().await;
+        match self.app.storage.queued_ids() {
             Ok(ids) => ids,
             Err(e) => {
                 tracing::error!("dispatcher cannot read queued work: {e}");
-                return;
-            }
-        };
-        let now = Clock::System.now_millis();
-        let due: Vec<u64> = {
-            let mut recheck = self.recheck_at.lock().expect("recheck lock");
-            let queued: std::collections::HashSet<u64> = ids.iter().copied().collect();
-            recheck.retain(|id, _| queued.contains(id));
-            // Work parked until a time (an open offer, a router that said wait) is not even loaded
-            // before then: a tick costs a lookup per waiting conversation, not a decode.
-            ids.into_iter()
-                .filter(|id| recheck.get(id).is_none_or(|t| now >= *t))
-                .collect()
-        };
-        for id in due {
-            if let Err(e) = self.evaluate(id, now).await {
-                tracing::error!(conversation = id, "dispatching failed: {e}");
+                Vec::new()
             }
         }
+    }
+
+    /// Waiting work in storage that has no next look scheduled.
+    async fn unscheduled_ids(&self) -> Vec<u64> {
+        let ids = self.queued_ids().await;
+        let schedule = self.schedule();
+        ids.into_iter()
+            .filter(|id| !schedule.at.contains_key(id))
+            .collect()
     }
 
     fn members(&self, queue: &str) -> Vec<String> {
@@ -153,19 +222,25 @@ impl Dispatcher {
     }
 
     async fn evaluate(&self, id: u64, now: u64) -> Result<(), UpdateError> {
-        let Some(conv) = self.app.storage.conversation(id)? else {
-            return Ok(());
+        let conv = match self.app.storage.conversation(id)? {
+            Some(c) if c.state == ConversationState::Queued => c,
+            _ => {
+                self.schedule().remove(id);
+                return Ok(());
+            }
         };
-        if conv.state != ConversationState::Queued {
-            return Ok(());
-        }
         let Some(queue) = self.app.config.queue(&conv.queue).cloned() else {
+            self.schedule().remove(id);
             return Ok(());
         };
+        let overflow_at = queue
+            .max_wait
+            .filter(|_| queue.overflow.is_some())
+            .map(|w| conv.queued_since + w * 1000);
 
         // Overflow after max_wait.
-        if let (Some(max_wait), Some(target)) = (queue.max_wait, &queue.overflow)
-            && now.saturating_sub(conv.queued_since) >= max_wait * 1000
+        if let (Some(at), Some(target)) = (overflow_at, &queue.overflow)
+            && now >= at
         {
             let withdrawn = conv.offered_to.clone();
             let (moved, _) = self.app.storage.update_conversation(id, |c| {
@@ -187,19 +262,17 @@ impl Dispatcher {
                 json!({"from": queue.name, "to": target}),
             );
             tracing::info!(event = "overflowed", conversation = id, from = %queue.name, to = %target, "max_wait reached");
-            self.kick.notify_one();
+            self.look_again_now(id, now);
             return Ok(());
         }
+        // The next look is due no later than the overflow, whatever else waits.
+        let park = |at: u64| self.park_until(id, overflow_at.map_or(at, |o| o.min(at)));
 
         // An offer outstanding: wait for it, or withdraw it once lapsed.
         let mut conv = conv;
         if !conv.offered_to.is_empty() {
             if let Some(t) = conv.offer_expires_at.filter(|t| now < *t) {
-                let overflow_at = queue
-                    .max_wait
-                    .filter(|_| queue.overflow.is_some())
-                    .map(|w| conv.queued_since + w * 1000);
-                self.park_until(id, overflow_at.map_or(t, |o| o.min(t)));
+                park(t);
                 return Ok(());
             }
             let lapsed = conv.offered_to.clone();
@@ -236,11 +309,12 @@ impl Dispatcher {
             .iter()
             .any(|a| matches!(a.presence, wit::Presence::Online))
         {
-            if !conv.offline_notified {
+            if !conv.offline_notified && queue.offline_message.is_some() {
                 self.send_offline_message(&conv, queue.offline_message.as_deref(), now)
                     .await?;
             }
-            self.recheck_later(id, now);
+            // Nobody can take it until an agent comes online (a full kick) or it overflows.
+            park(u64::MAX);
             return Ok(());
         }
 
@@ -251,6 +325,7 @@ impl Dispatcher {
             .get(&queue.name)
             .map(|q| q.router.clone())
         else {
+            park(now + RECHECK_MS);
             return Ok(());
         };
         let work = wit::WaitingWork {
@@ -266,7 +341,7 @@ impl Dispatcher {
             Ok(d) => d,
             Err(e) => {
                 tracing::error!(conversation = id, queue = %queue.name, "router failed; work waits: {e}");
-                self.recheck_later(id, now);
+                park(now + RECHECK_MS);
                 return Ok(());
             }
         };
@@ -274,7 +349,7 @@ impl Dispatcher {
             wit::Decision::Offer(ids) => {
                 let ids: Vec<String> = ids.into_iter().filter(|a| members.contains(a)).collect();
                 if ids.is_empty() {
-                    self.recheck_later(id, now);
+                    park(now + RECHECK_MS);
                     return Ok(());
                 }
                 let expires = now + queue.offer_timeout * 1000;
@@ -287,6 +362,7 @@ impl Dispatcher {
                     c.offer_expires_at = Some(expires);
                     Ok(())
                 })?;
+                park(expires);
                 self.agents.offered(&ids, now);
                 self.events.publish(
                     "offered",
@@ -304,9 +380,9 @@ impl Dispatcher {
                         c.tried.clear();
                         Ok(())
                     })?;
-                    self.kick.notify_one();
+                    self.look_again_now(id, now);
                 } else {
-                    self.recheck_later(id, now);
+                    park(now + RECHECK_MS);
                 }
             }
             wit::Decision::Overflow => {
@@ -321,21 +397,24 @@ impl Dispatcher {
                         Some(id),
                         json!({"from": queue.name, "to": target, "reason": "router"}),
                     );
+                    self.look_again_now(id, now);
                 } else {
-                    self.recheck_later(id, now);
+                    park(now + RECHECK_MS);
                 }
             }
         }
         Ok(())
     }
 
-    fn recheck_later(&self, id: u64, now: u64) {
-        self.park_until(id, now + RECHECK_MS);
+    /// Schedules the next look at `id` for `at` (a full kick looks at everything earlier).
+    fn park_until(&self, id: u64, at: u64) {
+        self.schedule().set(id, at);
     }
 
-    /// Skips `id` on every tick before `at` (a kick clears all parking).
-    fn park_until(&self, id: u64, at: u64) {
-        self.recheck_at.lock().expect("recheck lock").insert(id, at);
+    /// Looks at `id` again on the loop's next pass (it moved queue or starts a new round).
+    fn look_again_now(&self, id: u64, now: u64) {
+        self.park_until(id, now);
+        self.kick.notify_one();
     }
 
     fn withdraw(&self, conv: &Conversation, agents: &[String], reason: &str) {

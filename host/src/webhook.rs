@@ -166,28 +166,18 @@ pub async fn accept(
         tracing::info!(channel = %channel.name, "authentic call with no event this channel handles; acknowledged");
         return Ok(Default::default());
     }
+    let _intake = state.dispatcher.intake().await;
     let now = Clock::System.now_millis();
-    let storage = app.storage.clone();
-    let (name, target) = (channel.name.clone(), channel.target.clone());
     let unavailable = || {
         error_response(
             StatusCode::SERVICE_UNAVAILABLE,
             "storage unavailable; retry later",
         )
     };
-    // The transaction is short and in memory (the disk sync is the group commit below): run it in
-    // place on the multi-thread runtime rather than paying a thread hop per request.
-    let ingest = move || storage.ingest(&name, &target, &events, now);
-    let report = if tokio::runtime::Handle::current().runtime_flavor()
-        == tokio::runtime::RuntimeFlavor::MultiThread
-    {
-        Ok(tokio::task::block_in_place(ingest))
-    } else {
-        tokio::task::spawn_blocking(ingest).await
-    };
-    let report = report
-        .map_err(|e| e.to_string())
-        .and_then(|r| r.map_err(|e| e.to_string()))
+    let report = app
+        .storage
+        .ingest_batched(channel.name.clone(), channel.target.clone(), events, now)
+        .await
         .map_err(|e| {
             tracing::error!(channel = %channel.name, "storing events failed: {e}");
             unavailable()
