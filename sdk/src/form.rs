@@ -73,16 +73,26 @@ pub fn parse(body: &[u8]) -> Result<Vec<(String, String)>, FormError> {
 
 /// Decodes one form component (`+` and `%XX`); `offset` is its position in the whole input,
 /// used for error positions.
+///
+/// # Errors
+///
+/// As [`parse`].
 pub fn decode(raw: &[u8], offset: usize) -> Result<String, FormError> {
+    // Most components (sids, numbers, plain words) need no decoding: one UTF-8 check, one copy.
+    if !raw.iter().any(|&b| b == b'+' || b == b'%') {
+        return match std::str::from_utf8(raw) {
+            Ok(s) => Ok(s.to_owned()),
+            Err(e) => Err(FormError::InvalidUtf8 {
+                position: offset + e.valid_up_to(),
+            }),
+        };
+    }
     let mut out = Vec::with_capacity(raw.len());
-    // Source offset of every decoded byte, to report where invalid UTF-8 came from.
-    let mut origin = Vec::with_capacity(raw.len());
     let mut i = 0;
     while i < raw.len() {
         match raw[i] {
             b'+' => {
                 out.push(b' ');
-                origin.push(i);
                 i += 1;
             }
             b'%' => {
@@ -91,7 +101,6 @@ pub fn decode(raw: &[u8], offset: usize) -> Result<String, FormError> {
                 match (hi, lo) {
                     (Some(hi), Some(lo)) => {
                         out.push((hi << 4) | lo);
-                        origin.push(i);
                         i += 3;
                     }
                     _ => {
@@ -103,14 +112,24 @@ pub fn decode(raw: &[u8], offset: usize) -> Result<String, FormError> {
             }
             b => {
                 out.push(b);
-                origin.push(i);
                 i += 1;
             }
         }
     }
     String::from_utf8(out).map_err(|e| FormError::InvalidUtf8 {
-        position: offset + origin[e.utf8_error().valid_up_to()],
+        position: offset + source_position(raw, e.utf8_error().valid_up_to()),
     })
+}
+
+/// The offset in `raw` of the byte that decoded to output byte `decoded` (only on errors, so
+/// the common path keeps no map from output to input).
+fn source_position(raw: &[u8], decoded: usize) -> usize {
+    let (mut i, mut produced) = (0, 0);
+    while i < raw.len() && produced < decoded {
+        i += if raw[i] == b'%' { 3 } else { 1 };
+        produced += 1;
+    }
+    i
 }
 
 fn hex_value(b: u8) -> Option<u8> {
@@ -214,6 +233,15 @@ mod tests {
         assert_eq!(
             parse(b"k\xff=v").unwrap_err(),
             FormError::InvalidUtf8 { position: 1 }
+        );
+        // Positions count input bytes, past escapes and pluses decoded before the fault.
+        assert_eq!(
+            parse(b"a=b+%C3%A9+%FF").unwrap_err(),
+            FormError::InvalidUtf8 { position: 11 }
+        );
+        assert_eq!(
+            parse(b"a=%41\xff").unwrap_err(),
+            FormError::InvalidUtf8 { position: 5 }
         );
     }
 

@@ -2,24 +2,29 @@
 //! and the URL variants Twilio may have signed. The HMAC itself is passed in as a function so
 //! that everything here runs in native unit tests.
 
-use std::collections::{BTreeMap, BTreeSet};
-
 use plugboard_sdk::{base64, ct_eq};
 
 /// The string Twilio signs: the full URL, then every POST parameter sorted by name in byte order,
 /// each name immediately followed by its value. A repeated name contributes its distinct values
 /// in byte order (duplicates dropped), as the current Twilio SDKs do. For GET, pass no params.
 pub fn string_to_sign(url: &str, params: &[(String, String)]) -> String {
-    let mut sorted: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
-    for (name, value) in params {
-        sorted.entry(name).or_default().insert(value);
-    }
     let mut out = String::from(url);
-    for (name, values) in sorted {
-        for value in values {
-            out.push_str(name);
-            out.push_str(value);
-        }
+    out.push_str(&signed_params(params));
+    out
+}
+
+/// The parameter part of [`string_to_sign`] (the same for every URL variant).
+fn signed_params(params: &[(String, String)]) -> String {
+    let mut sorted: Vec<(&str, &str)> = params
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let mut out = String::with_capacity(sorted.iter().map(|(n, v)| n.len() + v.len()).sum());
+    for (name, value) in sorted {
+        out.push_str(name);
+        out.push_str(value);
     }
     out
 }
@@ -80,16 +85,17 @@ pub fn is_valid(
     hmac_sha1: impl Fn(&[u8], &[u8]) -> Vec<u8>,
 ) -> bool {
     let signature = signature.trim();
-    let mut valid = false;
-    for variant in url_variants(url) {
-        let mac = hmac_sha1(
-            auth_token.as_bytes(),
-            string_to_sign(&variant, params).as_bytes(),
-        );
-        // Check every variant so the time taken does not say which one matched.
-        valid |= ct_eq(base64::encode(&mac).as_bytes(), signature.as_bytes());
-    }
-    valid
+    let suffix = signed_params(params);
+    // The first variant (the URL as configured) is what Twilio signs in practice; the others
+    // are tried only when it fails. Which variant matched follows from the public URL alone,
+    // so stopping early tells nothing about the secret; each comparison is constant-time.
+    url_variants(url).iter().any(|variant| {
+        let mut data = String::with_capacity(variant.len() + suffix.len());
+        data.push_str(variant);
+        data.push_str(&suffix);
+        let mac = hmac_sha1(auth_token.as_bytes(), data.as_bytes());
+        ct_eq(base64::encode(&mac).as_bytes(), signature.as_bytes())
+    })
 }
 
 #[cfg(test)]

@@ -86,12 +86,10 @@ pub fn handle_webhook(
         .require("auth_token")
         .map_err(WebhookError::Misconfigured)?;
     let bad = |e: plugboard_sdk::FormError| WebhookError::BadRequest(e.to_string());
-    let (params, signed) = match req.method.to_ascii_uppercase().as_str() {
-        "POST" => {
-            let params = form::parse(&req.body).map_err(bad)?;
-            (params.clone(), params)
-        }
-        "GET" => (query::params(&req.url).map_err(bad)?, Vec::new()),
+    // POST parameters are signed; a GET's query is already part of the signed URL.
+    let (params, post) = match req.method.to_ascii_uppercase().as_str() {
+        "POST" => (form::parse(&req.body).map_err(bad)?, true),
+        "GET" => (query::params(&req.url).map_err(bad)?, false),
         other => {
             return Err(WebhookError::BadRequest(format!(
                 "Twilio webhooks use GET or POST, not {other}"
@@ -103,7 +101,8 @@ pub fn handle_webhook(
             "missing X-Twilio-Signature header".to_string(),
         ));
     };
-    if !signature::is_valid(&req.url, &signed, auth_token, sig, hmac_sha1) {
+    let signed: &[(String, String)] = if post { &params } else { &[] };
+    if !signature::is_valid(&req.url, signed, auth_token, sig, hmac_sha1) {
         return Err(WebhookError::Unauthorized(
             "X-Twilio-Signature does not match the URL and parameters (check auth_token and that \
              public_url is the URL configured in Twilio)"
