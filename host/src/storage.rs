@@ -409,8 +409,28 @@ pub struct IngestReport {
     pub to_route: Vec<u64>,
     /// Conversations created by this call.
     pub created: Vec<u64>,
-    /// Messages stored, as (conversation, seq).
-    pub messages: Vec<(u64, u64)>,
+    /// Messages stored, with what agents are told about them.
+    pub messages: Vec<StoredInbound>,
+}
+
+/// One stored inbound message and the conversation facts its announcement needs (so the
+/// announcement reads nothing back from storage).
+#[derive(Debug, Clone)]
+pub struct StoredInbound {
+    /// The conversation.
+    pub conversation: u64,
+    /// The message's sequence number in it.
+    pub seq: u64,
+    /// The customer's address.
+    pub customer: String,
+    /// The customer's display name, if known.
+    pub contact_name: Option<String>,
+    /// The message text.
+    pub text: Option<String>,
+    /// The agent who owns the conversation, if it is assigned.
+    pub owner: Option<String>,
+    /// The conversation's queue.
+    pub queue: String,
 }
 
 /// A pending outbound send.
@@ -712,7 +732,18 @@ impl IngestTx<'_> {
                     inbound.insert(dedup, &mkey)?;
                     put_conversation(convs, queued, owned, existing.as_ref(), &conv)?;
                     report.stored += 1;
-                    report.messages.push((conv.id, message.seq));
+                    report.messages.push(StoredInbound {
+                        conversation: conv.id,
+                        seq: message.seq,
+                        customer: conv.customer.clone(),
+                        contact_name: conv.contact_name.clone(),
+                        text: text.clone(),
+                        owner: conv
+                            .owner
+                            .clone()
+                            .filter(|_| conv.state == ConversationState::Assigned),
+                        queue: conv.queue.clone(),
+                    });
                 }
                 InboundEvent::Status {
                     provider_id,

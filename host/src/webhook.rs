@@ -194,7 +194,7 @@ pub async fn accept(
         statuses_ignored = report.statuses_ignored,
         "events stored"
     );
-    announce(state, &report);
+    announce(state, &channel.name, &report);
     if !report.to_route.is_empty() {
         state.dispatcher.kick_conversations(&report.to_route);
     }
@@ -202,40 +202,31 @@ pub async fn accept(
 }
 
 /// Tells the agents concerned about new messages and unknown senders.
-fn announce(state: &AppState, report: &crate::storage::IngestReport) {
+fn announce(state: &AppState, channel: &str, report: &crate::storage::IngestReport) {
     let app = &state.app;
-    for &(conversation, seq) in &report.messages {
-        let Ok(Some(conv)) = app.storage.conversation(conversation) else {
-            continue;
-        };
-        let audience: Vec<String> = match (&conv.state, &conv.owner) {
-            (crate::storage::ConversationState::Assigned, Some(owner)) => vec![owner.clone()],
-            _ => app
+    for m in &report.messages {
+        let audience: Vec<String> = match &m.owner {
+            Some(owner) => vec![owner.clone()],
+            None => app
                 .config
-                .queue_members(&conv.queue)
+                .queue_members(&m.queue)
                 .map(|a| a.id.clone())
                 .collect(),
         };
-        let text = app
-            .storage
-            .message(conversation, seq)
-            .ok()
-            .flatten()
-            .and_then(|m| m.text);
         state.events.publish(
             "message",
             audience.clone(),
-            Some(conversation),
-            serde_json::json!({"seq": seq, "customer": conv.customer, "text": text}),
+            Some(m.conversation),
+            serde_json::json!({"seq": m.seq, "customer": m.customer, "text": m.text}),
         );
-        if report.created.contains(&conversation)
-            && app.storage.contact(&conv.customer).ok().flatten().is_none()
+        if report.created.contains(&m.conversation)
+            && app.storage.contact(&m.customer).ok().flatten().is_none()
         {
             state.events.publish(
                 "unknown_contact",
                 audience,
-                Some(conversation),
-                serde_json::json!({"address": conv.customer, "channel": conv.channel, "name": conv.contact_name}),
+                Some(m.conversation),
+                serde_json::json!({"address": m.customer, "channel": channel, "name": m.contact_name}),
             );
         }
     }
