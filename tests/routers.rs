@@ -39,41 +39,51 @@ fn plugins() -> &'static (Arc<Sandbox>, PluginSet) {
     })
 }
 
-/// Builds an [`AgentState`]: online, no active work, capacity 2, never idle-timed, offered or
-/// assigned, no skills.
-struct Agent(AgentState);
+/// Builds an agent: online, no active work, capacity 2, never idle-timed, offered or assigned,
+/// no skills. [`check`] turns it into the contract's [`AgentState`] as the host does: `index`
+/// is its position, `skills` the set of the work's skills it holds, `tried` from the case.
+struct Agent {
+    id: String,
+    skills: Vec<String>,
+    state: AgentState,
+}
 
 /// Starts an [`Agent`] with id `id`.
 fn agent(id: &str) -> Agent {
-    Agent(AgentState {
+    Agent {
         id: id.to_string(),
-        presence: Presence::Online,
-        active: 0,
-        capacity: 2,
-        idle_since: None,
-        last_offered: None,
-        last_assigned: None,
         skills: Vec::new(),
-    })
+        state: AgentState {
+            index: 0,
+            presence: Presence::Online,
+            active: 0,
+            capacity: 2,
+            idle_since: None,
+            last_offered: None,
+            last_assigned: None,
+            skills: 0,
+            tried: false,
+        },
+    }
 }
 
 impl Agent {
     /// Signed in but not taking work.
     fn away(mut self) -> Self {
-        self.0.presence = Presence::Away;
+        self.state.presence = Presence::Away;
         self
     }
 
     /// Not signed in.
     fn offline(mut self) -> Self {
-        self.0.presence = Presence::Offline;
+        self.state.presence = Presence::Offline;
         self
     }
 
     /// Owns `active` conversations out of `capacity`.
     fn load(mut self, active: u32, capacity: u32) -> Self {
-        self.0.active = active;
-        self.0.capacity = capacity;
+        self.state.active = active;
+        self.state.capacity = capacity;
         self
     }
 
@@ -84,7 +94,7 @@ impl Agent {
 
     /// Idle since `t`.
     fn idle(mut self, t: u64) -> Self {
-        self.0.idle_since = Some(t);
+        self.state.idle_since = Some(t);
         self
     }
 
@@ -95,13 +105,13 @@ impl Agent {
 
     /// Last assigned a conversation at `t`.
     fn assigned(mut self, t: u64) -> Self {
-        self.0.last_assigned = Some(t);
+        self.state.last_assigned = Some(t);
         self
     }
 
     /// Holds `skills`.
     fn skills(mut self, skills: &[&str]) -> Self {
-        self.0.skills = skills.iter().map(|s| s.to_string()).collect();
+        self.skills = skills.iter().map(|s| s.to_string()).collect();
         self
     }
 }
@@ -117,10 +127,17 @@ enum Expect {
     Overflow,
 }
 
-impl From<Decision> for Expect {
-    fn from(d: Decision) -> Self {
+impl Expect {
+    /// The expectation a decision meets, naming offered agents by `ids[index]` (an index out
+    /// of range shows as `?N`).
+    fn from_decision(d: Decision, ids: &[String]) -> Self {
         match d {
-            Decision::Offer(ids) => Expect::Offer(ids),
+            Decision::Offer(indices) => Expect::Offer(
+                indices
+                    .into_iter()
+                    .map(|i| ids.get(i as usize).cloned().unwrap_or(format!("?{i}")))
+                    .collect(),
+            ),
             Decision::Wait => Expect::Wait,
             Decision::Overflow => Expect::Overflow,
         }
@@ -172,20 +189,45 @@ impl Case {
 }
 
 /// The waiting work of a case.
-fn work(tried: &[&str], skills: &[&str]) -> WaitingWork {
+fn work(skills: &[&str]) -> WaitingWork {
     WaitingWork {
         conversation: "conv-1".into(),
         queue: "support".into(),
         channel: "sms".into(),
-        skills: skills.iter().map(|s| s.to_string()).collect(),
+        skills: skills.iter().map(|s| s.to_lowercase()).collect(),
         waiting_since: NOW - 60,
         now: NOW,
-        tried: tried.iter().map(|s| s.to_string()).collect(),
     }
 }
 
+/// The agents as the host passes them to a router for `work` (index = position, skills as the
+/// set of the work's skills held, `tried` marked), with their ids by index.
+fn contract_view(
+    agents: Vec<Agent>,
+    work: &WaitingWork,
+    tried: &[&str],
+) -> (Vec<String>, Vec<AgentState>) {
+    let ids = agents.iter().map(|a| a.id.clone()).collect();
+    let states = agents
+        .into_iter()
+        .enumerate()
+        .map(|(i, a)| AgentState {
+            index: i as u32,
+            skills: work
+                .skills
+                .iter()
+                .enumerate()
+                .filter(|(_, wanted)| a.skills.iter().any(|h| h.to_lowercase() == **wanted))
+                .fold(0, |set, (bit, _)| set | (1 << bit)),
+            tried: tried.contains(&a.id.as_str()),
+            ..a.state
+        })
+        .collect();
+    (ids, states)
+}
+
 /// Asks router `name` to decide `work` among `agents`.
-async fn decide(name: &str, work: WaitingWork, agents: Vec<AgentState>) -> Expect {
+async fn decide(name: &str, work: WaitingWork, agents: Vec<AgentState>) -> Decision {
     let (sandbox, set) = plugins();
     let router = set
         .routers
@@ -195,15 +237,15 @@ async fn decide(name: &str, work: WaitingWork, agents: Vec<AgentState>) -> Expec
         .decide(sandbox, work, agents)
         .await
         .unwrap_or_else(|e| panic!("{name}: decide failed: {e}"))
-        .into()
 }
 
 /// Runs every case of `table` against router `name`, reporting all mismatches at once.
 async fn check(name: &str, table: Vec<Case>) {
     let mut failures = Vec::new();
     for case in table {
-        let agents: Vec<AgentState> = case.agents.into_iter().map(|a| a.0).collect();
-        let got = decide(name, work(case.tried, case.skills), agents).await;
+        let work = work(case.skills);
+        let (ids, agents) = contract_view(case.agents, &work, case.tried);
+        let got = Expect::from_decision(decide(name, work, agents).await, &ids);
         if got != case.expect {
             failures.push(format!(
                 "{name} / {}: expected {:?}, got {got:?}",
@@ -614,14 +656,13 @@ async fn random() {
             agent("d").idle(900),
             agent("w").offline(),
         ]
-        .into_iter()
-        .map(|a| a.0)
-        .collect::<Vec<_>>()
     };
     let eligible = ["a", "b", "c", "d"];
     let mut counts = [0u32; 4];
     for run in 0..200 {
-        let got = decide("random", work(&["z"], &[]), agents()).await;
+        let work = work(&[]);
+        let (all, states) = contract_view(agents(), &work, &["z"]);
+        let got = Expect::from_decision(decide("random", work, states).await, &all);
         let Expect::Offer(ids) = &got else {
             panic!("run {run}: expected an offer, got {got:?}");
         };

@@ -238,7 +238,7 @@ fn status_kib(pid: u32, key: &str) -> u64 {
 fn agents50() -> Vec<wit::AgentState> {
     (0..50)
         .map(|i| wit::AgentState {
-            id: format!("agent-{i}"),
+            index: i,
             presence: if i % 3 == 0 {
                 wit::Presence::Away
             } else {
@@ -246,10 +246,11 @@ fn agents50() -> Vec<wit::AgentState> {
             },
             active: i % 4,
             capacity: 3,
-            idle_since: Some(1_700_000_000 + i as u64),
+            idle_since: Some(1_700_000_000 + u64::from(i)),
             last_offered: None,
             last_assigned: None,
-            skills: vec!["billing".into()],
+            skills: 0b1,
+            tried: false,
         })
         .collect()
 }
@@ -344,7 +345,6 @@ fn plugin_calls(
             skills: vec![],
             waiting_since: 1_700_000_000,
             now: 1_700_000_100,
-            tried: vec![],
         }
     }
     let mut out = Vec::new();

@@ -10,6 +10,25 @@ use crate::bindings::wit;
 use crate::config::Config;
 use crate::storage::{AgentRecord, Storage, StorageError};
 
+/// What the router view of the agents depends on from the waiting work.
+#[derive(Debug, Default)]
+pub struct WorkFacts {
+    /// The skills the work requires, lower case (at most 64: see `config::MAX_WORK_SKILLS`).
+    pub skills: Vec<String>,
+    /// Agents who let an offer of this work lapse.
+    pub tried: Vec<String>,
+}
+
+/// The agents as a router sees them, and who each one is: `agents[i].index == i` names
+/// `ids[i]`.
+#[derive(Debug, Default)]
+pub struct RouterView {
+    /// Agent ids by index.
+    pub ids: Vec<String>,
+    /// The router's facts about each agent.
+    pub agents: Vec<wit::AgentState>,
+}
+
 /// Whether an agent takes work.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -139,34 +158,100 @@ impl Agents {
         });
     }
 
-    /// The router's view of `members` (in configuration order).
-    pub fn states(&self, config: &Config, members: &[String]) -> Vec<wit::AgentState> {
+    /// The router's view of `members` (in configuration order) for work with `work`'s facts.
+    pub fn states(&self, config: &Config, members: &[String], work: &WorkFacts) -> RouterView {
         let records = self.records.lock().expect("agents lock");
-        members
-            .iter()
-            .filter_map(|id| {
-                let cfg = config.agent(id)?;
-                let r = records.get(id).cloned().unwrap_or_default();
-                let active = self.storage.owned_count(id);
-                Some(wit::AgentState {
-                    id: id.clone(),
-                    presence: match Presence::parse(&r.presence) {
-                        Presence::Online => wit::Presence::Online,
-                        Presence::Away => wit::Presence::Away,
-                        Presence::Offline => wit::Presence::Offline,
-                    },
-                    active,
-                    capacity: cfg.capacity,
-                    idle_since: if active == 0 {
-                        r.idle_since.map(|t| t / 1000)
-                    } else {
-                        None
-                    },
-                    last_offered: r.last_offered.map(|t| t / 1000),
-                    last_assigned: r.last_assigned.map(|t| t / 1000),
-                    skills: cfg.skills.clone(),
+        let mut view = RouterView::default();
+        for id in members {
+            let Some(cfg) = config.agent(id) else {
+                continue;
+            };
+            let r = records.get(id).cloned().unwrap_or_default();
+            let active = self.storage.owned_count(id);
+            let skills = work
+                .skills
+                .iter()
+                .enumerate()
+                .filter(|(_, wanted)| {
+                    cfg.skills
+                        .iter()
+                        .any(|held| held.to_lowercase() == **wanted)
                 })
-            })
-            .collect()
+                .fold(0u64, |set, (i, _)| set | (1u64 << i));
+            view.agents.push(wit::AgentState {
+                index: view.ids.len() as u32,
+                presence: match Presence::parse(&r.presence) {
+                    Presence::Online => wit::Presence::Online,
+                    Presence::Away => wit::Presence::Away,
+                    Presence::Offline => wit::Presence::Offline,
+                },
+                active,
+                capacity: cfg.capacity,
+                idle_since: if active == 0 {
+                    r.idle_since.map(|t| t / 1000)
+                } else {
+                    None
+                },
+                last_offered: r.last_offered.map(|t| t / 1000),
+                last_assigned: r.last_assigned.map(|t| t / 1000),
+                skills,
+                tried: work.tried.contains(id),
+            });
+            view.ids.push(id.clone());
+        }
+        view
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CONFIG: &str = r#"
+[server]
+listen = "127.0.0.1:0"
+public_url = "https://hooks.example.com"
+data_dir = "/tmp/unused"
+[[queues]]
+name = "support"
+router = "skills"
+[[agents]]
+id = "ana"
+name = "Ana"
+token = "token-of-ana"
+queues = ["support"]
+skills = ["Japanese", "billing"]
+[[agents]]
+id = "ben"
+name = "Ben"
+token = "token-of-ben"
+queues = ["support"]
+skills = ["BILLING"]
+"#;
+
+    #[tokio::test]
+    async fn router_view_names_agents_by_index_with_skill_sets_and_tried() {
+        let config = Config::parse(CONFIG, "test", &|_| None).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::open(dir.path()).unwrap();
+        let agents = Agents::load(&config, storage).unwrap();
+        agents.set_presence("ben", Presence::Online, 1_000);
+        let members = ["ana".to_string(), "ghost".to_string(), "ben".to_string()];
+        let work = WorkFacts {
+            skills: vec!["billing".into(), "japanese".into(), "french".into()],
+            tried: vec!["ana".into()],
+        };
+        let view = agents.states(&config, &members, &work);
+        // An id missing from the configuration is left out; indices stay dense.
+        assert_eq!(view.ids, ["ana", "ben"]);
+        let got: Vec<(u32, u64, bool)> = view
+            .agents
+            .iter()
+            .map(|a| (a.index, a.skills, a.tried))
+            .collect();
+        // Bit 0 = billing, bit 1 = japanese, bit 2 = french; names compare case-insensitively.
+        assert_eq!(got, [(0, 0b011, true), (1, 0b001, false)]);
+        assert_eq!(view.agents[0].presence, wit::Presence::Offline);
+        assert_eq!(view.agents[1].presence, wit::Presence::Online);
     }
 }

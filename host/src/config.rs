@@ -10,6 +10,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+/// The most skills a channel's work may require: routers see an agent's skills as a 64-bit
+/// set over the work's required skills (`agent-state.skills` in the contract).
+pub const MAX_WORK_SKILLS: usize = 64;
 /// The configuration used when `plugboard serve` runs without `--config`: one demo Twilio SMS
 /// channel feeding a `support` queue with one agent, so the host can be tried at once.
 pub const EMBEDDED_DEFAULT: &str = include_str!("default.toml");
@@ -382,6 +385,15 @@ impl Config {
                     format!("channel `{}` is defined twice", c.name),
                 ));
             }
+            if c.skills.len() > MAX_WORK_SKILLS {
+                return Err(ConfigError::invalid(
+                    format!("channels[{i}].skills"),
+                    format!(
+                        "{} skills listed; a channel's work may require at most {MAX_WORK_SKILLS}",
+                        c.skills.len()
+                    ),
+                ));
+            }
             match (&c.queue, &c.agent) {
                 (Some(q), None) => {
                     if !queues.contains(q.as_str()) {
@@ -590,6 +602,31 @@ name = "Alice"
 token = "alice-token"
 queues = ["support"]
 "#;
+
+    #[test]
+    fn at_most_64_skills_per_channel() {
+        let skills: Vec<String> = (0..65).map(|i| format!("\"s{i}\"")).collect();
+        let text = BASE.replace(
+            "queue = \"support\"\n[channels.settings]",
+            &format!(
+                "queue = \"support\"\nskills = [{}]\n[channels.settings]",
+                skills.join(",")
+            ),
+        );
+        let err = Config::parse(&text, "t", &env).unwrap_err().to_string();
+        assert!(
+            err.contains("channels[0].skills") && err.contains("at most 64"),
+            "{err}"
+        );
+        let ok = BASE.replace(
+            "queue = \"support\"\n[channels.settings]",
+            &format!(
+                "queue = \"support\"\nskills = [{}]\n[channels.settings]",
+                skills[..64].join(",")
+            ),
+        );
+        Config::parse(&ok, "t", &env).unwrap();
+    }
 
     #[test]
     fn embedded_default_is_valid() {

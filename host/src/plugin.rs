@@ -25,7 +25,7 @@ use crate::bindings::wit;
 use crate::sandbox::{CallContext, HostState, InstancePool, PluginError, Sandbox};
 
 /// The contract version this host implements; `wit/plugin.wit` declares the same.
-pub const CONTRACT_VERSION: &str = "0.1.0";
+pub const CONTRACT_VERSION: &str = "0.2.0";
 
 const CHANNEL_EXPORT: &str = "plugboard:plugin/messaging@";
 const ROUTER_EXPORT: &str = "plugboard:plugin/routing@";
@@ -895,6 +895,9 @@ mod tests {
     fn incompatible_error_names_both_versions() {
         let err = check_contract(&v("0.0.1")).unwrap_err().to_string();
         assert!(err.contains("plugboard:plugin@0.0.1"), "{err}");
-        assert!(err.contains("plugboard:plugin@0.1.0"), "{err}");
+        assert!(
+            err.contains(&format!("plugboard:plugin@{CONTRACT_VERSION}")),
+            "{err}"
+        );
     }
 }

@@ -26,7 +26,7 @@ use std::time::Duration;
 use serde_json::json;
 use tokio::sync::Notify;
 
-use crate::agents::{Agents, Presence};
+use crate::agents::{Agents, Presence, WorkFacts};
 use crate::app::App;
 use crate::bindings::wit;
 use crate::events::EventHub;
@@ -304,8 +304,13 @@ impl Dispatcher {
         }
 
         let members = self.members(&queue.name);
-        let states = self.agents.states(&self.app.config, &members);
-        if !states
+        let facts = WorkFacts {
+            skills: conv.skills.iter().map(|s| s.to_lowercase()).collect(),
+            tried: conv.tried.clone(),
+        };
+        let view = self.agents.states(&self.app.config, &members, &facts);
+        if !view
+            .agents
             .iter()
             .any(|a| matches!(a.presence, wit::Presence::Online))
         {
@@ -332,12 +337,11 @@ impl Dispatcher {
             conversation: id.to_string(),
             queue: queue.name.clone(),
             channel: conv.channel.clone(),
-            skills: conv.skills.clone(),
+            skills: facts.skills,
             waiting_since: conv.queued_since / 1000,
             now: now / 1000,
-            tried: conv.tried.clone(),
         };
-        let decision = match router.decide(&self.app.sandbox, work, states).await {
+        let decision = match router.decide(&self.app.sandbox, work, view.agents).await {
             Ok(d) => d,
             Err(e) => {
                 tracing::error!(conversation = id, queue = %queue.name, "router failed; work waits: {e}");
@@ -346,8 +350,16 @@ impl Dispatcher {
             }
         };
         match decision {
-            wit::Decision::Offer(ids) => {
-                let ids: Vec<String> = ids.into_iter().filter(|a| members.contains(a)).collect();
+            wit::Decision::Offer(indices) => {
+                // Names the router gave that are not in its list are ignored; repeats count once.
+                let mut ids: Vec<String> = Vec::with_capacity(indices.len());
+                for i in indices {
+                    if let Some(id) = view.ids.get(i as usize)
+                        && !ids.contains(id)
+                    {
+                        ids.push(id.clone());
+                    }
+                }
                 if ids.is_empty() {
                     park(now + RECHECK_MS);
                     return Ok(());

@@ -1,7 +1,7 @@
 //! Plugboard plugin SDK: everything a plugin author needs in one dependency.
 //!
 //! A Plugboard plugin is a WebAssembly component (`wasm32-wasip2`, `crate-type = ["cdylib"]`)
-//! that implements one world of the `plugboard:plugin@0.1.0` contract (`wit/plugin.wit`):
+//! that implements one world of the `plugboard:plugin@0.2.0` contract (`wit/plugin.wit`):
 //!
 //! * a **channel** implements [`Channel`] and is exported with [`export_channel!`];
 //! * a **router** implements [`Router`] and is exported with [`export_router!`].

@@ -4,10 +4,11 @@
 //! only in how they pick among the agents that may take the work:
 //!
 //! * an agent is **eligible** ([`is_eligible`], [`eligible`]) when it is online, owns fewer
-//!   active conversations than its capacity, and is not in the work's `tried` list;
+//!   active conversations than its capacity, and has not already let this work's offer lapse
+//!   (`tried`);
 //! * with nobody eligible the decision is [`Decision::Wait`] ([`offer_one`], [`offer_all`]);
-//! * only agents from the list the host passed are ever offered, and ties are broken by that
-//!   list's order (the host passes agents in configuration order).
+//! * only agents from the list the host passed are ever offered (by their `index`), and ties
+//!   are broken by that list's order (the host passes agents in configuration order).
 //!
 //! The helpers take and return references into the caller's agent list and never call the host,
 //! so they can be unit-tested natively.
@@ -16,8 +17,8 @@
 //! use plugboard_sdk::routing::{by_longest_idle, eligible, offer_one};
 //! use plugboard_sdk::types::{AgentState, Decision, WaitingWork};
 //!
-//! fn decide(work: &WaitingWork, agents: &[AgentState]) -> Decision {
-//!     offer_one(by_longest_idle(eligible(work, agents)))
+//! fn decide(_work: &WaitingWork, agents: &[AgentState]) -> Decision {
+//!     offer_one(by_longest_idle(eligible(agents)))
 //! }
 //! # let _ = decide;
 //! ```
@@ -27,15 +28,13 @@ use std::cmp::Ordering;
 use crate::types::{AgentState, Decision, Presence, WaitingWork};
 
 /// Whether `agent` may be offered `work`: online, below capacity, and not already tried.
-pub fn is_eligible(agent: &AgentState, work: &WaitingWork) -> bool {
-    agent.presence == Presence::Online
-        && agent.active < agent.capacity
-        && !work.tried.contains(&agent.id)
+pub fn is_eligible(agent: &AgentState) -> bool {
+    agent.presence == Presence::Online && agent.active < agent.capacity && !agent.tried
 }
 
-/// The agents of `agents` that are eligible for `work` ([`is_eligible`]), in the given order.
-pub fn eligible<'a>(work: &WaitingWork, agents: &'a [AgentState]) -> Vec<&'a AgentState> {
-    agents.iter().filter(|a| is_eligible(a, work)).collect()
+/// The agents of `agents` that are eligible ([`is_eligible`]), in the given order.
+pub fn eligible(agents: &[AgentState]) -> Vec<&AgentState> {
+    agents.iter().filter(|a| is_eligible(a)).collect()
 }
 
 /// Orders agents from longest idle to most recently busy.
@@ -73,27 +72,23 @@ pub fn by_fewest_active<'a>(
         .min_by(|a, b| a.active.cmp(&b.active).then_with(|| idle_order(a, b)))
 }
 
-/// Whether `agent` holds every skill in `skills`, compared case-insensitively. Every agent holds
-/// an empty list of skills.
-pub fn has_skills(agent: &AgentState, skills: &[String]) -> bool {
-    skills.iter().all(|wanted| {
-        let wanted = wanted.to_lowercase();
-        agent
-            .skills
-            .iter()
-            .any(|held| held.to_lowercase() == wanted)
-    })
+/// Whether `agent` holds every skill `work` requires (the host matched the names
+/// case-insensitively into `agent.skills`). Every agent holds an empty list of skills.
+pub fn has_skills(agent: &AgentState, work: &WaitingWork) -> bool {
+    let wanted = match work.skills.len() {
+        n if n >= 64 => u64::MAX,
+        n => (1u64 << n) - 1,
+    };
+    agent.skills & wanted == wanted
 }
 
-/// The agents of `agents` holding every skill in `skills` ([`has_skills`]), in the given order.
+/// The agents of `agents` holding every skill `work` requires ([`has_skills`]), in the given
+/// order.
 pub fn with_skills<'a>(
     agents: impl IntoIterator<Item = &'a AgentState>,
-    skills: &[String],
+    work: &WaitingWork,
 ) -> Vec<&'a AgentState> {
-    agents
-        .into_iter()
-        .filter(|a| has_skills(a, skills))
-        .collect()
+    agents.into_iter().filter(|a| has_skills(a, work)).collect()
 }
 
 /// The next eligible agent in rotation (round-robin with memory).
@@ -104,10 +99,7 @@ pub fn with_skills<'a>(
 /// agent in the given order counts as the last assigned, since agents assigned within the same
 /// second were assigned in rotation order. If nobody was ever assigned, the rotation starts at the
 /// first agent. `None` if no agent is eligible.
-pub fn next_in_rotation<'a>(
-    work: &WaitingWork,
-    agents: &'a [AgentState],
-) -> Option<&'a AgentState> {
+pub fn next_in_rotation(agents: &[AgentState]) -> Option<&AgentState> {
     let last = agents
         .iter()
         .enumerate()
@@ -117,7 +109,7 @@ pub fn next_in_rotation<'a>(
     let start = last.map_or(0, |(_, i)| i + 1);
     (0..agents.len())
         .map(|k| &agents[(start + k) % agents.len()])
-        .find(|a| is_eligible(a, work))
+        .find(|a| is_eligible(a))
 }
 
 /// An index below `len` chosen uniformly from 8 random bytes (e.g. from
@@ -137,18 +129,18 @@ pub fn pick_index(len: usize, random: [u8; 8]) -> Option<usize> {
 /// Offers the work to `agent` alone, or [`Decision::Wait`] if there is none.
 pub fn offer_one(agent: Option<&AgentState>) -> Decision {
     match agent {
-        Some(agent) => Decision::Offer(vec![agent.id.clone()]),
+        Some(agent) => Decision::Offer(vec![agent.index]),
         None => Decision::Wait,
     }
 }
 
 /// Offers the work to all of `agents` at once, in order, or [`Decision::Wait`] if there are none.
 pub fn offer_all<'a>(agents: impl IntoIterator<Item = &'a AgentState>) -> Decision {
-    let ids: Vec<String> = agents.into_iter().map(|a| a.id.clone()).collect();
-    if ids.is_empty() {
+    let indices: Vec<u32> = agents.into_iter().map(|a| a.index).collect();
+    if indices.is_empty() {
         Decision::Wait
     } else {
-        Decision::Offer(ids)
+        Decision::Offer(indices)
     }
 }
 
@@ -156,21 +148,22 @@ pub fn offer_all<'a>(agents: impl IntoIterator<Item = &'a AgentState>) -> Decisi
 mod tests {
     use super::*;
 
-    /// An online idle agent with capacity 1, nothing assigned, no skills.
-    fn agent(id: &str) -> AgentState {
+    /// An online idle agent at `index` with capacity 1, nothing assigned, no skills.
+    fn agent(index: u32) -> AgentState {
         AgentState {
-            id: id.to_string(),
+            index,
             presence: Presence::Online,
             active: 0,
             capacity: 1,
             idle_since: None,
             last_offered: None,
             last_assigned: None,
-            skills: Vec::new(),
+            skills: 0,
+            tried: false,
         }
     }
 
-    fn work(tried: &[&str], skills: &[&str]) -> WaitingWork {
+    fn work(skills: &[&str]) -> WaitingWork {
         WaitingWork {
             conversation: "conv-1".into(),
             queue: "support".into(),
@@ -178,200 +171,168 @@ mod tests {
             skills: skills.iter().map(|s| s.to_string()).collect(),
             waiting_since: 1_000,
             now: 2_000,
-            tried: tried.iter().map(|s| s.to_string()).collect(),
         }
     }
 
-    fn ids(agents: &[&AgentState]) -> Vec<String> {
-        agents.iter().map(|a| a.id.clone()).collect()
+    fn ids(agents: &[&AgentState]) -> Vec<u32> {
+        agents.iter().map(|a| a.index).collect()
     }
 
-    fn id(agent: Option<&AgentState>) -> Option<&str> {
-        agent.map(|a| a.id.as_str())
+    fn id(agent: Option<&AgentState>) -> Option<u32> {
+        agent.map(|a| a.index)
     }
 
     #[test]
     fn eligibility() {
-        let away = AgentState {
-            presence: Presence::Away,
-            ..agent("away")
-        };
-        let offline = AgentState {
-            presence: Presence::Offline,
-            ..agent("offline")
-        };
-        let full = AgentState {
-            active: 2,
-            capacity: 2,
-            ..agent("full")
-        };
-        let zero_capacity = AgentState {
-            capacity: 0,
-            ..agent("zero")
-        };
-        let room = AgentState {
-            active: 1,
-            capacity: 2,
-            ..agent("room")
-        };
         let agents = [
-            away,
-            agent("tried"),
-            offline,
-            full,
-            agent("ok"),
-            zero_capacity,
-            room,
+            AgentState {
+                presence: Presence::Away,
+                ..agent(0)
+            },
+            AgentState {
+                tried: true,
+                ..agent(1)
+            },
+            AgentState {
+                presence: Presence::Offline,
+                ..agent(2)
+            },
+            AgentState {
+                active: 2,
+                capacity: 2,
+                ..agent(3)
+            },
+            agent(4),
+            AgentState {
+                capacity: 0,
+                ..agent(5)
+            },
+            AgentState {
+                active: 1,
+                capacity: 2,
+                ..agent(6)
+            },
         ];
-        let w = work(&["tried", "unknown"], &[]);
-        assert_eq!(ids(&eligible(&w, &agents)), ["ok", "room"]);
-        assert!(eligible(&w, &[]).is_empty());
-        assert_eq!(
-            ids(&eligible(&work(&[], &[]), &agents)),
-            ["tried", "ok", "room"]
-        );
+        assert_eq!(ids(&eligible(&agents)), [4, 6]);
+        assert!(eligible(&[]).is_empty());
     }
 
     #[test]
     fn longest_idle_order() {
-        let idle = |id: &str, since: u64| AgentState {
+        let idle = |index: u32, since: u64| AgentState {
             idle_since: Some(since),
-            ..agent(id)
+            ..agent(index)
         };
-        let busy = |id: &str, assigned: Option<u64>| AgentState {
+        let busy = |index: u32, assigned: Option<u64>| AgentState {
             active: 1,
             capacity: 3,
             last_assigned: assigned,
-            ..agent(id)
+            ..agent(index)
         };
         let agents = [
-            busy("busy-old", Some(100)),
-            busy("busy-never", None),
-            idle("idle-late", 500),
-            busy("busy-new", Some(900)),
-            idle("idle-early", 200),
-            idle("idle-early-2", 200),
+            busy(0, Some(100)),
+            busy(1, None),
+            idle(2, 500),
+            busy(3, Some(900)),
+            idle(4, 200),
+            idle(5, 200),
         ];
         let all: Vec<&AgentState> = agents.iter().collect();
-        assert_eq!(id(by_longest_idle(all.iter().copied())), Some("idle-early"));
+        assert_eq!(id(by_longest_idle(all.iter().copied())), Some(4));
         let mut sorted = all.clone();
         sorted.sort_by(|a, b| idle_order(a, b));
-        assert_eq!(
-            ids(&sorted),
-            [
-                "idle-early",
-                "idle-early-2",
-                "idle-late",
-                "busy-never",
-                "busy-old",
-                "busy-new"
-            ]
-        );
-        assert_eq!(id(by_longest_idle(&agents[..2])), Some("busy-never"));
+        assert_eq!(ids(&sorted), [4, 5, 2, 1, 0, 3]);
+        assert_eq!(id(by_longest_idle(&agents[..2])), Some(1));
         assert_eq!(id(by_longest_idle(&[])), None);
         // Equal busy agents keep the given order.
-        let twins = [busy("x", Some(5)), busy("y", Some(5))];
-        assert_eq!(id(by_longest_idle(&twins)), Some("x"));
+        let twins = [busy(7, Some(5)), busy(8, Some(5))];
+        assert_eq!(id(by_longest_idle(&twins)), Some(7));
     }
 
     #[test]
     fn fewest_active() {
-        let a = |id: &str, active: u32, idle: Option<u64>| AgentState {
+        let a = |index: u32, active: u32, idle: Option<u64>| AgentState {
             active,
             capacity: 5,
             idle_since: idle,
             last_assigned: Some(10),
-            ..agent(id)
+            ..agent(index)
         };
-        let agents = [
-            a("two", 2, None),
-            a("one-late", 1, None),
-            a("one-early", 1, None),
-            a("three", 3, None),
-        ];
+        let agents = [a(0, 2, None), a(1, 1, None), a(2, 1, None), a(3, 3, None)];
         // Equal active and equal idleness: given order.
-        assert_eq!(id(by_fewest_active(&agents)), Some("one-late"));
-        let agents = [
-            a("one", 1, None),
-            a("zero-late", 0, Some(50)),
-            a("zero-early", 0, Some(10)),
-        ];
-        assert_eq!(id(by_fewest_active(&agents)), Some("zero-early"));
+        assert_eq!(id(by_fewest_active(&agents)), Some(1));
+        let agents = [a(0, 1, None), a(1, 0, Some(50)), a(2, 0, Some(10))];
+        assert_eq!(id(by_fewest_active(&agents)), Some(2));
         assert_eq!(id(by_fewest_active(&[])), None);
     }
 
     #[test]
     fn skills() {
-        let skilled = |id: &str, skills: &[&str]| AgentState {
-            skills: skills.iter().map(|s| s.to_string()).collect(),
-            ..agent(id)
+        let skilled = |index: u32, skills: u64| AgentState {
+            skills,
+            ..agent(index)
         };
-        let agents = [
-            skilled("none", &[]),
-            skilled("jp", &["Japanese"]),
-            skilled("jp-billing", &["billing", "JAPANESE", "sales"]),
-        ];
-        let wanted = |s: &[&str]| s.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        // Bits stand for the work's skills in order: here 0 = japanese, 1 = billing.
+        let agents = [skilled(0, 0b00), skilled(1, 0b01), skilled(2, 0b11)];
+        assert_eq!(ids(&with_skills(&agents, &work(&["japanese"]))), [1, 2]);
         assert_eq!(
-            ids(&with_skills(&agents, &wanted(&["japanese"]))),
-            ["jp", "jp-billing"]
+            ids(&with_skills(&agents, &work(&["japanese", "billing"]))),
+            [2]
         );
-        assert_eq!(
-            ids(&with_skills(&agents, &wanted(&["Billing", "japanese"]))),
-            ["jp-billing"]
-        );
-        assert!(with_skills(&agents, &wanted(&["french"])).is_empty());
-        assert_eq!(
-            ids(&with_skills(&agents, &[])),
-            ["none", "jp", "jp-billing"]
-        );
-        assert!(has_skills(&agents[0], &[]));
+        assert_eq!(ids(&with_skills(&agents, &work(&[]))), [0, 1, 2]);
+        assert!(has_skills(&agents[0], &work(&[])));
+        // All 64 skills wanted: every bit must be set.
+        let many: Vec<String> = (0..64).map(|i| format!("s{i}")).collect();
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        assert!(has_skills(&skilled(3, u64::MAX), &work(&many)));
+        assert!(!has_skills(&skilled(4, u64::MAX >> 1), &work(&many)));
     }
 
     #[test]
     fn rotation() {
-        let assigned = |id: &str, t: Option<u64>| AgentState {
+        let assigned = |index: u32, t: Option<u64>| AgentState {
             last_assigned: t,
-            ..agent(id)
+            ..agent(index)
         };
-        let w = work(&[], &[]);
         // Nobody assigned yet: start at the first agent.
-        let fresh = [agent("a"), agent("b"), agent("c")];
-        assert_eq!(id(next_in_rotation(&w, &fresh)), Some("a"));
+        let fresh = [agent(0), agent(1), agent(2)];
+        assert_eq!(id(next_in_rotation(&fresh)), Some(0));
         // Continue after the most recently assigned.
         let agents = [
-            assigned("a", Some(10)),
-            assigned("b", Some(30)),
-            assigned("c", Some(20)),
+            assigned(0, Some(10)),
+            assigned(1, Some(30)),
+            assigned(2, Some(20)),
         ];
-        assert_eq!(id(next_in_rotation(&w, &agents)), Some("c"));
+        assert_eq!(id(next_in_rotation(&agents)), Some(2));
         // Wrap around after the last agent.
         let agents = [
-            assigned("a", Some(10)),
-            assigned("b", Some(20)),
-            assigned("c", Some(30)),
+            assigned(0, Some(10)),
+            assigned(1, Some(20)),
+            assigned(2, Some(30)),
         ];
-        assert_eq!(id(next_in_rotation(&w, &agents)), Some("a"));
+        assert_eq!(id(next_in_rotation(&agents)), Some(0));
         // Skip ineligible agents, even the last assigned's successor.
-        let agents = [
+        let mut agents = [
             AgentState {
                 presence: Presence::Away,
-                ..assigned("a", Some(10))
+                ..assigned(0, Some(10))
             },
-            assigned("b", None),
-            assigned("c", Some(30)),
+            assigned(1, None),
+            assigned(2, Some(30)),
         ];
-        assert_eq!(id(next_in_rotation(&w, &agents)), Some("b"));
-        assert_eq!(id(next_in_rotation(&work(&["b"], &[]), &agents)), Some("c"));
-        assert_eq!(id(next_in_rotation(&work(&["b", "c"], &[]), &agents)), None);
+        assert_eq!(id(next_in_rotation(&agents)), Some(1));
+        agents[1].tried = true;
+        assert_eq!(id(next_in_rotation(&agents)), Some(2));
+        agents[2].tried = true;
+        assert_eq!(id(next_in_rotation(&agents)), None);
         // A tie for the latest assignment continues after the later agent.
         let agents = [
-            assigned("a", Some(30)),
-            assigned("b", Some(30)),
-            assigned("c", None),
+            assigned(0, Some(30)),
+            assigned(1, Some(30)),
+            assigned(2, None),
         ];
-        assert_eq!(id(next_in_rotation(&w, &agents)), Some("c"));
-        assert_eq!(id(next_in_rotation(&w, &[])), None);
+        assert_eq!(id(next_in_rotation(&agents)), Some(2));
+        assert_eq!(id(next_in_rotation(&[])), None);
     }
 
     #[test]
@@ -393,13 +354,10 @@ mod tests {
 
     #[test]
     fn decisions() {
-        let agents = [agent("a"), agent("b")];
-        assert_eq!(offer_one(agents.first()), Decision::Offer(vec!["a".into()]));
+        let agents = [agent(3), agent(5)];
+        assert_eq!(offer_one(agents.first()), Decision::Offer(vec![3]));
         assert_eq!(offer_one(None), Decision::Wait);
-        assert_eq!(
-            offer_all(&agents),
-            Decision::Offer(vec!["a".into(), "b".into()])
-        );
+        assert_eq!(offer_all(&agents), Decision::Offer(vec![3, 5]));
         assert_eq!(offer_all(&[]), Decision::Wait);
     }
 }

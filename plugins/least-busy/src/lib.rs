@@ -13,8 +13,8 @@ use plugboard_sdk::types::{AgentState, Decision, WaitingWork};
 pub struct LeastBusy;
 
 /// The decision for `work` among `agents`: offer to the least busy eligible agent, or wait.
-pub fn decide(work: &WaitingWork, agents: &[AgentState]) -> Decision {
-    offer_one(by_fewest_active(eligible(work, agents)))
+pub fn decide(_work: &WaitingWork, agents: &[AgentState]) -> Decision {
+    offer_one(by_fewest_active(eligible(agents)))
 }
 
 impl plugboard_sdk::Router for LeastBusy {

@@ -14,11 +14,11 @@ pub struct Random;
 /// The decision for `work` among `agents`: offer to the eligible agent that `random` (8 random
 /// bytes, asked for only when some agent is eligible) selects uniformly, or wait.
 pub fn decide(
-    work: &WaitingWork,
+    _work: &WaitingWork,
     agents: &[AgentState],
     random: impl FnOnce() -> [u8; 8],
 ) -> Decision {
-    let candidates = eligible(work, agents);
+    let candidates = eligible(agents);
     if candidates.is_empty() {
         return Decision::Wait;
     }
@@ -50,20 +50,21 @@ mod tests {
     use super::*;
     use plugboard_sdk::types::Presence;
 
-    fn agent(id: &str, presence: Presence) -> AgentState {
+    fn agent(index: u32, presence: Presence, tried: bool) -> AgentState {
         AgentState {
-            id: id.to_string(),
+            index,
             presence,
             active: 0,
             capacity: 1,
             idle_since: None,
             last_offered: None,
             last_assigned: None,
-            skills: Vec::new(),
+            skills: 0,
+            tried,
         }
     }
 
-    fn work(tried: &[&str]) -> WaitingWork {
+    fn work() -> WaitingWork {
         WaitingWork {
             conversation: "conv-1".into(),
             queue: "support".into(),
@@ -71,28 +72,21 @@ mod tests {
             skills: Vec::new(),
             waiting_since: 0,
             now: 0,
-            tried: tried.iter().map(|s| s.to_string()).collect(),
         }
     }
 
     #[test]
     fn picks_among_eligible_only() {
         let agents = [
-            agent("a", Presence::Online),
-            agent("x", Presence::Away),
-            agent("b", Presence::Online),
-            agent("t", Presence::Online),
+            agent(0, Presence::Online, false),
+            agent(1, Presence::Away, false),
+            agent(2, Presence::Online, false),
+            agent(3, Presence::Online, true),
         ];
         let top = |b: u8| move || [0, 0, 0, 0, 0, 0, 0, b];
-        let w = work(&["t"]);
-        assert_eq!(
-            decide(&w, &agents, top(0)),
-            Decision::Offer(vec!["a".into()])
-        );
-        assert_eq!(
-            decide(&w, &agents, top(0xff)),
-            Decision::Offer(vec!["b".into()])
-        );
+        let w = work();
+        assert_eq!(decide(&w, &agents, top(0)), Decision::Offer(vec![0]));
+        assert_eq!(decide(&w, &agents, top(0xff)), Decision::Offer(vec![2]));
         let never = || -> [u8; 8] { panic!("no randomness needed without candidates") };
         assert_eq!(decide(&w, &agents[1..2], never), Decision::Wait);
     }

@@ -12,8 +12,8 @@ use plugboard_sdk::types::{AgentState, Decision, WaitingWork};
 pub struct RingAll;
 
 /// The decision for `work` among `agents`: offer to every eligible agent, in order, or wait.
-pub fn decide(work: &WaitingWork, agents: &[AgentState]) -> Decision {
-    offer_all(eligible(work, agents))
+pub fn decide(_work: &WaitingWork, agents: &[AgentState]) -> Decision {
+    offer_all(eligible(agents))
 }
 
 impl plugboard_sdk::Router for RingAll {
@@ -29,20 +29,21 @@ mod tests {
     use super::*;
     use plugboard_sdk::types::Presence;
 
-    fn agent(id: &str, presence: Presence, active: u32, capacity: u32) -> AgentState {
+    fn agent(index: u32, presence: Presence, active: u32, capacity: u32) -> AgentState {
         AgentState {
-            id: id.to_string(),
+            index,
             presence,
             active,
             capacity,
             idle_since: None,
             last_offered: None,
             last_assigned: None,
-            skills: Vec::new(),
+            skills: 0,
+            tried: false,
         }
     }
 
-    fn work(tried: &[&str]) -> WaitingWork {
+    fn work() -> WaitingWork {
         WaitingWork {
             conversation: "conv-1".into(),
             queue: "support".into(),
@@ -50,29 +51,24 @@ mod tests {
             skills: Vec::new(),
             waiting_since: 0,
             now: 0,
-            tried: tried.iter().map(|s| s.to_string()).collect(),
         }
     }
 
     #[test]
     fn offers_to_all_eligible_in_order() {
-        let agents = [
-            agent("c", Presence::Online, 0, 2),
-            agent("a", Presence::Away, 0, 2),
-            agent("b", Presence::Online, 2, 2),
-            agent("d", Presence::Offline, 0, 2),
-            agent("e", Presence::Online, 1, 2),
-            agent("f", Presence::Online, 0, 1),
+        let mut agents = [
+            agent(0, Presence::Online, 0, 2),
+            agent(1, Presence::Away, 0, 2),
+            agent(2, Presence::Online, 2, 2),
+            agent(3, Presence::Offline, 0, 2),
+            agent(4, Presence::Online, 1, 2),
+            agent(5, Presence::Online, 0, 1),
         ];
-        assert_eq!(
-            decide(&work(&[]), &agents),
-            Decision::Offer(vec!["c".into(), "e".into(), "f".into()])
-        );
-        assert_eq!(
-            decide(&work(&["f", "c"]), &agents),
-            Decision::Offer(vec!["e".into()])
-        );
-        assert_eq!(decide(&work(&[]), &agents[1..4]), Decision::Wait);
-        assert_eq!(decide(&work(&[]), &[]), Decision::Wait);
+        assert_eq!(decide(&work(), &agents), Decision::Offer(vec![0, 4, 5]));
+        agents[5].tried = true;
+        agents[0].tried = true;
+        assert_eq!(decide(&work(), &agents), Decision::Offer(vec![4]));
+        assert_eq!(decide(&work(), &agents[1..4]), Decision::Wait);
+        assert_eq!(decide(&work(), &[]), Decision::Wait);
     }
 }

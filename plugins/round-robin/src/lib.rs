@@ -13,8 +13,8 @@ use plugboard_sdk::types::{AgentState, Decision, WaitingWork};
 pub struct RoundRobin;
 
 /// The decision for `work` among `agents`: offer to the next eligible agent in rotation, or wait.
-pub fn decide(work: &WaitingWork, agents: &[AgentState]) -> Decision {
-    offer_one(next_in_rotation(work, agents))
+pub fn decide(_work: &WaitingWork, agents: &[AgentState]) -> Decision {
+    offer_one(next_in_rotation(agents))
 }
 
 impl plugboard_sdk::Router for RoundRobin {

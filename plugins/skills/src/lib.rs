@@ -3,8 +3,9 @@
 //! strategy).
 //!
 //! Among eligible agents (see [`plugboard_sdk::routing::eligible`]) only those holding every
-//! skill in the work's `skills` qualify, compared case-insensitively
-//! ([`plugboard_sdk::routing::with_skills`]); work without skills suits every agent. Of those,
+//! skill in the work's `skills` qualify (the host sets one bit of `agent-state.skills` per
+//! required skill the agent holds, compared case-insensitively; see
+//! [`plugboard_sdk::routing::with_skills`]); work without skills suits every agent. Of those,
 //! the one idle longest is offered the work, as in longest-idle. With nobody qualified, even if
 //! eligible agents without the skills exist, the work waits.
 
@@ -17,10 +18,7 @@ pub struct Skills;
 /// The decision for `work` among `agents`: offer to the longest-idle eligible agent holding the
 /// work's skills, or wait.
 pub fn decide(work: &WaitingWork, agents: &[AgentState]) -> Decision {
-    offer_one(by_longest_idle(with_skills(
-        eligible(work, agents),
-        &work.skills,
-    )))
+    offer_one(by_longest_idle(with_skills(eligible(agents), work)))
 }
 
 impl plugboard_sdk::Router for Skills {
