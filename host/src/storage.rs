@@ -1,10 +1,11 @@
 //! Durable state in sled behind one narrow interface: conversations, their messages, provider-id
 //! idempotency, delivery status, opt-outs and the outbound queue.
 //!
-//! Every webhook's events are applied atomically (concurrent webhooks share one transaction:
-//! see `batch`), then [`Storage::wait_durable`] waits for a flush that covers them. Flushes are grouped: one flusher task serves every waiting
-//! writer, so many requests share one disk sync and no provider gets its 2xx before its message
-//! is on disk.
+//! Every webhook's events are applied atomically, and concurrent webhooks share one transaction
+//! and one flush on the intake thread (see `batch`), which answers only once the flush covering
+//! them is done. Other writers (agents' replies, routing) call [`Storage::wait_durable`]: one
+//! flusher task serves every waiting writer, so many requests share one disk sync. Either way no
+//! provider gets its 2xx, and no agent a 201, before the write is on disk.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -798,8 +799,11 @@ impl Storage {
             queued: db.open_tree("queued")?,
             owned: db.open_tree("owned")?,
         };
-        let batcher = batch::Batcher::start(intake.clone())
-            .map_err(|e| StorageError::Sled(sled::Error::Io(e)))?;
+        let batcher = batch::Batcher::start(batch::Intake {
+            trees: intake.clone(),
+            db: db.clone(),
+        })
+        .map_err(|e| StorageError::Sled(sled::Error::Io(e)))?;
         let storage = Arc::new(Storage {
             intake,
             batcher,
@@ -867,7 +871,8 @@ impl Storage {
     }
 
     /// [`Storage::ingest`] through the intake thread, in one transaction with whatever other
-    /// webhooks arrived meanwhile: what the webhook path uses under load.
+    /// webhooks arrived meanwhile, answered once a flush covers it (no [`Storage::wait_durable`]
+    /// needed): what the webhook path uses.
     pub async fn ingest_batched(
         &self,
         channel: String,

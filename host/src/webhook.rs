@@ -182,10 +182,6 @@ pub async fn accept(
             tracing::error!(channel = %channel.name, "storing events failed: {e}");
             unavailable()
         })?;
-    app.storage.wait_durable().await.map_err(|e| {
-        tracing::error!(channel = %channel.name, "{e}");
-        unavailable()
-    })?;
     tracing::info!(
         channel = %channel.name,
         stored = report.stored,
