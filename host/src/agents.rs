@@ -171,6 +171,7 @@ impl Agents {
             let skills = work
                 .skills
                 .iter()
+                .take(crate::config::MAX_WORK_SKILLS)
                 .enumerate()
                 .filter(|(_, wanted)| {
                     cfg.skills

@@ -305,7 +305,14 @@ impl Dispatcher {
 
         let members = self.members(&queue.name);
         let facts = WorkFacts {
-            skills: conv.skills.iter().map(|s| s.to_lowercase()).collect(),
+            // The configuration allows at most 64; a conversation stored before that rule keeps
+            // its first 64 (the contract's skill set has 64 bits).
+            skills: conv
+                .skills
+                .iter()
+                .take(crate::config::MAX_WORK_SKILLS)
+                .map(|s| s.to_lowercase())
+                .collect(),
             tried: conv.tried.clone(),
         };
         let view = self.agents.states(&self.app.config, &members, &facts);

@@ -48,7 +48,7 @@ impl std::error::Error for FormError {}
 /// [`FormError::InvalidEscape`] for a bad `%` escape and [`FormError::InvalidUtf8`] when a
 /// decoded name or value is not UTF-8; both carry the byte offset in `body`.
 pub fn parse(body: &[u8]) -> Result<Vec<(String, String)>, FormError> {
-    let mut pairs = Vec::new();
+    let mut pairs = Vec::with_capacity(body.iter().filter(|&&b| b == b'&').count() + 1);
     let mut start = 0;
     while start <= body.len() {
         let end = body[start..]

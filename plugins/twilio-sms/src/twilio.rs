@@ -87,14 +87,16 @@ pub fn handle_webhook(
         .map_err(WebhookError::Misconfigured)?;
     let bad = |e: plugboard_sdk::FormError| WebhookError::BadRequest(e.to_string());
     // POST parameters are signed; a GET's query is already part of the signed URL.
-    let (params, post) = match req.method.to_ascii_uppercase().as_str() {
-        "POST" => (form::parse(&req.body).map_err(bad)?, true),
-        "GET" => (query::params(&req.url).map_err(bad)?, false),
-        other => {
-            return Err(WebhookError::BadRequest(format!(
-                "Twilio webhooks use GET or POST, not {other}"
-            )));
-        }
+    let method = req.method.as_str();
+    let (params, post) = if method.eq_ignore_ascii_case("POST") {
+        (form::parse(&req.body).map_err(bad)?, true)
+    } else if method.eq_ignore_ascii_case("GET") {
+        (query::params(&req.url).map_err(bad)?, false)
+    } else {
+        return Err(WebhookError::BadRequest(format!(
+            "Twilio webhooks use GET or POST, not {}",
+            method.to_ascii_uppercase()
+        )));
     };
     let Some(sig) = header(&req.headers, "x-twilio-signature") else {
         return Err(WebhookError::Unauthorized(
