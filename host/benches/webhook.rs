@@ -5,7 +5,8 @@
 //! 1. **limit**: a bare hyper server (a child process, like plugboard) answering 200 to the same
 //!    signed requests;
 //! 2. **ingest**: signed Twilio SMS webhooks from many distinct senders with realistic bodies
-//!    (signature check and parse in the plugin, durable store with group commit, routing, 200);
+//!    (signature check and parse in the plugin, durable store with group commit, routing, 200),
+//!    with nobody online and again with the queue's agent online (every conversation offered);
 //! 3. **plugin call alone** (in-process): one `handle-webhook` of the bundled `twilio-sms` and
 //!    one `decide` of `ring-all` with 50 agents, through the host's real plugin machinery,
 //!    with instance reuse and with a fresh instance per call, on the pooling and the on-demand
@@ -950,7 +951,7 @@ fn ingest_section(rt: &tokio::runtime::Runtime, rows: &mut Vec<Row>) {
         warm,
     ));
     let before = cpu_time(server.pid());
-    let ingest = rt.block_on(load(server.addr, connections, window, make));
+    let ingest = rt.block_on(load(server.addr, connections, window, make.clone()));
     let ratio = 100.0 * ingest.rate() / limit.rate().max(1.0);
     let ingest_row = server_row(
         "2",
@@ -961,8 +962,54 @@ fn ingest_section(rt: &tokio::runtime::Runtime, rows: &mut Vec<Row>) {
         format!("{ratio:.1}% of the limit (target ≥ 50%)"),
     );
     println!("ratio ingest / bare hyper: {ratio:.1}%");
+    drop(server);
+
+    // The same with the queue's agent online: every new conversation is also offered (a router
+    // `decide`, the offer stored, an `offered` event).
+    let data = dir.path().join("data-online");
+    let server = Server::start(
+        dir.path(),
+        &Setup {
+            port: free_port(),
+            data_dir: &data,
+            plugins_dir: None,
+            channels: vec!["sms".into()],
+            provider: provider.addr,
+        },
+    );
+    let auth = vec![
+        ("authorization".to_owned(), format!("Bearer {AGENT_TOKEN}")),
+        ("content-type".to_owned(), "application/json".to_owned()),
+    ];
+    let (status, body) = rt.block_on(request(
+        server.addr,
+        "PUT",
+        "/api/v1/agents/me/presence",
+        &auth,
+        r#"{"presence":"online"}"#.to_owned(),
+    ));
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let warm: MakeRequest = Arc::new(|n| webhook("sms", 5_000_000 + n));
+    rt.block_on(load(
+        server.addr,
+        connections,
+        Until::Elapsed(Duration::from_millis(500)),
+        warm,
+    ));
+    let before = cpu_time(server.pid());
+    let online = rt.block_on(load(server.addr, connections, window, make));
+    let online_ratio = 100.0 * online.rate() / limit.rate().max(1.0);
+    let online_row = server_row(
+        "2",
+        "… with the agent online (each one offered)",
+        server.pid(),
+        before,
+        &online,
+        format!("{online_ratio:.1}% of the limit"),
+    );
     rows.push(limit_row);
     rows.push(ingest_row);
+    rows.push(online_row);
 }
 
 // ---------------------------------------------------------------------------------------------
