@@ -532,21 +532,32 @@ fn put_conversation(
     new: &Conversation,
 ) -> TxResult<()> {
     let id = new.id.to_be_bytes();
-    if let Some(old) = old
-        && old.state == ConversationState::Assigned
-        && let Some(owner) = &old.owner
-    {
-        owned.remove(owned_key(owner, old.id))?;
+    // The indexes change only when what they index changes: most updates (a new message, an
+    // offer) leave the state and owner alone and write the record alone.
+    let owner_of = |c: &Conversation| {
+        (c.state == ConversationState::Assigned)
+            .then_some(c.owner.as_deref())
+            .flatten()
+            .map(str::to_owned)
+    };
+    let (old_owner, new_owner) = (old.and_then(owner_of), owner_of(new));
+    if old_owner != new_owner {
+        if let Some(owner) = &old_owner {
+            owned.remove(owned_key(owner, new.id))?;
+        }
+        if let Some(owner) = &new_owner {
+            owned.insert(owned_key(owner, new.id), &[])?;
+        }
     }
-    if new.state == ConversationState::Assigned
-        && let Some(owner) = &new.owner
-    {
-        owned.insert(owned_key(owner, new.id), &[])?;
-    }
-    if new.state == ConversationState::Queued {
-        queued.insert(&id, &[])?;
-    } else {
-        queued.remove(&id)?;
+    let was_queued = old.is_some_and(|c| c.state == ConversationState::Queued);
+    match (was_queued, new.state == ConversationState::Queued) {
+        (false, true) => {
+            queued.insert(&id, &[])?;
+        }
+        (true, false) => {
+            queued.remove(&id)?;
+        }
+        _ => {}
     }
     convs.insert(&id, encode(new))?;
     Ok(())
