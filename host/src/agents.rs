@@ -123,10 +123,16 @@ impl Agents {
         .unwrap_or(Presence::Offline)
     }
 
-    /// Notes offers made to `agents`.
+    /// Notes offers made to `agents`, in memory only: the time is stored with the agent's next
+    /// stored change. Offers are the most frequent routing fact (a ring-all offer to 50 agents
+    /// would be 50 writes), and after a crash a lost `last-offered` only shows a router an
+    /// older offer time.
     pub fn offered(&self, agents: &[String], now: u64) {
+        let mut records = self.records.lock().expect("agents lock");
         for a in agents {
-            self.with(a, |r| r.last_offered = Some(now));
+            if let Some(r) = records.get_mut(a) {
+                r.last_offered = Some(now);
+            }
         }
     }
 
