@@ -705,6 +705,14 @@ async fn fake_provider() -> FakeProvider {
     }
 }
 
+/// The agent API headers of the benchmark's agent.
+fn agent_auth() -> Vec<(String, String)> {
+    vec![
+        ("authorization".to_owned(), format!("Bearer {AGENT_TOKEN}")),
+        ("content-type".to_owned(), "application/json".to_owned()),
+    ]
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -778,6 +786,22 @@ struct Server {
 }
 
 impl Server {
+    /// A server with one `twilio-sms` channel named `sms` sending to `provider`, its data in
+    /// `dir/data`.
+    fn start_sms(dir: &Path, data: &str, provider: SocketAddr) -> Server {
+        let data = dir.join(data);
+        Server::start(
+            dir,
+            &Setup {
+                port: free_port(),
+                data_dir: &data,
+                plugins_dir: None,
+                channels: vec!["sms".into()],
+                provider,
+            },
+        )
+    }
+
     fn start(dir: &Path, setup: &Setup<'_>) -> Server {
         let config = write_config(dir, setup);
         let addr: SocketAddr = format!("127.0.0.1:{}", setup.port).parse().unwrap();
@@ -887,6 +911,29 @@ fn server_row(
 // ---------------------------------------------------------------------------------------------
 // 1 and 2: limit and ingest
 
+/// Warms `server` up for 0.5 s on senders the measured window does not reuse, then runs the
+/// window; returns its result and the server's CPU time at its start.
+fn warm_then_measure(
+    rt: &tokio::runtime::Runtime,
+    server: &Server,
+    connections: u64,
+    window: Until,
+    make: MakeRequest,
+) -> (LoadResult, Duration) {
+    let warm: MakeRequest = Arc::new(|n| webhook("sms", 5_000_000 + n));
+    rt.block_on(load(
+        server.addr,
+        connections,
+        Until::Elapsed(Duration::from_millis(500)),
+        warm,
+    ));
+    let before = cpu_time(server.pid());
+    (
+        rt.block_on(load(server.addr, connections, window, make)),
+        before,
+    )
+}
+
 fn ingest_section(rt: &tokio::runtime::Runtime, rows: &mut Vec<Row>) {
     let connections = env_num("CONNECTIONS", 32);
     let seconds = env_num("SECONDS", 5);
@@ -931,27 +978,8 @@ fn ingest_section(rt: &tokio::runtime::Runtime, rows: &mut Vec<Row>) {
 
     let dir = tempfile::tempdir().unwrap();
     let provider = rt.block_on(fake_provider());
-    let data = dir.path().join("data");
-    let server = Server::start(
-        dir.path(),
-        &Setup {
-            port: free_port(),
-            data_dir: &data,
-            plugins_dir: None,
-            channels: vec!["sms".into()],
-            provider: provider.addr,
-        },
-    );
-    // Warm-up on senders the measured window does not reuse.
-    let warm: MakeRequest = Arc::new(|n| webhook("sms", 5_000_000 + n));
-    rt.block_on(load(
-        server.addr,
-        connections,
-        Until::Elapsed(Duration::from_millis(500)),
-        warm,
-    ));
-    let before = cpu_time(server.pid());
-    let ingest = rt.block_on(load(server.addr, connections, window, make.clone()));
+    let server = Server::start_sms(dir.path(), "data", provider.addr);
+    let (ingest, before) = warm_then_measure(rt, &server, connections, window, make.clone());
     let ratio = 100.0 * ingest.rate() / limit.rate().max(1.0);
     let ingest_row = server_row(
         "2",
@@ -966,21 +994,8 @@ fn ingest_section(rt: &tokio::runtime::Runtime, rows: &mut Vec<Row>) {
 
     // The same with the queue's agent online: every new conversation is also offered (a router
     // `decide`, the offer stored, an `offered` event).
-    let data = dir.path().join("data-online");
-    let server = Server::start(
-        dir.path(),
-        &Setup {
-            port: free_port(),
-            data_dir: &data,
-            plugins_dir: None,
-            channels: vec!["sms".into()],
-            provider: provider.addr,
-        },
-    );
-    let auth = vec![
-        ("authorization".to_owned(), format!("Bearer {AGENT_TOKEN}")),
-        ("content-type".to_owned(), "application/json".to_owned()),
-    ];
+    let server = Server::start_sms(dir.path(), "data-online", provider.addr);
+    let auth = agent_auth();
     let (status, body) = rt.block_on(request(
         server.addr,
         "PUT",
@@ -989,15 +1004,7 @@ fn ingest_section(rt: &tokio::runtime::Runtime, rows: &mut Vec<Row>) {
         r#"{"presence":"online"}"#.to_owned(),
     ));
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
-    let warm: MakeRequest = Arc::new(|n| webhook("sms", 5_000_000 + n));
-    rt.block_on(load(
-        server.addr,
-        connections,
-        Until::Elapsed(Duration::from_millis(500)),
-        warm,
-    ));
-    let before = cpu_time(server.pid());
-    let online = rt.block_on(load(server.addr, connections, window, make));
+    let (online, before) = warm_then_measure(rt, &server, connections, window, make);
     let online_ratio = 100.0 * online.rate() / limit.rate().max(1.0);
     let online_row = server_row(
         "2",
@@ -1024,21 +1031,8 @@ fn outbound_section(rt: &tokio::runtime::Runtime, rows: &mut Vec<Row>) {
     );
     let dir = tempfile::tempdir().unwrap();
     let provider = rt.block_on(fake_provider());
-    let data = dir.path().join("data");
-    let server = Server::start(
-        dir.path(),
-        &Setup {
-            port: free_port(),
-            data_dir: &data,
-            plugins_dir: None,
-            channels: vec!["sms".into()],
-            provider: provider.addr,
-        },
-    );
-    let auth = vec![
-        ("authorization".to_owned(), format!("Bearer {AGENT_TOKEN}")),
-        ("content-type".to_owned(), "application/json".to_owned()),
-    ];
+    let server = Server::start_sms(dir.path(), "data", provider.addr);
+    let auth = agent_auth();
     let ids: Vec<String> = rt.block_on(async {
         for n in 0..conversations {
             let (path, headers, body) = webhook("sms", 7_000_000 + n);
