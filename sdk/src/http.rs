@@ -1,6 +1,6 @@
 //! Building and reading the contract's HTTP records.
 
-use crate::types::{HttpRequest, HttpResponse};
+use crate::types::{HttpRequest, HttpResponse, SendError};
 
 /// The value of the first header named `name`, compared case-insensitively (ASCII).
 pub fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
@@ -73,6 +73,19 @@ pub fn retry_after(headers: &[(String, String)]) -> Option<u32> {
     header(headers, "retry-after")?.trim().parse().ok()
 }
 
+/// The usual reading of a failed provider answer: 401/403 `unauthorized` (the host renews a
+/// token and retries once), 429 `rate-limited` with its `Retry-After`, other 4xx `invalid` (not
+/// retried), anything else `unavailable` (retried with backoff). Providers with their own error
+/// codes check those first and fall back to this.
+pub fn send_error(resp: &HttpResponse, description: String) -> SendError {
+    match resp.status {
+        401 | 403 => SendError::Unauthorized(description),
+        429 => SendError::RateLimited(retry_after(&resp.headers)),
+        400..=499 => SendError::Invalid(description),
+        _ => SendError::Unavailable(description),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -97,5 +110,44 @@ mod tests {
         assert_eq!(r.body, b"<Response/>");
         assert!(ok().headers.is_empty());
         assert!(is_success(201) && !is_success(302));
+    }
+
+    #[test]
+    fn failed_answers_map_to_send_errors() {
+        let answer = |status: u16, headers: Vec<(String, String)>| HttpResponse {
+            status,
+            headers,
+            body: Vec::new(),
+        };
+        let d = || "why".to_string();
+        assert_eq!(
+            send_error(&answer(401, vec![]), d()),
+            SendError::Unauthorized(d())
+        );
+        assert_eq!(
+            send_error(&answer(403, vec![]), d()),
+            SendError::Unauthorized(d())
+        );
+        let wait = vec![("Retry-After".to_string(), "7".to_string())];
+        assert_eq!(
+            send_error(&answer(429, wait), d()),
+            SendError::RateLimited(Some(7))
+        );
+        assert_eq!(
+            send_error(&answer(429, vec![]), d()),
+            SendError::RateLimited(None)
+        );
+        assert_eq!(
+            send_error(&answer(400, vec![]), d()),
+            SendError::Invalid(d())
+        );
+        assert_eq!(
+            send_error(&answer(503, vec![]), d()),
+            SendError::Unavailable(d())
+        );
+        assert_eq!(
+            send_error(&answer(302, vec![]), d()),
+            SendError::Unavailable(d())
+        );
     }
 }

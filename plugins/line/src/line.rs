@@ -586,14 +586,10 @@ pub fn map_error(resp: &HttpResponse) -> SendError {
     let invalid_reply_token = message
         .as_deref()
         .is_some_and(|m| m.to_ascii_lowercase().contains("invalid reply token"));
-    match status {
-        400 if invalid_reply_token => SendError::RateLimited(Some(REPLY_WINDOW_SECS as u32)),
-        401 | 403 => SendError::Unauthorized(description),
-        429 => SendError::RateLimited(http::retry_after(&resp.headers)),
-        500..=599 => SendError::Unavailable(description),
-        400..=499 => SendError::Invalid(description),
-        _ => SendError::Unavailable(description),
+    if status == 400 && invalid_reply_token {
+        return SendError::RateLimited(Some(REPLY_WINDOW_SECS as u32));
     }
+    http::send_error(resp, description)
 }
 
 /// The credential check: `GET {api_base}/v2/bot/info` with the channel access token.

@@ -543,12 +543,10 @@ pub fn read_send_response(
                 .collect()
         });
     let description = format!("LINE WORKS HTTP {}: {}", resp.status, detail.trim());
+    // A 403 is a missing scope or permission, which a new token does not fix.
     Err(match resp.status {
-        401 => SendError::Unauthorized(description),
-        429 => SendError::RateLimited(http::retry_after(&resp.headers)),
-        500..=599 => SendError::Unavailable(description),
-        400..=499 => SendError::Invalid(description),
-        _ => SendError::Unavailable(description),
+        403 => SendError::Invalid(description),
+        _ => http::send_error(resp, description),
     })
 }
 

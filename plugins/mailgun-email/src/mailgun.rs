@@ -414,13 +414,7 @@ pub fn map_error(resp: &HttpResponse) -> SendError {
                 .collect()
         });
     let description = format!("Mailgun HTTP {status}: {}", text.trim());
-    match status {
-        401 | 403 => SendError::Unauthorized(description),
-        429 => SendError::RateLimited(http::retry_after(&resp.headers)),
-        500..=599 => SendError::Unavailable(description),
-        400..=499 => SendError::Invalid(description),
-        _ => SendError::Unavailable(description),
-    }
+    http::send_error(resp, description)
 }
 
 /// The credential check: `GET {api_base}/v3/domains/{domain}` with Basic auth.

@@ -505,13 +505,7 @@ pub fn map_error(resp: &HttpResponse) -> SendError {
         Some(1 | 2) => return SendError::Unavailable(description),
         _ => {}
     }
-    match status {
-        429 => SendError::RateLimited(http::retry_after(&resp.headers)),
-        401 | 403 => SendError::Unauthorized(description),
-        500..=599 => SendError::Unavailable(description),
-        400..=499 => SendError::Invalid(description),
-        _ => SendError::Unavailable(description),
-    }
+    http::send_error(resp, description)
 }
 
 /// The credential check: `GET {api_base}/v19.0/me` with the page access token.

@@ -437,12 +437,11 @@ pub fn map_error(resp: &HttpResponse) -> SendError {
     } else {
         format!("TeleSign HTTP {status}: {text}")
     };
+    // TeleSign signals bad credentials with 401; a 403 is a refusal the same credentials will
+    // meet again, so it is not retried.
     match status {
-        429 => SendError::RateLimited(http::retry_after(&resp.headers)),
-        500..=599 => SendError::Unavailable(description),
-        401 => SendError::Unauthorized(description),
-        400..=499 => SendError::Invalid(description),
-        _ => SendError::Unavailable(description),
+        403 => SendError::Invalid(description),
+        _ => http::send_error(resp, description),
     }
 }
 

@@ -383,13 +383,10 @@ pub fn map_error(resp: &HttpResponse) -> SendError {
             format!("Twilio HTTP {status}: {}", snippet.trim())
         }
     };
-    match (code.as_deref(), status) {
-        (Some("21610"), _) => SendError::OptedOut(description),
-        (Some("20429"), _) | (_, 429) => SendError::RateLimited(http::retry_after(&resp.headers)),
-        (_, 500..=599) => SendError::Unavailable(description),
-        (_, 401 | 403) => SendError::Unauthorized(description),
-        (_, 400..=499) => SendError::Invalid(description),
-        _ => SendError::Unavailable(description),
+    match code.as_deref() {
+        Some("21610") => SendError::OptedOut(description),
+        Some("20429") => SendError::RateLimited(http::retry_after(&resp.headers)),
+        _ => http::send_error(resp, description),
     }
 }
 
