@@ -630,3 +630,324 @@ fn admin(
         .bearer_auth(ADMIN)
         .send()
 }
+
+/// A channel of the `outbound-probe` test guest (it sends each message to the URL in its text
+/// and declares `localhost` and `127.0.0.1` in its own manifest), with `settings`.
+fn probe_channel(name: &str, settings: &[(&str, &str)]) -> String {
+    let mut s = format!(
+        "\n[[channels]]\nname = \"{name}\"\nplugin = \"outbound-probe\"\nqueue = \"support\"\n[channels.settings]\n"
+    );
+    for (k, v) in settings {
+        s.push_str(&format!("{k} = \"{v}\"\n"));
+    }
+    s
+}
+
+/// Opens a conversation on a probe channel and returns its id.
+async fn probe_conversation(host: &Host, channel: &str, from: &str) -> String {
+    let resp = host
+        .http
+        .post(host.url(&format!("/webhooks/{channel}")))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form(&[
+            ("id", &format!("in-{from}")),
+            ("from", from),
+            ("text", "hi"),
+        ]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    host.conversations(ALICE)
+        .await
+        .iter()
+        .find(|c| c["customer"] == from)
+        .expect("probe conversation")["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// Sends `url` as the text of a reply, so the probe plugin requests it; returns the message as
+/// the API answered it (after the first attempt).
+async fn probe_send(host: &Host, id: &str, url: &str) -> Value {
+    let (status, m) = reply(host, id, json!({ "text": url })).await;
+    assert!(status == 201 || status == 202, "{status} {m}");
+    m
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbound_allow_list_is_the_configured_origin_exactly() {
+    let allowed = FakeProvider::start(vec![(200, json!({}))]).await;
+    let other_port = FakeProvider::start(vec![(200, json!({}))]).await;
+    let host = Host::start(Setup {
+        plugins: vec!["outbound-probe"],
+        extra: probe_channel("probe", &[("api_base", &allowed.base)]),
+        ..Setup::default()
+    });
+    let id = probe_conversation(&host, "probe", "probe-user-1").await;
+    let allowed_port = allowed.base.rsplit(':').next().unwrap();
+
+    // Another port on the configured loopback host, and the configured port with another
+    // scheme: both refused for good before any connection.
+    for url in [
+        format!("{}/steal", other_port.base),
+        format!("https://127.0.0.1:{allowed_port}/wrong-scheme"),
+        "http://127.0.0.1:22/ssh".to_owned(),
+    ] {
+        let m = probe_send(&host, &id, &url).await;
+        assert_eq!(m["status"], "failed", "{url}: {m}");
+        let error = m["error"].as_str().unwrap();
+        assert!(
+            error.contains("refused to send") && error.contains("not among"),
+            "{url}: {error}"
+        );
+        assert!(
+            error.contains(&allowed.base),
+            "names what is allowed: {error}"
+        );
+    }
+    // The configured origin itself still works.
+    let m = probe_send(&host, &id, &format!("{}/ok", allowed.base)).await;
+    assert_eq!(m["status"], "queued", "{m}");
+    let sent = allowed.recorded();
+    assert_eq!(
+        sent.len(),
+        1,
+        "only the allowed request reached the provider"
+    );
+    assert_eq!(sent[0].path, "/ok");
+    assert!(
+        other_port.recorded().is_empty(),
+        "the fake provider on the other port recorded {:?}",
+        other_port.recorded()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_cannot_allow_itself_localhost() {
+    let local = FakeProvider::start(vec![(200, json!({}))]).await;
+    let port = local.base.rsplit(':').next().unwrap().to_owned();
+    let operator_base = format!("http://localhost:{port}");
+    let mut extra = probe_channel("probe", &[]);
+    extra.push_str(&probe_channel("probe2", &[("api_base", &operator_base)]));
+    let host = Host::start(Setup {
+        plugins: vec!["outbound-probe"],
+        extra,
+        ..Setup::default()
+    });
+    // The plugin's manifest declares `localhost` and `127.0.0.1`; no operator setting does.
+    let id = probe_conversation(&host, "probe", "probe-user-2").await;
+    for url in [
+        format!("http://localhost:{port}/manifest-localhost"),
+        format!("http://127.0.0.1:{port}/manifest-loopback"),
+        "https://localhost/manifest-https".to_owned(),
+    ] {
+        let m = probe_send(&host, &id, &url).await;
+        assert_eq!(m["status"], "failed", "{url}: {m}");
+        assert!(
+            m["error"].as_str().unwrap().contains("refused to send"),
+            "{url}: {m}"
+        );
+    }
+    assert!(
+        local.recorded().is_empty(),
+        "a manifest `localhost` reached {:?}",
+        local.recorded()
+    );
+    assert!(
+        host.log().contains("manifest API host ignored"),
+        "the ignored manifest hosts are logged"
+    );
+    // The same plugin on a channel whose operator configured the local origin reaches it.
+    let id2 = probe_conversation(&host, "probe2", "probe-user-3").await;
+    let m = probe_send(&host, &id2, &format!("{operator_base}/configured")).await;
+    assert_eq!(m["status"], "queued", "{m}");
+    let sent = local.recorded();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].path, "/configured");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twilio_sends_ask_for_status_callbacks_and_may_use_a_messaging_service() {
+    let twilio = twilio_ok().await;
+    let host = Host::start(Setup {
+        twilio_api_base: Some(twilio.base.clone()),
+        extra: format!(
+            r#"
+[[channels]]
+name = "svc"
+plugin = "twilio-sms"
+queue = "support"
+[channels.settings]
+account_sid = "{ACCOUNT_SID}"
+auth_token = "{AUTH_TOKEN}"
+messaging_service_sid = "MG0123456789abcdef0123456789abcdef"
+api_base = "{}"
+"#,
+            twilio.base
+        ),
+        ..Setup::default()
+    });
+    sms_in(
+        &host,
+        "sms",
+        &inbound_sms("SMcb000000000000000000000000000001", "+14155552101", "hi"),
+    )
+    .await;
+    sms_in(
+        &host,
+        "svc",
+        &inbound_sms("SMcb000000000000000000000000000002", "+14155552102", "hi"),
+    )
+    .await;
+    let convs = host.conversations(ALICE).await;
+    let conv = |customer: &str| {
+        convs.iter().find(|c| c["customer"] == customer).unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let (status, m) = reply(
+        &host,
+        &conv("+14155552101"),
+        json!({"text": "from a number"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{m}");
+    let (status, m) = reply(
+        &host,
+        &conv("+14155552102"),
+        json!({"text": "from a service"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{m}");
+
+    let sent = twilio.recorded();
+    assert_eq!(sent.len(), 2);
+    let field = |i: usize, name: &str| {
+        sent[i]
+            .form()
+            .into_iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v)
+    };
+    assert_eq!(
+        field(0, "StatusCallback").as_deref(),
+        Some(host.url("/webhooks/sms").as_str())
+    );
+    assert_eq!(field(0, "From").as_deref(), Some("+15005550006"));
+    assert_eq!(field(0, "MessagingServiceSid"), None);
+    assert_eq!(
+        field(1, "StatusCallback").as_deref(),
+        Some(host.url("/webhooks/svc").as_str())
+    );
+    assert_eq!(
+        field(1, "MessagingServiceSid").as_deref(),
+        Some("MG0123456789abcdef0123456789abcdef")
+    );
+    assert_eq!(
+        field(1, "From"),
+        None,
+        "no From next to MessagingServiceSid"
+    );
+
+    // Twilio calling the StatusCallback it was given moves the message forward.
+    let callback = [
+        ("MessageSid", "SMout000000000000000000000000001"),
+        ("MessageStatus", "delivered"),
+    ];
+    let resp = host.post_twilio("sms", &callback, Some(AUTH_TOKEN)).await;
+    assert_eq!(resp.status(), 200);
+    let id = conv("+14155552101");
+    eventually("the status callback to land", || async {
+        host.messages(&id, ALICE)
+            .await
+            .iter()
+            .any(|m| m["text"] == "from a number" && m["status"] == "delivered")
+            .then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twilio_json_webhooks_signed_with_body_sha256() {
+    use sha2::Digest;
+    let host = Host::start(Setup::default());
+    let body = serde_json::to_vec(&json!({
+        "MessageSid": "SMjson0000000000000000000000000001",
+        "SmsStatus": "received",
+        "From": "+14155552201",
+        "To": "+15005550006",
+        "Body": "hello as JSON",
+        "NumMedia": "0"
+    }))
+    .unwrap();
+    let url = host.url(&format!(
+        "/webhooks/sms?bodySHA256={}",
+        hex::encode(sha2::Sha256::digest(&body))
+    ));
+    // The helper libraries' rule: the URL (with bodySHA256) signed with no parameters.
+    let signature = twilio_signature(AUTH_TOKEN, &url, &[]);
+    let post = |body: Vec<u8>| {
+        host.http
+            .post(&url)
+            .header("content-type", "application/json")
+            .header("x-twilio-signature", signature.clone())
+            .body(body)
+            .send()
+    };
+
+    let mut tampered = body.clone();
+    let at = tampered.len() - 10;
+    tampered[at] ^= 0x01;
+    let resp = post(tampered).await.unwrap();
+    assert_eq!(resp.status(), 403);
+    let err: Value = resp.json().await.unwrap();
+    assert!(
+        err["error"].as_str().unwrap().contains("bodySHA256"),
+        "{err}"
+    );
+    assert!(host.conversations(ALICE).await.is_empty(), "nothing stored");
+
+    let resp = post(body).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let id = only_conversation(&host).await;
+    let messages = host.messages(&id, ALICE).await;
+    assert_eq!(messages.len(), 1);
+    assert_eq!(messages[0]["text"], "hello as JSON");
+}
+
+/// Issue 11, item 11: a provider's retry of a STOP that arrives after a later START does not
+/// undo the START (the retried message is a duplicate, and so is the opt-out it carries).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_stop_after_a_start_leaves_the_address_opted_in() {
+    let twilio = twilio_ok().await;
+    let host = Host::start(Setup {
+        twilio_api_base: Some(twilio.base.clone()),
+        ..Setup::default()
+    });
+    let from = "+14155552100";
+    let mut stop = inbound_sms("SMretry0000000000000000000000000001", from, "STOP");
+    stop.push(("OptOutType", "STOP".to_owned()));
+    let mut start = inbound_sms("SMretry0000000000000000000000000002", from, "START");
+    start.push(("OptOutType", "START".to_owned()));
+    sms_in(&host, "sms", &stop).await;
+    sms_in(&host, "sms", &start).await;
+    // The provider retries the STOP (it never saw our first answer, say).
+    sms_in(&host, "sms", &stop).await;
+
+    let id = only_conversation(&host).await;
+    let texts: Vec<String> = host
+        .messages(&id, ALICE)
+        .await
+        .iter()
+        .filter_map(|m| m["text"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(texts, ["STOP", "START"], "the retry was stored once");
+    let (status, body) = reply(&host, &id, json!({"text": "welcome back"})).await;
+    assert_eq!(
+        status, 201,
+        "the address is opted in, as the latest message said: {body}"
+    );
+}

@@ -405,13 +405,14 @@ queue = "support"
         extra: extra.to_owned(),
         ..Setup::default()
     });
+    // The caller gets the kind of failure and a request id; the log has the detail under it.
     let cases = [
-        ("trap", 500, "trapped"),
-        ("spin", 503, "deadline"),
-        ("bomb", 500, "memory"),
+        ("trap", 500, "failed", "trapped"),
+        ("spin", 503, "timed out", "deadline"),
+        ("bomb", 500, "out of memory", "memory"),
     ];
     for round in 0..2 {
-        for (channel, status, needle) in cases {
+        for (channel, status, reason, needle) in cases {
             let resp = host
                 .http
                 .post(host.url(&format!("/webhooks/{channel}")))
@@ -422,11 +423,12 @@ queue = "support"
             assert_eq!(resp.status().as_u16(), status, "{channel}");
             let body: serde_json::Value = resp.json().await.unwrap();
             let error = body["error"].as_str().unwrap();
-            assert!(error.contains(needle), "{channel}: {error}");
-            assert!(
-                error.contains(channel_plugin(channel)),
-                "{channel}: {error}"
-            );
+            assert!(error.contains(reason), "{channel}: {error}");
+            let request_id = body["request_id"].as_str().unwrap();
+            let log = host.log();
+            let line = log.lines().find(|l| l.contains(request_id)).unwrap();
+            assert!(line.contains(needle), "{channel}: {line}");
+            assert!(line.contains(channel_plugin(channel)), "{channel}: {line}");
 
             // A healthy channel right after succeeds.
             let sid = format!("SM{round}{channel:0>31}");

@@ -348,10 +348,10 @@ fn replay_reports_load_errors_and_plugin_failures() {
         assert_eq!(json["error"]["kind"], "load-error", "{json}");
     }
     let (json, code) = replay_plugin(&plugboard_artifacts::test_plugin("trap"));
-    assert_eq!(code, Some(2), "{json}");
+    assert_eq!(code, Some(4), "{json}");
     assert_eq!(json["error"]["kind"], "plugin-failure", "{json}");
     let (json, code) = replay_plugin(&plugboard_artifacts::test_plugin("infinite-loop"));
-    assert_eq!(code, Some(2), "{json}");
+    assert_eq!(code, Some(4), "{json}");
     assert!(
         json["error"]["message"]
             .as_str()

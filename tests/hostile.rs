@@ -332,8 +332,12 @@ fn arbitrary_bytes_at_the_webhook_never_5xx() {
         .build()
         .unwrap();
     let _guard = rt.enter();
+    // No limits: every case must reach the plugin, not a 429 for the refused ones before it.
     let host = Host::start(Setup {
-        env: vec![("PLUGBOARD_WEBHOOK_RATE".to_owned(), "0".to_owned())],
+        env: vec![
+            ("PLUGBOARD_WEBHOOK_RATE".to_owned(), "0".to_owned()),
+            ("PLUGBOARD_AUTH_FAILURE_RATE".to_owned(), "0".to_owned()),
+        ],
         ..Setup::default()
     });
     let started = Instant::now();
@@ -399,4 +403,157 @@ fn arbitrary_bytes_at_the_webhook_never_5xx() {
         started.elapsed(),
         seen.lock().unwrap()
     );
+}
+
+/// A client whose connections come from `ip` (any 127.x.y.z is loopback on Linux).
+fn client_from(ip: &str) -> reqwest::Client {
+    reqwest::Client::builder()
+        .local_address(ip.parse::<std::net::IpAddr>().unwrap())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsigned_junk_from_one_address_does_not_lock_out_signed_webhooks() {
+    // A channel budget of 5/s (burst 10): before, 10 junk calls spent it for everyone. Failed
+    // authentication: 1/s (burst 2) per address.
+    let host = Host::start(Setup {
+        env: vec![
+            ("PLUGBOARD_WEBHOOK_RATE".to_owned(), "5".to_owned()),
+            ("PLUGBOARD_AUTH_FAILURE_RATE".to_owned(), "1".to_owned()),
+        ],
+        ..Setup::default()
+    });
+    let attacker = client_from("127.0.0.2");
+    let url = host.url("/webhooks/sms");
+    let sent = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let flood = {
+        let (url, sent) = (url.clone(), sent.clone());
+        tokio::spawn(async move {
+            let mut statuses = std::collections::BTreeMap::<u16, usize>::new();
+            for i in 0..300 {
+                let params = inbound_sms(&format!("SMjunk{i:030}"), "+14155550666", "junk");
+                let resp = attacker
+                    .post(&url)
+                    .header("content-type", "application/x-www-form-urlencoded")
+                    .header("x-twilio-signature", "bm90IGEgc2lnbmF0dXJl")
+                    .body(form(&pairs(&params)))
+                    .send()
+                    .await
+                    .unwrap();
+                *statuses.entry(resp.status().as_u16()).or_default() += 1;
+                sent.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+            statuses
+        })
+    };
+    eventually("the junk flood to be under way", || {
+        let n = sent.load(std::sync::atomic::Ordering::SeqCst);
+        async move { (n >= 40).then_some(()) }
+    })
+    .await;
+    let mut genuine = Vec::new();
+    for i in 0..8 {
+        let params = inbound_sms(
+            &format!("SM3000000000000000000000000000000{i}"),
+            "+14155550303",
+            &format!("genuine {i}"),
+        );
+        let resp = host
+            .post_twilio("sms", &pairs(&params), Some(AUTH_TOKEN))
+            .await;
+        genuine.push(resp.status().as_u16());
+    }
+    let junk = flood.await.unwrap();
+    assert!(genuine.iter().all(|s| *s == 200), "genuine: {genuine:?}");
+    assert!(
+        junk.keys().all(|s| *s == 403 || *s == 429),
+        "junk answers: {junk:?}"
+    );
+    assert!(
+        junk.get(&429).copied().unwrap_or(0) > 150,
+        "the junk address was limited: {junk:?}"
+    );
+    let (convs, messages) = inventory(&host).await;
+    assert_eq!(
+        (convs, messages),
+        (1, 8),
+        "the genuine messages, and only they"
+    );
+    println!("genuine statuses {genuine:?} during a flood from 127.0.0.2 answered {junk:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bearer_tokens_are_normalized_and_guessing_is_limited_per_address() {
+    let host = Host::start(Setup {
+        env: vec![
+            ("PLUGBOARD_API_RATE".to_owned(), "5".to_owned()),
+            ("PLUGBOARD_AUTH_FAILURE_RATE".to_owned(), "2".to_owned()),
+        ],
+        ..Setup::default()
+    });
+    let get = |client: reqwest::Client, auth: String| {
+        let url = host.url("/api/v1/conversations");
+        async move {
+            let resp = client
+                .get(url)
+                .header("authorization", auth)
+                .send()
+                .await
+                .unwrap();
+            let status = resp.status().as_u16();
+            let retry = resp.headers().get("retry-after").is_some();
+            let body: Value = resp.json().await.unwrap_or(Value::Null);
+            (status, retry, body)
+        }
+    };
+
+    // The scheme is case-insensitive.
+    let (status, _, body) = get(host.http.clone(), format!("bearer {ALICE}")).await;
+    assert_eq!(status, 200, "lower-case scheme: {body}");
+    let (status, _, _) = get(host.http.clone(), format!("BEARER \t {BOB}")).await;
+    assert_eq!(status, 200, "upper-case scheme, tab and spaces");
+
+    // Every spacing of one token is one bucket (burst 10).
+    let mut statuses = Vec::new();
+    for spaces in 1..=30 {
+        let (status, retry, _) = get(
+            host.http.clone(),
+            format!("Bearer{}{ALICE}", " ".repeat(spaces)),
+        )
+        .await;
+        statuses.push(status);
+        if status == 429 {
+            assert!(retry, "429 carries Retry-After");
+            break;
+        }
+    }
+    assert_eq!(statuses.last(), Some(&429), "{statuses:?}");
+    assert!(
+        statuses.len() <= 11,
+        "limited within the burst: {statuses:?}"
+    );
+
+    // Guessing different tokens from one address: 401 until the failure burst (4) is spent,
+    // then 429, even for a right token from that address; other addresses are unaffected.
+    let guesser = client_from("127.0.0.3");
+    let mut guesses = Vec::new();
+    for i in 0..20 {
+        let (status, _, body) = get(guesser.clone(), format!("Bearer guess-{i:08}")).await;
+        guesses.push(status);
+        if status == 429 {
+            assert!(body["error"].as_str().unwrap().contains("retry"), "{body}");
+            break;
+        }
+        assert_eq!(status, 401, "{body}");
+    }
+    assert_eq!(guesses.last(), Some(&429), "{guesses:?}");
+    assert!(guesses.len() <= 6, "limited after the burst: {guesses:?}");
+    let (status, _, _) = get(guesser.clone(), format!("Bearer {BOB}")).await;
+    assert_eq!(status, 429, "the guessing address waits, whatever it sends");
+    let (status, _, _) = get(client_from("127.0.0.4"), format!("Bearer {BOB}")).await;
+    assert_eq!(status, 200, "another address is unaffected");
+    healthy(&host).await;
+    println!("spacing variants {statuses:?}; guesses {guesses:?}");
 }

@@ -529,3 +529,157 @@ async fn an_email_thread_of_three_messages_is_one_conversation() {
     let stale = mailgun_form_at(hour_ago, "<m4@mail.example.org>", "x", "y", "");
     assert_eq!(post(stale).await.unwrap().status(), 403);
 }
+
+/// A message of conversation `id` once it has left `pending`.
+async fn settled_message(host: &Host, id: &str, text: &str) -> Value {
+    eventually(&format!("{text:?} to settle"), || async {
+        host.messages(id, ALICE)
+            .await
+            .into_iter()
+            .find(|m| m["text"] == text && m["status"] != "pending")
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn line_push_carries_one_retry_key_across_retries() {
+    let ok = json!({"sentMessages": [{"id": "461230966842064898", "quoteToken": "y"}]});
+    let line = ScriptedProvider::start(vec![
+        Reply::new(200, ok.clone()),
+        Reply::new(500, json!({"message": "An internal error occurred"})),
+        Reply::new(200, ok.clone()),
+        Reply::new(200, ok),
+    ])
+    .await;
+    let host = Host::start(Setup {
+        extra: channel(
+            "line",
+            "line",
+            &[
+                ("channel_id", "1656789012"),
+                ("channel_secret", LINE_SECRET),
+                ("channel_access_token", "line-access-token"),
+                ("api_base", &line.base),
+            ],
+        ),
+        env: vec![("PLUGBOARD_OUTBOX_BASE_MS".into(), "50".into())],
+        ..Setup::default()
+    });
+    let user = "U306d25c2ea6bd87c17655609a1c37cb9";
+    let body = line_event(
+        "01FZ74A0TDDPYRVKNK77XKC3ZS",
+        user,
+        "Hello",
+        "mHuyWiB7yP5Zw52FIkcQobQuGDXCTB",
+    );
+    assert_eq!(post_line(&host, &body).await.0, 200);
+    let id = host.conversations(ALICE).await[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // The reply token answers the first message; the next ones are pushes.
+    for text in ["by reply", "by push, retried", "by push again"] {
+        let (status, m) = reply(&host, &id, text).await;
+        assert!(status == 201 || status == 202, "{status} {m}");
+        let m = settled_message(&host, &id, text).await;
+        assert_eq!(m["status"], "queued", "{m}");
+    }
+    let hits = line.hits();
+    let paths: Vec<&str> = hits.iter().map(|h| h.request.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "/v2/bot/message/reply",
+            "/v2/bot/message/push",
+            "/v2/bot/message/push",
+            "/v2/bot/message/push"
+        ]
+    );
+    let statuses: Vec<u16> = hits.iter().map(|h| h.status).collect();
+    assert_eq!(statuses, [200, 500, 200, 200]);
+    let key = |i: usize| hits[i].request.headers.get("x-line-retry-key").cloned();
+    assert_eq!(key(0), None, "the reply endpoint takes no retry key");
+    let first = key(1).expect("the push carries X-Line-Retry-Key");
+    assert_eq!(first.len(), 36, "{first}");
+    assert!(
+        first
+            .char_indices()
+            .all(|(i, c)| if [8, 13, 18, 23].contains(&i) {
+                c == '-'
+            } else {
+                c.is_ascii_hexdigit()
+            }),
+        "UUID-shaped: {first}"
+    );
+    assert_eq!(key(2), Some(first.clone()), "the retry repeats the key");
+    assert_ne!(key(3), Some(first), "another message, another key");
+}
+
+/// Issue 11, item 10: Mailgun signs only timestamp + token, so a captured signature posted again
+/// with another sender, text and Message-Id must be refused, and nothing of it stored. The
+/// genuine retry of the captured call (same message) is still acknowledged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_mailgun_signature_with_new_content_is_refused() {
+    let host = Host::start(Setup {
+        extra: channel(
+            "mail",
+            "mailgun-email",
+            &[
+                ("domain", "mg.example.com"),
+                ("api_key", "key-123"),
+                ("signing_key", MAILGUN_KEY),
+                ("from", "Support <support@example.com>"),
+            ],
+        ),
+        ..Setup::default()
+    });
+    let post = |body: String| {
+        host.http
+            .post(host.url("/webhooks/mail"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+    };
+    let genuine = mailgun_form("<real@mail.example.org>", "Order 7", "Where is it?", "");
+    assert_eq!(post(genuine.clone()).await.unwrap().status(), 200);
+
+    // The attacker keeps timestamp, token and signature and changes everything else.
+    let forged: Vec<(String, String)> = form_urlencoded::parse(genuine.as_bytes())
+        .map(|(k, v)| {
+            let v = match &*k {
+                "from" | "sender" => "ceo@example.org".to_owned(),
+                "body-plain" | "stripped-text" => "FORGED wire money".to_owned(),
+                "message-headers" => json!([["Message-Id", "<forged@evil.example>"]]).to_string(),
+                _ => v.into_owned(),
+            };
+            (k.into_owned(), v)
+        })
+        .collect();
+    let forged = form(
+        &forged
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect::<Vec<_>>(),
+    );
+    let resp = post(forged).await.unwrap();
+    assert_eq!(resp.status(), 403);
+    let body: Value = resp.json().await.unwrap();
+    assert!(
+        body["error"].as_str().unwrap().contains("already used"),
+        "{body}"
+    );
+
+    // Mailgun retrying the genuine call is acknowledged as the duplicate it is.
+    assert_eq!(post(genuine).await.unwrap().status(), 200);
+    let convs = host.conversations(ALICE).await;
+    assert_eq!(convs.len(), 1, "only the genuine sender: {convs:?}");
+    assert_eq!(convs[0]["customer"], "ann@example.org");
+    let id = convs[0]["id"].as_str().unwrap().to_owned();
+    let texts: Vec<_> = host
+        .messages(&id, ALICE)
+        .await
+        .iter()
+        .map(|m| m["text"].clone())
+        .collect();
+    assert_eq!(texts, [json!("Where is it?")]);
+}

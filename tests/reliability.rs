@@ -517,7 +517,7 @@ async fn huge_plugin_outputs_are_refused() {
         ..Setup::default()
     });
     for (path, needle) in [
-        ("/webhooks/huge", "byte response"),
+        ("/webhooks/huge", "returned more than the 4 MiB"),
         ("/webhooks/huge?events", "5000 events"),
     ] {
         let resp = host
@@ -529,10 +529,14 @@ async fn huge_plugin_outputs_are_refused() {
             .unwrap();
         assert_eq!(resp.status(), 500, "{path}");
         let body: serde_json::Value = resp.json().await.unwrap();
-        let error = body["error"].as_str().unwrap();
+        assert_eq!(body["error"], "the channel's plugin answered too much");
+        // The caller gets a request id; the log has the detail under it.
+        let request_id = body["request_id"].as_str().unwrap();
+        let log = host.log();
+        let line = log.lines().find(|l| l.contains(request_id)).unwrap();
         assert!(
-            error.contains(needle) && error.contains("huge-output"),
-            "{error}"
+            line.contains(needle) && line.contains("huge-output"),
+            "{line}"
         );
         let params = inbound_sms(&format!("SMh{:031}", path.len()), "+14155553100", "fine");
         assert_eq!(
@@ -544,4 +548,96 @@ async fn huge_plugin_outputs_are_refused() {
     }
     let convs = host.conversations(ALICE).await;
     assert_eq!(convs.len(), 1, "none of the 5,000 events was stored");
+}
+
+/// The default per-channel cap on provider attempts in flight (`PLUGBOARD_OUTBOX_IN_FLIGHT`).
+const IN_FLIGHT_PER_CHANNEL: usize = 8;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_repeats_at_most_the_sends_in_flight_on_a_channel() {
+    const REPLIES: usize = 20;
+    // The provider holds every answer, so every request it received is in doubt at the kill.
+    let twilio = ScriptedProvider::start(vec![
+        Reply::new(201, twilio_created("SMslow000000000000000000000000001"))
+            .after(Duration::from_secs(60)),
+    ])
+    .await;
+    let mut host = Host::start(Setup {
+        twilio_api_base: Some(twilio.base.clone()),
+        ..Setup::default()
+    });
+    let id = conversation_with(&host, "SM10000000000000000000000000000031", "+14155550231").await;
+    let client = reqwest::Client::new();
+    for i in 0..REPLIES {
+        let (client, url) = (
+            client.clone(),
+            host.url(&format!("/api/v1/conversations/{id}/messages")),
+        );
+        tokio::spawn(async move {
+            // Answered late or cut by the kill; the stored messages are what counts.
+            let _ = client
+                .post(url)
+                .bearer_auth(ALICE)
+                .json(&json!({ "text": format!("reply {i}") }))
+                .send()
+                .await;
+        });
+    }
+    eventually(
+        "every reply stored and the channel's sends in flight",
+        || async {
+            let stored = host.messages(&id, ALICE).await.len();
+            (stored == REPLIES + 1 && twilio.hits().len() >= IN_FLIGHT_PER_CHANNEL).then_some(())
+        },
+    )
+    .await;
+    tokio::task::block_in_place(|| host.kill());
+    let in_doubt = twilio.hits().len();
+    assert!(
+        in_doubt <= IN_FLIGHT_PER_CHANNEL,
+        "{in_doubt} requests were in flight on one channel at the kill"
+    );
+
+    twilio.answer(vec![Reply::new(
+        201,
+        twilio_created("SMfast000000000000000000000000001"),
+    )]);
+    tokio::task::block_in_place(|| host.restart());
+    let outbound = eventually("every stored reply to be sent", || async {
+        let outbound: Vec<Value> = host
+            .messages(&id, ALICE)
+            .await
+            .into_iter()
+            .filter(|m| m["direction"] == "outbound")
+            .collect();
+        outbound
+            .iter()
+            .all(|m| m["status"] == "queued")
+            .then_some(outbound)
+    })
+    .await;
+    let mut received: BTreeMap<String, usize> = BTreeMap::new();
+    for hit in twilio.hits() {
+        let body = hit
+            .request
+            .form()
+            .into_iter()
+            .find(|(k, _)| k == "Body")
+            .map(|(_, v)| v)
+            .unwrap_or_default();
+        *received.entry(body).or_default() += 1;
+    }
+    for m in &outbound {
+        assert!(received.contains_key(m["text"].as_str().unwrap()), "{m}");
+    }
+    let repeated = received.values().filter(|&&n| n > 1).count();
+    println!(
+        "{} replies stored, {in_doubt} in flight at the SIGKILL, {repeated} sent twice",
+        outbound.len()
+    );
+    assert!(
+        repeated <= IN_FLIGHT_PER_CHANNEL,
+        "{repeated} replies went out twice: {received:?}"
+    );
+    assert!(received.values().all(|&n| n <= 2), "{received:?}");
 }

@@ -6,7 +6,8 @@
 #   PLUGIN_CALLS [3000] calls per plugin-call microbenchmark
 #   OUTBOUND_MESSAGES [4000] agent replies drained to the fake provider
 #   STARTUP_RUNS [5] starts per start-up figure (cold and warm)
-#   BENCH_ONLY [all] comma list of calls,ingest,outbound,startup,memory
+#   BENCH_ONLY [all] comma list of calls,ingest,outbound,startup,memory,isolation
+#   ISOLATION_WEBHOOKS [5000] healthy webhooks per phase of the isolation section
 #   CALL_VARIANTS [all] comma list of reuse-pooling,fresh-pooling,reuse-on-demand,fresh-on-demand
 #   JOBS [2] cargo build jobs
 # See BENCHMARKS.md for what every line measures.

@@ -16,6 +16,9 @@
 //!    provider on loopback (answering 201 `{"sid": ...}`), counting the connections it accepts;
 //! 5. **start-up**: process start to `/healthz` 200 with 20 plugins (the 9 bundled plus 11 distinct
 //!    files in `plugins_dir`), cold (empty compiled-plugin cache) and warm (second start);
+//! 6. **isolation** (issue 11): signed webhooks to a healthy channel, sequential, on an idle host
+//!    and then while a hostile channel (the `sleeps` test guest, every call blocked in WASI
+//!    until its deadline) has 64 requests in flight, in one host process;
 //!
 //! plus resident memory per loaded plugin and per idle channel instance. Server figures carry
 //! the CPU time (utime + stime from `/proc/<pid>/stat`) per request and the peak resident size
@@ -24,7 +27,8 @@
 //! The load generator is in this process: `CONNECTIONS` keep-alive HTTP/1.1 connections for
 //! `SECONDS` seconds (defaults 32 and 5); `PLUGIN_CALLS` (3000) calls per microbenchmark;
 //! `OUTBOUND_MESSAGES` (4000) replies; `STARTUP_RUNS` (5) starts per start-up figure.
-//! `BENCH_ONLY=calls,ingest,outbound,startup,memory` runs a subset, and
+//! `ISOLATION_WEBHOOKS` (5000) healthy webhooks per isolation phase.
+//! `BENCH_ONLY=calls,ingest,outbound,startup,memory,isolation` runs a subset, and
 //! `CALL_VARIANTS=reuse-pooling,fresh-pooling,reuse-on-demand,fresh-on-demand` narrows item 3
 //! (to profile one variant).
 
@@ -804,18 +808,25 @@ impl Server {
 
     fn start(dir: &Path, setup: &Setup<'_>) -> Server {
         let config = write_config(dir, setup);
-        let addr: SocketAddr = format!("127.0.0.1:{}", setup.port).parse().unwrap();
+        Server::start_config(&config, setup.port, &[], Stdio::inherit())
+    }
+
+    /// Starts plugboard on the configuration file `config` (listening on `port`), with `env`
+    /// set on top of the benchmark's defaults and its log going to `stderr`.
+    fn start_config(config: &Path, port: u16, env: &[(&str, &str)], stderr: Stdio) -> Server {
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let start = Instant::now();
         let child = Command::new(env!("CARGO_BIN_EXE_plugboard"))
             .args(["serve", "--config"])
-            .arg(&config)
+            .arg(config)
             .env("RUST_LOG", "warn")
             // The edge's per-channel and per-token request-rate limits are off: the benchmark
             // measures capacity, not the limiter.
             .env("PLUGBOARD_WEBHOOK_RATE", "0")
             .env("PLUGBOARD_API_RATE", "0")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .unwrap();
         let mut server = Server {
@@ -1288,6 +1299,179 @@ fn memory_section(rt: &tokio::runtime::Runtime, rows: &mut Vec<Row>) {
     });
 }
 
+// ---------------------------------------------------------------------------------------------
+// 6. Isolation: a healthy channel while a hostile one is hammered
+
+/// Requests kept in flight on the hostile channel: as many as the host has call slots.
+const HOSTILE_IN_FLIGHT: usize = plugboard::sandbox::MAX_CONCURRENT_CALLS;
+
+/// The plugin-call deadline of the isolation host (`[limits] call_timeout_ms`, the default).
+const ISOLATION_CALL_TIMEOUT_MS: u64 = 1000;
+
+/// One hostile caller: posts to `/webhooks/hostile` on a fresh connection, again as soon as it
+/// is answered, until `stop`; returns each answer's (status, latency) and counts answers in
+/// `answered`.
+async fn hostile_caller(
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    answered: Arc<AtomicU64>,
+) -> Vec<(u16, Duration)> {
+    let mut out = Vec::new();
+    while !stop.load(Ordering::Relaxed) {
+        let t = Instant::now();
+        let (status, _) = request(addr, "POST", "/webhooks/hostile", &[], "x=1".to_owned()).await;
+        out.push((status, t.elapsed()));
+        answered.fetch_add(1, Ordering::Relaxed);
+    }
+    out
+}
+
+/// Issue 11 item 1: `ISOLATION_WEBHOOKS` sequential signed webhooks to the healthy `sms`
+/// channel on an idle host, then the same while `HOSTILE_IN_FLIGHT` requests are kept in flight
+/// to a channel whose every call sleeps in WASI until its deadline, in one host process.
+fn isolation_section(rt: &tokio::runtime::Runtime, rows: &mut Vec<Row>) {
+    let webhooks = env_num("ISOLATION_WEBHOOKS", 5000).max(1);
+    println!(
+        "== 6. isolation: {webhooks} sequential webhooks to `sms`, idle, then while {HOSTILE_IN_FLIGHT} requests hammer `hostile` (sleeps guest) =="
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let provider = rt.block_on(fake_provider());
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    let guest = plugboard_artifacts::test_plugin("sleeps");
+    std::fs::copy(&guest, plugins.join("sleeps.wasm"))
+        .unwrap_or_else(|e| panic!("copy {}: {e}", guest.display()));
+    let data = dir.path().join("data");
+    let setup = Setup {
+        port: free_port(),
+        data_dir: &data,
+        plugins_dir: Some(&plugins),
+        channels: vec!["sms".into()],
+        provider: provider.addr,
+    };
+    let config = write_config(dir.path(), &setup);
+    let mut toml = std::fs::read_to_string(&config).unwrap();
+    toml.push_str(&format!(
+        r#"
+[[channels]]
+name = "hostile"
+plugin = "sleeps"
+queue = "support"
+
+[limits]
+call_timeout_ms = {ISOLATION_CALL_TIMEOUT_MS}
+"#
+    ));
+    std::fs::write(&config, toml).unwrap();
+    let log_path = dir.path().join("plugboard.log");
+    // Quarantine off (a 0 s cool-down): after five failures in a row the hostile channel would
+    // otherwise answer 503 without calling its plugin, and its calls would stop holding slots.
+    let server = Server::start_config(
+        &config,
+        setup.port,
+        &[("PLUGBOARD_QUARANTINE_SECS", "0")],
+        Stdio::from(std::fs::File::create(&log_path).unwrap()),
+    );
+    let (addr, pid) = (server.addr, server.pid());
+    let healthy = |offset: u64| -> MakeRequest { Arc::new(move |n| webhook("sms", offset + n)) };
+
+    // Warm-up on senders neither phase reuses.
+    let warm = rt.block_on(load(addr, 1, Until::Requests(200), healthy(900_000)));
+    assert_eq!(warm.errors, 0, "warm-up webhooks failed");
+
+    let before = cpu_time(pid);
+    let idle = rt.block_on(load(addr, 1, Until::Requests(webhooks), healthy(0)));
+    let idle_row = server_row(
+        "6",
+        "healthy webhook (sms), idle host",
+        pid,
+        before,
+        &idle,
+        format!("{webhooks} sequential, one keep-alive connection"),
+    );
+
+    let (hammered, before, mut hostile, window) = rt.block_on(async {
+        let stop = Arc::new(AtomicBool::new(false));
+        let answered = Arc::new(AtomicU64::new(0));
+        let started = Instant::now();
+        let callers: Vec<_> = (0..HOSTILE_IN_FLIGHT)
+            .map(|_| tokio::spawn(hostile_caller(addr, stop.clone(), answered.clone())))
+            .collect();
+        // The first hostile answer comes at the first deadline: by then the hostile calls hold
+        // every slot their channel may have and the rest wait for one.
+        while answered.load(Ordering::Relaxed) == 0 {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "no hostile call was answered within 30 s"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let before = cpu_time(pid);
+        let r = load(addr, 1, Until::Requests(webhooks), healthy(500_000)).await;
+        stop.store(true, Ordering::Relaxed);
+        let mut hostile = Vec::new();
+        for caller in callers {
+            hostile.extend(caller.await.unwrap());
+        }
+        (r, before, hostile, started.elapsed())
+    });
+    let ratio = |p: f64| {
+        percentile(&hammered.latencies, p).as_secs_f64()
+            / percentile(&idle.latencies, p).as_secs_f64().max(1e-9)
+    };
+    let (p50_ratio, p99_ratio) = (ratio(0.5), ratio(0.99));
+    let hammered_row = server_row(
+        "6",
+        &format!("… while {HOSTILE_IN_FLIGHT} requests hammer a sleeping channel"),
+        pid,
+        before,
+        &hammered,
+        format!("hammered / idle: p50 ×{p50_ratio:.2}, p99 ×{p99_ratio:.2}"),
+    );
+    println!("ratio hammered / idle: p50 ×{p50_ratio:.2}, p99 ×{p99_ratio:.2}");
+
+    let mut statuses = std::collections::BTreeMap::<u16, u64>::new();
+    for (status, _) in &hostile {
+        *statuses.entry(*status).or_default() += 1;
+    }
+    hostile.sort_by_key(|&(_, latency)| latency);
+    let latencies: Vec<Duration> = hostile.iter().map(|&(_, latency)| latency).collect();
+    // A call that waited 10 s for a slot and failed as busy would be logged so.
+    let busy = std::fs::read_to_string(&log_path)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("no call slot free"))
+        .count();
+    let statuses = statuses
+        .iter()
+        .map(|(s, n)| format!("{n} × {s}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    println!(
+        "hostile channel: {} answers in {window:?} ({statuses}), p50 {}, p99 {}; {busy} calls failed for want of a slot",
+        hostile.len(),
+        fmt_dur(Some(percentile(&latencies, 0.5))),
+        fmt_dur(Some(percentile(&latencies, 0.99))),
+    );
+    let hostile_row = Row {
+        item: "6",
+        what: format!(
+            "… the hostile channel's answers (sleeps guest, {HOSTILE_IN_FLIGHT} in flight)"
+        ),
+        rate: Some(hostile.len() as f64 / window.as_secs_f64()),
+        p50: Some(percentile(&latencies, 0.5)),
+        p99: Some(percentile(&latencies, 0.99)),
+        note: format!(
+            "{statuses} in {window:.1?}; {busy} without a slot; {ISOLATION_CALL_TIMEOUT_MS} ms deadline, {} slots per channel",
+            plugboard::sandbox::MAX_CALLS_PER_KEY
+        ),
+        ..Row::default()
+    };
+    rows.push(idle_row);
+    rows.push(hammered_row);
+    rows.push(hostile_row);
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.iter().any(|a| a == "--list") {
@@ -1317,6 +1501,9 @@ fn main() {
     }
     if wanted("memory") {
         memory_section(&rt, &mut rows);
+    }
+    if wanted("isolation") {
+        isolation_section(&rt, &mut rows);
     }
     rows.sort_by_key(|r| r.item);
     print_table(&rows);

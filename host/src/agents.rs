@@ -210,6 +210,322 @@ impl Agents {
     }
 }
 
+/// The walls between agents: who may read a conversation, act on it, start one, or receive one
+/// by transfer. Pure rules over the configuration and a conversation's state, so every endpoint
+/// asks the same questions, and a rule can be asked again inside the storage transaction that
+/// acts on the answer.
+///
+/// An agent reads a conversation exactly when it shows in one of their views (the seed's
+/// Recent, Archived and Monitor tabs): queued work of the queues they work, their own open
+/// conversations, closed ones they handled, and every conversation of the queues they manage.
+/// Anything else is answered as not found, so ids reveal nothing. The one exception is a
+/// colleague's conversation in a queue they work: they saw it queued and were told who took
+/// it, so taking or answering it is the conflict that names the owner (never its content).
+pub mod access {
+    use crate::config::{AgentConfig, Config};
+    use crate::storage::{Conversation, ConversationState, Rejection};
+
+    /// One of an agent's conversation lists.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum View {
+        /// Queued work of the agent's queues plus their own open conversations.
+        Recent,
+        /// Closed conversations the agent handled.
+        Archived,
+        /// Every conversation of the queues the agent manages.
+        Monitor,
+    }
+
+    impl View {
+        /// The view named by `?view=`.
+        pub fn parse(name: &str) -> Option<View> {
+            match name {
+                "recent" => Some(View::Recent),
+                "archived" => Some(View::Archived),
+                "monitor" => Some(View::Monitor),
+                _ => None,
+            }
+        }
+    }
+
+    /// How far an agent reaches into one conversation, weakest first.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+    pub enum Standing {
+        /// Not theirs to know about: every request about it is answered as not found.
+        Stranger,
+        /// A colleague owns it in a queue the agent works: the agent knows it exists and who
+        /// owns it, may contend for it (and hear the owner's name), but may not read it.
+        Colleague,
+        /// It shows in one of the agent's views: they may read it, and act on it as each
+        /// action's own rule allows.
+        Reader,
+    }
+
+    /// Why an agent may not do what they asked.
+    #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+    pub enum Refused {
+        /// The conversation is closed.
+        #[error("the conversation is closed")]
+        Closed,
+        /// Only the owner or a manager of the queue may transfer or close it.
+        #[error(
+            "only the conversation's owner ({owner}) or a manager of queue {queue} may {action} it"
+        )]
+        NotOwnerOrManager {
+            /// The current owner, or `nobody`.
+            owner: String,
+            /// The conversation's queue.
+            queue: String,
+            /// `transfer` or `close`.
+            action: &'static str,
+        },
+        /// The transfer target is not a configured agent.
+        #[error("no agent with id {0:?}")]
+        UnknownAgent(String),
+        /// An agent transferring to themselves.
+        #[error("you cannot transfer a conversation to yourself")]
+        ToYourself,
+        /// The transfer target owns it already.
+        #[error("{0} already owns the conversation")]
+        AlreadyOwner(String),
+        /// The transfer target neither works nor manages the conversation's queue.
+        #[error(
+            "agent {agent} neither works nor manages queue {queue}; a conversation is transferred only to an agent or a manager of its queue"
+        )]
+        OutsideQueue {
+            /// The target.
+            agent: String,
+            /// The conversation's queue.
+            queue: String,
+        },
+        /// The agent's `may_start` is off.
+        #[error("you may not start conversations (may_start is off for you)")]
+        MayNotStart,
+        /// No channel named and no `send_from`.
+        #[error("no `channel` given and no send_from channel is configured for you")]
+        NoChannel,
+        /// The agent has a `send_from` and named another channel.
+        #[error("you may start conversations only from channel {0}")]
+        NotSendFrom(String),
+        /// The channel feeds none of the agent's queues.
+        #[error(
+            "channel {channel} feeds {destination}; you may start conversations only on channels that feed one of your queues"
+        )]
+        ChannelNotYours {
+            /// The channel named.
+            channel: String,
+            /// Where its conversations go.
+            destination: String,
+        },
+        /// The conversation to start exists and another agent owns it.
+        #[error(
+            "a conversation with {customer} on channel {channel} exists and is owned by {owner}"
+        )]
+        OwnedBy {
+            /// The customer's address.
+            customer: String,
+            /// The channel.
+            channel: String,
+            /// Its owner.
+            owner: String,
+        },
+        /// The conversation to start exists in a queue the agent does not work.
+        #[error(
+            "a conversation with {customer} on channel {channel} exists in queue {queue}, which you do not work"
+        )]
+        OtherQueue {
+            /// The customer's address.
+            customer: String,
+            /// The channel.
+            channel: String,
+            /// The conversation's queue.
+            queue: String,
+        },
+    }
+
+    impl From<Refused> for Rejection {
+        /// A rule that fails inside a storage transaction: the conversation changed since it
+        /// was first checked (a refusal of who the agent is would have failed before).
+        fn from(r: Refused) -> Rejection {
+            match r {
+                Refused::NotOwnerOrManager { .. }
+                | Refused::MayNotStart
+                | Refused::NotSendFrom(_)
+                | Refused::ChannelNotYours { .. }
+                | Refused::OtherQueue { .. } => Rejection::Forbidden(r.to_string()),
+                _ => Rejection::Conflict(r.to_string()),
+            }
+        }
+    }
+
+    fn works(agent: &AgentConfig, queue: &str) -> bool {
+        agent.queues.iter().any(|q| q == queue)
+    }
+
+    /// Whether `c` shows in `agent`'s `view`.
+    pub fn shows(config: &Config, agent: &AgentConfig, view: View, c: &Conversation) -> bool {
+        let me = agent.id.as_str();
+        match view {
+            View::Recent => match c.state {
+                ConversationState::Queued => works(agent, &c.queue),
+                ConversationState::Assigned => c.owner.as_deref() == Some(me),
+                ConversationState::Closed => false,
+            },
+            View::Archived => {
+                c.state == ConversationState::Closed && c.handled_by.iter().any(|a| a == me)
+            }
+            View::Monitor => config.manages(me, &c.queue),
+        }
+    }
+
+    /// Whether `agent` manages any queue (the monitor view is for managers).
+    pub fn manages_any(config: &Config, agent: &AgentConfig) -> bool {
+        config
+            .queues
+            .iter()
+            .any(|q| q.managers.iter().any(|m| m == &agent.id))
+    }
+
+    /// How far `agent` reaches into `c`.
+    pub fn standing(config: &Config, agent: &AgentConfig, c: &Conversation) -> Standing {
+        if [View::Recent, View::Archived, View::Monitor]
+            .into_iter()
+            .any(|v| shows(config, agent, v, c))
+        {
+            Standing::Reader
+        } else if c.state == ConversationState::Assigned && works(agent, &c.queue) {
+            Standing::Colleague
+        } else {
+            Standing::Stranger
+        }
+    }
+
+    /// Whether `agent` may close `c`: its owner, a manager of its queue, or (while it is still
+    /// queued) an agent of its queue.
+    pub fn may_close(
+        config: &Config,
+        agent: &AgentConfig,
+        c: &Conversation,
+    ) -> Result<(), Refused> {
+        let me = agent.id.as_str();
+        if config.manages(me, &c.queue)
+            || c.owner.as_deref() == Some(me)
+            || (c.state == ConversationState::Queued && works(agent, &c.queue))
+        {
+            Ok(())
+        } else {
+            Err(not_owner_or_manager(c, "close"))
+        }
+    }
+
+    fn not_owner_or_manager(c: &Conversation, action: &'static str) -> Refused {
+        Refused::NotOwnerOrManager {
+            owner: c.owner.clone().unwrap_or_else(|| "nobody".into()),
+            queue: c.queue.clone(),
+            action,
+        }
+    }
+
+    /// Whether `agent` may hand `c` to `target`: only its owner or a manager of its queue may,
+    /// only while it is open, and only to another agent who works or manages its queue (a
+    /// conversation of a channel that feeds one agent directly has no queue: any agent).
+    pub fn may_transfer(
+        config: &Config,
+        agent: &AgentConfig,
+        c: &Conversation,
+        target: &str,
+    ) -> Result<(), Refused> {
+        let me = agent.id.as_str();
+        if c.state == ConversationState::Closed {
+            return Err(Refused::Closed);
+        }
+        if c.owner.as_deref() != Some(me) && !config.manages(me, &c.queue) {
+            return Err(not_owner_or_manager(c, "transfer"));
+        }
+        let Some(to) = config.agent(target) else {
+            return Err(Refused::UnknownAgent(target.to_owned()));
+        };
+        if to.id == me {
+            return Err(Refused::ToYourself);
+        }
+        if c.owner.as_deref() == Some(target) {
+            return Err(Refused::AlreadyOwner(target.to_owned()));
+        }
+        if !c.queue.is_empty() && !works(to, &c.queue) && !config.manages(&to.id, &c.queue) {
+            return Err(Refused::OutsideQueue {
+                agent: to.id.clone(),
+                queue: c.queue.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The channel `agent` may start a conversation on, given the one they named: they need
+    /// `may_start`, and with a `send_from` only that channel; then it must feed one of their
+    /// queues (or them directly). A channel missing from the configuration is not refused
+    /// here: the caller reports it as unknown.
+    pub fn start_channel(
+        config: &Config,
+        agent: &AgentConfig,
+        requested: Option<&str>,
+    ) -> Result<String, Refused> {
+        if !agent.may_start {
+            return Err(Refused::MayNotStart);
+        }
+        let Some(name) = requested.or(agent.send_from.as_deref()) else {
+            return Err(Refused::NoChannel);
+        };
+        if let Some(own) = &agent.send_from
+            && own != name
+        {
+            return Err(Refused::NotSendFrom(own.clone()));
+        }
+        if let Some(channel) = config.channel(name)
+            && !channel.feeds(agent)
+        {
+            return Err(Refused::ChannelNotYours {
+                channel: name.to_owned(),
+                destination: channel.destination(),
+            });
+        }
+        Ok(name.to_owned())
+    }
+
+    /// Whether `agent` may take over the existing conversation `c` by starting one with its
+    /// customer: only when it is in a queue they work (or has no queue: a channel that feeds
+    /// them directly), and no colleague owns it. Another queue's conversation, queued or
+    /// closed, is not theirs.
+    pub fn may_take_over(agent: &AgentConfig, c: &Conversation) -> Result<(), Refused> {
+        if !c.queue.is_empty() && !works(agent, &c.queue) {
+            return Err(Refused::OtherQueue {
+                customer: c.customer.clone(),
+                channel: c.channel.clone(),
+                queue: c.queue.clone(),
+            });
+        }
+        if c.state == ConversationState::Assigned
+            && let Some(owner) = &c.owner
+            && owner != &agent.id
+        {
+            return Err(Refused::OwnedBy {
+                customer: c.customer.clone(),
+                channel: c.channel.clone(),
+                owner: owner.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Takes over `c` for `agent` at `now` (queued or closed, it becomes theirs with its whole
+    /// history), if [`may_take_over`] allows it.
+    pub fn take_over(agent: &AgentConfig, c: &mut Conversation, now: u64) -> Result<(), Refused> {
+        may_take_over(agent, c)?;
+        c.assign(&agent.id);
+        c.updated_at = now;
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,7 +1,9 @@
 //! `/api/v1/...`: the agent API (bearer token per agent) and the admin API (admin token).
 //!
-//! An agent sees the conversations of their queues and those they own; any other conversation
-//! is a 404, by id or in a list, so ids reveal nothing.
+//! An agent reads a conversation only when it shows in one of their views (queued work of their
+//! queues, their own, closed ones they handled, the queues they manage); any other conversation
+//! is a 404, by id or in a list, so ids reveal nothing. The rules are
+//! [`crate::agents::access`]'s; this module maps their answers to HTTP.
 
 // Rejections are axum `Response`s by design: a handler returns them as they are.
 #![allow(clippy::result_large_err)]
@@ -23,6 +25,7 @@ use serde_json::json;
 use subtle::ConstantTimeEq;
 
 use crate::agents::Presence;
+use crate::agents::access::{self, Refused, Standing, View};
 use crate::channel_rules;
 use crate::config::AgentConfig;
 use crate::sandbox::Clock;
@@ -82,10 +85,7 @@ fn bearer(parts: &Parts) -> Result<&str, Response> {
     let value = value
         .to_str()
         .map_err(|_| unauthorized("Authorization header is not ASCII"))?;
-    value
-        .strip_prefix("Bearer ")
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
+    crate::server::bearer_token(value)
         .ok_or_else(|| unauthorized("Authorization header must be `Bearer <token>`"))
 }
 
@@ -205,15 +205,6 @@ fn channel_kind(state: &AppState, channel: &str) -> String {
         .unwrap_or_default()
 }
 
-/// Whether `agent` may see `c` by id: their own, their queues', their managed queues', and
-/// closed ones they handled.
-fn visible(state: &AppState, agent: &AgentConfig, c: &Conversation) -> bool {
-    c.owner.as_deref() == Some(agent.id.as_str())
-        || agent.queues.iter().any(|q| q == &c.queue)
-        || state.app.config.manages(&agent.id, &c.queue)
-        || (c.state == ConversationState::Closed && c.handled_by.iter().any(|a| a == &agent.id))
-}
-
 fn storage_error(e: impl std::fmt::Display) -> Response {
     tracing::error!("storage: {e}");
     error_response(
@@ -229,20 +220,61 @@ fn not_found(id: &str) -> Response {
     )
 }
 
-/// Loads a conversation the agent may see, or the 404 that hides it.
-fn visible_conversation(
+/// Loads a conversation the agent reaches at least as far as `need` (and says how far), or
+/// the 404 that hides it.
+fn conversation_for(
     state: &AppState,
     agent: &AgentConfig,
     id: &str,
-) -> Result<Conversation, Response> {
+    need: Standing,
+) -> Result<(Conversation, Standing), Response> {
     let Ok(n) = id.parse::<u64>() else {
         return Err(not_found(id));
     };
     match state.app.storage.conversation(n) {
-        Ok(Some(c)) if visible(state, agent, &c) => Ok(c),
-        Ok(_) => Err(not_found(id)),
+        Ok(Some(c)) => {
+            let standing = access::standing(&state.app.config, agent, &c);
+            if standing >= need {
+                Ok((c, standing))
+            } else {
+                Err(not_found(id))
+            }
+        }
+        Ok(None) => Err(not_found(id)),
         Err(e) => Err(storage_error(e)),
     }
+}
+
+/// The answer to a refused request: who the agent is or what the conversation is forbids it
+/// (403), the conversation is closed (409), or what they asked for cannot be done (422).
+fn refused(r: Refused) -> Response {
+    let status = match r {
+        Refused::Closed | Refused::OwnedBy { .. } => StatusCode::CONFLICT,
+        Refused::NotOwnerOrManager { .. }
+        | Refused::MayNotStart
+        | Refused::NotSendFrom(_)
+        | Refused::ChannelNotYours { .. }
+        | Refused::OtherQueue { .. } => StatusCode::FORBIDDEN,
+        Refused::UnknownAgent(_)
+        | Refused::ToYourself
+        | Refused::AlreadyOwner(_)
+        | Refused::OutsideQueue { .. }
+        | Refused::NoChannel => StatusCode::UNPROCESSABLE_ENTITY,
+    };
+    error_response(status, r.to_string())
+}
+
+/// The 409 a colleague gets for taking or answering a conversation another agent owns.
+fn owned_by(owner: Option<String>) -> Response {
+    let message = format!(
+        "the conversation is owned by {}",
+        owner.as_deref().unwrap_or("another agent")
+    );
+    (
+        StatusCode::CONFLICT,
+        Json(json!({"error": message, "owner": owner})),
+    )
+        .into_response()
 }
 
 /// `?view=` of the conversation list.
@@ -259,44 +291,24 @@ pub async fn list_conversations(
     Agent(agent): Agent,
     Query(q): Query<ListQuery>,
 ) -> Response {
-    let me = agent.id.as_str();
-    let in_my_queue = |c: &Conversation| agent.queues.iter().any(|q| q == &c.queue);
-    let result = match q.view.as_deref().unwrap_or("recent") {
-        "recent" => state.app.storage.conversations(|c| match c.state {
-            ConversationState::Queued => in_my_queue(c),
-            ConversationState::Assigned => c.owner.as_deref() == Some(me),
-            ConversationState::Closed => false,
-        }),
-        "archived" => state.app.storage.conversations(|c| {
-            c.state == ConversationState::Closed && c.handled_by.iter().any(|a| a == me)
-        }),
-        "monitor" => {
-            let managed: Vec<&str> = state
-                .app
-                .config
-                .queues
-                .iter()
-                .filter(|q| q.managers.iter().any(|m| m == me))
-                .map(|q| q.name.as_str())
-                .collect();
-            if managed.is_empty() {
-                return error_response(
-                    StatusCode::FORBIDDEN,
-                    "the monitor view is for queue managers; you manage no queue",
-                );
-            }
-            state
-                .app
-                .storage
-                .conversations(|c| managed.contains(&c.queue.as_str()))
-        }
-        other => {
-            return error_response(
-                StatusCode::BAD_REQUEST,
-                format!("unknown view {other:?}: use recent, archived or monitor"),
-            );
-        }
+    let name = q.view.as_deref().unwrap_or("recent");
+    let Some(view) = View::parse(name) else {
+        return error_response(
+            StatusCode::BAD_REQUEST,
+            format!("unknown view {name:?}: use recent, archived or monitor"),
+        );
     };
+    let config = &state.app.config;
+    if view == View::Monitor && !access::manages_any(config, &agent) {
+        return error_response(
+            StatusCode::FORBIDDEN,
+            "the monitor view is for queue managers; you manage no queue",
+        );
+    }
+    let result = state
+        .app
+        .storage
+        .conversations(|c| access::shows(config, &agent, view, c));
     match result {
         Ok(list) => {
             let views: Vec<_> = list
@@ -315,8 +327,8 @@ pub async fn list_messages(
     Agent(agent): Agent,
     Path(id): Path<String>,
 ) -> Response {
-    let conv = match visible_conversation(&state, &agent, &id) {
-        Ok(c) => c,
+    let conv = match conversation_for(&state, &agent, &id, Standing::Reader) {
+        Ok((c, _)) => c,
         Err(r) => return r,
     };
     match state.app.storage.messages(conv.id) {
@@ -362,15 +374,17 @@ pub struct TemplateChoice {
 
 /// `POST /api/v1/conversations/{id}/messages`: queue a reply durably, send it through the
 /// channel, and answer with the stored message once the provider answered (201), or with the
-/// pending message if it takes longer (202).
+/// pending message while it is not yet accepted (202: the first attempt failed and will be
+/// retried, or it takes longer than [`SEND_WAIT`]).
 pub async fn reply(
     State(state): State<AppState>,
     Agent(agent): Agent,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Response {
-    let conv = match visible_conversation(&state, &agent, &id) {
-        Ok(c) => c,
+    let conv = match conversation_for(&state, &agent, &id, Standing::Colleague) {
+        Ok((c, Standing::Reader)) => c,
+        Ok((c, _)) => return owned_by(c.owner),
         Err(r) => return r,
     };
     let body: ReplyBody = match json_body(&body, r#"{"text": "..."}"#) {
@@ -529,7 +543,8 @@ fn outbound_draft(
     })
 }
 
-/// Queues an agent's message durably, submits it, and waits for the provider's answer.
+/// Queues an agent's message durably, submits it, and waits for the provider's answer: `201`
+/// once the provider accepted or refused it for good, `202` while it is still pending.
 async fn send_reply(
     state: &AppState,
     agent: &AgentConfig,
@@ -555,7 +570,10 @@ async fn send_reply(
     state.outbox.submit(message.conversation, message.seq);
     let kind = channel_kind(state, &before.channel);
     Ok(match state.outbox.wait(rx, SEND_WAIT).await {
-        Some(done) => (StatusCode::CREATED, MessageView::on(&kind, done)),
+        Some(done) if done.status != MessageStatus::Pending => {
+            (StatusCode::CREATED, MessageView::on(&kind, done))
+        }
+        Some(retrying) => (StatusCode::ACCEPTED, MessageView::on(&kind, retrying)),
         None => (StatusCode::ACCEPTED, MessageView::on(&kind, message)),
     })
 }
@@ -645,8 +663,8 @@ pub async fn take(
     Agent(agent): Agent,
     Path(id): Path<String>,
 ) -> Response {
-    let before = match visible_conversation(&state, &agent, &id) {
-        Ok(c) => c,
+    let before = match conversation_for(&state, &agent, &id, Standing::Colleague) {
+        Ok((c, _)) => c,
         Err(r) => return r,
     };
     let me = agent.id.clone();
@@ -699,41 +717,31 @@ pub struct TransferBody {
 }
 
 /// `POST /api/v1/conversations/{id}/transfer` `{"agent": "..."}`: hands the conversation,
-/// with its whole history, to another agent. Only its owner or a manager of its queue may.
+/// with its whole history, to another agent of its queue (or one of its managers). Only its
+/// owner or a manager of its queue may, and not to themselves.
 pub async fn transfer(
     State(state): State<AppState>,
     Agent(agent): Agent,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Response {
-    let before = match visible_conversation(&state, &agent, &id) {
-        Ok(c) => c,
+    let before = match conversation_for(&state, &agent, &id, Standing::Colleague) {
+        Ok((c, _)) => c,
         Err(r) => return r,
     };
     let body: TransferBody = match json_body(&body, r#"{"agent": "bob"}"#) {
         Ok(b) => b,
         Err(r) => return r,
     };
-    if state.app.config.agent(&body.agent).is_none() {
-        return error_response(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            format!("no agent with id {:?}", body.agent),
-        );
+    let config = &state.app.config;
+    if let Err(r) = access::may_transfer(config, &agent, &before, &body.agent) {
+        return refused(r);
     }
     let me = agent.id.clone();
-    let manager = state.app.config.manages(&me, &before.queue);
     let target = body.agent.clone();
     let result = state.app.storage.update_conversation(before.id, |c| {
-        if c.state == ConversationState::Closed {
-            return Err(Rejection::Conflict("the conversation is closed".into()));
-        }
-        if c.owner.as_deref() != Some(me.as_str()) && !manager {
-            return Err(Rejection::Forbidden(format!(
-                "only the conversation's owner ({}) or a manager of queue {} may transfer it",
-                c.owner.as_deref().unwrap_or("nobody"),
-                c.queue
-            )));
-        }
+        // Asked again on the current state: it may have moved queue or owner meanwhile.
+        access::may_transfer(config, &agent, c, &target)?;
         let previous = c.owner.clone();
         c.assign(&target);
         Ok(previous)
@@ -776,24 +784,14 @@ pub async fn close(
     Agent(agent): Agent,
     Path(id): Path<String>,
 ) -> Response {
-    let before = match visible_conversation(&state, &agent, &id) {
-        Ok(c) => c,
+    let before = match conversation_for(&state, &agent, &id, Standing::Colleague) {
+        Ok((c, _)) => c,
         Err(r) => return r,
     };
     let me = agent.id.clone();
-    let manager = state.app.config.manages(&me, &before.queue);
-    let member = agent.queues.iter().any(|q| q == &before.queue);
+    let config = &state.app.config;
     let result = state.app.storage.update_conversation(before.id, |c| {
-        let allowed = manager
-            || c.owner.as_deref() == Some(me.as_str())
-            || (c.state == ConversationState::Queued && member);
-        if !allowed {
-            return Err(Rejection::Forbidden(format!(
-                "only the conversation's owner ({}) or a manager of queue {} may close it",
-                c.owner.as_deref().unwrap_or("nobody"),
-                c.queue
-            )));
-        }
+        access::may_close(config, &agent, c)?;
         if c.state == ConversationState::Closed {
             return Ok(false);
         }
@@ -895,7 +893,9 @@ pub struct StartBody {
 }
 
 /// `POST /api/v1/conversations` `{"to": "+E164", "channel"?: "...", "text"?: "..."}`: an
-/// agent with `may_start` opens a conversation over their `send_from` channel.
+/// agent with `may_start` opens a conversation over their `send_from` channel, or a channel
+/// that feeds one of their queues. An existing conversation with the customer is taken over
+/// only when it is in a queue they work (403 otherwise).
 pub async fn start_conversation(
     State(state): State<AppState>,
     Agent(agent): Agent,
@@ -905,26 +905,11 @@ pub async fn start_conversation(
         Ok(b) => b,
         Err(r) => return r,
     };
-    if !agent.may_start {
-        return error_response(
-            StatusCode::FORBIDDEN,
-            "you may not start conversations (may_start is off for you)",
-        );
-    }
-    let Some(channel_name) = body.channel.clone().or(agent.send_from.clone()) else {
-        return error_response(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "no `channel` given and no send_from channel is configured for you",
-        );
-    };
-    if let Some(own) = &agent.send_from
-        && own != &channel_name
-    {
-        return error_response(
-            StatusCode::FORBIDDEN,
-            format!("you may start conversations only from channel {own}"),
-        );
-    }
+    let channel_name =
+        match access::start_channel(&state.app.config, &agent, body.channel.as_deref()) {
+            Ok(name) => name,
+            Err(r) => return refused(r),
+        };
     let Some(channel) = state.app.live_channel(&channel_name) else {
         return error_response(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -959,22 +944,49 @@ pub async fn start_conversation(
         crate::storage::ConversationTarget::Agent(_) => String::new(),
     };
     let now = Clock::System.now_millis();
-    let conv =
-        match state
+    let existing = match state
+        .app
+        .storage
+        .conversation_by_key(&channel.name, &customer)
+    {
+        Ok(c) => c,
+        Err(e) => return storage_error(e),
+    };
+    let taken = match &existing {
+        Some(before) => {
+            if let Err(r) = access::may_take_over(&agent, before) {
+                return refused(r);
+            }
+            // Asked again on the current state: it may have overflowed or been taken meanwhile.
+            state
+                .app
+                .storage
+                .update_conversation(before.id, |c| Ok(access::take_over(&agent, c, now)?))
+        }
+        None => state
             .app
             .storage
             .start_conversation(&channel.name, &customer, &queue, &agent.id, now)
-        {
-            Ok(c) => c,
-            Err(e) => return update_error(e, &customer),
-        };
-    state.agents.assigned(&agent.id, now);
-    state.events.publish(
-        "assigned",
-        vec![agent.id.clone()],
-        Some(conv.id),
-        json!({"owner": agent.id, "how": "started"}),
-    );
+            .map(|c| (c, ())),
+    };
+    let conv = match taken {
+        Ok((c, ())) => c,
+        Err(e) => return update_error(e, &customer),
+    };
+    match &existing {
+        Some(before) if before.state == ConversationState::Queued => {
+            announce_assigned(&state, before, &conv, "started");
+        }
+        _ => {
+            state.agents.assigned(&agent.id, now);
+            state.events.publish(
+                "assigned",
+                vec![agent.id.clone()],
+                Some(conv.id),
+                json!({"owner": agent.id, "how": "started"}),
+            );
+        }
+    }
     let mut out = json!({});
     let has_text = body.text.as_deref().is_some_and(|t| !t.trim().is_empty());
     if has_text || body.template.is_some() {

@@ -14,7 +14,7 @@ use crate::channel_rules::{Template, parse_templates};
 use crate::config::{AgentConfig, Config, ConfigError};
 use crate::plugin::{ChannelPlugin, PluginSet, RouterPlugin};
 use crate::sandbox::{Clock, Sandbox};
-use crate::storage::{ConversationTarget, Storage};
+use crate::storage::{ConversationTarget, Storage, StorageError};
 
 /// A channel instance: a plugin plus an operator's settings and the queue it feeds.
 pub struct ChannelInstance {
@@ -26,9 +26,10 @@ pub struct ChannelInstance {
     pub target: ConversationTarget,
     /// The settings passed to every call, in name order.
     pub settings: Arc<Vec<(String, String)>>,
-    /// Hosts the plugin may send requests to: its manifest's API hosts plus the hosts of URL
-    /// settings the operator configured (`api_base` pointing at a proxy or a test double).
-    pub allowed_hosts: HashSet<String>,
+    /// Where the plugin may send requests: its manifest's API hosts over https, plus exactly
+    /// the origins of URL settings the operator configured (`api_base` pointing at a proxy or a
+    /// test double); see [`crate::provider_http::AllowList`].
+    pub allowed_hosts: crate::provider_http::AllowList,
     /// Approved templates (WhatsApp), from the `templates` setting.
     pub templates: Vec<Template>,
     /// Whether customers' attachments are kept.
@@ -90,6 +91,8 @@ pub struct Catalog {
     pub plugins: PluginSet,
     /// Channel instances by name.
     pub channels: BTreeMap<String, Arc<ChannelInstance>>,
+    /// Configured channels that cannot serve because their plugin was refused, with the reason.
+    pub unavailable: BTreeMap<String, String>,
     /// Queues by name.
     pub queues: BTreeMap<String, QueueInstance>,
 }
@@ -149,6 +152,13 @@ impl App {
                 config.server.data_dir.display()
             )
         })?;
+        // First, so a second process on the same data (the database is locked) or a corrupt
+        // database stops the start at once, before any plugin is compiled or cached.
+        let storage = Storage::open(db).map_err(|e| match e {
+            // Named by the directory the operator configured.
+            StorageError::Locked(_) => StorageError::Locked(config.server.data_dir.clone()),
+            e => e,
+        })?;
         let cache_dir = config.server.data_dir.join("plugin-cache");
         let plugins = PluginSet::load(
             &sandbox,
@@ -168,13 +178,14 @@ impl App {
             )
         })?;
         let mut channels = resolve_channels(&config, &plugins)?;
+        let unavailable = unavailable_channels(&config, &plugins);
         let queues = resolve_queues(&config, &plugins)?;
         let catalog = Catalog {
             plugins,
             channels: BTreeMap::new(),
+            unavailable,
             queues,
         };
-        let storage = Storage::open(db)?;
         for contact in &config.contacts {
             storage.put_contact(&crate::storage::Contact {
                 address: contact.address.clone(),
@@ -288,6 +299,7 @@ impl App {
         }
         report.refused = fresh.refused;
         let mut channels = resolve_channels(&self.config, &merged)?;
+        let unavailable = unavailable_channels(&self.config, &merged);
         let queues = resolve_queues(&self.config, &merged)?;
         for (name, state) in self
             .channel_states
@@ -310,6 +322,7 @@ impl App {
         *self.catalog.write().expect("catalog lock") = Arc::new(Catalog {
             plugins: merged,
             channels,
+            unavailable,
             queues,
         });
         tracing::info!(
@@ -367,12 +380,37 @@ fn refused_reason(plugins: &PluginSet, name: &str) -> String {
     }
 }
 
+/// The configured channels whose plugin file was refused at load (and that no earlier version
+/// of the plugin serves), with the reason to give their callers: they answer `503` naming the
+/// refusal while every other channel serves, so one bad file never stops the host starting.
+fn unavailable_channels(config: &Config, plugins: &PluginSet) -> BTreeMap<String, String> {
+    config
+        .channels
+        .iter()
+        .filter(|c| plugins.is_refused_channel(&c.plugin))
+        .map(|c| {
+            tracing::error!(channel = %c.name, plugin = %c.plugin, "channel unavailable: its plugin was refused at load");
+            (
+                c.name.clone(),
+                format!(
+                    "channel {} is unavailable: its plugin `{}` was refused at load (the host log says why)",
+                    c.name, c.plugin
+                ),
+            )
+        })
+        .collect()
+}
+
 fn resolve_channels(
     config: &Config,
     plugins: &PluginSet,
 ) -> Result<BTreeMap<String, Arc<ChannelInstance>>, ConfigError> {
     let mut out = BTreeMap::new();
     for (i, c) in config.channels.iter().enumerate() {
+        if plugins.is_refused_channel(&c.plugin) {
+            // Serves as unavailable (see `unavailable_channels`); the others still start.
+            continue;
+        }
         let plugin = match plugins.channels.get(&c.plugin) {
             Some(p) => p.clone(),
             None if plugins.routers.contains_key(&c.plugin) => {
@@ -424,20 +462,11 @@ fn resolve_channels(
                 ));
             }
         }
-        let mut allowed_hosts: HashSet<String> = plugin
-            .manifest
-            .api_hosts
-            .iter()
-            .map(|h| h.to_ascii_lowercase())
-            .collect();
-        for value in c.settings.values() {
-            if let Ok(url) = url::Url::parse(value)
-                && matches!(url.scheme(), "http" | "https")
-                && let Some(host) = url.host_str()
-            {
-                allowed_hosts.insert(host.to_ascii_lowercase());
-            }
-        }
+        let allowed_hosts = crate::provider_http::AllowList::new(
+            &c.name,
+            &plugin.manifest.api_hosts,
+            c.settings.values().map(String::as_str),
+        );
         let templates = parse_templates(c.settings.get("templates").map(String::as_str))
             .map_err(|reason| invalid(format!("channels[{i}].settings.templates"), reason))?;
         out.insert(
@@ -452,12 +481,7 @@ fn resolve_channels(
                         skills: c.skills.clone(),
                     },
                 },
-                settings: Arc::new(
-                    c.settings
-                        .iter()
-                        .map(|(k, v)| (k.clone(), v.clone()))
-                        .collect(),
-                ),
+                settings: Arc::new(plugin_settings(config, c)),
                 allowed_hosts,
                 templates,
                 customer_attachments: c.customer_attachments,
@@ -466,6 +490,27 @@ fn resolve_channels(
         );
     }
     Ok(out)
+}
+
+/// The setting the host adds to every channel's settings: the channel's public webhook URL,
+/// `{public_url}/webhooks/{channel}` (what Twilio's `StatusCallback` names). An operator value
+/// (for a plugin that declares the setting) wins.
+pub const WEBHOOK_URL_SETTING: &str = "webhook_url";
+
+/// The settings passed to a channel's plugin calls, in name order: the operator's, plus
+/// [`WEBHOOK_URL_SETTING`].
+fn plugin_settings(config: &Config, c: &crate::config::ChannelConfig) -> Vec<(String, String)> {
+    let mut settings = c.settings.clone();
+    settings
+        .entry(WEBHOOK_URL_SETTING.to_owned())
+        .or_insert_with(|| {
+            format!(
+                "{}/webhooks/{}",
+                config.server.public_url.trim_end_matches('/'),
+                c.name
+            )
+        });
+    settings.into_iter().collect()
 }
 
 fn resolve_queues(

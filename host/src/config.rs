@@ -190,9 +190,109 @@ pub struct ChannelConfig {
     /// Whether agents may send attachments (off: refused with a clear error).
     #[serde(default = "yes")]
     pub agent_attachments: bool,
+    /// Web chat only: the website origins (`https://shop.example.com`) whose pages may call
+    /// the visitor endpoints from a browser (CORS); none by default.
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
+    /// Web chat only: `[channels.webchat]`, the visitor limits.
+    #[serde(default)]
+    pub webchat: WebchatConfig,
     /// Settings passed to the plugin; `${VAR}` is replaced from the environment.
     #[serde(default)]
     pub settings: BTreeMap<String, String>,
+}
+
+/// `[channels.webchat]`: what one web chat visitor may do. Counts are per minute, all of
+/// which may come at once; `0` turns a limit off.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebchatConfig {
+    /// New visitor sessions per client address.
+    #[serde(default = "default_sessions_per_minute")]
+    pub sessions_per_minute: u32,
+    /// Messages (and offline forms) per visitor session.
+    #[serde(default = "default_messages_per_minute")]
+    pub messages_per_minute: u32,
+    /// Messages per client address, all its sessions together.
+    #[serde(default = "default_address_messages_per_minute")]
+    pub address_messages_per_minute: u32,
+    /// Message polls per visitor session.
+    #[serde(default = "default_polls_per_minute")]
+    pub polls_per_minute: u32,
+    /// Seconds a session may go unused before it expires (`401`; the widget starts a new one).
+    #[serde(default = "default_session_idle_secs")]
+    pub session_idle_secs: u64,
+}
+
+fn default_sessions_per_minute() -> u32 {
+    10
+}
+fn default_messages_per_minute() -> u32 {
+    20
+}
+fn default_address_messages_per_minute() -> u32 {
+    60
+}
+fn default_polls_per_minute() -> u32 {
+    60
+}
+fn default_session_idle_secs() -> u64 {
+    3600
+}
+
+impl Default for WebchatConfig {
+    fn default() -> Self {
+        WebchatConfig {
+            sessions_per_minute: default_sessions_per_minute(),
+            messages_per_minute: default_messages_per_minute(),
+            address_messages_per_minute: default_address_messages_per_minute(),
+            polls_per_minute: default_polls_per_minute(),
+            session_idle_secs: default_session_idle_secs(),
+        }
+    }
+}
+
+/// The ASCII serialization of an origin (`https://shop.example.com`, default port dropped),
+/// as browsers send it in `Origin`; `None` unless it is an http(s) origin with nothing after.
+pub fn normalize_origin(origin: &str) -> Option<String> {
+    let url = url::Url::parse(origin).ok()?;
+    let bare = matches!(url.scheme(), "http" | "https")
+        && url.host().is_some()
+        && url.username().is_empty()
+        && url.password().is_none()
+        && url.path() == "/"
+        && url.query().is_none()
+        && url.fragment().is_none();
+    bare.then(|| url.origin().ascii_serialization())
+}
+
+impl ChannelConfig {
+    /// Whether a browser page from `origin` (an `Origin` header) may call this web chat
+    /// channel's visitor endpoints.
+    pub fn allows_origin(&self, origin: &str) -> bool {
+        self.allowed_origins
+            .iter()
+            .any(|o| normalize_origin(o).is_some_and(|o| o == origin))
+    }
+
+    /// Whether this channel's conversations land with `agent`: it feeds one of their queues,
+    /// or them directly. Only such a channel is theirs to start conversations on.
+    pub fn feeds(&self, agent: &AgentConfig) -> bool {
+        match (&self.queue, &self.agent) {
+            (Some(q), _) => agent.queues.iter().any(|mine| mine == q),
+            (None, Some(a)) => a == &agent.id,
+            (None, None) => false,
+        }
+    }
+
+    /// Where its conversations go, for messages: "queue `sales`" or "agent `carol`".
+    pub fn destination(&self) -> String {
+        match (&self.queue, &self.agent) {
+            (Some(q), _) => format!("queue `{q}`"),
+            (None, Some(a)) => format!("agent `{a}`"),
+            (None, None) => "nowhere".to_owned(),
+        }
+    }
 }
 
 /// `[[queues]]`.
@@ -394,6 +494,7 @@ impl Config {
                     ),
                 ));
             }
+            check_webchat(i, c)?;
             match (&c.queue, &c.agent) {
                 (Some(q), None) => {
                     if !queues.contains(q.as_str()) {
@@ -474,13 +575,28 @@ impl Config {
                     ));
                 }
             }
-            if let Some(ch) = &a.send_from
-                && !channels.contains(ch.as_str())
-            {
-                return Err(ConfigError::invalid(
-                    format!("agents[{i}].send_from"),
-                    format!("no channel named `{ch}` is defined under [[channels]]"),
-                ));
+            if let Some(ch) = &a.send_from {
+                let Some(channel) = self.channel(ch) else {
+                    return Err(ConfigError::invalid(
+                        format!("agents[{i}].send_from"),
+                        format!("no channel named `{ch}` is defined under [[channels]]"),
+                    ));
+                };
+                if !channel.feeds(a) {
+                    return Err(ConfigError::invalid(
+                        format!("agents[{i}].send_from"),
+                        format!(
+                            "agent `{}` may not send from channel `{ch}`: it feeds {}, and an agent sends only from a channel that feeds one of their queues ({}) or them directly",
+                            a.id,
+                            channel.destination(),
+                            if a.queues.is_empty() {
+                                "they work none".to_owned()
+                            } else {
+                                a.queues.join(", ")
+                            }
+                        ),
+                    ));
+                }
             }
             if a.capacity == 0 {
                 return Err(ConfigError::invalid(
@@ -536,6 +652,26 @@ fn check_name(key: &str, name: &str) -> Result<(), ConfigError> {
             format!("`{name}` must be 1 to 64 characters of a-z, A-Z, 0-9, `-` or `_`"),
         ))
     }
+}
+
+fn check_webchat(i: usize, c: &ChannelConfig) -> Result<(), ConfigError> {
+    for (j, origin) in c.allowed_origins.iter().enumerate() {
+        if normalize_origin(origin).is_none() {
+            return Err(ConfigError::invalid(
+                format!("channels[{i}].allowed_origins[{j}]"),
+                format!(
+                    "{origin:?} is not an origin; write scheme, host and optional port, like \"https://shop.example.com\" (no path, no wildcard)"
+                ),
+            ));
+        }
+    }
+    if c.webchat.session_idle_secs == 0 {
+        return Err(ConfigError::invalid(
+            format!("channels[{i}].webchat.session_idle_secs"),
+            "must be at least 1 second",
+        ));
+    }
+    Ok(())
 }
 
 fn check_token(key: &str, token: &str) -> Result<(), ConfigError> {
@@ -660,6 +796,46 @@ queues = ["support"]
         let text = BASE.replace("[server]", "[server]\nlisten_on = \"x\"");
         let err = Config::parse(&text, "t", &env).unwrap_err().to_string();
         assert!(err.contains("listen_on"), "{err}");
+    }
+
+    #[test]
+    fn send_from_must_feed_one_of_the_agents_queues() {
+        let text = format!(
+            "{BASE}[[queues]]\nname = \"sales\"\nrouter = \"ring-all\"\n[[agents]]\nid = \"bob\"\nname = \"Bob\"\ntoken = \"bob-token-1\"\nqueues = [\"sales\"]\nsend_from = \"sms\"\n"
+        );
+        let err = Config::parse(&text, "t", &env).unwrap_err().to_string();
+        assert!(err.contains("agents[1].send_from"), "{err}");
+        assert!(
+            err.contains("`bob`") && err.contains("`sms`") && err.contains("queue `support`"),
+            "{err}"
+        );
+        let alice = BASE.replace(
+            "queues = [\"support\"]",
+            "queues = [\"support\"]\nsend_from = \"sms\"",
+        );
+        Config::parse(&alice, "t", &env).unwrap();
+    }
+
+    #[test]
+    fn webchat_origins_are_checked_and_normalized() {
+        let text = BASE.replace(
+            "queue = \"support\"\n[channels.settings]",
+            "queue = \"support\"\nallowed_origins = [\"https://shop.example.com\", \"https://shop.example.com/cart\"]\n[channels.settings]",
+        );
+        let err = Config::parse(&text, "t", &env).unwrap_err().to_string();
+        assert!(err.contains("channels[0].allowed_origins[1]"), "{err}");
+        let text = BASE.replace(
+            "queue = \"support\"\n[channels.settings]",
+            "queue = \"support\"\nallowed_origins = [\"HTTPS://Shop.Example.com:443/\"]\n[channels.webchat]\nsession_idle_secs = 5\n[channels.settings]",
+        );
+        let c = Config::parse(&text, "t", &env).unwrap();
+        assert!(c.channels[0].allows_origin("https://shop.example.com"));
+        assert!(!c.channels[0].allows_origin("https://evil.example.com"));
+        assert!(!c.channels[0].allows_origin("http://shop.example.com"));
+        assert_eq!(c.channels[0].webchat.session_idle_secs, 5);
+        assert_eq!(c.channels[0].webchat.messages_per_minute, 20);
+        assert_eq!(normalize_origin("*"), None);
+        assert_eq!(normalize_origin("https://a.example?x"), None);
     }
 
     #[test]

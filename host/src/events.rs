@@ -1,9 +1,12 @@
 //! What agents are told: every event is appended to a durable log (so a reconnecting client
-//! resumes from `Last-Event-ID` without loss) and broadcast to live streams.
+//! resumes from `Last-Event-ID` without loss) and broadcast to live streams. Customers who
+//! wait on their own conversation (web chat long-polls) are woken through
+//! [`EventHub::conversation_changed`] instead of re-reading storage.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
 
-use tokio::sync::broadcast;
+use tokio::sync::{Notify, broadcast};
 
 use crate::sandbox::Clock;
 use crate::storage::{Storage, StoredEvent};
@@ -17,6 +20,36 @@ pub struct EventHub {
     live: broadcast::Sender<Arc<StoredEvent>>,
     /// Held across append and send, so live streams see events in log order.
     order: std::sync::Mutex<()>,
+    /// Wake-ups for those waiting on one conversation, by (channel, customer address).
+    watchers: Arc<Watchers>,
+}
+
+/// Wake-up signals by (channel, customer address), held weakly: the watches own them.
+type Watchers = Mutex<HashMap<(String, String), Weak<Notify>>>;
+
+/// Interest in one conversation's new messages; dropping it stops the interest.
+pub struct ConversationWatch {
+    notify: Arc<Notify>,
+    key: (String, String),
+    watchers: Arc<Watchers>,
+}
+
+impl ConversationWatch {
+    /// The wake-up signal: create the `notified()` future before checking storage, then await
+    /// it, and no message stored in between is missed.
+    pub fn notify(&self) -> &Notify {
+        &self.notify
+    }
+}
+
+impl Drop for ConversationWatch {
+    fn drop(&mut self) {
+        let mut watchers = self.watchers.lock().expect("conversation watchers lock");
+        // Others upgrade only under this lock: a count of 1 means this is the last watch.
+        if Arc::strong_count(&self.notify) == 1 {
+            watchers.remove(&self.key);
+        }
+    }
 }
 
 impl EventHub {
@@ -27,6 +60,40 @@ impl EventHub {
             storage,
             live,
             order: std::sync::Mutex::new(()),
+            watchers: Arc::default(),
+        }
+    }
+
+    /// Registers interest in new messages of the conversation of `customer` on `channel`
+    /// (which need not exist yet).
+    pub fn watch_conversation(&self, channel: &str, customer: &str) -> ConversationWatch {
+        let key = (channel.to_owned(), customer.to_owned());
+        let mut watchers = self.watchers.lock().expect("conversation watchers lock");
+        let notify = match watchers.get(&key).and_then(Weak::upgrade) {
+            Some(n) => n,
+            None => {
+                let n = Arc::new(Notify::new());
+                watchers.insert(key.clone(), Arc::downgrade(&n));
+                n
+            }
+        };
+        ConversationWatch {
+            notify,
+            key,
+            watchers: self.watchers.clone(),
+        }
+    }
+
+    /// Wakes everyone watching the conversation of `customer` on `channel`: call after a
+    /// message of it is stored.
+    pub fn conversation_changed(&self, channel: &str, customer: &str) {
+        // Under the lock, so a watch dropped meanwhile still sees itself as the last one.
+        let watchers = self.watchers.lock().expect("conversation watchers lock");
+        if let Some(n) = watchers
+            .get(&(channel.to_owned(), customer.to_owned()))
+            .and_then(Weak::upgrade)
+        {
+            n.notify_waiters();
         }
     }
 

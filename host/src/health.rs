@@ -1,12 +1,24 @@
 //! Per-channel circuit breaker: a channel whose plugin keeps failing (traps, deadlines, memory)
 //! is quarantined for a cool-down, during which its webhook answers 503 with the reason instead
 //! of burning a plugin call per request; after the cool-down one call is let through to try it.
+//! And the host's own health, for `/healthz` ([`host_problem`]).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
+
+/// Why the host as a whole cannot do its job, if it cannot: storage went out of service after a
+/// failed disk write (disk full, I/O error) and stays so until a restart, so `/healthz` answers
+/// `503` with this reason and a supervisor restarts the process (once the disk is fixed).
+pub fn host_problem(storage: &crate::storage::Storage) -> Option<String> {
+    storage.failure().map(|e| {
+        format!(
+            "storage is out of service since a disk write failed ({e}); nothing more is acknowledged until plugboard is restarted (free disk space first, for a full disk)"
+        )
+    })
+}
 
 /// Consecutive plugin failures that quarantine a channel.
 pub const FAILURES_BEFORE_QUARANTINE: u32 = 5;

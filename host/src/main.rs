@@ -80,9 +80,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         .build()?;
     match cli.command {
         Command::Serve { config } => runtime.block_on(async {
+            // First, so SIGHUP, SIGINT or SIGTERM during start-up is never a kill.
+            let signals = plugboard::server::Signals::install()?;
             let config = load(config.as_ref())?;
             let app = App::build(config)?;
-            plugboard::server::serve(app).await
+            plugboard::server::serve_with(app, signals).await
         }),
         Command::Check { config } => runtime.block_on(async {
             let config = load(Some(&config))?;
@@ -101,6 +103,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 catalog.plugins.routers.len(),
                 catalog.plugins.refused.len()
             );
+            for reason in catalog.unavailable.values() {
+                println!("unavailable: {reason}");
+            }
+            if !catalog.unavailable.is_empty() {
+                anyhow::bail!(
+                    "{} channel(s) cannot serve: their plugin was refused (see the lines above); `serve` would start and answer 503 for them",
+                    catalog.unavailable.len()
+                );
+            }
             Ok(())
         }),
         Command::Channel {
@@ -127,11 +138,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             drop(scratch);
             std::process::exit(1);
         }),
-        Command::Replay(args) => {
-            let (output, code) = plugboard::replay::run(&args)?;
-            println!("{}", serde_json::to_string_pretty(&output)?);
-            std::process::exit(code);
-        }
+        Command::Replay(args) => match plugboard::replay::run(&args) {
+            Ok((output, code)) => {
+                println!("{}", serde_json::to_string_pretty(&output)?);
+                std::process::exit(code);
+            }
+            Err(e) => {
+                eprintln!("plugboard: {e:#}");
+                std::process::exit(plugboard::replay::EXIT_CANNOT_RUN);
+            }
+        },
         Command::DefaultConfig => {
             print!("{}", plugboard::config::EMBEDDED_DEFAULT);
             Ok(())

@@ -33,6 +33,18 @@
 //! `dead-lettered after N attempts: <last reason>`, and a `dead_lettered` event goes to the
 //! message's author and the conversation's owner (a permanent failure sends `send_failed`).
 //!
+//! # Crashes and duplicates
+//!
+//! Delivery is at least once. A send whose request reached the provider but whose answer was
+//! not yet on disk when the process died is attempted again after the restart; nothing tells
+//! the host whether the provider took it. To keep that window small, at most
+//! [`DEFAULT_IN_FLIGHT_PER_CHANNEL`] attempts per channel are in flight at once (so a crash can
+//! repeat at most that many sends per channel), and the first thing done with a provider's
+//! answer is reading it and making the outcome durable, before waiters are told or events go
+//! out. Where the provider takes an idempotency key, the plugin sends one derived from the
+//! outbound message's `id`, which is the same on every attempt and after restarts (LINE push:
+//! `X-Line-Retry-Key`), so the provider drops the repeat.
+//!
 //! # Shutdown
 //!
 //! [`Outbox::drain`] stops starting attempts, lets the attempts in flight finish and record
@@ -54,8 +66,12 @@ use crate::sandbox::{Clock, PluginError};
 use crate::storage::{Attachment, Conversation, Message, StorageError};
 use crate::tokens::TokenError;
 
-/// How many provider attempts run at once.
+/// How many provider attempts run at once, over all channels.
 const MAX_CONCURRENT_SENDS: u32 = 32;
+
+/// How many provider attempts run at once on one channel (override:
+/// `PLUGBOARD_OUTBOX_IN_FLIGHT`): the most sends a crash can leave in doubt per channel.
+pub const DEFAULT_IN_FLIGHT_PER_CHANNEL: usize = 8;
 
 /// Attempts per send before it is dead-lettered (override: `PLUGBOARD_OUTBOX_MAX_ATTEMPTS`).
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 6;
@@ -218,6 +234,9 @@ pub struct Outbox {
     events: Arc<EventHub>,
     policy: RetryPolicy,
     slots: Arc<Semaphore>,
+    /// Attempts in flight per channel, at most `per_channel` each.
+    channel_slots: Mutex<HashMap<String, Arc<Semaphore>>>,
+    per_channel: usize,
     waiters: Mutex<HashMap<SendKey, Vec<oneshot::Sender<Message>>>>,
     /// Sends with a task working on them, so a double submission runs once.
     active: Mutex<HashSet<SendKey>>,
@@ -237,7 +256,8 @@ impl Outbox {
         Outbox::start_with(app, client, events, RetryPolicy::from_env())
     }
 
-    /// [`Outbox::start`] with an explicit retry policy.
+    /// [`Outbox::start`] with an explicit retry policy (the per-channel cap still comes from
+    /// `PLUGBOARD_OUTBOX_IN_FLIGHT`, default [`DEFAULT_IN_FLIGHT_PER_CHANNEL`]).
     pub fn start_with(
         app: Arc<App>,
         client: ProviderClient,
@@ -254,6 +274,8 @@ impl Outbox {
                 ..policy
             },
             slots: Arc::new(Semaphore::new(MAX_CONCURRENT_SENDS as usize)),
+            channel_slots: Mutex::new(HashMap::new()),
+            per_channel: in_flight_per_channel(),
             waiters: Mutex::new(HashMap::new()),
             active: Mutex::new(HashSet::new()),
             draining: AtomicBool::new(false),
@@ -316,6 +338,16 @@ impl Outbox {
         }
     }
 
+    /// The semaphore bounding the attempts in flight on `channel`.
+    fn channel_slot(&self, channel: &str) -> Arc<Semaphore> {
+        self.channel_slots
+            .lock()
+            .expect("outbox channel slots lock")
+            .entry(channel.to_owned())
+            .or_insert_with(|| Arc::new(Semaphore::new(self.per_channel)))
+            .clone()
+    }
+
     fn is_draining(&self) -> bool {
         self.draining.load(Ordering::SeqCst)
     }
@@ -371,6 +403,19 @@ impl Outbox {
                     _ = drain.wait_for(|d| *d) => return Ok(()),
                 }
             }
+            let Some(conv) = storage.conversation(conversation)? else {
+                return Ok(());
+            };
+            // Both permits are held until the outcome is durable: the channel's bounds how many
+            // of its sends a crash can leave in doubt, the global one lets `drain` wait.
+            let channel_slot = self.channel_slot(&conv.channel);
+            let _channel_slot = tokio::select! {
+                permit = channel_slot.acquire_owned() => match permit {
+                    Ok(p) => p,
+                    Err(_) => return Ok(()),
+                },
+                _ = drain.wait_for(|d| *d) => return Ok(()),
+            };
             let Ok(_slot) = self.slots.clone().acquire_owned().await else {
                 return Ok(());
             };
@@ -407,6 +452,7 @@ impl Outbox {
                         }
                     }
                     storage.wait_durable().await?;
+                    self.events.conversation_changed(channel, &conv.customer);
                     if let Some(m) = updated {
                         self.notify(key, m);
                     }
@@ -497,6 +543,18 @@ impl Outbox {
             }),
         );
     }
+}
+
+/// The per-channel cap on attempts in flight: `PLUGBOARD_OUTBOX_IN_FLIGHT` when a positive
+/// number, else [`DEFAULT_IN_FLIGHT_PER_CHANNEL`].
+fn in_flight_per_channel() -> usize {
+    std::env::var("PLUGBOARD_OUTBOX_IN_FLIGHT")
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .filter(|&n| n > 0)
+        .map_or(DEFAULT_IN_FLIGHT_PER_CHANNEL, |n| {
+            n.min(MAX_CONCURRENT_SENDS as usize)
+        })
 }
 
 /// `1.5s`, `12s`.

@@ -240,6 +240,13 @@ impl PluginSet {
         Ok(set)
     }
 
+    /// Whether `name` was refused and no loaded plugin (channel or router) has that name.
+    pub fn is_refused_channel(&self, name: &str) -> bool {
+        !self.channels.contains_key(name)
+            && !self.routers.contains_key(name)
+            && self.refused.iter().any(|r| r.name == name)
+    }
+
     fn add(
         &mut self,
         sandbox: &Sandbox,
@@ -306,12 +313,29 @@ fn load_one(
             plugin: name.into(),
             channel: None,
         };
-        let manifest = sandbox
-            .run_blocking(&ctx, "describe", |store| {
-                let instance = pre.instantiate(&mut *store)?;
-                instance.plugboard_plugin_messaging().call_describe(store)
-            })
-            .map_err(LoadError::Describe)?;
+        // On a thread of its own: WASI's blocking calls (a write to stderr, a sleep) run a
+        // future to completion, which a thread of the async runtime may not do, and whatever
+        // the guest does, loading never panics.
+        let manifest = std::thread::scope(|scope| {
+            std::thread::Builder::new()
+                .name("plugboard-describe".into())
+                .spawn_scoped(scope, || {
+                    sandbox.run_blocking(&ctx, "describe", |store| {
+                        let instance = pre.instantiate(&mut *store)?;
+                        instance.plugboard_plugin_messaging().call_describe(store)
+                    })
+                })
+                .map_err(|e| LoadError::Link(format!("cannot start the describe thread: {e}")))?
+                .join()
+                .map_err(|_| {
+                    LoadError::Describe(PluginError::Trap {
+                        plugin: name.to_owned(),
+                        function: "describe",
+                        reason: "the host's describe call panicked".into(),
+                    })
+                })?
+                .map_err(LoadError::Describe)
+        })?;
         Ok(Loaded::Channel(Box::new(ChannelPlugin {
             info,
             manifest: manifest.into(),
@@ -391,7 +415,10 @@ fn check_contract(plugin: &semver::Version) -> Result<(), LoadError> {
 }
 
 /// Compiles a component, or loads it from the cache keyed by the bytes' SHA-256 and the
-/// engine's compatibility hash. A stale or corrupt entry is rebuilt.
+/// engine's compatibility hash. Each entry ends with the SHA-256 of what precedes it, checked
+/// before wasmtime sees a byte: deserializing is only sound for bytes wasmtime wrote itself, and
+/// a flipped bit in native code is a crash, not an error. A stale, truncated or corrupt entry is
+/// rebuilt from the `.wasm`, with a warning.
 fn compile_cached(
     engine: &Engine,
     bytes: &[u8],
@@ -401,34 +428,46 @@ fn compile_cached(
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     engine.precompile_compatibility_hash().hash(&mut hasher);
     let path = cache_dir.join(format!("{sha256}-{:016x}.cwasm", hasher.finish()));
-    if path.exists() {
-        match deserialize_cached(engine, &path) {
-            Ok(c) => return Ok(c),
-            Err(e) => {
-                tracing::warn!(path = %path.display(), "compiled-plugin cache entry unusable, rebuilding: {e:#}")
+    match std::fs::read(&path) {
+        Ok(entry) => match verified_entry(&entry) {
+            Some(compiled) => match deserialize_bytes(engine, compiled) {
+                Ok(c) => return Ok(c),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), "compiled-plugin cache entry unusable, rebuilding: {e:#}")
+                }
+            },
+            None => {
+                tracing::warn!(path = %path.display(), "compiled-plugin cache entry fails its checksum, rebuilding")
             }
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            tracing::warn!(path = %path.display(), "cannot read compiled-plugin cache entry, rebuilding: {e}")
         }
     }
     let compiled = engine
         .precompile_component(bytes)
         .map_err(|e| LoadError::Compile(format!("{e:#}")))?;
-    if let Err(e) = write_atomically(cache_dir, &path, &compiled) {
+    let mut entry = compiled.clone();
+    entry.extend_from_slice(&sha2::Sha256::digest(&compiled));
+    if let Err(e) = write_atomically(cache_dir, &path, &entry) {
         tracing::warn!(path = %path.display(), "cannot write compiled-plugin cache: {e}");
     }
     deserialize_bytes(engine, &compiled).map_err(|e| LoadError::Compile(format!("{e:#}")))
 }
 
-#[allow(unsafe_code)]
-fn deserialize_cached(engine: &Engine, path: &Path) -> wasmtime::Result<Component> {
-    // SAFETY: the cache directory holds only artifacts this host wrote with
-    // `precompile_component` (written to a temporary name, then renamed into place), and
-    // wasmtime checks the version and configuration recorded in the artifact.
-    unsafe { Component::deserialize_file(engine, path) }
+/// The compiled bytes of a cache entry whose trailing SHA-256 matches them.
+fn verified_entry(entry: &[u8]) -> Option<&[u8]> {
+    let split = entry.len().checked_sub(32)?;
+    let (compiled, digest) = entry.split_at(split);
+    (sha2::Sha256::digest(compiled).as_slice() == digest).then_some(compiled)
 }
 
 #[allow(unsafe_code)]
 fn deserialize_bytes(engine: &Engine, bytes: &[u8]) -> wasmtime::Result<Component> {
-    // SAFETY: `bytes` was produced by `precompile_component` on this same engine a moment ago.
+    // SAFETY: `bytes` was produced by `precompile_component`, either on this engine a moment
+    // ago or by this host into the cache, where its checksum was verified just now; wasmtime
+    // also checks the version and configuration recorded in the artifact.
     unsafe { Component::deserialize(engine, bytes) }
 }
 

@@ -12,13 +12,14 @@
 //! |---|---|---|
 //! | success | `{"ok": true, "events": [...], "response": {"status", "headers", "body"}}` | 0 |
 //! | the plugin refused the call | `{"ok": false, "error": {"kind": "unauthorized" \| "bad-request" \| "misconfigured", "message"}}` | 1 |
-//! | the plugin trapped, timed out or ran out of memory | kind `plugin-failure` | 2 |
 //! | the plugin could not be loaded | kind `load-error` | 3 |
+//! | the plugin trapped, timed out or ran out of memory | kind `plugin-failure` | 4 |
+//! | replay itself could not run (an unreadable `--body-file`, say) | none: an error of [`run`], on stderr | 5 |
 //!
-//! Events are objects tagged by `type` (`message`, `status`, `opt-out`, `opt-in`) with the
-//! contract's field names in snake case; the response body is the UTF-8 text, or Base64 when the
-//! bytes are not UTF-8. Problems with the command line itself (an unreadable `--body-file`, say)
-//! are errors of [`run`], not JSON.
+//! Exit 2 is never an outcome: it is clap's usage error (a missing or malformed argument), so a
+//! script can tell a wrong command line from a plugin's verdict. Events are objects tagged by
+//! `type` (`message`, `status`, `opt-out`, `opt-in`) with the contract's field names in snake
+//! case; the response body is the UTF-8 text, or Base64 when the bytes are not UTF-8.
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -38,10 +39,14 @@ pub const EXIT_OK: i32 = 0;
 /// Exit status when the plugin refused the call (`unauthorized`, `bad-request`,
 /// `misconfigured`).
 pub const EXIT_REFUSED: i32 = 1;
-/// Exit status when the plugin trapped, timed out or ran out of memory.
-pub const EXIT_PLUGIN_FAILURE: i32 = 2;
 /// Exit status when the plugin could not be loaded.
 pub const EXIT_LOAD_ERROR: i32 = 3;
+/// Exit status when the plugin trapped, timed out or ran out of memory (not 2: that is clap's
+/// usage error).
+pub const EXIT_PLUGIN_FAILURE: i32 = 4;
+/// Exit status when replay itself could not run (an error of [`run`]: an unreadable
+/// `--body-file`, no temporary directory).
+pub const EXIT_CANNOT_RUN: i32 = 5;
 
 /// The arguments of `plugboard replay`.
 #[derive(Debug, Clone, clap::Args)]

@@ -11,7 +11,8 @@
 //! * moves it to the overflow queue once it has waited `max_wait`;
 //! * withdraws a lapsed offer, counts the miss against each agent offered and sets an agent who
 //!   keeps missing offers away (an absent agent never stalls the queue);
-//! * when nobody in the queue is online, sends the queue's offline message once;
+//! * when nobody in the queue is online, sends the queue's offline message once per
+//!   conversation (an overflow queue's is not sent after the first queue's);
 //! * otherwise asks the router, excluding the agents already tried; when the router finds nobody
 //!   left to try, a new round starts with everyone (their misses keep counting).
 //!
@@ -33,6 +34,15 @@ use crate::events::EventHub;
 use crate::outbox::Outbox;
 use crate::sandbox::Clock;
 use crate::storage::{Conversation, ConversationState, Rejection, UpdateError};
+
+/// Moves waiting work to its `target` overflow queue. It is the same wait, so a customer who
+/// was sent the first queue's offline message is not sent the overflow queue's too (the
+/// offline message goes out once per conversation; a reopened conversation starts a new wait).
+fn overflow(c: &mut Conversation, target: &str, now: u64) {
+    let notified = c.offline_notified;
+    c.enqueue(target, now);
+    c.offline_notified = notified;
+}
 
 /// How often scheduled looks (lapsed offers, overflow, router rechecks) are due at the latest.
 const TICK: Duration = Duration::from_millis(200);
@@ -247,7 +257,7 @@ impl Dispatcher {
                 if c.state != ConversationState::Queued || c.queue != queue.name {
                     return Err(Rejection::Conflict("changed".into()));
                 }
-                c.enqueue(target, now);
+                overflow(c, target, now);
                 Ok(())
             })?;
             self.withdraw(&moved, &withdrawn, "overflow");
@@ -407,7 +417,7 @@ impl Dispatcher {
             wit::Decision::Overflow => {
                 if let Some(target) = &queue.overflow {
                     self.app.storage.update_conversation(id, |c| {
-                        c.enqueue(target, now);
+                        overflow(c, target, now);
                         Ok(())
                     })?;
                     self.events.publish(

@@ -1,5 +1,11 @@
-//! One plugin call: a store with a memory cap, a deadline, captured stderr and the host
-//! imports, and the mapping of whatever went wrong to a [`PluginError`].
+//! One plugin call: a store with a memory cap, a deadline, a bound on what the host lifts out of
+//! it, captured stdout and stderr and the host imports, and the mapping of whatever went wrong
+//! to a [`PluginError`].
+//!
+//! Calls wait for a slot: at most [`MAX_CONCURRENT_CALLS`] run at once in the host, and at most
+//! [`MAX_CALLS_PER_KEY`] of them for one channel instance (or one router plugin), so a channel
+//! whose plugin hangs until its deadline on every call cannot take the slots other channels
+//! need.
 //!
 //! Two ways to get the store and instance a call runs in:
 //!
@@ -10,7 +16,7 @@
 //!   instance's name, or the queue for routers), never shared between keys. A call takes one
 //!   or instantiates; the pair goes back only if the call returned without a trap, a deadline
 //!   hit or a refused memory growth, and it is retired after [`InstanceReuse::max_calls`]
-//!   calls. Before each reuse the epoch deadline is re-armed, the stderr capture is empty and
+//!   calls. Before each reuse the deadline is re-armed, the output captures are empty and
 //!   the limiter's "denied" flag is clear; the limiter keeps counting the memory the store
 //!   already holds, so the cap still bounds growth. Guest globals persist between calls on one
 //!   key. [`InstanceReuse::FRESH`] turns reuse off.
@@ -19,11 +25,9 @@
 //! be entered again).
 
 use std::collections::HashMap;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hmac::{Hmac, Mac};
 use rand::RngCore;
@@ -31,16 +35,12 @@ use sha2::Digest;
 use tokio::sync::Semaphore;
 use wasmtime::component::{HasSelf, Linker, ResourceTable};
 use wasmtime::{ResourceLimiter, Store, Trap};
-use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
-use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError, StreamResult};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::bindings::{channel, wit, wit_host};
 use crate::config::LimitsConfig;
 use crate::engine::{Allocator, EngineOptions, POOL_COMPONENT_INSTANCES, PluginEngine};
-
-/// The most bytes of a plugin's stderr kept per call.
-const STDERR_CAPTURE: usize = 16 * 1024;
+use crate::wasi::{CallDeadline, CallOutput};
 /// The most bytes one `log` call may carry.
 const MAX_LOG_BYTES: usize = 4096;
 /// The most random bytes one `random-bytes` call returns.
@@ -85,7 +85,40 @@ pub enum PluginError {
         /// The plugin's name.
         plugin: String,
     },
+    /// The call's results (or one host import's arguments) were larger than the host lifts
+    /// from one call.
+    #[error(
+        "plugin {plugin} returned more than the {limit_mib} MiB the host takes from one call in {function}"
+    )]
+    OutputTooLarge {
+        /// The plugin's name.
+        plugin: String,
+        /// The export called.
+        function: &'static str,
+        /// The bound, in MiB.
+        limit_mib: usize,
+    },
 }
+
+impl PluginError {
+    /// A short reason fit to show a caller who is not an operator: the kind of failure, none of
+    /// the guest's own text (panic messages, backtraces, stderr stay in the log).
+    pub fn public_reason(&self) -> &'static str {
+        match self {
+            PluginError::Trap { .. } => "the channel's plugin failed",
+            PluginError::Timeout { .. } => "the channel's plugin timed out",
+            PluginError::OutOfMemory { .. } => "the channel's plugin ran out of memory",
+            PluginError::Busy { .. } => "the host is busy; retry later",
+            PluginError::OutputTooLarge { .. } => "the channel's plugin answered too much",
+        }
+    }
+}
+
+/// The most bytes the host lifts out of a plugin per call: the results of one export call, or
+/// the arguments of one host import (wasmtime's host-call fuel). It bounds what a plugin can
+/// make the host allocate, whatever its results alias (a list of 4,096 strings that all point at
+/// one 1 MiB buffer would otherwise lift as 4 GiB).
+pub const MAX_LIFTED_BYTES: usize = 4 << 20;
 
 /// Where the host clock reads from: the real clock, or a fixed instant for replays.
 #[derive(Debug, Clone, Copy)]
@@ -106,103 +139,6 @@ impl Clock {
                 .unwrap_or(0),
             Clock::Fixed(ms) => ms,
         }
-    }
-}
-
-/// A plugin's stderr, kept in memory for one call at a time: at most [`STDERR_CAPTURE`] bytes
-/// per call (a write past that traps, as wasmtime's `MemoryOutputPipe` does), and emptied by
-/// [`CallStderr::take`] after each call so a reused store starts the next call with an empty
-/// capture. Every stream the guest opens on stderr shares the one buffer.
-#[derive(Clone)]
-struct CallStderr {
-    buffer: Arc<Mutex<bytes::BytesMut>>,
-}
-
-impl CallStderr {
-    fn new() -> CallStderr {
-        CallStderr {
-            buffer: Arc::new(Mutex::new(bytes::BytesMut::new())),
-        }
-    }
-
-    /// What the guest wrote since the last `take`, leaving the capture empty.
-    fn take(&self) -> bytes::Bytes {
-        let mut buffer = self.buffer.lock().unwrap_or_else(|e| e.into_inner());
-        buffer.split().freeze()
-    }
-
-    /// Appends up to `bytes.len()` bytes that fit; returns how many did.
-    fn append(&self, bytes: &[u8]) -> usize {
-        let mut buffer = self.buffer.lock().unwrap_or_else(|e| e.into_inner());
-        let n = bytes.len().min(STDERR_CAPTURE.saturating_sub(buffer.len()));
-        buffer.extend_from_slice(&bytes[..n]);
-        n
-    }
-
-    fn room(&self) -> usize {
-        let buffer = self.buffer.lock().unwrap_or_else(|e| e.into_inner());
-        STDERR_CAPTURE.saturating_sub(buffer.len())
-    }
-}
-
-impl IsTerminal for CallStderr {
-    fn is_terminal(&self) -> bool {
-        false
-    }
-}
-
-impl StdoutStream for CallStderr {
-    fn p2_stream(&self) -> Box<dyn OutputStream> {
-        Box::new(self.clone())
-    }
-
-    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
-        Box::new(self.clone())
-    }
-}
-
-#[wasmtime_wasi::async_trait]
-impl Pollable for CallStderr {
-    async fn ready(&mut self) {}
-}
-
-impl OutputStream for CallStderr {
-    fn write(&mut self, bytes: bytes::Bytes) -> StreamResult<()> {
-        if self.append(&bytes) < bytes.len() {
-            return Err(StreamError::trap(
-                "plugin wrote more to stderr than one call may",
-            ));
-        }
-        Ok(())
-    }
-
-    fn flush(&mut self) -> StreamResult<()> {
-        Ok(())
-    }
-
-    fn check_write(&mut self) -> StreamResult<usize> {
-        match self.room() {
-            0 => Err(StreamError::Closed),
-            room => Ok(room),
-        }
-    }
-}
-
-impl tokio::io::AsyncWrite for CallStderr {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Poll::Ready(Ok(self.append(buf)))
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Poll::Ready(Ok(()))
     }
 }
 
@@ -242,16 +178,23 @@ impl ResourceLimiter for CallLimiter {
     }
 }
 
-/// The state of one store: WASI with nothing granted, the limiter, captured stderr, and who is
-/// calling (for log lines).
+/// The state of one store: WASI with nothing granted, the limiter, captured output, the call's
+/// deadline, and who is calling (for log lines).
 pub struct HostState {
     wasi: WasiCtx,
     table: ResourceTable,
     limiter: CallLimiter,
-    stderr: CallStderr,
+    output: CallOutput,
+    deadline: Instant,
     plugin: Arc<str>,
     channel: Option<Arc<str>>,
     clock: Clock,
+}
+
+impl CallDeadline for HostState {
+    fn deadline(&self) -> Instant {
+        self.deadline
+    }
 }
 
 impl WasiView for HostState {
@@ -456,13 +399,22 @@ pub struct Sandbox {
     linker: Linker<HostState>,
     limits: LimitsConfig,
     slots: Arc<Semaphore>,
+    key_slots: Mutex<HashMap<Arc<str>, Arc<Semaphore>>>,
     clock: Clock,
     reuse: InstanceReuse,
     idle_total: Arc<AtomicUsize>,
 }
 
 /// The most plugin calls running at once; the rest wait for a slot.
-const MAX_CONCURRENT_CALLS: usize = 64;
+pub const MAX_CONCURRENT_CALLS: usize = 64;
+
+/// The most calls running at once for one channel instance (or router plugin): a quarter of
+/// the host's slots, so one channel whose every call runs to its deadline leaves the others
+/// three quarters.
+pub const MAX_CALLS_PER_KEY: usize = MAX_CONCURRENT_CALLS / 4;
+
+/// How long a call waits for a slot before it fails as [`PluginError::Busy`].
+const SLOT_WAIT: Duration = Duration::from_secs(10);
 
 /// The most idle instances kept across all pools of one sandbox. With the running calls and
 /// headroom for calls outside the semaphore it stays below the engine's instance pool.
@@ -489,13 +441,14 @@ impl Sandbox {
             memory_bytes: limits.memory_bytes(),
         })?;
         let mut linker = Linker::new(engine.engine());
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        crate::wasi::add_to_linker(&mut linker)?;
         channel::Channel::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?;
         Ok(Sandbox {
             engine,
             linker,
             limits,
             slots: Arc::new(Semaphore::new(MAX_CONCURRENT_CALLS)),
+            key_slots: Mutex::new(HashMap::new()),
             clock,
             reuse: options.reuse,
             idle_total: Arc::new(AtomicUsize::new(0)),
@@ -529,8 +482,8 @@ impl Sandbox {
 
     /// A fresh store for one call, with its limits and deadline armed.
     pub fn new_store(&self, ctx: &CallContext) -> Store<HostState> {
-        let stderr = CallStderr::new();
-        let wasi = WasiCtx::builder().stderr(stderr.clone()).build();
+        let output = CallOutput::new();
+        let wasi = crate::wasi::context(self.clock, &output);
         let state = HostState {
             wasi,
             table: ResourceTable::new(),
@@ -539,13 +492,15 @@ impl Sandbox {
                 used: 0,
                 denied: false,
             },
-            stderr,
+            output,
+            deadline: Instant::now() + self.limits.call_timeout(),
             plugin: ctx.plugin.clone(),
             channel: ctx.channel.clone(),
             clock: self.clock,
         };
         let mut store = Store::new(self.engine.engine(), state);
         store.limiter(|s| &mut s.limiter);
+        store.set_hostcall_fuel(MAX_LIFTED_BYTES);
         store.set_epoch_deadline(PluginEngine::deadline_ticks(self.limits.call_timeout()));
         store.epoch_deadline_trap();
         store
@@ -570,14 +525,24 @@ impl Sandbox {
         R: Send + 'static,
         F: FnOnce(&Sandbox, &CallContext) -> Result<R, PluginError> + Send + 'static,
     {
-        let _permit = self
-            .slots
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| PluginError::Busy {
-                plugin: ctx.plugin.to_string(),
-            })?;
+        let busy = || PluginError::Busy {
+            plugin: ctx.plugin.to_string(),
+        };
+        let key = ctx.channel.clone().unwrap_or_else(|| ctx.plugin.clone());
+        let key_slots = self.key_slots(key);
+        let permits = tokio::time::timeout(SLOT_WAIT, async {
+            let key = key_slots.acquire_owned().await;
+            let host = self.slots.clone().acquire_owned().await;
+            (key, host)
+        })
+        .await;
+        let _permits = match permits {
+            Ok((Ok(key), Ok(host))) => (key, host),
+            _ => {
+                tracing::warn!(plugin = %ctx.plugin, channel = ctx.channel.as_deref().unwrap_or("-"), function, "no call slot free within {SLOT_WAIT:?}");
+                return Err(busy());
+            }
+        };
         let plugin = ctx.plugin.to_string();
         let multi_thread = tokio::runtime::Handle::try_current()
             .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
@@ -603,6 +568,15 @@ impl Sandbox {
                     reason: format!("host task failed: {e}"),
                 })
             })
+    }
+
+    /// The semaphore that bounds the calls of one channel instance (or router plugin).
+    fn key_slots(&self, key: Arc<str>) -> Arc<Semaphore> {
+        let mut slots = self.key_slots.lock().unwrap_or_else(|e| e.into_inner());
+        slots
+            .entry(key)
+            .or_insert_with(|| Arc::new(Semaphore::new(MAX_CALLS_PER_KEY)))
+            .clone()
     }
 
     /// Runs `call` in a fresh store where it may block (see `on_call_slot`), waiting for a call
@@ -722,9 +696,10 @@ impl Sandbox {
     }
 
     /// Makes a reused store ready for its next call: a full deadline from now and a clear
-    /// "denied" flag (the stderr capture was emptied after the previous call).
+    /// "denied" flag (the output captures were emptied after the previous call).
     fn rearm(&self, store: &mut Store<HostState>) {
         store.set_epoch_deadline(PluginEngine::deadline_ticks(self.limits.call_timeout()));
+        store.data_mut().deadline = Instant::now() + self.limits.call_timeout();
         store.data_mut().limiter.denied = false;
     }
 
@@ -748,23 +723,32 @@ impl Sandbox {
         }
     }
 
-    /// Takes what the plugin wrote to stderr during the call and logs it, line by line.
+    /// Takes what the plugin wrote to stdout and stderr during the call and logs it, line by
+    /// line; returns the stderr part (a Rust panic message lands there).
     fn drain_stderr(
         &self,
         ctx: &CallContext,
         function: &'static str,
         store: &Store<HostState>,
     ) -> bytes::Bytes {
-        let stderr = store.data().stderr.take();
-        if !stderr.is_empty() {
-            let text = String::from_utf8_lossy(&stderr);
-            for line in text.lines().filter(|l| !l.trim().is_empty()) {
-                tracing::warn!(plugin = %ctx.plugin, channel = ctx.channel.as_deref().unwrap_or("-"), function, "plugin stderr: {line}");
+        let output = &store.data().output;
+        let channel = ctx.channel.as_deref().unwrap_or("-");
+        let stdout = output.stdout.take();
+        for line in String::from_utf8_lossy(&stdout).lines() {
+            if !line.trim().is_empty() {
+                tracing::info!(plugin = %ctx.plugin, channel, function, "plugin stdout: {line}");
+            }
+        }
+        let stderr = output.stderr.take();
+        for line in String::from_utf8_lossy(&stderr).lines() {
+            if !line.trim().is_empty() {
+                tracing::warn!(plugin = %ctx.plugin, channel, function, "plugin stderr: {line}");
             }
         }
         stderr
     }
 
+    /// Sorts a failed call into a [`PluginError`] and logs it in full.
     fn classify(
         &self,
         ctx: &CallContext,
@@ -779,6 +763,12 @@ impl Sandbox {
                 plugin,
                 function,
                 cap_mib: self.limits.memory_mib,
+            }
+        } else if format!("{err:#}").contains(HOSTCALL_FUEL_EXHAUSTED) {
+            PluginError::OutputTooLarge {
+                plugin,
+                function,
+                limit_mib: MAX_LIFTED_BYTES >> 20,
             }
         } else if err.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
             PluginError::Timeout {
@@ -811,28 +801,12 @@ impl Sandbox {
     }
 }
 
+/// Part of wasmtime's message when lifting ran out of host-call fuel (its error type is private).
+const HOSTCALL_FUEL_EXHAUSTED: &str = "fuel allocated for hostcalls has been exhausted";
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn stderr_capture_is_per_call() {
-        let stderr = CallStderr::new();
-        let mut stream = stderr.clone();
-        OutputStream::write(&mut stream, bytes::Bytes::from_static(b"first call\n")).unwrap();
-        assert_eq!(&stderr.take()[..], b"first call\n");
-        assert!(stderr.take().is_empty(), "taking empties the capture");
-
-        // Each call may write up to the cap, however much earlier calls wrote.
-        for _ in 0..3 {
-            let full = bytes::Bytes::from(vec![b'x'; STDERR_CAPTURE]);
-            OutputStream::write(&mut stream, full).unwrap();
-            assert!(matches!(stream.check_write(), Err(StreamError::Closed)));
-            assert!(OutputStream::write(&mut stream, bytes::Bytes::from_static(b"y")).is_err());
-            assert_eq!(stderr.take().len(), STDERR_CAPTURE);
-        }
-        assert_eq!(stream.check_write().unwrap(), STDERR_CAPTURE);
-    }
 
     #[test]
     fn reuse_defaults_are_bounded() {

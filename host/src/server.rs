@@ -7,20 +7,23 @@
 //!   (else `431`);
 //! * every request must complete within [`REQUEST_TIMEOUT`] (a body trickled slowly gets `408`);
 //! * API bodies are limited to `server.max_body_bytes` (`413`), as webhook bodies are;
-//! * each channel's webhook and each API bearer token have a token-bucket rate limit
-//!   ([`crate::ratelimit`]): over it, `429` with `Retry-After`.
+//! * each channel's webhook (authenticated calls only) and each API bearer token have a
+//!   token-bucket rate limit ([`crate::ratelimit`]), and so do failed authentications per
+//!   client address (webhooks, API and web chat apart): over it, `429` with `Retry-After`.
 //!
 //! On SIGTERM or SIGINT the host stops accepting, lets in-flight requests finish (live event
 //! streams are ended), waits for in-flight provider sends ([`Outbox::drain`]), all within
-//! [`DRAIN_TIMEOUT`], then flushes storage and exits 0.
+//! [`DRAIN_TIMEOUT`], then flushes storage and exits 0. SIGHUP reloads the plugins ([`Signals`]).
+//! Every error answer outside `/webhooks` is JSON, axum's own included ([`json_errors`]).
 
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post, put};
@@ -32,7 +35,10 @@ use crate::app::App;
 use crate::events::EventHub;
 use crate::outbox::Outbox;
 use crate::provider_http::ProviderClient;
-use crate::ratelimit::{DEFAULT_API_RATE, DEFAULT_WEBHOOK_RATE, RateLimiter, retry_after_secs};
+use crate::ratelimit::{
+    DEFAULT_API_RATE, DEFAULT_AUTH_FAILURE_RATE, DEFAULT_WEBHOOK_RATE, MAX_BUCKETS, RateLimiter,
+    address_key, retry_after_secs,
+};
 use crate::routing::Dispatcher;
 
 /// How long a client may take to send a request's head (request line and headers), and how
@@ -75,21 +81,91 @@ pub fn error_response(status: StatusCode, message: impl Into<String>) -> Respons
 
 /// The request-rate limits the edge enforces.
 pub struct RateLimits {
-    /// Per channel webhook (`/webhooks/{channel}`).
+    /// Per channel webhook (`/webhooks/{channel}`), spent by authenticated calls only.
     pub webhook: RateLimiter,
-    /// Per `Authorization` header on `/api/v1/...`.
+    /// Per bearer token on `/api/v1/...` (normalized: see [`bearer_token`]).
     pub api: RateLimiter,
+    /// Failed authentications per client address, webhooks, API and web chat apart.
+    pub auth_failures: RateLimiter,
+    /// Web chat visitors (sessions per address, messages and polls per session), at each
+    /// channel's configured rates.
+    pub webchat: RateLimiter,
 }
 
 impl RateLimits {
-    /// The defaults, or `PLUGBOARD_WEBHOOK_RATE` / `PLUGBOARD_API_RATE` (requests per second,
-    /// bursts of twice that; `0` turns a limit off).
+    /// The defaults, or `PLUGBOARD_WEBHOOK_RATE` / `PLUGBOARD_API_RATE` /
+    /// `PLUGBOARD_AUTH_FAILURE_RATE` (per second, bursts of twice that; `0` turns a limit off).
     pub fn from_env() -> RateLimits {
         RateLimits {
             webhook: RateLimiter::from_env("PLUGBOARD_WEBHOOK_RATE", DEFAULT_WEBHOOK_RATE),
             api: RateLimiter::from_env("PLUGBOARD_API_RATE", DEFAULT_API_RATE),
+            auth_failures: RateLimiter::from_env(
+                "PLUGBOARD_AUTH_FAILURE_RATE",
+                DEFAULT_AUTH_FAILURE_RATE,
+            ),
+            webchat: RateLimiter::new(0.0, MAX_BUCKETS),
         }
     }
+}
+
+/// The client's address as its TCP connection shows it (set by the accept loop).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub IpAddr);
+
+/// What handlers get from the edge: the limits, and the client address they are keyed on.
+#[derive(Clone)]
+pub struct Edge {
+    /// The shared limits.
+    pub limits: Arc<RateLimits>,
+    /// The client's address as limits key it ([`address_key`]).
+    pub client: IpAddr,
+}
+
+/// Where a request's failed authentications are counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum AuthArea {
+    Webhook,
+    Api,
+    Webchat,
+}
+
+impl Edge {
+    /// Spends the channel's webhook limit for an authenticated call (`Err`: over it).
+    pub fn webhook_authenticated(&self, channel: &str) -> Result<(), Duration> {
+        self.limits.webhook.check(("channel", channel))
+    }
+
+    /// Counts a webhook call the channel's plugin refused (failed authentication or
+    /// malformed) against this client address.
+    pub fn webhook_refused(&self) {
+        let _ = self
+            .limits
+            .auth_failures
+            .check((AuthArea::Webhook, self.client));
+    }
+}
+
+/// The token of an `Authorization: Bearer <token>` header value: the scheme matched
+/// case-insensitively, any run of spaces or tabs around the token ignored (so every spelling of
+/// one token is one token to limits and lookups); `None` when it is not that shape.
+pub fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, rest) = value.trim().split_once([' ', '\t'])?;
+    let token = rest.trim_matches([' ', '\t']);
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty() && !token.contains([' ', '\t']))
+        .then_some(token)
+}
+
+/// `429` with `Retry-After` for a request over a limit.
+pub fn too_many_requests(wait: Duration) -> Response {
+    let secs = retry_after_secs(wait);
+    let mut response = error_response(
+        StatusCode::TOO_MANY_REQUESTS,
+        format!("too many requests; retry after {secs}s"),
+    );
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    response
 }
 
 /// Every route the host serves, with the edge protections, rate limits read from the
@@ -108,21 +184,9 @@ pub fn router_with(
 ) -> axum::Router {
     let max_body = state.app.config.server.max_body_bytes;
     axum::Router::new()
-        .route("/healthz", get(|| async { "ok" }))
+        .route("/healthz", get(healthz))
         .route("/webhooks/{channel}", any(crate::webhook::handle))
-        .route("/webchat/{channel}/widget.js", get(crate::webchat::widget))
-        .route(
-            "/webchat/{channel}/sessions",
-            post(crate::webchat::start_session),
-        )
-        .route(
-            "/webchat/{channel}/messages",
-            get(crate::webchat::poll).post(crate::webchat::post_message),
-        )
-        .route(
-            "/webchat/{channel}/offline",
-            post(crate::webchat::post_offline),
-        )
+        .merge(crate::webchat::routes(state.clone()))
         .route(
             "/api/v1/conversations",
             get(crate::api::list_conversations).post(crate::api::start_conversation),
@@ -160,7 +224,9 @@ pub fn router_with(
             "/api/v1/admin/channels/{name}",
             axum::routing::delete(crate::api::delete_channel),
         )
+        .method_not_allowed_fallback(method_not_allowed)
         .fallback(|| async { error_response(StatusCode::NOT_FOUND, "no such endpoint") })
+        .layer(axum::middleware::from_fn(json_errors))
         .layer(DefaultBodyLimit::max(max_body))
         .layer(axum::middleware::from_fn_with_state(
             max_body,
@@ -178,11 +244,23 @@ pub fn router_with(
         .with_state(state)
 }
 
-/// Builds the host from `app`, serves until SIGINT or SIGTERM, drains, then flushes storage.
+/// Builds the host from `app`, serves until SIGINT or SIGTERM, drains, then flushes storage;
+/// SIGHUP reloads the plugins (see [`Signals`]).
 pub async fn serve(app: App) -> anyhow::Result<()> {
-    // Installed first, so a signal during start-up is a clean stop rather than a kill.
-    let signal = ShutdownSignal::install()?;
+    serve_with(app, Signals::install()?).await
+}
+
+/// [`serve`] with `signals` installed by the caller, before its start-up work (loading the
+/// configuration and compiling plugins), so a signal during start-up is never a kill.
+pub async fn serve_with(app: App, signals: Signals) -> anyhow::Result<()> {
+    let Signals {
+        shutdown: signal,
+        #[cfg(unix)]
+        hangup,
+    } = signals;
     let app = Arc::new(app);
+    #[cfg(unix)]
+    tokio::spawn(reload_on_hangup(app.clone(), hangup));
     let client = ProviderClient::new(app.config.limits.provider_timeout())?;
     let events = Arc::new(EventHub::new(app.storage.clone()));
     let outbox = Outbox::start(app.clone(), client, events.clone())?;
@@ -276,7 +354,8 @@ async fn accept_loop(
         let mut stopping = stopping.clone();
         tokio::spawn(async move {
             let _alive = alive;
-            let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+            let svc = hyper::service::service_fn(move |mut req: Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(ClientAddr(peer.ip()));
                 let mut service = service.clone();
                 async move { tower::Service::call(&mut service, req.map(Body::new)).await }
             });
@@ -311,33 +390,138 @@ async fn stopped(stopping: &mut watch::Receiver<bool>) {
     }
 }
 
+/// The process signals the server handles: SIGINT and SIGTERM stop it gracefully; SIGHUP
+/// (which would otherwise kill the process) reloads the plugins, as `POST
+/// /api/v1/admin/reload` does, and never stops the server. Install them before start-up work.
+pub struct Signals {
+    shutdown: ShutdownSignal,
+    #[cfg(unix)]
+    hangup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    /// Installs the handlers; from then on these signals no longer kill the process. Must run
+    /// inside a tokio runtime.
+    pub fn install() -> anyhow::Result<Signals> {
+        Ok(Signals {
+            shutdown: ShutdownSignal::install()?,
+            #[cfg(unix)]
+            hangup: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+                .map_err(|e| anyhow::anyhow!("cannot install the SIGHUP handler: {e}"))?,
+        })
+    }
+}
+
+/// Reloads the plugins on every SIGHUP (the configuration file is read only at start).
+#[cfg(unix)]
+async fn reload_on_hangup(app: Arc<App>, mut hangup: tokio::signal::unix::Signal) {
+    while hangup.recv().await.is_some() {
+        tracing::info!(
+            "SIGHUP received: reloading plugins, as POST /api/v1/admin/reload does (the configuration file is read only at start)"
+        );
+        let app = app.clone();
+        match tokio::task::spawn_blocking(move || app.reload()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::error!(
+                "SIGHUP plugin reload refused; the previous plugins keep serving: {e:#}"
+            ),
+            Err(e) => tracing::error!("SIGHUP plugin reload failed: {e}"),
+        }
+    }
+}
+
 /// SIGINT or SIGTERM.
 struct ShutdownSignal {
     #[cfg(unix)]
     term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    interrupt: tokio::signal::unix::Signal,
 }
 
 impl ShutdownSignal {
     fn install() -> anyhow::Result<ShutdownSignal> {
+        #[cfg(unix)]
+        let handler = |kind, name| {
+            tokio::signal::unix::signal(kind)
+                .map_err(|e| anyhow::anyhow!("cannot install the {name} handler: {e}"))
+        };
         Ok(ShutdownSignal {
             #[cfg(unix)]
-            term: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                .map_err(|e| anyhow::anyhow!("cannot install the SIGTERM handler: {e}"))?,
+            term: handler(tokio::signal::unix::SignalKind::terminate(), "SIGTERM")?,
+            #[cfg(unix)]
+            interrupt: handler(tokio::signal::unix::SignalKind::interrupt(), "SIGINT")?,
         })
     }
 
     async fn wait(mut self) {
-        let ctrl_c = tokio::signal::ctrl_c();
         #[cfg(unix)]
         tokio::select! {
-            _ = ctrl_c => {},
+            _ = self.interrupt.recv() => {},
             _ = self.term.recv() => {},
         }
         #[cfg(not(unix))]
         {
-            let _ = ctrl_c.await;
+            let _ = tokio::signal::ctrl_c().await;
         }
     }
+}
+
+/// `200 ok`, or `503` with the reason when the host cannot do its job (storage out of service
+/// after a failed disk write): what a supervisor restarts it on.
+async fn healthz(State(state): State<AppState>) -> Response {
+    match crate::health::host_problem(&state.app.storage) {
+        None => "ok".into_response(),
+        Some(reason) => error_response(StatusCode::SERVICE_UNAVAILABLE, reason),
+    }
+}
+
+/// `405` for a method the path does not take (axum adds the `Allow` header).
+async fn method_not_allowed(method: Method, uri: Uri) -> Response {
+    error_response(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("method {method} is not allowed on {}", uri.path()),
+    )
+}
+
+/// The largest error body [`json_errors`] rewrites (axum's own are a line of text).
+const MAX_REWRITTEN_ERROR: usize = 16 * 1024;
+
+/// Makes every error answer outside `/webhooks` (whose answers are the plugins') a JSON
+/// `{"error": ...}` like the handlers' own: axum answers a malformed query string, path or
+/// body with plain text and an unknown method with an empty body. Status and other headers
+/// (`Allow`, `Retry-After`) are kept.
+async fn json_errors(req: Request, next: Next) -> Response {
+    let webhook = req.uri().path().starts_with("/webhooks/");
+    let response = next.run(req).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if webhook || is_json || !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, MAX_REWRITTEN_ERROR)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
+        .unwrap_or_default();
+    let message = if text.is_empty() {
+        status
+            .canonical_reason()
+            .unwrap_or("request failed")
+            .to_ascii_lowercase()
+    } else {
+        text
+    };
+    let (json_parts, json_body) = error_response(status, message).into_parts();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    if let Some(content_type) = json_parts.headers.get(header::CONTENT_TYPE) {
+        parts
+            .headers
+            .insert(header::CONTENT_TYPE, content_type.clone());
+    }
+    Response::from_parts(parts, json_body)
 }
 
 /// `413` for an API request whose declared body is over `max` bytes, before reading it (a body
@@ -394,43 +578,65 @@ async fn end_streams_on_shutdown(
     )
 }
 
-/// `429` with `Retry-After` once a channel's webhook or an API token goes over its rate.
-/// Unknown channels share one bucket, and so do API requests without credentials, so a flood of
-/// made-up names cannot crowd out the real ones.
+/// `429` with `Retry-After` once a channel's webhook or an API token goes over its rate, or a
+/// client address has failed authentication too often (then before its credentials are
+/// looked at). A webhook call spends its channel's limit only once the plugin authenticated it
+/// ([`Edge::webhook_authenticated`]), so unsigned junk cannot use up a channel's budget.
+/// Unknown channels share one bucket, and so do API requests without a bearer token, so a
+/// flood of made-up names cannot crowd out the real ones.
 async fn rate_limit(
     State((state, limits)): State<(AppState, Arc<RateLimits>)>,
-    req: Request,
+    mut req: Request,
     next: Next,
 ) -> Response {
+    let client = address_key(
+        req.extensions()
+            .get::<ClientAddr>()
+            .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0),
+    );
     let path = req.uri().path();
-    let verdict = if let Some(rest) = path.strip_prefix("/webhooks/") {
+    let (area, verdict) = if let Some(rest) = path.strip_prefix("/webhooks/") {
         let channel = rest.split('/').next().unwrap_or_default();
-        if state.app.catalog().channels.contains_key(channel) {
-            limits.webhook.check(("channel", channel))
+        let verdict = if state.app.catalog().channels.contains_key(channel) {
+            limits
+                .auth_failures
+                .peek((AuthArea::Webhook, client))
+                .and_then(|()| limits.webhook.peek(("channel", channel)))
         } else {
             limits.webhook.check(("unknown channel", ()))
-        }
+        };
+        (None, verdict)
     } else if path.starts_with("/api/") {
-        match req.headers().get(header::AUTHORIZATION) {
-            Some(token) => limits.api.check(("token", token.as_bytes())),
-            None => limits.api.check(("anonymous", ())),
-        }
+        let token = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(bearer_token);
+        let key = token.map_or(("anonymous", ""), |t| ("token", t));
+        let verdict = limits
+            .auth_failures
+            .peek((AuthArea::Api, client))
+            .and_then(|()| limits.api.check(key));
+        (Some(AuthArea::Api), verdict)
+    } else if path.starts_with("/webchat/") {
+        let verdict = limits.auth_failures.peek((AuthArea::Webchat, client));
+        (Some(AuthArea::Webchat), verdict)
     } else {
-        Ok(())
+        (None, Ok(()))
     };
-    match verdict {
-        Ok(()) => next.run(req).await,
-        Err(wait) => {
-            let secs = retry_after_secs(wait);
-            tracing::debug!(path, retry_after = secs, "rate limited");
-            let mut response = error_response(
-                StatusCode::TOO_MANY_REQUESTS,
-                format!("too many requests; retry after {secs}s"),
-            );
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
-            response
-        }
+    if let Err(wait) = verdict {
+        tracing::debug!(path, %client, "rate limited");
+        return too_many_requests(wait);
     }
+    req.extensions_mut().insert(Edge {
+        limits: limits.clone(),
+        client,
+    });
+    let response = next.run(req).await;
+    if let Some(area) = area
+        && response.status() == StatusCode::UNAUTHORIZED
+    {
+        let _ = limits.auth_failures.check((area, client));
+    }
+    response
 }

@@ -7,8 +7,9 @@
 //! flusher task serves every waiting writer, so many requests share one disk sync. Either way no
 //! provider gets its 2xx, and no agent a 201, before the write is on disk.
 
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -38,6 +39,29 @@ pub enum StorageError {
     /// No flush completed in time.
     #[error("storage: flush did not complete within {0:?}")]
     FlushTimeout(Duration),
+    /// Another process has the database open (sled holds an exclusive file lock).
+    #[error(
+        "another plugboard process holds {}: stop it first, or give this one its own data_dir",
+        .0.display()
+    )]
+    Locked(PathBuf),
+    /// The database files cannot be read back.
+    #[error(
+        "the database in {} is corrupt ({reason}); restore that directory from a backup, or move it aside to start with empty data",
+        dir.display()
+    )]
+    CorruptDatabase {
+        /// The database directory.
+        dir: PathBuf,
+        /// What sled reported.
+        reason: String,
+    },
+    /// A disk write failed earlier (disk full, I/O error): sled refuses every write after
+    /// that until the process restarts, so nothing more is acknowledged.
+    #[error(
+        "storage is out of service since a disk write failed ({0}); restart plugboard once the disk is fixed (free space, for a full disk)"
+    )]
+    OutOfService(String),
 }
 
 impl From<TransactionError<StorageError>> for StorageError {
@@ -241,6 +265,10 @@ pub struct Visitor {
     pub channel: String,
     /// When the session started, Unix milliseconds.
     pub created_at: u64,
+    /// When the session was last used, Unix milliseconds (0: not since it started); idle
+    /// sessions expire.
+    #[serde(default)]
+    pub last_seen: u64,
 }
 
 /// One entry of the event log agents stream.
@@ -465,6 +493,7 @@ pub struct Storage {
     events: Tree,
     channel_admin: Tree,
     visitors: Tree,
+    nonces: Tree,
     durability: Arc<Durability>,
     intake: IntakeTrees,
     batcher: batch::Batcher,
@@ -474,6 +503,176 @@ struct Durability {
     written: AtomicU64,
     kick: Notify,
     flushed: watch::Sender<u64>,
+    /// The disk write failure that put storage out of service, if one happened.
+    failed: OnceLock<String>,
+    /// Tells, at the next start, whether the database lost data that was on disk.
+    mark: FlushMark,
+}
+
+/// How often the flusher records a [`FlushMark`] at most (and at every clean shutdown).
+const MARK_EVERY: Duration = Duration::from_secs(1);
+
+/// Detects a damaged database file. sled reads a damaged log record as the torn tail of a
+/// crash and silently drops it and everything written after it, so a flipped byte can start
+/// the host on an empty or truncated database. Before some flushes a counter is written into
+/// the database; once that flush is on disk the same value goes to a file beside it. A
+/// database holding a lower counter than the file lost data that had been on disk: it is
+/// [`StorageError::CorruptDatabase`], never a silent start. (A crash cannot cause that: the
+/// file is written only after the flush covering the counter.)
+struct FlushMark {
+    /// The file beside the database.
+    file: PathBuf,
+    /// The next counter value.
+    next: AtomicU64,
+    /// When the last mark was staged.
+    last: std::sync::Mutex<Option<std::time::Instant>>,
+}
+
+impl FlushMark {
+    /// The database key holding the counter.
+    const KEY: &'static [u8] = b"plugboard.flush_mark";
+
+    /// Compares the counter in `db` with the file in `dir`.
+    fn check(db: &sled::Db, dir: &Path) -> Result<FlushMark, StorageError> {
+        let stored = db
+            .get(Self::KEY)?
+            .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+            .map_or(0, u64::from_be_bytes);
+        let file = dir.join("flush-mark");
+        // Missing or unreadable (a database from before marks, an interrupted write): no check.
+        let recorded = std::fs::read_to_string(&file)
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok())
+            .unwrap_or(0);
+        if recorded > stored {
+            return Err(StorageError::CorruptDatabase {
+                dir: dir.to_owned(),
+                reason: format!(
+                    "it lost data that was on disk: flush mark {stored} in the database, {recorded} recorded in {}",
+                    file.display()
+                ),
+            });
+        }
+        Ok(FlushMark {
+            file,
+            next: AtomicU64::new(recorded.max(stored) + 1),
+            last: std::sync::Mutex::new(None),
+        })
+    }
+
+    /// Before a flush: writes the next counter into `db` when one is due (`force`: always);
+    /// returns it, for [`FlushMark::commit`] once the flush succeeded.
+    fn stage(&self, db: &sled::Db, force: bool) -> Option<u64> {
+        let mut last = self.last.lock().expect("flush mark lock");
+        if !force && last.is_some_and(|t| t.elapsed() < MARK_EVERY) {
+            return None;
+        }
+        let mark = self.next.fetch_add(1, Ordering::SeqCst);
+        db.insert(Self::KEY, &mark.to_be_bytes()).ok()?;
+        *last = Some(std::time::Instant::now());
+        Some(mark)
+    }
+
+    /// After the flush covering `mark` is on disk: records it in the file (written aside,
+    /// then renamed, so the file is the old mark or the new one).
+    fn commit(&self, mark: u64) {
+        let aside = self.file.with_extension("tmp");
+        let written = std::fs::write(&aside, format!("{mark}\n"))
+            .and_then(|()| std::fs::rename(&aside, &self.file));
+        if let Err(e) = written {
+            tracing::warn!(file = %self.file.display(), "cannot record the flush mark: {e}");
+        }
+    }
+}
+
+impl Durability {
+    /// Records `e` if it puts storage out of service: after an I/O error sled keeps the error
+    /// and fails every later write and flush, so the state lasts until the process restarts.
+    /// Wakes writers waiting for a flush, which then fail at once.
+    fn record(&self, e: &sled::Error) {
+        if !matches!(
+            e,
+            sled::Error::Io(_) | sled::Error::Corruption { .. } | sled::Error::ReportableBug(_)
+        ) {
+            return;
+        }
+        let reason = match e {
+            sled::Error::Io(io) => os_message(io),
+            e => e.to_string(),
+        };
+        if self.failed.set(reason.clone()).is_ok() {
+            tracing::error!(
+                "storage is out of service: {reason}; nothing more is acknowledged and /healthz answers 503 until plugboard is restarted"
+            );
+            self.flushed.send_modify(|_| {});
+        }
+    }
+
+    /// The out-of-service error, if storage is out of service.
+    fn out_of_service(&self) -> Option<StorageError> {
+        self.failed
+            .get()
+            .map(|reason| StorageError::OutOfService(reason.clone()))
+    }
+}
+
+/// The OS's words for an I/O error sled reports: sled re-wraps the original error's debug text
+/// (`Os { code: 28, kind: StorageFull, message: "No space left on device" }`) in a new error
+/// each time it is cloned; this digs out the message.
+fn os_message(io: &std::io::Error) -> String {
+    let text = io.to_string().replace('\\', "");
+    let message = text
+        .split_once("message: \"")
+        .and_then(|(_, rest)| rest.split_once('"'))
+        .map(|(message, _)| message.to_owned());
+    match message {
+        Some(message) => format!("{message} ({})", io.kind()),
+        None => text,
+    }
+}
+
+/// Runs `f`, turning a panic on this thread into `Err(its message)` without printing it (the
+/// caller reports the failure its own way); panics on other threads meanwhile print as usual.
+fn catch_panic_quietly<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    type Hook = dyn Fn(&std::panic::PanicHookInfo<'_>) + Send + Sync;
+    let previous: Arc<Hook> = Arc::from(std::panic::take_hook());
+    let this = std::thread::current().id();
+    let others = previous.clone();
+    std::panic::set_hook(Box::new(move |info| {
+        if std::thread::current().id() != this {
+            others(info);
+        }
+    }));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    drop(std::panic::take_hook());
+    std::panic::set_hook(Box::new(move |info| previous(info)));
+    result.map_err(|payload| {
+        payload
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "an unexpected failure".to_owned())
+    })
+}
+
+/// What an error from opening the database in `dir` (or one of its trees) means.
+fn open_error(dir: &Path, e: sled::Error) -> StorageError {
+    match e {
+        // sled 0.34 reports its file lock held elsewhere as an `Other` error with this text.
+        sled::Error::Io(io)
+            if io.kind() == std::io::ErrorKind::WouldBlock
+                || io.to_string().starts_with("could not acquire lock") =>
+        {
+            StorageError::Locked(dir.to_owned())
+        }
+        sled::Error::Corruption { .. } | sled::Error::ReportableBug(_) => {
+            StorageError::CorruptDatabase {
+                dir: dir.to_owned(),
+                reason: e.to_string(),
+            }
+        }
+        e => StorageError::Sled(e),
+    }
 }
 
 /// How long a writer waits for its flush before giving up (the provider then gets a 5xx and
@@ -640,6 +839,31 @@ impl IntakeTrees {
     }
 }
 
+/// The senders whose every message in `events` was stored before: this call is a provider's
+/// retry for them, so the opt-outs and opt-ins it carries for them were applied already.
+fn retried_senders<'e>(
+    inbound: &TransactionalTree,
+    channel: &str,
+    events: &'e [InboundEvent],
+) -> TxResult<std::collections::HashSet<&'e str>> {
+    let mut retried = std::collections::HashSet::new();
+    let mut fresh = std::collections::HashSet::new();
+    for event in events {
+        if let InboundEvent::Message {
+            provider_id, from, ..
+        } = event
+        {
+            if inbound.get(key2(channel, provider_id))?.is_some() {
+                retried.insert(from.as_str());
+            } else {
+                fresh.insert(from.as_str());
+            }
+        }
+    }
+    retried.retain(|from| !fresh.contains(from));
+    Ok(retried)
+}
+
 impl IngestTx<'_> {
     /// Applies one webhook's events (see [`Storage::ingest`]).
     pub(crate) fn apply(
@@ -660,6 +884,7 @@ impl IngestTx<'_> {
             owned,
         } = *self;
         let mut report = IngestReport::default();
+        let retried_senders = retried_senders(inbound, channel, events)?;
         for event in events {
             match event {
                 InboundEvent::Message {
@@ -782,6 +1007,14 @@ impl IngestTx<'_> {
                     msgs.insert(&mkey, encode(&message))?;
                     report.statuses += 1;
                 }
+                // A provider's retry of a message that carried an opt-out or opt-in (Twilio's
+                // STOP, START) must not apply it again: a retried STOP arriving after a later
+                // START would leave the address opted out.
+                InboundEvent::OptOut(address) | InboundEvent::OptIn(address)
+                    if retried_senders.contains(address.as_str()) =>
+                {
+                    report.duplicates += 1;
+                }
                 InboundEvent::OptOut(address) => {
                     optouts.insert(key2(channel, address), &now.to_be_bytes())?;
                 }
@@ -794,11 +1027,118 @@ impl IngestTx<'_> {
     }
 }
 
+/// What [`Storage::claim_nonce`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NonceClaim {
+    /// First use within the window: it is now claimed for this message.
+    Claimed,
+    /// Used before for the same message: the provider retrying one delivery.
+    Retry,
+    /// Used before for a different message: a replayed signature.
+    Replayed,
+}
+
+/// How often (in claims) expired nonces are swept.
+const NONCE_SWEEP_EVERY: u64 = 1024;
+
 impl Storage {
+    /// Claims a single-use value a provider's signature covers (Mailgun's `token`) for the
+    /// message `provider_id` on `channel`, until `now + window_ms`. Atomic: of two calls racing
+    /// with one value, one claims it. An expired claim counts as absent.
+    pub fn claim_nonce(
+        &self,
+        channel: &str,
+        nonce: &str,
+        provider_id: &str,
+        now: u64,
+        window_ms: u64,
+    ) -> Result<NonceClaim, StorageError> {
+        let key = key2(channel, nonce);
+        let mut value = (now + window_ms).to_be_bytes().to_vec();
+        value.extend_from_slice(provider_id.as_bytes());
+        let mut current = self.nonces.get(&key)?;
+        loop {
+            if let Some(held) = &current {
+                let expires = held
+                    .get(..8)
+                    .and_then(|b| b.try_into().ok())
+                    .map(u64::from_be_bytes)
+                    .unwrap_or(0);
+                if expires > now {
+                    return Ok(if &held[8..] == provider_id.as_bytes() {
+                        NonceClaim::Retry
+                    } else {
+                        NonceClaim::Replayed
+                    });
+                }
+            }
+            match self
+                .nonces
+                .compare_and_swap(&key, current.clone(), Some(value.clone()))?
+            {
+                Ok(()) => break,
+                Err(conflict) => current = conflict.current,
+            }
+        }
+        // Durable with the intake that follows: its flush covers the whole database.
+        static CLAIMS: AtomicU64 = AtomicU64::new(1);
+        if CLAIMS
+            .fetch_add(1, Ordering::Relaxed)
+            .is_multiple_of(NONCE_SWEEP_EVERY)
+        {
+            self.sweep_nonces(now)?;
+        }
+        Ok(NonceClaim::Claimed)
+    }
+
+    /// Gives a claimed nonce back (the call that claimed it could not be stored, so the
+    /// provider's retry must find it free).
+    pub fn release_nonce(&self, channel: &str, nonce: &str) -> Result<(), StorageError> {
+        self.nonces.remove(key2(channel, nonce))?;
+        Ok(())
+    }
+
+    fn sweep_nonces(&self, now: u64) -> Result<(), StorageError> {
+        for entry in self.nonces.iter() {
+            let (key, held) = entry?;
+            let expires = held
+                .get(..8)
+                .and_then(|b| b.try_into().ok())
+                .map(u64::from_be_bytes)
+                .unwrap_or(0);
+            if expires <= now {
+                self.nonces.remove(key)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Opens (or creates) the database in `dir` and starts the group-commit flusher.
-    /// Must be called inside a tokio runtime.
-    pub fn open(dir: &std::path::Path) -> Result<Arc<Storage>, StorageError> {
+    /// Must be called inside a tokio runtime. A database another process holds is
+    /// [`StorageError::Locked`]; one that cannot be read back (sled reports corruption, or
+    /// panics reading a damaged file: the panic is caught) is [`StorageError::CorruptDatabase`].
+    pub fn open(dir: &Path) -> Result<Arc<Storage>, StorageError> {
+        let storage = match catch_panic_quietly(|| Storage::open_trees(dir)) {
+            Ok(Ok(storage)) => storage,
+            Ok(Err(StorageError::Sled(e))) => return Err(open_error(dir, e)),
+            Ok(Err(e)) => return Err(e),
+            Err(panic) => {
+                return Err(StorageError::CorruptDatabase {
+                    dir: dir.to_owned(),
+                    reason: format!("sled failed reading it: {panic}"),
+                });
+            }
+        };
+        let db = storage.db.clone();
+        let durability = storage.durability.clone();
+        tokio::spawn(async move { flusher(db, durability).await });
+        Ok(storage)
+    }
+
+    /// Opens the database and its trees and starts the intake thread.
+    fn open_trees(dir: &Path) -> Result<Arc<Storage>, StorageError> {
         let db = sled::Config::new().path(dir).flush_every_ms(None).open()?;
+        let mark = FlushMark::check(&db, dir)?;
         let (flushed, _) = watch::channel(0);
         let intake = IntakeTrees {
             conversations: db.open_tree("conversations")?,
@@ -831,35 +1171,64 @@ impl Storage {
             events: db.open_tree("events")?,
             channel_admin: db.open_tree("channel_admin")?,
             visitors: db.open_tree("visitors")?,
+            nonces: db.open_tree("nonces")?,
             durability: Arc::new(Durability {
                 written: AtomicU64::new(0),
                 kick: Notify::new(),
                 flushed,
+                failed: OnceLock::new(),
+                mark,
             }),
             db,
         });
-        let db = storage.db.clone();
-        let durability = storage.durability.clone();
-        tokio::spawn(async move { flusher(db, durability).await });
         Ok(storage)
+    }
+
+    /// Why storage is out of service, if it is: a disk write failed (disk full, I/O error)
+    /// and sled refuses every write until the process restarts. `/healthz` reports it.
+    pub fn failure(&self) -> Option<String> {
+        self.durability.failed.get().cloned()
+    }
+
+    /// Records a failure `result` carries that puts storage out of service.
+    fn noted<T>(&self, result: Result<T, StorageError>) -> Result<T, StorageError> {
+        if let Err(StorageError::Sled(e)) = &result {
+            self.durability.record(e);
+        }
+        result
     }
 
     /// Waits until everything written before this call is on disk.
     pub async fn wait_durable(&self) -> Result<(), StorageError> {
         let d = &self.durability;
+        if let Some(e) = d.out_of_service() {
+            return Err(e);
+        }
         let ticket = d.written.fetch_add(1, Ordering::SeqCst) + 1;
         let mut rx = d.flushed.subscribe();
         d.kick.notify_one();
-        tokio::time::timeout(FLUSH_TIMEOUT, rx.wait_for(|f| *f >= ticket))
-            .await
-            .map_err(|_| StorageError::FlushTimeout(FLUSH_TIMEOUT))?
-            .map_err(|_| StorageError::FlushTimeout(FLUSH_TIMEOUT))?;
+        let flushed = tokio::time::timeout(
+            FLUSH_TIMEOUT,
+            rx.wait_for(|f| *f >= ticket || d.failed.get().is_some()),
+        )
+        .await
+        .map_err(|_| StorageError::FlushTimeout(FLUSH_TIMEOUT))?
+        .map_err(|_| StorageError::FlushTimeout(FLUSH_TIMEOUT))?;
+        if *flushed < ticket
+            && let Some(e) = d.out_of_service()
+        {
+            return Err(e);
+        }
         Ok(())
     }
 
     /// Flushes synchronously (used at shutdown).
     pub fn flush(&self) -> Result<(), StorageError> {
-        self.db.flush()?;
+        let mark = self.durability.mark.stage(&self.db, true);
+        self.noted(self.db.flush().map_err(StorageError::from))?;
+        if let Some(mark) = mark {
+            self.durability.mark.commit(mark);
+        }
         Ok(())
     }
 
@@ -891,7 +1260,10 @@ impl Storage {
         events: Vec<InboundEvent>,
         now: u64,
     ) -> Result<IngestReport, StorageError> {
-        self.batcher.submit(channel, target, events, now).await
+        if let Some(e) = self.durability.out_of_service() {
+            return Err(e);
+        }
+        self.noted(self.batcher.submit(channel, target, events, now).await)
     }
 
     /// Whether `address` opted out of `channel`.
@@ -1152,6 +1524,26 @@ impl Storage {
         Ok(())
     }
 
+    /// Drops every visitor session for which `keep` is false; returns how many went.
+    pub fn retain_visitors(
+        &self,
+        mut keep: impl FnMut(&Visitor) -> bool,
+    ) -> Result<usize, StorageError> {
+        let mut removed = 0;
+        for item in self.visitors.iter() {
+            let (k, v) = item?;
+            let gone = match decode::<Visitor>("visitors", &v) {
+                Ok(visitor) => !keep(&visitor),
+                Err(_) => true,
+            };
+            if gone {
+                self.visitors.remove(k)?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
     /// The visitor whose token hashes to `token_hash`.
     pub fn visitor(&self, token_hash: &[u8]) -> Result<Option<Visitor>, StorageError> {
         match self.visitors.get(token_hash)? {
@@ -1406,17 +1798,29 @@ impl Storage {
 async fn flusher(db: sled::Db, d: Arc<Durability>) {
     loop {
         d.kick.notified().await;
+        if d.failed.get().is_some() {
+            // Out of service: every flush would fail; waiting writers fail at once instead.
+            d.flushed.send_modify(|_| {});
+            continue;
+        }
         let target = d.written.load(Ordering::SeqCst);
         if target <= *d.flushed.borrow() {
             continue;
         }
+        let mark = d.mark.stage(&db, false);
         match db.flush_async().await {
             Ok(_) => {
                 d.flushed.send_replace(target);
+                if let Some(mark) = mark {
+                    d.mark.commit(mark);
+                }
             }
             Err(e) => {
-                tracing::error!("storage flush failed, retrying: {e}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                d.record(&e);
+                if d.failed.get().is_none() {
+                    tracing::error!("storage flush failed, retrying: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
                 d.kick.notify_one();
             }
         }
@@ -1534,6 +1938,43 @@ mod tests {
         let seqs: Vec<u64> = s.messages(same.id).unwrap().iter().map(|m| m.seq).collect();
         assert_eq!(seqs, (1..=100).collect::<Vec<u64>>());
         assert_eq!(same.last_seq, 100);
+    }
+
+    #[test]
+    fn a_failed_write_is_named_in_the_os_words_however_often_sled_wrapped_it() {
+        let os = std::io::Error::from_raw_os_error(28);
+        let once = std::io::Error::new(os.kind(), format!("{os:?}"));
+        let twice = std::io::Error::new(once.kind(), format!("{once:?}"));
+        let want = format!("No space left on device ({})", os.kind());
+        assert_eq!(os_message(&once), want);
+        assert_eq!(os_message(&twice), want);
+    }
+
+    #[tokio::test]
+    async fn a_database_that_lost_flushed_data_is_refused_as_corrupt() {
+        let dir = tempdir();
+        let s = Storage::open(&dir).unwrap();
+        s.flush().unwrap();
+        drop(s);
+        // What a damaged file does: sled drops the records with the flush mark.
+        let mark = std::fs::read_to_string(dir.join("flush-mark")).unwrap();
+        let ahead: u64 = mark.trim().parse::<u64>().unwrap() + 1;
+        std::fs::write(dir.join("flush-mark"), ahead.to_string()).unwrap();
+        // The database is reopened once its last handle (the intake thread's) is gone.
+        let err = loop {
+            match Storage::open(&dir) {
+                Err(StorageError::Locked(_)) => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(e) => break e,
+                Ok(_) => panic!("a database behind its flush mark was opened"),
+            }
+        };
+        assert!(
+            matches!(&err, StorageError::CorruptDatabase { dir: d, .. } if *d == dir),
+            "{err}"
+        );
+        assert!(err.to_string().contains("move it aside"), "{err}");
     }
 
     fn tempdir() -> std::path::PathBuf {

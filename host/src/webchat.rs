@@ -8,20 +8,29 @@
 //!   `{"name", "email", "message"}` (bearer: the visitor token): the visitor's message goes
 //!   through the channel's plugin like any webhook and lands in the visitor's conversation.
 //! * `GET /webchat/{channel}/messages?after=N&wait=S`: long-polls the visitor's own
-//!   conversation for messages after `N`.
+//!   conversation for messages after `N`; a waiting poll sleeps until a message of that
+//!   conversation is stored ([`crate::events::EventHub::conversation_changed`]), never
+//!   re-reading storage on a timer.
 //!
 //! A visitor reaches only their own conversation: everything is keyed by the token's visitor.
+//! Visitors are limited per client address and per session (`[channels.webchat]`, see
+//! [`rules`]), sessions unused for `session_idle_secs` expire, and browsers on the channel's
+//! `allowed_origins` (and only those) get CORS headers and preflight answers.
 
 // Rejections are axum `Response`s by design: a handler returns them as they are.
 #![allow(clippy::result_large_err)]
+
+pub mod rules;
 
 use std::time::Duration;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::extract::{Extension, Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
 use rand::RngCore;
 use serde::Deserialize;
 use serde_json::json;
@@ -30,12 +39,141 @@ use sha2::Digest;
 use crate::agents::Presence;
 use crate::app::ChannelInstance;
 use crate::bindings::wit;
+use crate::config::WebchatConfig;
 use crate::sandbox::Clock;
-use crate::server::{AppState, error_response};
+use crate::server::{AppState, Edge, bearer_token, error_response};
 use crate::storage::{ConversationTarget, Direction, Visitor};
 
 /// The longest a long-poll waits for a new message.
 const MAX_WAIT: Duration = Duration::from_secs(25);
+
+/// How long a browser may cache a preflight answer.
+const PREFLIGHT_MAX_AGE_SECS: u32 = 600;
+
+/// The web chat routes, with their CORS layer.
+pub fn routes(state: AppState) -> axum::Router<AppState> {
+    axum::Router::new()
+        .route("/webchat/{channel}/widget.js", get(widget))
+        .route(
+            "/webchat/{channel}/sessions",
+            post(start_session).options(preflight),
+        )
+        .route(
+            "/webchat/{channel}/messages",
+            get(poll).post(post_message).options(preflight),
+        )
+        .route(
+            "/webchat/{channel}/offline",
+            post(post_offline).options(preflight),
+        )
+        .route_layer(axum::middleware::from_fn_with_state(state, cors))
+}
+
+/// The `[channels.webchat]` limits of channel `name` (the defaults if it has none).
+fn limits_of(state: &AppState, name: &str) -> WebchatConfig {
+    state
+        .app
+        .config
+        .channel(name)
+        .map(|c| c.webchat.clone())
+        .unwrap_or_default()
+}
+
+/// The request's `Origin` if the channel lists it in `allowed_origins`.
+fn allowed_origin(state: &AppState, name: &str, headers: &HeaderMap) -> Option<HeaderValue> {
+    let origin = headers.get(header::ORIGIN)?;
+    let text = origin.to_str().ok()?;
+    state
+        .app
+        .config
+        .channel(name)
+        .is_some_and(|c| c.allows_origin(text))
+        .then(|| origin.clone())
+}
+
+/// Adds `Access-Control-Allow-Origin` (and `Vary: Origin`) to every web chat answer for an
+/// origin the channel allows; other origins get no CORS header, so browsers keep the answer
+/// from their pages.
+async fn cors(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let name = req
+        .uri()
+        .path()
+        .strip_prefix("/webchat/")
+        .and_then(|rest| rest.split('/').next())
+        .unwrap_or_default()
+        .to_owned();
+    let allowed = allowed_origin(&state, &name, req.headers());
+    let mut response = next.run(req).await;
+    let headers = response.headers_mut();
+    headers.append(header::VARY, HeaderValue::from_static("Origin"));
+    if let Some(origin) = allowed {
+        headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+        headers.insert(
+            header::ACCESS_CONTROL_EXPOSE_HEADERS,
+            HeaderValue::from_static("Retry-After"),
+        );
+    }
+    response
+}
+
+/// `OPTIONS /webchat/{channel}/...`: a browser's CORS preflight. An allowed origin may send
+/// `GET`/`POST` with `Authorization` and `Content-Type`; any other origin is refused (`403`,
+/// and no CORS header, so the browser blocks the real request).
+pub async fn preflight(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(r) = webchat_channel(&state, &name) {
+        return r;
+    }
+    let mut response = match (
+        headers.get(header::ORIGIN),
+        allowed_origin(&state, &name, &headers),
+    ) {
+        (None, _) => StatusCode::NO_CONTENT.into_response(),
+        (Some(_), Some(_)) => {
+            let mut r = StatusCode::NO_CONTENT.into_response();
+            let h = r.headers_mut();
+            h.insert(
+                header::ACCESS_CONTROL_ALLOW_METHODS,
+                HeaderValue::from_static("GET, POST, OPTIONS"),
+            );
+            h.insert(
+                header::ACCESS_CONTROL_ALLOW_HEADERS,
+                HeaderValue::from_static("authorization, content-type"),
+            );
+            h.insert(
+                header::ACCESS_CONTROL_MAX_AGE,
+                HeaderValue::from(PREFLIGHT_MAX_AGE_SECS),
+            );
+            r
+        }
+        (Some(origin), None) => error_response(
+            StatusCode::FORBIDDEN,
+            format!(
+                "origin {} is not in the allowed_origins of web chat channel {name:?}",
+                String::from_utf8_lossy(origin.as_bytes())
+            ),
+        ),
+    };
+    response.headers_mut().insert(
+        header::ALLOW,
+        HeaderValue::from_static("GET, POST, OPTIONS"),
+    );
+    response
+}
+
+/// A `429` with `Retry-After` for a visitor over one of the channel's limits.
+fn refused(refusal: rules::Refusal) -> Response {
+    let rules::Refusal::Limited { wait, .. } = &refusal;
+    let secs = crate::ratelimit::retry_after_secs(*wait);
+    let mut response = error_response(StatusCode::TOO_MANY_REQUESTS, refusal.to_string());
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    response
+}
 
 fn webchat_channel(
     state: &AppState,
@@ -79,16 +217,41 @@ fn token_hash(token: &str) -> Vec<u8> {
     sha2::Sha256::digest(token.as_bytes()).to_vec()
 }
 
-/// The visitor whose bearer token this request carries, on this channel.
-fn visitor(state: &AppState, channel: &str, headers: &HeaderMap) -> Result<Visitor, Response> {
+/// The visitor whose bearer token this request carries, on this channel, if their session has
+/// not expired; a use refreshes the session's last-use time.
+fn visitor(
+    state: &AppState,
+    channel: &str,
+    config: &WebchatConfig,
+    headers: &HeaderMap,
+) -> Result<Visitor, Response> {
     let unauthorized = |m: &str| error_response(StatusCode::UNAUTHORIZED, m);
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(bearer_token)
         .ok_or_else(|| unauthorized("missing Authorization: Bearer <visitor token>"))?;
-    match state.app.storage.visitor(&token_hash(token.trim())) {
-        Ok(Some(v)) if v.channel == channel => Ok(v),
+    let hash = token_hash(token);
+    match state.app.storage.visitor(&hash) {
+        Ok(Some(v)) if v.channel == channel => {
+            let now = Clock::System.now_millis();
+            if rules::expired(&v, config, now) {
+                return Err(unauthorized(&format!(
+                    "this visitor session expired after {} s without use; start a new session",
+                    config.session_idle_secs
+                )));
+            }
+            if rules::needs_touch(&v, config, now) {
+                let touched = Visitor {
+                    last_seen: now,
+                    ..v.clone()
+                };
+                if let Err(e) = state.app.storage.put_visitor(&hash, &touched) {
+                    tracing::warn!("visitor session last use not recorded: {e}");
+                }
+            }
+            Ok(v)
+        }
         Ok(_) => Err(unauthorized("unknown visitor token; start a new session")),
         Err(e) => {
             tracing::error!("visitor lookup: {e}");
@@ -100,12 +263,47 @@ fn visitor(state: &AppState, channel: &str, headers: &HeaderMap) -> Result<Visit
     }
 }
 
+/// Drops the channel's expired sessions from storage, at most once per sweep interval, in the
+/// background.
+fn sweep_expired(state: &AppState, edge: &Edge, name: &str, config: &WebchatConfig) {
+    if edge
+        .limits
+        .webchat
+        .check_with(("sweep", name), rules::sweep_rate(config))
+        .is_err()
+    {
+        return;
+    }
+    let storage = state.app.storage.clone();
+    let (name, config) = (name.to_owned(), config.clone());
+    tokio::task::spawn_blocking(move || {
+        let now = Clock::System.now_millis();
+        match storage.retain_visitors(|v| v.channel != name || !rules::expired(v, &config, now)) {
+            Ok(0) => {}
+            Ok(n) => {
+                tracing::info!(channel = %name, removed = n, "expired visitor sessions removed")
+            }
+            Err(e) => tracing::warn!(channel = %name, "sweeping visitor sessions failed: {e}"),
+        }
+    });
+}
+
 /// `POST /webchat/{channel}/sessions`: a new visitor session.
-pub async fn start_session(State(state): State<AppState>, Path(name): Path<String>) -> Response {
+pub async fn start_session(
+    State(state): State<AppState>,
+    Extension(edge): Extension<Edge>,
+    Path(name): Path<String>,
+) -> Response {
     let channel = match webchat_channel(&state, &name) {
         Ok(c) => c,
         Err(r) => return r,
     };
+    let config = limits_of(&state, &name);
+    if let Err(refusal) = rules::session_started(&edge.limits.webchat, &config, &name, edge.client)
+    {
+        return refused(refusal);
+    }
+    sweep_expired(&state, &edge, &name, &config);
     let mut raw = [0u8; 32];
     rand::rng().fill_bytes(&mut raw);
     let token = hex::encode(raw);
@@ -115,6 +313,7 @@ pub async fn start_session(State(state): State<AppState>, Path(name): Path<Strin
         id: hex::encode(id),
         channel: name.clone(),
         created_at: Clock::System.now_millis(),
+        last_seen: 0,
     };
     if let Err(e) = state.app.storage.put_visitor(&token_hash(&token), &visitor) {
         tracing::error!("visitor session: {e}");
@@ -164,6 +363,7 @@ pub struct OfflineForm {
 /// `POST /webchat/{channel}/messages`.
 pub async fn post_message(
     State(state): State<AppState>,
+    Extension(edge): Extension<Edge>,
     Path(name): Path<String>,
     headers: HeaderMap,
     body: Bytes,
@@ -179,13 +379,14 @@ pub async fn post_message(
     };
     let forward =
         json!({"message_id": body.message_id.unwrap_or_else(random_id), "text": body.text});
-    forward_to_plugin(&state, &name, &headers, "messages", forward).await
+    forward_to_plugin(&state, &edge, &name, &headers, "messages", forward).await
 }
 
 /// `POST /webchat/{channel}/offline`: the form shown when nobody is online; it becomes a
 /// conversation that waits for an agent.
 pub async fn post_offline(
     State(state): State<AppState>,
+    Extension(edge): Extension<Edge>,
     Path(name): Path<String>,
     headers: HeaderMap,
     body: Bytes,
@@ -208,7 +409,7 @@ pub async fn post_offline(
         "email": form.email,
         "offline": true,
     });
-    forward_to_plugin(&state, &name, &headers, "offline", forward).await
+    forward_to_plugin(&state, &edge, &name, &headers, "offline", forward).await
 }
 
 fn random_id() -> String {
@@ -218,9 +419,11 @@ fn random_id() -> String {
 }
 
 /// Passes a visitor's message to the channel plugin with the visitor's id in the one header
-/// only the host sets, then stores the events like any webhook's.
+/// only the host sets, then stores the events like any webhook's and wakes the visitor's
+/// long-polls.
 async fn forward_to_plugin(
     state: &AppState,
+    edge: &Edge,
     name: &str,
     headers: &HeaderMap,
     endpoint: &str,
@@ -230,10 +433,15 @@ async fn forward_to_plugin(
         Ok(c) => c,
         Err(r) => return r,
     };
-    let visitor = match visitor(state, name, headers) {
+    let config = limits_of(state, name);
+    let visitor = match visitor(state, name, &config, headers) {
         Ok(v) => v,
         Err(r) => return r,
     };
+    if let Err(refusal) = rules::message(&edge.limits.webchat, &config, name, &visitor, edge.client)
+    {
+        return refused(refusal);
+    }
     let request = wit::HttpRequest {
         method: "POST".into(),
         url: format!(
@@ -266,14 +474,19 @@ async fn forward_to_plugin(
         Ok(Err(wit::WebhookError::Misconfigured(m))) => {
             return error_response(StatusCode::INTERNAL_SERVER_ERROR, m);
         }
-        Err(e) => return crate::webhook::plugin_failure(&e),
+        Err(e) => return crate::webhook::plugin_failure(&e, &channel.name),
     };
     match crate::webhook::accept(state, &channel, outcome.events).await {
-        Ok(_) => (
-            StatusCode::ACCEPTED,
-            Json(json!({"ok": true, "online": online(state, &channel)})),
-        )
-            .into_response(),
+        Ok(_) => {
+            state
+                .events
+                .conversation_changed(name, &format!("webchat:{}", visitor.id));
+            (
+                StatusCode::ACCEPTED,
+                Json(json!({"ok": true, "online": online(state, &channel)})),
+            )
+                .into_response()
+        }
         Err(r) => r,
     }
 }
@@ -288,9 +501,11 @@ pub struct PollQuery {
 }
 
 /// `GET /webchat/{channel}/messages?after=N&wait=S`: the visitor's messages after `N`,
-/// waiting up to `S` seconds (at most 25) for one to arrive.
+/// waiting up to `S` seconds (at most 25) for one to arrive. While it waits it reads nothing:
+/// it wakes when a message of the visitor's conversation is stored.
 pub async fn poll(
     State(state): State<AppState>,
+    Extension(edge): Extension<Edge>,
     Path(name): Path<String>,
     headers: HeaderMap,
     Query(q): Query<PollQuery>,
@@ -299,45 +514,78 @@ pub async fn poll(
         Ok(c) => c,
         Err(r) => return r,
     };
-    let visitor = match visitor(&state, &name, &headers) {
+    let config = limits_of(&state, &name);
+    let visitor = match visitor(&state, &name, &config, &headers) {
         Ok(v) => v,
         Err(r) => return r,
     };
+    if let Err(refusal) = rules::poll(&edge.limits.webchat, &config, &name, &visitor) {
+        return refused(refusal);
+    }
     let deadline = tokio::time::Instant::now() + MAX_WAIT.min(Duration::from_secs(q.wait));
     let address = format!("webchat:{}", visitor.id);
+    let watch = state.events.watch_conversation(&name, &address);
+    let mut reads = 0u32;
     loop {
-        let messages = match state.app.storage.conversation_by_key(&name, &address) {
-            Ok(Some(conv)) => match state.app.storage.messages(conv.id) {
-                Ok(list) => list,
-                Err(e) => {
-                    tracing::error!("visitor poll: {e}");
-                    Vec::new()
-                }
-            },
-            Ok(None) => Vec::new(),
+        // Registered before reading, so a message stored during the read still wakes us.
+        let notified = watch.notify().notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        reads += 1;
+        let new = messages_after(&state, &name, &address, q.after);
+        if !new.is_empty() || tokio::time::Instant::now() >= deadline {
+            tracing::debug!(
+                channel = %name,
+                visitor = %visitor.id,
+                "long-poll ended after {reads} storage read(s) with {} message(s)",
+                new.len()
+            );
+            return Json(json!({"messages": new, "online": online(&state, &channel)}))
+                .into_response();
+        }
+        if reads == 1 {
+            tracing::debug!(channel = %name, visitor = %visitor.id, "long-poll waiting for new messages");
+        }
+        tokio::select! {
+            _ = &mut notified => {}
+            _ = tokio::time::sleep_until(deadline) => {}
+        }
+    }
+}
+
+/// The visitor's messages after `after`, as the widget shows them.
+fn messages_after(
+    state: &AppState,
+    channel: &str,
+    address: &str,
+    after: u64,
+) -> Vec<serde_json::Value> {
+    let messages = match state.app.storage.conversation_by_key(channel, address) {
+        Ok(Some(conv)) => match state.app.storage.messages(conv.id) {
+            Ok(list) => list,
             Err(e) => {
                 tracing::error!("visitor poll: {e}");
                 Vec::new()
             }
-        };
-        let new: Vec<_> = messages
-            .into_iter()
-            .filter(|m| m.seq > q.after)
-            .map(|m| {
-                json!({
-                    "seq": m.seq,
-                    "from": if m.direction == Direction::Inbound { "visitor" } else { "agent" },
-                    "text": m.text,
-                    "at": m.created_at,
-                })
-            })
-            .collect();
-        if !new.is_empty() || tokio::time::Instant::now() >= deadline {
-            return Json(json!({"messages": new, "online": online(&state, &channel)}))
-                .into_response();
+        },
+        Ok(None) => Vec::new(),
+        Err(e) => {
+            tracing::error!("visitor poll: {e}");
+            Vec::new()
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    };
+    messages
+        .into_iter()
+        .filter(|m| m.seq > after)
+        .map(|m| {
+            json!({
+                "seq": m.seq,
+                "from": if m.direction == Direction::Inbound { "visitor" } else { "agent" },
+                "text": m.text,
+                "at": m.created_at,
+            })
+        })
+        .collect()
 }
 
 /// `GET /webchat/{channel}/widget.js`: the widget, configured from the channel's settings.

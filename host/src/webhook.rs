@@ -6,7 +6,7 @@
 //! in time 503. An authentic call with nothing the plugin handles is answered 2xx.
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
@@ -15,12 +15,14 @@ use crate::app::ChannelInstance;
 use crate::bindings::wit;
 use crate::channel_rules;
 use crate::sandbox::{Clock, PluginError};
-use crate::server::{AppState, error_response};
+use crate::server::{AppState, Edge, error_response, too_many_requests};
 use crate::storage::{Attachment, InboundEvent, MessageStatus};
 
-/// Handles one provider call to a channel's webhook.
+/// Handles one provider call to a channel's webhook. Only an authenticated call spends the
+/// channel's rate limit; a refused one counts against the caller's address instead.
 pub async fn handle(
     State(state): State<AppState>,
+    Extension(edge): Extension<Edge>,
     Path(channel_name): Path<String>,
     method: Method,
     uri: Uri,
@@ -32,6 +34,9 @@ pub async fn handle(
         .live_channel(&channel_name)
         .filter(|c| c.kind() != "webchat")
     else {
+        if let Some(reason) = app.catalog().unavailable.get(&channel_name) {
+            return error_response(StatusCode::SERVICE_UNAVAILABLE, reason.clone());
+        }
         return error_response(
             StatusCode::NOT_FOUND,
             format!("no channel named {channel_name:?} is configured"),
@@ -93,14 +98,19 @@ pub async fn handle(
         Ok(Ok(outcome)) => {
             if let Err(reason) = check_outcome_size(&outcome) {
                 let message = format!("plugin {} {reason}", channel.plugin.info.name);
-                tracing::error!(channel = %channel.name, "{message}");
                 app.health.failed(&channel.name, &message);
-                return error_response(StatusCode::INTERNAL_SERVER_ERROR, message);
+                return failure_response(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "the channel's plugin answered too much",
+                    &channel.name,
+                    &message,
+                );
             }
             app.health.succeeded(&channel.name);
             outcome
         }
         Ok(Err(wit::WebhookError::Unauthorized(reason))) => {
+            edge.webhook_refused();
             tracing::warn!(channel = %channel.name, "webhook refused: {reason}");
             return error_response(
                 StatusCode::FORBIDDEN,
@@ -108,29 +118,36 @@ pub async fn handle(
             );
         }
         Ok(Err(wit::WebhookError::BadRequest(reason))) => {
+            edge.webhook_refused();
             tracing::warn!(channel = %channel.name, "webhook malformed: {reason}");
             return error_response(StatusCode::BAD_REQUEST, reason);
         }
         Ok(Err(wit::WebhookError::Misconfigured(reason))) => {
-            tracing::error!(channel = %channel.name, "channel misconfigured: {reason}");
-            return error_response(
+            return failure_response(
                 StatusCode::INTERNAL_SERVER_ERROR,
-                format!("channel misconfigured: {reason}"),
+                "the channel is misconfigured",
+                &channel.name,
+                &format!("channel misconfigured: {reason}"),
             );
         }
         Err(e) => {
             app.health.failed(&channel.name, &e.to_string());
-            return plugin_failure(&e);
+            return plugin_failure(&e, &channel.name);
         }
     };
 
+    if let Err(wait) = edge.webhook_authenticated(&channel.name) {
+        tracing::debug!(channel = %channel.name, "webhook rate limited");
+        return too_many_requests(wait);
+    }
     if let Err(r) = accept(&state, &channel, outcome.events).await {
         return r;
     }
     plugin_response(outcome.response)
 }
 
-/// The largest webhook answer a plugin may give (the provider gets it verbatim).
+/// The largest webhook answer a plugin may give, headers and body (the provider gets it
+/// verbatim).
 pub const MAX_PLUGIN_RESPONSE_BYTES: usize = 1024 * 1024;
 /// The most events one webhook call may carry (Meta batches up to 1,000 updates).
 pub const MAX_EVENTS_PER_CALL: usize = 1000;
@@ -138,10 +155,16 @@ pub const MAX_EVENTS_PER_CALL: usize = 1000;
 /// Refuses a plugin answer too large to carry: the memory cap bounds what a plugin can hold,
 /// this bounds what it can make the host store and send.
 fn check_outcome_size(outcome: &wit::WebhookOutcome) -> Result<(), String> {
-    let body = outcome.response.body.len();
-    if body > MAX_PLUGIN_RESPONSE_BYTES {
+    let headers: usize = outcome
+        .response
+        .headers
+        .iter()
+        .map(|(k, v)| k.len() + v.len())
+        .sum();
+    let size = outcome.response.body.len() + headers;
+    if size > MAX_PLUGIN_RESPONSE_BYTES {
         return Err(format!(
-            "answered with a {body}-byte response; the limit is {MAX_PLUGIN_RESPONSE_BYTES}"
+            "answered with a {size}-byte response ({headers} bytes of headers); the limit is {MAX_PLUGIN_RESPONSE_BYTES}"
         ));
     }
     if outcome.events.len() > MAX_EVENTS_PER_CALL {
@@ -161,7 +184,8 @@ pub async fn accept(
     events: Vec<wit::Event>,
 ) -> Result<crate::storage::IngestReport, Response> {
     let app = &state.app;
-    let events = normalize(channel, events);
+    let mut events = normalize(channel, events);
+    let nonces = crate::nonce::take(&mut events);
     if events.is_empty() {
         tracing::info!(channel = %channel.name, "authentic call with no event this channel handles; acknowledged");
         return Ok(Default::default());
@@ -174,12 +198,30 @@ pub async fn accept(
             "storage unavailable; retry later",
         )
     };
+    let claimed = match crate::nonce::claim(&app.storage, &channel.name, &nonces, now) {
+        Ok(claimed) => claimed,
+        Err(crate::nonce::NonceError::Replayed) => {
+            tracing::warn!(channel = %channel.name, "webhook refused: replayed signature");
+            return Err(error_response(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "authentication failed: {}",
+                    crate::nonce::NonceError::Replayed
+                ),
+            ));
+        }
+        Err(e) => {
+            tracing::error!(channel = %channel.name, "claiming the call's nonce failed: {e}");
+            return Err(unavailable());
+        }
+    };
     let report = app
         .storage
         .ingest_batched(channel.name.clone(), channel.target.clone(), events, now)
         .await
         .map_err(|e| {
             tracing::error!(channel = %channel.name, "storing events failed: {e}");
+            crate::nonce::release(&app.storage, &channel.name, &claimed);
             unavailable()
         })?;
     tracing::info!(
@@ -331,12 +373,38 @@ fn normalize(instance: &ChannelInstance, events: Vec<wit::Event>) -> Vec<Inbound
 }
 
 /// Maps a failed plugin call to a 5xx that says what happened without leaking internals.
-pub fn plugin_failure(e: &PluginError) -> Response {
+pub fn plugin_failure(e: &PluginError, channel: &str) -> Response {
     let status = match e {
         PluginError::Timeout { .. } | PluginError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
-    error_response(status, e.to_string())
+    failure_response(status, e.public_reason(), channel, &e.to_string())
+}
+
+/// A 5xx answer for a caller who may be anyone: a short `reason` and a request id, never the
+/// plugin's own text. The `detail` (trap message, backtrace, stderr tail, the plugin's
+/// misconfiguration message) goes to the log under the same request id, so an operator can find
+/// it from what the provider's dashboard shows.
+pub fn failure_response(status: StatusCode, reason: &str, channel: &str, detail: &str) -> Response {
+    let request_id = request_id();
+    // One line per failure, so the request id finds the whole detail.
+    let detail = detail.trim().replace('\n', " | ");
+    tracing::error!(channel, request_id = %request_id, "{detail}");
+    let mut response = (
+        status,
+        axum::Json(serde_json::json!({ "error": reason, "request_id": request_id })),
+    )
+        .into_response();
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert("x-request-id", value);
+    }
+    response
+}
+
+/// A fresh id for one failed request: 16 hex digits.
+fn request_id() -> String {
+    use rand::RngCore;
+    format!("{:016x}", rand::rng().next_u64())
 }
 
 /// The plugin's HTTP answer as an axum response; invalid header names or values are dropped.

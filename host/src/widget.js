@@ -1,11 +1,15 @@
 // Plugboard web chat widget. Served by the host with its configuration filled in; add it to a
 // page with one tag: <script src="https://HOST/webchat/CHANNEL/widget.js" async></script>
+// The page's origin must be listed in the channel's `allowed_origins` (the widget calls the
+// host cross-origin, with a CORS preflight).
 (function () {
   "use strict";
   var cfg = __PLUGBOARD_CONFIG__;
   var key = "plugboard-webchat:" + cfg.base;
   var state = JSON.parse(localStorage.getItem(key) || "{}");
   var after = 0;
+  var starting = null; // the session being started or in use (a promise), null before
+  var loop = 0; // the current poll loop; an older one stops
 
   function el(tag, css, text) {
     var e = document.createElement(tag);
@@ -17,7 +21,17 @@
     var headers = { "content-type": "application/json" };
     if (state.token) headers.authorization = "Bearer " + state.token;
     return fetch(cfg.base + path, { method: method, headers: headers, body: body ? JSON.stringify(body) : undefined })
-      .then(function (r) { return r.json().then(function (j) { if (!r.ok) throw new Error(j.error || r.status); return j; }); });
+      .then(function (r) {
+        return r.json().then(function (j) {
+          if (!r.ok) { var e = new Error(j.error || r.status); e.status = r.status; throw e; }
+          return j;
+        });
+      });
+  }
+  // An expired or unknown session: forget it, so the next start opens a new one.
+  function forget() {
+    delete state.token; after = 0; starting = null; loop += 1;
+    localStorage.setItem(key, JSON.stringify(state));
   }
 
   var button = el("button", "position:fixed;bottom:20px;right:20px;border:0;border-radius:24px;padding:12px 18px;color:#fff;cursor:pointer;font:14px sans-serif;background:" + cfg.color, cfg.title);
@@ -27,7 +41,7 @@
   var head = el("div", "padding:10px;color:#fff;border-radius:8px 8px 0 0;background:" + cfg.color, cfg.title);
   var log = el("div", "flex:1;overflow-y:auto;padding:10px");
   log.id = "plugboard-webchat-log";
-  var form = el("form", "display:flex;border-top:1px solid #eee");
+  var form = el("form", "display:none;border-top:1px solid #eee");
   var input = el("input", "flex:1;border:0;padding:10px");
   input.placeholder = "Type a message";
   input.id = "plugboard-webchat-input";
@@ -57,35 +71,59 @@
     form.style.display = online ? "flex" : "none";
     offline.style.display = online ? "none" : "flex";
   }
-  function poll() {
-    api("GET", "/messages?after=" + after + "&wait=20").then(function (r) {
+  // One loop per session: the first poll answers at once (to show the right form), the next
+  // ones wait on the host until a message arrives.
+  function poll(me, wait) {
+    if (me !== loop) return;
+    api("GET", "/messages?after=" + after + "&wait=" + wait).then(function (r) {
+      if (me !== loop) return;
       r.messages.forEach(function (m) { after = Math.max(after, m.seq); line(m.from, m.text); });
       showOnline(r.online || after > 0);
-      poll();
-    }, function () { setTimeout(poll, 3000); });
-  }
-  function start() {
-    if (state.token) { poll(); return Promise.resolve(); }
-    return api("POST", "/sessions").then(function (s) {
-      state.token = s.token; localStorage.setItem(key, JSON.stringify(state));
-      line("agent", cfg.intro); showOnline(s.online); poll();
+      poll(me, 20);
+    }, function (err) {
+      if (me !== loop) return;
+      if (err.status === 401) { forget(); start(); return; }
+      setTimeout(function () { poll(me, 20); }, 3000);
     });
+  }
+  // The session, started once: sending waits for it, so nothing goes out without a token.
+  function start() {
+    if (starting) return starting;
+    if (state.token) {
+      starting = Promise.resolve();
+    } else {
+      starting = api("POST", "/sessions").then(function (s) {
+        state.token = s.token; localStorage.setItem(key, JSON.stringify(state));
+        line("agent", cfg.intro); showOnline(s.online);
+      }, function (err) { starting = null; throw err; });
+    }
+    var me = loop;
+    starting.then(function () { poll(me, 0); }, function () {});
+    return starting;
+  }
+  function failed(err) {
+    line("agent", "Not sent: " + err.message);
+    if (err.status === 401) { forget(); start(); }
   }
   button.onclick = function () {
     var open = panel.style.display !== "none";
     panel.style.display = open ? "none" : "flex";
-    if (!open) start();
+    if (!open) start().catch(function (err) { line("agent", "Chat unavailable: " + err.message); });
   };
   form.onsubmit = function (e) {
     e.preventDefault();
     var text = input.value.trim(); if (!text) return;
     input.value = "";
-    api("POST", "/messages", { text: text }).catch(function (err) { line("agent", "Not sent: " + err.message); });
+    start().then(function () { return api("POST", "/messages", { text: text }); }).catch(failed);
   };
   offline.onsubmit = function (e) {
     e.preventDefault();
-    api("POST", "/offline", { name: oname.value, email: oemail.value, message: omsg.value }).then(function () {
+    var body = { name: oname.value, email: oemail.value, message: omsg.value };
+    start().then(function () { return api("POST", "/offline", body); }).then(function () {
       offline.style.display = "none"; line("agent", "Thanks! We will get back to you at " + oemail.value + ".");
-    }, function (err) { note.textContent = "Not sent: " + err.message; });
+    }, function (err) {
+      note.textContent = "Not sent: " + err.message;
+      if (err.status === 401) { forget(); start(); }
+    });
   };
 })();

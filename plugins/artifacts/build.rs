@@ -42,6 +42,20 @@ const TEST_GUESTS: &[(&str, &str, &str)] = &[
     ("memory-bomb", "guest-memory-bomb", "memory-bomb"),
     ("old-contract", "guest-old-contract", "old-contract"),
     ("huge-output", "guest-huge-output", "huge-output"),
+    ("outbound-probe", "guest-outbound-probe", "outbound-probe"),
+    ("sleeps", "guest-sleeps", "sleeps"),
+    (
+        "describe-panics",
+        "guest-describe-panics",
+        "describe-panics",
+    ),
+    (
+        "describe-sleeps",
+        "guest-describe-sleeps",
+        "describe-sleeps",
+    ),
+    ("wasi-probe", "guest-wasi-probe", "wasi-probe"),
+    ("aliased-output", "guest-aliased-output", "aliased-output"),
 ];
 
 fn main() {

@@ -68,7 +68,13 @@ mod tests {
                 "infinite-loop",
                 "memory-bomb",
                 "old-contract",
-                "huge-output"
+                "huge-output",
+                "outbound-probe",
+                "sleeps",
+                "describe-panics",
+                "describe-sleeps",
+                "wasi-probe",
+                "aliased-output"
             ]
         );
         for name in TEST_PLUGINS {

@@ -359,11 +359,14 @@ pub fn choose_route(
     }
 }
 
-/// A UUID-shaped `X-Line-Retry-Key` derived from the outbound id (stable across the host's
-/// retries, so LINE accepts a push at most once): the first 16 bytes of SHA-256(id) with the
-/// RFC 9562 version 8 and variant bits set.
-pub fn retry_key(outbound_id: &str, sha256: impl Fn(&[u8]) -> Vec<u8>) -> String {
-    let digest = sha256(format!("plugboard-line-retry-key:{outbound_id}").as_bytes());
+/// A UUID-shaped `X-Line-Retry-Key` derived from the outbound id and the push's body (both the
+/// same on every one of the host's attempts, so LINE accepts a push at most once): the first
+/// 16 bytes of SHA-256 over them with the RFC 9562 version 8 and variant bits set. The body
+/// (recipient and messages) is in it so that an id used again for another message (a data
+/// directory restored from a backup, or started afresh, within LINE's 24 hours) does not
+/// collide and get that message dropped as already accepted.
+pub fn retry_key(outbound_id: &str, body: &str, sha256: impl Fn(&[u8]) -> Vec<u8>) -> String {
+    let digest = sha256(format!("plugboard-line-retry-key:{outbound_id}\n{body}").as_bytes());
     let mut b = [0u8; 16];
     for (dst, src) in b.iter_mut().zip(digest.iter()) {
         *dst = *src;
@@ -482,8 +485,10 @@ pub fn prepare_send(
                     "no LINE user, group or room to push to".to_string(),
                 ));
             }
-            headers.push(("X-Line-Retry-Key".to_string(), retry_key(&msg.id, sha256)));
-            ("push", json!({"to": to, "messages": messages}))
+            let body = json!({"to": to, "messages": messages});
+            let key = retry_key(&msg.id, &body.to_string(), sha256);
+            headers.push(("X-Line-Retry-Key".to_string(), key));
+            ("push", body)
         }
     };
     Ok(http::request(
@@ -821,12 +826,22 @@ mod tests {
         let req = prepare_send(&outbound(&fresh, Some(120)), &settings(), NOW, sha256).unwrap();
         assert_eq!(req.url, "http://127.0.0.1:9999/v2/bot/message/push");
         let key = header(&req.headers, "x-line-retry-key").unwrap();
-        assert_eq!(key, retry_key("conv7-3", sha256));
+        assert_eq!(
+            key,
+            retry_key("conv7-3", &String::from_utf8_lossy(&req.body), sha256)
+        );
+        let again = prepare_send(&outbound(&fresh, Some(130)), &settings(), NOW, sha256).unwrap();
+        assert_eq!(header(&again.headers, "x-line-retry-key"), Some(key));
         assert_eq!(key.len(), 36);
         assert_eq!(&key[14..15], "8");
         let body: Value = plugboard_sdk::serde_json::from_slice(&req.body).unwrap();
         assert_eq!(body["to"], "U206d25c2ea6bd87c17655609a1c37cb8");
-        assert_ne!(retry_key("conv7-4", sha256), key);
+        let body = String::from_utf8_lossy(&req.body).into_owned();
+        assert_ne!(retry_key("conv7-4", &body, sha256), key);
+        let mut other_text = outbound(&fresh, Some(120));
+        other_text.text = Some("Another message, same id".into());
+        let other = prepare_send(&other_text, &settings(), NOW, sha256).unwrap();
+        assert_ne!(header(&other.headers, "x-line-retry-key"), Some(key));
     }
 
     #[test]

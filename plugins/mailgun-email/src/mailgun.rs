@@ -20,6 +20,9 @@ pub const DEFAULT_API_BASE: &str = "https://api.mailgun.net";
 /// How far (seconds) a forward's `timestamp` may be from the host's clock.
 pub const MAX_SKEW_SECS: u64 = 300;
 
+/// The `thread` fact holding the signature's single-use `token` (the host's replay guard; it is
+/// not kept with the conversation).
+pub const THREAD_NONCE: &str = "nonce:token";
 /// The `thread` fact holding the customer's subject.
 pub const THREAD_SUBJECT: &str = "subject";
 /// The `thread` fact holding the customer's `Message-Id` (the reply's `In-Reply-To`).
@@ -263,7 +266,9 @@ pub fn inbound_message(
         Some(stripped) => stripped.replace("\r\n", "\n"),
         None => trim_quoted(form::get(fields, "body-plain").unwrap_or_default()),
     };
-    let mut thread = Vec::new();
+    // The signature covers only timestamp + token: the host refuses a second message under the
+    // same token (a replayed signature), and a `nonce:` fact is how a plugin says so.
+    let mut thread = vec![(THREAD_NONCE.to_string(), token.to_string())];
     if let Some(subject) = get("subject") {
         thread.push((THREAD_SUBJECT.to_string(), subject.to_string()));
     }
@@ -517,6 +522,10 @@ mod tests {
         assert_eq!(
             m.thread,
             pairs(&[
+                (
+                    THREAD_NONCE,
+                    "a8ce0edb2dd8301dee6c2405235584e45aa91d1e9f979f3de0"
+                ),
                 ("subject", "Order 1234"),
                 ("message_id", "<CAF=abc@mail.gmail.com>"),
                 ("references", "<r1@x> <r2@x> <CAF=abc@mail.gmail.com>"),
@@ -587,7 +596,13 @@ mod tests {
             "a8ce0edb2dd8301dee6c2405235584e45aa91d1e9f979f3de0"
         );
         assert_eq!(m.from, "x@y.z");
-        assert!(m.thread.is_empty());
+        assert_eq!(
+            m.thread,
+            pairs(&[(
+                THREAD_NONCE,
+                "a8ce0edb2dd8301dee6c2405235584e45aa91d1e9f979f3de0"
+            )])
+        );
     }
 
     #[test]

@@ -91,8 +91,20 @@ pub fn signature(
 ) -> Result<String, String> {
     let key = base64::decode_lenient(api_key)
         .map_err(|e| format!("setting `api_key` is not Base64: {e}"))?;
+    // Lenient decoding skips every non-Base64 character, so a key of none decodes to nothing,
+    // and an HMAC under an empty (or tiny) key is one anybody can compute.
+    if key.len() < MIN_KEY_BYTES {
+        return Err(format!(
+            "setting `api_key` decodes to {} bytes of Base64; a TeleSign API key is at least {MIN_KEY_BYTES} (it is the Base64 key from the portal)",
+            key.len()
+        ));
+    }
     Ok(base64::encode(&hmac_sha256(&key, body)))
 }
+
+/// The shortest decoded API key accepted: TeleSign's are 64 bytes; 16 still refuses the empty
+/// and near-empty keys a typo or a placeholder leaves.
+const MIN_KEY_BYTES: usize = 16;
 
 /// Authenticates and parses one callback. `hmac_sha256(key, data)` computes the MAC (the host's
 /// `hmac-sha256` inside a component).
@@ -740,5 +752,13 @@ mod tests {
             SendError::RateLimited(Some(3))
         );
         assert!(matches!(err(503, "down", &[]), SendError::Unavailable(m) if m.contains("503")));
+    }
+
+    #[test]
+    fn a_key_without_base64_characters_is_refused_not_an_empty_hmac_key() {
+        for key in ["", "!!!!", "-_-_ ~~", "QUJD"] {
+            let err = signature(key, b"{}", |_, _| vec![0; 32]).unwrap_err();
+            assert!(err.contains("api_key"), "{key}: {err}");
+        }
     }
 }

@@ -1,11 +1,14 @@
 //! Plugboard channel plugin for Twilio Programmable Messaging (SMS/MMS).
 //!
 //! * Webhooks: Twilio's form-encoded POST (or GET with the parameters in the query string),
-//!   authenticated with `X-Twilio-Signature` (see [`signature`]); inbound messages become
+//!   authenticated with `X-Twilio-Signature` (see [`signature`]), or a JSON POST whose URL
+//!   carries `bodySHA256` (the signature covers the URL, the hash the body); inbound messages become
 //!   `message` events and status callbacks `status` events, answered with an empty TwiML
 //!   document.
 //! * Sending: `POST {api_base}/2010-04-01/Accounts/{account_sid}/Messages.json` with HTTP Basic
-//!   authentication; Twilio's error codes are mapped to the contract's send errors.
+//!   authentication, `From` or `MessagingServiceSid`, and `StatusCallback` set to the channel's
+//!   webhook URL (the host's `webhook_url` setting); Twilio's error codes are mapped to the
+//!   contract's send errors.
 //!
 //! [`twilio`] and [`signature`] hold what every Twilio channel shares (`twilio-whatsapp` compiles
 //! the same files); [`sms`] holds what is specific to SMS/MMS.
@@ -31,9 +34,13 @@ impl plugboard_sdk::Channel for TwilioSms {
         req: HttpRequest,
         settings: Settings,
     ) -> Result<WebhookOutcome, WebhookError> {
-        twilio::handle_webhook("twilio-sms", &req, &settings, |key, data| {
-            plugboard_sdk::host::hmac_sha1(key, data)
-        })
+        twilio::handle_webhook(
+            "twilio-sms",
+            &req,
+            &settings,
+            plugboard_sdk::host::hmac_sha1,
+            plugboard_sdk::host::sha256,
+        )
     }
 
     fn prepare_send(msg: OutboundMessage, settings: Settings) -> Result<HttpRequest, SendError> {

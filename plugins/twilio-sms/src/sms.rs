@@ -1,11 +1,11 @@
 //! What is specific to Twilio SMS/MMS: the manifest and the send request (plain E.164 `To` and
-//! `From`, `Body` and `MediaUrl`). Everything else is Twilio's shared wire format in
+//! `From` or a `MessagingServiceSid`, `Body` and `MediaUrl`). Everything else is Twilio's shared wire format in
 //! [`twilio`].
 
+use plugboard_sdk::E164;
 use plugboard_sdk::types::{Capabilities, HttpRequest, Manifest, OutboundMessage, SendError};
-use plugboard_sdk::{E164, Settings};
 
-use crate::twilio::{self, Api};
+use crate::twilio::{self, Api, Sender};
 
 /// What the plugin is and which settings it takes.
 pub fn manifest() -> Manifest {
@@ -23,17 +23,22 @@ pub fn manifest() -> Manifest {
 ///
 /// # Errors
 ///
-/// `misconfigured` for missing settings or a `from` that is not E.164; `invalid` for a `to` that
-/// is not E.164, an empty message or a body over 1600 characters.
+/// `misconfigured` for missing settings, a `from` that is not E.164, or not exactly one of `from`
+/// and `messaging_service_sid`; `invalid` for a `to` that is not E.164, an empty message or a
+/// body over 1600 characters.
 pub fn prepare_send(
     msg: &OutboundMessage,
     settings: &[(String, String)],
 ) -> Result<HttpRequest, SendError> {
     let api = Api::new(settings)?;
-    let from = Settings::new(settings)
-        .require("from")
-        .map_err(SendError::Misconfigured)?;
-    E164::parse(from).map_err(|e| SendError::Misconfigured(format!("setting `from`: {e}")))?;
+    let sender = match twilio::sender(settings)? {
+        Sender::From(from) => {
+            E164::parse(from)
+                .map_err(|e| SendError::Misconfigured(format!("setting `from`: {e}")))?;
+            ("From", from)
+        }
+        Sender::Service(sid) => ("MessagingServiceSid", sid),
+    };
     let to = E164::parse(&msg.to).map_err(|e| SendError::Invalid(e.to_string()))?;
     let text = twilio::body_text(msg.text.as_deref())?;
     if text.is_none() && msg.attachments.is_empty() {
@@ -41,7 +46,7 @@ pub fn prepare_send(
             "message has neither text nor attachments".to_string(),
         ));
     }
-    let mut fields = vec![("To", to.as_str()), ("From", from)];
+    let mut fields = vec![("To", to.as_str()), sender];
     if let Some(text) = text {
         fields.push(("Body", text));
     }
@@ -78,7 +83,16 @@ mod tests {
         assert_eq!(m.name, "twilio-sms");
         assert_eq!(m.kind, "sms");
         let names: Vec<&str> = m.settings.iter().map(|s| s.name.as_str()).collect();
-        assert_eq!(names, ["account_sid", "auth_token", "from", "api_base"]);
+        assert_eq!(
+            names,
+            [
+                "account_sid",
+                "auth_token",
+                "from",
+                "messaging_service_sid",
+                "api_base"
+            ]
+        );
         assert_eq!(
             m.capabilities,
             Capabilities::ATTACHMENTS | Capabilities::DELIVERY_RECEIPTS
@@ -149,14 +163,63 @@ mod tests {
             prepare_send(&outbound("+14155550199", Some("x"), &[]), &no_token),
             Err(SendError::Misconfigured(m)) if m.contains("auth_token")
         ));
-        let check =
-            twilio::prepare_check(&pairs(&[("account_sid", "AC9"), ("auth_token", "t")])).unwrap();
+        let check = twilio::prepare_check(&pairs(&[
+            ("account_sid", "AC9"),
+            ("auth_token", "t"),
+            ("from", "+14155550100"),
+        ]))
+        .unwrap();
         assert_eq!(check.method, "GET");
         assert_eq!(
             check.url,
             "https://api.twilio.com/2010-04-01/Accounts/AC9.json"
         );
     }
+    #[test]
+    fn status_callback_and_messaging_service() {
+        let mut with_hook = settings();
+        with_hook.push((
+            "webhook_url".into(),
+            "https://hooks.example.com/webhooks/sms".into(),
+        ));
+        let req = prepare_send(&outbound("+14155550199", Some("Hi"), &[]), &with_hook).unwrap();
+        assert_eq!(
+            form::parse(&req.body).unwrap(),
+            pairs(&[
+                ("To", "+14155550199"),
+                ("From", "+14155550100"),
+                ("Body", "Hi"),
+                ("StatusCallback", "https://hooks.example.com/webhooks/sms"),
+            ])
+        );
+        let mut service = with_hook.clone();
+        service.retain(|(n, _)| n != "from");
+        service.push(("messaging_service_sid".into(), "MG0123".into()));
+        let req = prepare_send(&outbound("+14155550199", Some("Hi"), &[]), &service).unwrap();
+        let fields = form::parse(&req.body).unwrap();
+        assert_eq!(form::get(&fields, "MessagingServiceSid"), Some("MG0123"));
+        assert_eq!(form::get(&fields, "From"), None);
+        let mut both = with_hook.clone();
+        both.push(("messaging_service_sid".into(), "MG0123".into()));
+        let mut neither = service.clone();
+        neither.retain(|(n, _)| n != "messaging_service_sid");
+        let mut not_mg = neither.clone();
+        not_mg.push(("messaging_service_sid".into(), "PN0123".into()));
+        for (bad, want) in [(both, "not both"), (neither, "set `from`"), (not_mg, "MG")] {
+            assert!(
+                matches!(
+                    prepare_send(&outbound("+14155550199", Some("x"), &[]), &bad),
+                    Err(SendError::Misconfigured(m)) if m.contains(want)
+                ),
+                "{want}"
+            );
+            assert!(matches!(
+                twilio::prepare_check(&bad),
+                Err(SendError::Misconfigured(_))
+            ));
+        }
+    }
+
     #[test]
     fn long_or_empty_messages_are_invalid() {
         let long = "x".repeat(1601);

@@ -10,7 +10,7 @@ use plugboard_sdk::types::{
     Attachment, DeliveryState, DeliveryStatus, Event, HttpRequest, HttpResponse, InboundMessage,
     SendError, SettingSpec, WebhookError, WebhookOutcome,
 };
-use plugboard_sdk::{Settings, form, header, http, query};
+use plugboard_sdk::{Settings, ct_eq, form, header, http, query};
 
 use crate::signature;
 
@@ -39,8 +39,12 @@ pub fn setting(name: &str, required: bool, secret: bool, description: &str) -> S
     }
 }
 
+/// The setting the host adds to every channel's settings: the channel's public webhook URL,
+/// sent as `StatusCallback` so Twilio reports delivery states there.
+pub const WEBHOOK_URL: &str = "webhook_url";
+
 /// The settings every Twilio channel takes: `account_sid`, `auth_token`, `from` (described by
-/// `from_description`) and `api_base`.
+/// `from_description`) or `messaging_service_sid`, and `api_base`.
 pub fn common_settings(from_description: &str) -> Vec<SettingSpec> {
     vec![
         setting(
@@ -55,7 +59,18 @@ pub fn common_settings(from_description: &str) -> Vec<SettingSpec> {
             true,
             "Twilio Auth Token: signs webhooks (X-Twilio-Signature) and authenticates API calls",
         ),
-        setting("from", true, false, from_description),
+        setting(
+            "from",
+            false,
+            false,
+            &format!("{from_description}; set this or messaging_service_sid"),
+        ),
+        setting(
+            "messaging_service_sid",
+            false,
+            false,
+            "Twilio Messaging Service SID (MG...) to send from instead of `from`",
+        ),
         setting(
             "api_base",
             false,
@@ -70,47 +85,85 @@ fn twiml_response() -> HttpResponse {
 }
 
 /// Authenticates and parses one webhook call for the channel plugin named `plugin` (used in log
-/// lines). `hmac_sha1(key, data)` computes the MAC (the host's `hmac-sha1` inside a component).
+/// lines). `hmac_sha1(key, data)` computes the MAC and `sha256(data)` the digest (the host's
+/// `hmac-sha1` and `sha256` inside a component).
+///
+/// A form POST (or a GET) is signed over the URL and its parameters. A POST whose URL carries
+/// `bodySHA256` (Twilio's JSON webhooks) is signed over the URL alone, with no parameters, and
+/// its body must hash to `bodySHA256`, as the official helper libraries' `validate` checks; the
+/// top-level fields of its JSON object are read like form parameters.
 ///
 /// # Errors
 ///
-/// `misconfigured` without an `auth_token`, `bad-request` for an unsupported method or a
-/// malformed form, `unauthorized` for a missing or wrong `X-Twilio-Signature`.
+/// `misconfigured` without an `auth_token`, `bad-request` for an unsupported method, a
+/// malformed form or a JSON body that is not an object, `unauthorized` for a missing or wrong
+/// `X-Twilio-Signature` or a body that does not match `bodySHA256`.
 pub fn handle_webhook(
     plugin: &str,
     req: &HttpRequest,
     settings: &[(String, String)],
     hmac_sha1: impl Fn(&[u8], &[u8]) -> Vec<u8>,
+    sha256: impl Fn(&[u8]) -> Vec<u8>,
 ) -> Result<WebhookOutcome, WebhookError> {
     let auth_token = Settings::new(settings)
         .require("auth_token")
         .map_err(WebhookError::Misconfigured)?;
     let bad = |e: plugboard_sdk::FormError| WebhookError::BadRequest(e.to_string());
-    // POST parameters are signed; a GET's query is already part of the signed URL.
     let method = req.method.as_str();
-    let (params, post) = if method.eq_ignore_ascii_case("POST") {
-        (form::parse(&req.body).map_err(bad)?, true)
-    } else if method.eq_ignore_ascii_case("GET") {
-        (query::params(&req.url).map_err(bad)?, false)
-    } else {
+    let post = method.eq_ignore_ascii_case("POST");
+    if !post && !method.eq_ignore_ascii_case("GET") {
         return Err(WebhookError::BadRequest(format!(
             "Twilio webhooks use GET or POST, not {}",
             method.to_ascii_uppercase()
         )));
-    };
+    }
     let Some(sig) = header(&req.headers, "x-twilio-signature") else {
         return Err(WebhookError::Unauthorized(
             "missing X-Twilio-Signature header".to_string(),
         ));
     };
-    let signed: &[(String, String)] = if post { &params } else { &[] };
-    if !signature::is_valid(&req.url, signed, auth_token, sig, hmac_sha1) {
-        return Err(WebhookError::Unauthorized(
-            "X-Twilio-Signature does not match the URL and parameters (check auth_token and that \
-             public_url is the URL configured in Twilio)"
-                .to_string(),
-        ));
-    }
+    let body_sha256 = if post {
+        query::param(&req.url, BODY_SHA256)
+    } else {
+        None
+    };
+    let params = if let Some(expected) = body_sha256 {
+        // A JSON body: the signature covers the URL (with `bodySHA256`) and no parameters, and
+        // the body must hash to `bodySHA256`.
+        if !signature::is_valid(&req.url, &[], auth_token, sig, hmac_sha1) {
+            return Err(WebhookError::Unauthorized(
+                "X-Twilio-Signature does not match the URL (check auth_token and that public_url \
+                 is the URL configured in Twilio)"
+                    .to_string(),
+            ));
+        }
+        let actual = hex(&sha256(&req.body));
+        if !ct_eq(
+            actual.as_bytes(),
+            expected.trim().to_ascii_lowercase().as_bytes(),
+        ) {
+            return Err(WebhookError::Unauthorized(
+                "the body's SHA-256 does not match the URL's bodySHA256".to_string(),
+            ));
+        }
+        json_params(&req.body)?
+    } else {
+        // POST parameters are signed; a GET's query is already part of the signed URL.
+        let (params, signed) = if post {
+            let params = form::parse(&req.body).map_err(bad)?;
+            (params.clone(), params)
+        } else {
+            (query::params(&req.url).map_err(bad)?, Vec::new())
+        };
+        if !signature::is_valid(&req.url, &signed, auth_token, sig, hmac_sha1) {
+            return Err(WebhookError::Unauthorized(
+                "X-Twilio-Signature does not match the URL and parameters (check auth_token and \
+                 that public_url is the URL configured in Twilio)"
+                    .to_string(),
+            ));
+        }
+        params
+    };
     let events = match classify(&params) {
         Ok(events) => events,
         Err(reason) => {
@@ -127,6 +180,40 @@ pub fn handle_webhook(
         events,
         response: twiml_response(),
     })
+}
+
+/// The query parameter in which Twilio puts the hex SHA-256 of a JSON body it signs.
+pub const BODY_SHA256: &str = "bodySHA256";
+
+/// Lower-case hex.
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The top-level scalar fields of a JSON object body as parameters (strings as they are,
+/// numbers and booleans written out; nulls, arrays and objects left out).
+///
+/// # Errors
+///
+/// `bad-request` when the body is not a JSON object.
+fn json_params(body: &[u8]) -> Result<Vec<(String, String)>, WebhookError> {
+    use plugboard_sdk::serde_json::Value;
+    let value: Value = plugboard_sdk::json::parse(body)
+        .map_err(|e| WebhookError::BadRequest(format!("JSON webhook body: {e}")))?;
+    let Value::Object(fields) = value else {
+        return Err(WebhookError::BadRequest(
+            "JSON webhook body is not an object".to_string(),
+        ));
+    };
+    Ok(fields
+        .into_iter()
+        .filter_map(|(name, value)| match value {
+            Value::String(s) => Some((name, s)),
+            Value::Number(n) => Some((name, n.to_string())),
+            Value::Bool(b) => Some((name, b.to_string())),
+            _ => None,
+        })
+        .collect())
 }
 
 /// Turns authentic webhook parameters into events, or says why they carry none.
@@ -236,6 +323,42 @@ pub struct Api<'a> {
     pub account_sid: &'a str,
     /// `auth_token`.
     pub auth_token: &'a str,
+    /// The channel's webhook URL (the host's `webhook_url` setting), sent as `StatusCallback`.
+    pub status_callback: Option<&'a str>,
+}
+
+/// Who a message is sent from: exactly one of the `from` and `messaging_service_sid` settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sender<'a> {
+    /// A phone number (`From`), as configured.
+    From(&'a str),
+    /// A Messaging Service (`MessagingServiceSid`), which picks the number.
+    Service(&'a str),
+}
+
+/// Reads the sender settings.
+///
+/// # Errors
+///
+/// `misconfigured` unless exactly one of `from` and `messaging_service_sid` is set, or when the
+/// service SID does not start with `MG`.
+pub fn sender(settings: &[(String, String)]) -> Result<Sender<'_>, SendError> {
+    let s = Settings::new(settings);
+    let nonempty = |name| s.get(name).map(str::trim).filter(|v| !v.is_empty());
+    match (nonempty("from"), nonempty("messaging_service_sid")) {
+        (Some(from), None) => Ok(Sender::From(from)),
+        (None, Some(sid)) if sid.starts_with("MG") => Ok(Sender::Service(sid)),
+        (None, Some(sid)) => Err(SendError::Misconfigured(format!(
+            "setting `messaging_service_sid`: {sid} is not a Messaging Service SID (MG...)"
+        ))),
+        (Some(_), Some(_)) => Err(SendError::Misconfigured(
+            "set either `from` or `messaging_service_sid`, not both".to_string(),
+        )),
+        (None, None) => Err(SendError::Misconfigured(
+            "set `from` (a sender number) or `messaging_service_sid` (a Messaging Service)"
+                .to_string(),
+        )),
+    }
 }
 
 impl<'a> Api<'a> {
@@ -250,6 +373,7 @@ impl<'a> Api<'a> {
             base: s.get_or("api_base", DEFAULT_API_BASE).trim_end_matches('/'),
             account_sid: s.require("account_sid").map_err(SendError::Misconfigured)?,
             auth_token: s.require("auth_token").map_err(SendError::Misconfigured)?,
+            status_callback: s.get(WEBHOOK_URL).map(str::trim).filter(|u| !u.is_empty()),
         })
     }
 
@@ -261,8 +385,13 @@ impl<'a> Api<'a> {
         )
     }
 
-    /// The Messages API request (`POST .../Messages.json`) carrying the form `fields`.
+    /// The Messages API request (`POST .../Messages.json`) carrying the form `fields`, plus
+    /// `StatusCallback` when the channel's webhook URL is known.
     pub fn messages_request(&self, fields: &[(&str, &str)]) -> HttpRequest {
+        let mut fields = fields.to_vec();
+        if let Some(url) = self.status_callback {
+            fields.push(("StatusCallback", url));
+        }
         http::request(
             "POST",
             format!(
@@ -327,9 +456,11 @@ pub fn read_send_response(resp: &HttpResponse) -> Result<String, SendError> {
 ///
 /// # Errors
 ///
-/// `misconfigured` when `account_sid` or `auth_token` is missing.
+/// `misconfigured` when `account_sid` or `auth_token` is missing, or the sender settings are
+/// wrong (see [`sender`]).
 pub fn prepare_check(settings: &[(String, String)]) -> Result<HttpRequest, SendError> {
     let api = Api::new(settings)?;
+    sender(settings)?;
     Ok(http::request(
         "GET",
         format!("{}/2010-04-01/Accounts/{}.json", api.base, api.account_sid),
@@ -410,6 +541,11 @@ mod tests {
         ])
     }
 
+    fn fake_sha256(data: &[u8]) -> Vec<u8> {
+        use sha2::Digest;
+        sha2::Sha256::digest(data).to_vec()
+    }
+
     fn fake_hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
         use hmac::{Hmac, Mac};
         let mut mac = Hmac::<sha1::Sha1>::new_from_slice(key).unwrap();
@@ -436,7 +572,7 @@ mod tests {
     #[test]
     fn inbound_sms_becomes_a_message() {
         let req = signed_post("https://hooks.example.com/c/twilio", SMS, "secret");
-        let out = handle_webhook("twilio-sms", &req, &settings(), fake_hmac).unwrap();
+        let out = handle_webhook("twilio-sms", &req, &settings(), fake_hmac, fake_sha256).unwrap();
         assert_eq!(out.response.status, 200);
         assert_eq!(out.response.body, EMPTY_TWIML.as_bytes());
         assert_eq!(
@@ -458,12 +594,12 @@ mod tests {
     fn signature_failures_are_unauthorized() {
         let mut req = signed_post("https://hooks.example.com/c/twilio", SMS, "other");
         assert!(matches!(
-            handle_webhook("twilio-sms", &req, &settings(), fake_hmac),
+            handle_webhook("twilio-sms", &req, &settings(), fake_hmac, fake_sha256),
             Err(WebhookError::Unauthorized(_))
         ));
         req.headers.clear();
         let Err(WebhookError::Unauthorized(msg)) =
-            handle_webhook("twilio-sms", &req, &settings(), fake_hmac)
+            handle_webhook("twilio-sms", &req, &settings(), fake_hmac, fake_sha256)
         else {
             panic!()
         };
@@ -474,7 +610,7 @@ mod tests {
             ..bad
         };
         assert!(matches!(
-            handle_webhook("twilio-sms", &bad, &settings(), fake_hmac),
+            handle_webhook("twilio-sms", &bad, &settings(), fake_hmac, fake_sha256),
             Err(WebhookError::BadRequest(_))
         ));
     }
@@ -484,12 +620,89 @@ mod tests {
         let mut req = signed_post("https://hooks.example.com:443/c/twilio", SMS, "secret");
         req.url = "https://hooks.example.com/c/twilio".to_string();
         assert_eq!(
-            handle_webhook("twilio-sms", &req, &settings(), fake_hmac)
+            handle_webhook("twilio-sms", &req, &settings(), fake_hmac, fake_sha256)
                 .unwrap()
                 .events
                 .len(),
             1
         );
+    }
+
+    /// A JSON webhook as the helper libraries' `validate` accepts it: the signature over the
+    /// full URL (with `bodySHA256`) and no parameters, the hash over the raw body.
+    fn signed_json(url_base: &str, body: &str, token: &str) -> HttpRequest {
+        let url = format!(
+            "{url_base}?bodySHA256={}",
+            hex(&fake_sha256(body.as_bytes()))
+        );
+        let sig = plugboard_sdk::base64::encode(&fake_hmac(token.as_bytes(), url.as_bytes()));
+        http::request(
+            "POST",
+            url,
+            vec![
+                ("X-Twilio-Signature".to_string(), sig),
+                ("Content-Type".to_string(), "application/json".to_string()),
+            ],
+            body.as_bytes().to_vec(),
+        )
+    }
+
+    #[test]
+    fn json_webhooks_signed_with_body_sha256() {
+        let body = r#"{"MessageSid":"SM77","MessageStatus":"delivered","NumSegments":1,"x":null}"#;
+        let req = signed_json("https://hooks.example.com/webhooks/sms", body, "secret");
+        let out = handle_webhook("twilio-sms", &req, &settings(), fake_hmac, fake_sha256).unwrap();
+        let [Event::Status(s)] = out.events.as_slice() else {
+            panic!("{:?}", out.events)
+        };
+        assert_eq!(s.provider_id, "SM77");
+        assert_eq!(s.state, DeliveryState::Delivered);
+        // The helper libraries' own vector (twilio-python tests/unit/test_request_validator.py).
+        let sdk_body = br#"{"property": "value", "boolean": true}"#;
+        let sdk_hash = hex(&fake_sha256(sdk_body));
+        assert_eq!(
+            sdk_hash,
+            "0a1ff7634d9ab3b95db5c9a2dfe9416e41502b283a80c7cf19632632f96e6620"
+        );
+        assert!(signature::is_valid(
+            &format!("https://mycompany.com/myapp.php?foo=1&bar=2&bodySHA256={sdk_hash}"),
+            &[],
+            "12345",
+            "a9nBmqA0ju/hNViExpshrM61xv4=",
+            fake_hmac
+        ));
+        let tampered = HttpRequest {
+            body: body.replace("SM77", "SM78").into_bytes(),
+            ..req.clone()
+        };
+        let Err(WebhookError::Unauthorized(m)) =
+            handle_webhook("twilio-sms", &tampered, &settings(), fake_hmac, fake_sha256)
+        else {
+            panic!()
+        };
+        assert!(m.contains("bodySHA256"), "{m}");
+        let wrong_key = signed_json("https://hooks.example.com/webhooks/sms", body, "other");
+        assert!(matches!(
+            handle_webhook(
+                "twilio-sms",
+                &wrong_key,
+                &settings(),
+                fake_hmac,
+                fake_sha256
+            ),
+            Err(WebhookError::Unauthorized(_))
+        ));
+        let not_object = signed_json("https://hooks.example.com/webhooks/sms", "[1]", "secret");
+        assert!(matches!(
+            handle_webhook(
+                "twilio-sms",
+                &not_object,
+                &settings(),
+                fake_hmac,
+                fake_sha256
+            ),
+            Err(WebhookError::BadRequest(_))
+        ));
     }
 
     #[test]
@@ -502,7 +715,7 @@ mod tests {
             vec![("x-twilio-signature".to_string(), sig)],
             Vec::new(),
         );
-        let out = handle_webhook("twilio-sms", &req, &settings(), fake_hmac).unwrap();
+        let out = handle_webhook("twilio-sms", &req, &settings(), fake_hmac, fake_sha256).unwrap();
         let [Event::Status(s)] = out.events.as_slice() else {
             panic!("{:?}", out.events)
         };

@@ -33,9 +33,12 @@ impl plugboard_sdk::Channel for TwilioWhatsapp {
         req: HttpRequest,
         settings: Settings,
     ) -> Result<WebhookOutcome, WebhookError> {
-        whatsapp::handle_webhook(&req, &settings, |key, data| {
-            plugboard_sdk::host::hmac_sha1(key, data)
-        })
+        whatsapp::handle_webhook(
+            &req,
+            &settings,
+            plugboard_sdk::host::hmac_sha1,
+            plugboard_sdk::host::sha256,
+        )
     }
 
     fn prepare_send(msg: OutboundMessage, settings: Settings) -> Result<HttpRequest, SendError> {

@@ -6,9 +6,9 @@ use plugboard_sdk::types::{
     Capabilities, DeliveryState, Event, HttpRequest, Manifest, OutboundMessage, SendError,
     WebhookError, WebhookOutcome,
 };
-use plugboard_sdk::{E164, Settings, form};
+use plugboard_sdk::{E164, form};
 
-use crate::twilio::{self, Api};
+use crate::twilio::{self, Api, Sender};
 
 /// The prefix Twilio puts before WhatsApp phone numbers.
 pub const ADDRESS_PREFIX: &str = "whatsapp:";
@@ -61,8 +61,9 @@ pub fn handle_webhook(
     req: &HttpRequest,
     settings: &[(String, String)],
     hmac_sha1: impl Fn(&[u8], &[u8]) -> Vec<u8>,
+    sha256: impl Fn(&[u8]) -> Vec<u8>,
 ) -> Result<WebhookOutcome, WebhookError> {
-    let mut outcome = twilio::handle_webhook("twilio-whatsapp", req, settings, hmac_sha1)?;
+    let mut outcome = twilio::handle_webhook("twilio-whatsapp", req, settings, hmac_sha1, sha256)?;
     for event in &mut outcome.events {
         if let Event::Status(status) = event
             && status.error_code.as_deref() == Some(OUTSIDE_WINDOW_CODE)
@@ -97,22 +98,24 @@ pub fn customer_number(address: &str) -> Result<E164, SendError> {
 ///
 /// # Errors
 ///
-/// `misconfigured` for missing settings or a `from` that is not E.164; `invalid` for a `to` that
-/// is not `whatsapp:+E.164`, template variables that are not a JSON object, an empty message or
+/// `misconfigured` for missing settings, a `from` that is not E.164, or not exactly one of `from`
+/// and `messaging_service_sid`; `invalid` for a `to` that is not `whatsapp:+E.164`, template variables that are not a JSON object, an empty message or
 /// a body over 1600 characters.
 pub fn prepare_send(
     msg: &OutboundMessage,
     settings: &[(String, String)],
 ) -> Result<HttpRequest, SendError> {
     let api = Api::new(settings)?;
-    let from = Settings::new(settings)
-        .require("from")
-        .map_err(SendError::Misconfigured)?;
-    let from = E164::parse(from.strip_prefix(ADDRESS_PREFIX).unwrap_or(from))
-        .map_err(|e| SendError::Misconfigured(format!("setting `from`: {e}")))?;
+    let sender = match twilio::sender(settings)? {
+        Sender::From(from) => {
+            let from = E164::parse(from.strip_prefix(ADDRESS_PREFIX).unwrap_or(from))
+                .map_err(|e| SendError::Misconfigured(format!("setting `from`: {e}")))?;
+            ("From", format!("{ADDRESS_PREFIX}{}", from.as_str()))
+        }
+        Sender::Service(sid) => ("MessagingServiceSid", sid.to_string()),
+    };
     let to = format!("{ADDRESS_PREFIX}{}", customer_number(&msg.to)?.as_str());
-    let from = format!("{ADDRESS_PREFIX}{}", from.as_str());
-    let mut fields = vec![("To", to.as_str()), ("From", from.as_str())];
+    let mut fields = vec![("To", to.as_str()), (sender.0, sender.1.as_str())];
     let thread = |name: &str| {
         form::get(&msg.thread, name)
             .map(str::trim)
@@ -169,6 +172,11 @@ mod tests {
         ])
     }
 
+    fn sha256(data: &[u8]) -> Vec<u8> {
+        use sha2::Digest;
+        sha2::Sha256::digest(data).to_vec()
+    }
+
     fn hmac_sha1(key: &[u8], data: &[u8]) -> Vec<u8> {
         use hmac::{Hmac, Mac};
         let mut mac = Hmac::<sha1::Sha1>::new_from_slice(key).unwrap();
@@ -222,6 +230,7 @@ mod tests {
             &signed_post("https://hooks.example.com/webhooks/wa", body),
             &settings(),
             hmac_sha1,
+            sha256,
         )
         .unwrap();
         let [Event::Message(m)] = out.events.as_slice() else {
@@ -241,6 +250,7 @@ mod tests {
             &signed_post("https://hooks.example.com/webhooks/wa", body),
             &settings(),
             hmac_sha1,
+            sha256,
         )
         .unwrap();
         let [Event::Status(s)] = out.events.as_slice() else {

@@ -1,0 +1,90 @@
+//! Single-use values that a provider's signature covers, so a captured signature cannot be
+//! replayed with other content.
+//!
+//! Mailgun signs only `timestamp` + `token`, not the message: anybody who saw one signed call
+//! can post a different message under the same three fields within the plugin's timestamp
+//! tolerance. The plugin reports the token as a thread fact named `nonce:...` on the message it
+//! authenticated; the host claims each such value per channel for [`WINDOW_MS`] (longer than
+//! any plugin's tolerance) before storing anything. The same value with the same message is
+//! the provider retrying one delivery (acknowledged as usual); with a different message it is a
+//! replay, refused with `403` and nothing stored. `nonce:` facts are not kept as thread facts.
+
+use crate::storage::{InboundEvent, NonceClaim, Storage, StorageError};
+
+/// The thread-fact name prefix that marks a single-use value.
+pub const PREFIX: &str = "nonce:";
+
+/// How long a claimed value stays claimed: a day.
+pub const WINDOW_MS: u64 = 24 * 60 * 60 * 1000;
+
+/// One value to claim: (nonce, the message's provider id).
+pub type Nonce = (String, String);
+
+/// Why a call's nonces could not be claimed.
+#[derive(Debug, thiserror::Error)]
+pub enum NonceError {
+    /// A value was used before for a different message.
+    #[error("this call's signature was already used for another message (replayed)")]
+    Replayed,
+    /// Storage failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+/// Takes the `nonce:` facts out of the messages' thread facts.
+pub fn take(events: &mut [InboundEvent]) -> Vec<Nonce> {
+    let mut nonces = Vec::new();
+    for event in events {
+        if let InboundEvent::Message {
+            provider_id,
+            thread,
+            ..
+        } = event
+        {
+            thread.retain(|(name, value)| {
+                if name.starts_with(PREFIX) {
+                    nonces.push((value.clone(), provider_id.clone()));
+                    false
+                } else {
+                    true
+                }
+            });
+        }
+    }
+    nonces
+}
+
+/// Claims every nonce of one call; on a replay, gives back the ones this call claimed and
+/// refuses. Returns the values newly claimed, for [`release`] if storing then fails.
+pub fn claim(
+    storage: &Storage,
+    channel: &str,
+    nonces: &[Nonce],
+    now: u64,
+) -> Result<Vec<String>, NonceError> {
+    let mut claimed = Vec::new();
+    for (nonce, provider_id) in nonces {
+        let outcome = storage.claim_nonce(channel, nonce, provider_id, now, WINDOW_MS);
+        match outcome {
+            Ok(NonceClaim::Claimed) => claimed.push(nonce.clone()),
+            Ok(NonceClaim::Retry) => {}
+            Ok(NonceClaim::Replayed) | Err(_) => {
+                release(storage, channel, &claimed);
+                return Err(match outcome {
+                    Err(e) => NonceError::Storage(e),
+                    _ => NonceError::Replayed,
+                });
+            }
+        }
+    }
+    Ok(claimed)
+}
+
+/// Gives back values claimed by a call that was not stored.
+pub fn release(storage: &Storage, channel: &str, claimed: &[String]) {
+    for nonce in claimed {
+        if let Err(e) = storage.release_nonce(channel, nonce) {
+            tracing::error!(channel, "cannot release a claimed nonce: {e}");
+        }
+    }
+}

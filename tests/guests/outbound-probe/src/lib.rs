@@ -1,0 +1,80 @@
+//! Test guest that probes the host's outbound allow-list: each outbound message is sent as a
+//! `POST` to the URL written in its text, and its manifest declares `localhost` among its API
+//! hosts (which the host must not honour without the operator's configuration).
+//!
+//! Webhooks are unauthenticated forms `id=...&from=...&text=...`, each one inbound message.
+
+use plugboard_sdk::types::{
+    Capabilities, Event, HttpRequest, HttpResponse, InboundMessage, Manifest, OutboundMessage,
+    SendError, SettingSpec, Settings, TokenGrant, WebhookError, WebhookOutcome,
+};
+use plugboard_sdk::{form, http};
+
+/// A channel that sends wherever the agent's text says.
+pub struct OutboundProbe;
+
+impl plugboard_sdk::Channel for OutboundProbe {
+    fn describe() -> Manifest {
+        Manifest {
+            name: "outbound-probe".to_string(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            kind: "probe".to_string(),
+            settings: vec![SettingSpec {
+                name: "api_base".to_string(),
+                required: false,
+                secret: false,
+                description: "a URL the operator allows".to_string(),
+            }],
+            api_hosts: vec!["localhost".to_string(), "127.0.0.1".to_string()],
+            capabilities: Capabilities::empty(),
+        }
+    }
+
+    fn handle_webhook(req: HttpRequest, _: Settings) -> Result<WebhookOutcome, WebhookError> {
+        let params = form::parse(&req.body).map_err(|e| WebhookError::BadRequest(e.to_string()))?;
+        let get = |name: &str| form::get(&params, name).unwrap_or_default().to_string();
+        Ok(WebhookOutcome {
+            events: vec![Event::Message(InboundMessage {
+                provider_id: get("id"),
+                from: get("from"),
+                to: "probe".to_string(),
+                text: Some(get("text")),
+                attachments: Vec::new(),
+                contact_name: None,
+                thread: Vec::new(),
+            })],
+            response: http::ok(),
+        })
+    }
+
+    fn prepare_send(msg: OutboundMessage, _: Settings) -> Result<HttpRequest, SendError> {
+        let url = msg.text.unwrap_or_default();
+        Ok(http::request("POST", url, Vec::new(), msg.id.into_bytes()))
+    }
+
+    fn read_send_response(resp: HttpResponse, _: Settings) -> Result<String, SendError> {
+        if http::is_success(resp.status) {
+            Ok(format!("probe-{}", resp.status))
+        } else {
+            Err(http::send_error(&resp, format!("HTTP {}", resp.status)))
+        }
+    }
+
+    fn prepare_token(_: Settings) -> Result<Option<HttpRequest>, SendError> {
+        Ok(None)
+    }
+
+    fn read_token_response(_: HttpResponse, _: Settings) -> Result<TokenGrant, SendError> {
+        Err(SendError::Misconfigured("no token".into()))
+    }
+
+    fn prepare_check(_: Settings) -> Result<Option<HttpRequest>, SendError> {
+        Ok(None)
+    }
+
+    fn read_check_response(_: HttpResponse, _: Settings) -> Result<(), SendError> {
+        Ok(())
+    }
+}
+
+plugboard_sdk::export_channel!(OutboundProbe);

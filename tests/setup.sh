@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs what the browser test (tests/browser.rs) needs: Chromium, Node.js and npm from
+# Debian's packages when missing, and the pinned node modules of tests/browser (npm ci).
+# Idempotent; run as root: `bash tests/setup.sh`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+missing=()
+command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || missing+=(chromium)
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
+if [ "${#missing[@]}" -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "tests/setup.sh: installing ${missing[*]} needs root (apt-get)" >&2
+    exit 1
+  fi
+  apt-get update
+  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
+fi
+
+# npm ci unless node_modules already holds exactly what the lock file pins.
+if ! node -e '
+  const lock = require("./tests/browser/package-lock.json").packages;
+  for (const [path, pkg] of Object.entries(lock)) {
+    if (!path) continue;
+    const have = require("./tests/browser/" + path + "/package.json").version;
+    if (have !== pkg.version) process.exit(1);
+  }' 2>/dev/null; then
+  npm ci --prefix tests/browser --no-audit --no-fund
+fi
