@@ -357,7 +357,7 @@ async fn incompatible_plugin_is_refused_and_the_others_load() {
     assert_eq!(refused[0]["name"], "old-contract");
     let error = refused[0]["error"].as_str().unwrap();
     assert!(error.contains("plugboard:plugin@0.0.1"), "{error}");
-    assert!(error.contains("plugboard:plugin@0.2.0"), "{error}");
+    assert!(error.contains("plugboard:plugin@0.3.0"), "{error}");
     assert!(
         host.log().contains("plugboard:plugin@0.0.1"),
         "refusal is logged"

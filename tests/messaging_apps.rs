@@ -683,3 +683,61 @@ async fn a_replayed_mailgun_signature_with_new_content_is_refused() {
         .collect();
     assert_eq!(texts, [json!("Where is it?")]);
 }
+
+/// One LINE follow or unfollow event, as LINE delivers (or redelivers) it.
+fn line_follow_event(event_id: &str, user: &str, kind: &str, redelivery: bool) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "destination": "U0123456789abcdef0123456789abcdef",
+        "events": [{
+            "type": kind, "mode": "active", "timestamp": 1462629479859u64,
+            "source": {"type": "user", "userId": user},
+            "webhookEventId": event_id,
+            "deliveryContext": {"isRedelivery": redelivery},
+        }]
+    }))
+    .unwrap()
+}
+
+/// Issue 11, item 11: LINE redelivers an old `unfollow` after a newer `follow`; the user stays
+/// opted in (contract 0.3.0 carries the event id with the change, applied once).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redelivered_line_unfollow_does_not_undo_a_later_follow() {
+    let line = FakeProvider::start(vec![(200, json!({"sentMessages": [{"id": "1"}]}))]).await;
+    let host = Host::start(Setup {
+        extra: channel(
+            "line",
+            "line",
+            &[
+                ("channel_id", "1656789012"),
+                ("channel_secret", LINE_SECRET),
+                ("channel_access_token", "line-access-token"),
+                ("api_base", &line.base),
+            ],
+        ),
+        ..Setup::default()
+    });
+    let user = "U306d25c2ea6bd87c17655609a1c37cb8";
+    let hello = line_event("01GZ74A0TDDPYRVKNK77XKC3Z0", user, "Hello", "rt-1");
+    assert_eq!(post_line(&host, &hello).await.0, 200);
+    let unfollow = line_follow_event("01GZ74A0TDDPYRVKNK77XKC3Z1", user, "unfollow", false);
+    let follow = line_follow_event("01GZ74A0TDDPYRVKNK77XKC3Z2", user, "follow", false);
+    let redelivered = line_follow_event("01GZ74A0TDDPYRVKNK77XKC3Z1", user, "unfollow", true);
+    for body in [&unfollow, &follow, &redelivered] {
+        assert_eq!(post_line(&host, body).await.0, 200);
+    }
+    let id = host.conversations(ALICE).await[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (status, body) = host
+        .post_json(
+            &format!("/api/v1/conversations/{id}/messages"),
+            ALICE,
+            json!({"text": "welcome back"}),
+        )
+        .await;
+    assert!(
+        status == 201 || status == 202,
+        "the user is opted in, as the latest event said: {status} {body}"
+    );
+}

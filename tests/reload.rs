@@ -152,7 +152,7 @@ async fn broken_or_incompatible_files_are_refused_and_the_previous_version_keeps
     );
     let refused = body["report"]["refused"][0]["error"].as_str().unwrap();
     assert!(
-        refused.contains("0.0.1") && refused.contains("0.2.0"),
+        refused.contains("0.0.1") && refused.contains("0.3.0"),
         "{refused}"
     );
     assert_eq!(webhook(&host, 1).await, 200);

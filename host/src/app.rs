@@ -177,8 +177,8 @@ impl App {
                     .display()
             )
         })?;
-        let mut channels = resolve_channels(&config, &plugins)?;
-        let unavailable = unavailable_channels(&config, &plugins);
+        let mut unavailable = unavailable_channels(&config, &plugins);
+        let mut channels = resolve_channels(&config, &plugins, &sandbox, &mut unavailable)?;
         let queues = resolve_queues(&config, &plugins)?;
         let catalog = Catalog {
             plugins,
@@ -298,8 +298,9 @@ impl App {
             }
         }
         report.refused = fresh.refused;
-        let mut channels = resolve_channels(&self.config, &merged)?;
-        let unavailable = unavailable_channels(&self.config, &merged);
+        let mut unavailable = unavailable_channels(&self.config, &merged);
+        let mut channels =
+            resolve_channels(&self.config, &merged, &self.sandbox, &mut unavailable)?;
         let queues = resolve_queues(&self.config, &merged)?;
         for (name, state) in self
             .channel_states
@@ -404,6 +405,8 @@ fn unavailable_channels(config: &Config, plugins: &PluginSet) -> BTreeMap<String
 fn resolve_channels(
     config: &Config,
     plugins: &PluginSet,
+    sandbox: &Sandbox,
+    failed: &mut BTreeMap<String, String>,
 ) -> Result<BTreeMap<String, Arc<ChannelInstance>>, ConfigError> {
     let mut out = BTreeMap::new();
     for (i, c) in config.channels.iter().enumerate() {
@@ -462,6 +465,29 @@ fn resolve_channels(
                 ));
             }
         }
+        let settings = plugin_settings(config, c);
+        match plugin.check_settings(sandbox, &c.name, &settings) {
+            Ok(Ok(())) => {}
+            Ok(Err(reason)) => {
+                return Err(invalid(
+                    format!("channels[{i}].settings"),
+                    format!("plugin `{}` refuses these settings: {reason}", c.plugin),
+                ));
+            }
+            Err(e) => {
+                // The plugin's fault, not the operator's: the channel is unavailable and the
+                // others start (a bad plugin never stops a start).
+                tracing::error!(channel = %c.name, plugin = %c.plugin, "channel unavailable: check-settings failed: {e}");
+                failed.insert(
+                    c.name.clone(),
+                    format!(
+                        "channel {} is unavailable: its plugin `{}` failed checking its settings (the host log says why)",
+                        c.name, c.plugin
+                    ),
+                );
+                continue;
+            }
+        }
         let allowed_hosts = crate::provider_http::AllowList::new(
             &c.name,
             &plugin.manifest.api_hosts,
@@ -481,7 +507,7 @@ fn resolve_channels(
                         skills: c.skills.clone(),
                     },
                 },
-                settings: Arc::new(plugin_settings(config, c)),
+                settings: Arc::new(settings),
                 allowed_hosts,
                 templates,
                 customer_attachments: c.customer_attachments,

@@ -20,12 +20,14 @@ use wasmtime::component::types::ComponentItem;
 use wasmtime::{Engine, Store};
 
 use crate::bindings::channel::{Channel, ChannelPre};
+use crate::bindings::compat::{lift, optional};
 use crate::bindings::router::{Router, RouterPre};
-use crate::bindings::wit;
+use crate::bindings::{v0_2, wit};
 use crate::sandbox::{CallContext, HostState, InstancePool, PluginError, Sandbox};
 
-/// The contract version this host implements; `wit/plugin.wit` declares the same.
-pub const CONTRACT_VERSION: &str = "0.2.0";
+/// The contract version this host implements; `wit/plugin.wit` declares the same. Plugins of
+/// the older versions in [`crate::bindings::compat::SERVED`] load too.
+pub const CONTRACT_VERSION: &str = "0.3.0";
 
 const CHANNEL_EXPORT: &str = "plugboard:plugin/messaging@";
 const ROUTER_EXPORT: &str = "plugboard:plugin/routing@";
@@ -51,7 +53,7 @@ pub enum LoadError {
     NotAPlugin(String),
     /// The component was built against a contract version this host cannot serve.
     #[error(
-        "built against contract plugboard:plugin@{plugin}, but this host implements plugboard:plugin@{host}; rebuild it with plugboard-sdk {host_line} (or a host that implements {plugin})"
+        "built against contract plugboard:plugin@{plugin}, but this host implements plugboard:plugin@{host} (and serves 0.2.0); rebuild it with plugboard-sdk {host_line} (or a host that implements {plugin})"
     )]
     IncompatibleContract {
         /// The plugin's contract version.
@@ -167,16 +169,220 @@ pub struct ChannelPlugin {
     pub info: PluginInfo,
     /// What `describe` returned.
     pub manifest: ChannelManifest,
-    pre: ChannelPre<HostState>,
-    pool: Arc<InstancePool<Channel>>,
+    pre: ChannelComponent,
+    pool: Arc<InstancePool<ChannelGuest>>,
+}
+
+/// A linked channel component, by the contract version it was built against.
+#[derive(Clone)]
+enum ChannelComponent {
+    Current(ChannelPre<HostState>),
+    V0_2(v0_2::channel::ChannelPre<HostState>),
+}
+
+impl ChannelComponent {
+    fn instantiate(&self, store: &mut Store<HostState>) -> wasmtime::Result<ChannelGuest> {
+        Ok(match self {
+            ChannelComponent::Current(pre) => ChannelGuest::Current(pre.instantiate(store)?),
+            ChannelComponent::V0_2(pre) => ChannelGuest::V0_2(pre.instantiate(store)?),
+        })
+    }
+}
+
+/// Calls one `messaging` export on a [`ChannelGuest`] of either version: the current one with
+/// `args`, a 0.2.0 one with the `old(...)` arguments and its result mapped by the last closure.
+macro_rules! messaging {
+    ($guest:expr, $store:expr, $call:ident($($arg:expr),*), old($($old:expr),*) => $lift:expr) => {
+        match $guest {
+            ChannelGuest::Current(c) => c.plugboard_plugin_messaging().$call($store, $($arg),*),
+            ChannelGuest::V0_2(c) => c
+                .plugboard_plugin_messaging()
+                .$call($store, $($old),*)
+                .map($lift),
+        }
+    };
+}
+
+/// One instance of a channel component.
+pub enum ChannelGuest {
+    /// Built against the host's own contract version.
+    Current(Channel),
+    /// Built against 0.2.0: calls convert through [`crate::bindings::compat`].
+    V0_2(v0_2::channel::Channel),
+}
+
+impl ChannelGuest {
+    fn describe(&self, store: &mut Store<HostState>) -> wasmtime::Result<wit::Manifest> {
+        match self {
+            ChannelGuest::Current(c) => c.plugboard_plugin_messaging().call_describe(store),
+            ChannelGuest::V0_2(c) => c
+                .plugboard_plugin_messaging()
+                .call_describe(store)
+                .map(Into::into),
+        }
+    }
+
+    fn check_settings(
+        &self,
+        store: &mut Store<HostState>,
+        settings: &Vec<(String, String)>,
+    ) -> wasmtime::Result<Result<(), String>> {
+        match self {
+            ChannelGuest::Current(c) => c
+                .plugboard_plugin_messaging()
+                .call_check_settings(store, settings),
+            ChannelGuest::V0_2(_) => Ok(Ok(())),
+        }
+    }
+
+    fn handle_webhook(
+        &self,
+        store: &mut Store<HostState>,
+        req: &wit::HttpRequest,
+        settings: &Vec<(String, String)>,
+    ) -> wasmtime::Result<Result<wit::WebhookOutcome, wit::WebhookError>> {
+        messaging!(
+            self,
+            store,
+            call_handle_webhook(req, settings),
+            old(&req.clone().into(), settings) => lift
+        )
+    }
+
+    fn prepare_send(
+        &self,
+        store: &mut Store<HostState>,
+        msg: &wit::OutboundMessage,
+        settings: &Vec<(String, String)>,
+    ) -> wasmtime::Result<Result<wit::HttpRequest, wit::SendError>> {
+        messaging!(
+            self,
+            store,
+            call_prepare_send(msg, settings),
+            old(&msg.clone().into(), settings) => lift
+        )
+    }
+
+    fn read_send_response(
+        &self,
+        store: &mut Store<HostState>,
+        resp: &wit::HttpResponse,
+        settings: &Vec<(String, String)>,
+    ) -> wasmtime::Result<Result<String, wit::SendError>> {
+        messaging!(
+            self,
+            store,
+            call_read_send_response(resp, settings),
+            old(&resp.clone().into(), settings) => lift
+        )
+    }
+
+    fn prepare_token(
+        &self,
+        store: &mut Store<HostState>,
+        settings: &Vec<(String, String)>,
+    ) -> wasmtime::Result<Result<Option<wit::HttpRequest>, wit::SendError>> {
+        messaging!(
+            self,
+            store,
+            call_prepare_token(settings),
+            old(settings) => optional
+        )
+    }
+
+    fn read_token_response(
+        &self,
+        store: &mut Store<HostState>,
+        resp: &wit::HttpResponse,
+        settings: &Vec<(String, String)>,
+    ) -> wasmtime::Result<Result<wit::TokenGrant, wit::SendError>> {
+        messaging!(
+            self,
+            store,
+            call_read_token_response(resp, settings),
+            old(&resp.clone().into(), settings) => lift
+        )
+    }
+
+    fn prepare_check(
+        &self,
+        store: &mut Store<HostState>,
+        settings: &Vec<(String, String)>,
+    ) -> wasmtime::Result<Result<Option<wit::HttpRequest>, wit::SendError>> {
+        messaging!(
+            self,
+            store,
+            call_prepare_check(settings),
+            old(settings) => optional
+        )
+    }
+
+    fn read_check_response(
+        &self,
+        store: &mut Store<HostState>,
+        resp: &wit::HttpResponse,
+        settings: &Vec<(String, String)>,
+    ) -> wasmtime::Result<Result<(), wit::SendError>> {
+        messaging!(
+            self,
+            store,
+            call_read_check_response(resp, settings),
+            old(&resp.clone().into(), settings) => |r| r.map_err(Into::into)
+        )
+    }
 }
 
 /// A loaded router plugin, ready to instantiate, with its idle instances per queue.
 pub struct RouterPlugin {
     /// Identity and provenance.
     pub info: PluginInfo,
-    pre: RouterPre<HostState>,
-    pool: Arc<InstancePool<Router>>,
+    pre: RouterComponent,
+    pool: Arc<InstancePool<RouterGuest>>,
+}
+
+/// A linked router component, by the contract version it was built against.
+#[derive(Clone)]
+enum RouterComponent {
+    Current(RouterPre<HostState>),
+    V0_2(v0_2::router::RouterPre<HostState>),
+}
+
+impl RouterComponent {
+    fn instantiate(&self, store: &mut Store<HostState>) -> wasmtime::Result<RouterGuest> {
+        Ok(match self {
+            RouterComponent::Current(pre) => RouterGuest::Current(pre.instantiate(store)?),
+            RouterComponent::V0_2(pre) => RouterGuest::V0_2(pre.instantiate(store)?),
+        })
+    }
+}
+
+/// One instance of a router component.
+pub enum RouterGuest {
+    /// Built against the host's own contract version.
+    Current(Router),
+    /// Built against 0.2.0: calls convert through [`crate::bindings::compat`].
+    V0_2(v0_2::router::Router),
+}
+
+impl RouterGuest {
+    fn decide(
+        &self,
+        store: &mut Store<HostState>,
+        work: &wit::WaitingWork,
+        agents: &[wit::AgentState],
+    ) -> wasmtime::Result<wit::Decision> {
+        match self {
+            RouterGuest::Current(r) => r
+                .plugboard_plugin_routing()
+                .call_decide(store, work, agents),
+            RouterGuest::V0_2(r) => {
+                let agents: Vec<_> = agents.iter().map(Into::into).collect();
+                r.plugboard_plugin_routing()
+                    .call_decide(store, &work.clone().into(), &agents)
+                    .map(Into::into)
+            }
+        }
+    }
 }
 
 /// A plugin file that was not loaded, and why.
@@ -296,7 +502,7 @@ fn load_one(
     let sha256 = hex::encode(sha2::Sha256::digest(bytes));
     let component = compile_cached(engine, bytes, &sha256, cache_dir)?;
     let (is_channel, contract) = contract_of(engine, &component)?;
-    check_contract(&contract)?;
+    let current = check_contract(&contract)?;
     let info = PluginInfo {
         name: name.to_owned(),
         source,
@@ -307,35 +513,23 @@ fn load_one(
         .linker()
         .instantiate_pre(&component)
         .map_err(|e| LoadError::Link(format!("{e:#}")))?;
+    let link = |e: wasmtime::Error| LoadError::Link(format!("{e:#}"));
     if is_channel {
-        let pre = ChannelPre::new(instance_pre).map_err(|e| LoadError::Link(format!("{e:#}")))?;
+        let pre = if current {
+            ChannelComponent::Current(ChannelPre::new(instance_pre).map_err(link)?)
+        } else {
+            ChannelComponent::V0_2(v0_2::channel::ChannelPre::new(instance_pre).map_err(link)?)
+        };
         let ctx = CallContext {
             plugin: name.into(),
             channel: None,
         };
-        // On a thread of its own: WASI's blocking calls (a write to stderr, a sleep) run a
-        // future to completion, which a thread of the async runtime may not do, and whatever
-        // the guest does, loading never panics.
-        let manifest = std::thread::scope(|scope| {
-            std::thread::Builder::new()
-                .name("plugboard-describe".into())
-                .spawn_scoped(scope, || {
-                    sandbox.run_blocking(&ctx, "describe", |store| {
-                        let instance = pre.instantiate(&mut *store)?;
-                        instance.plugboard_plugin_messaging().call_describe(store)
-                    })
-                })
-                .map_err(|e| LoadError::Link(format!("cannot start the describe thread: {e}")))?
-                .join()
-                .map_err(|_| {
-                    LoadError::Describe(PluginError::Trap {
-                        plugin: name.to_owned(),
-                        function: "describe",
-                        reason: "the host's describe call panicked".into(),
-                    })
-                })?
-                .map_err(LoadError::Describe)
-        })?;
+        let manifest = off_runtime(&ctx, "describe", || {
+            sandbox.run_blocking(&ctx, "describe", |store| {
+                pre.instantiate(&mut *store)?.describe(store)
+            })
+        })
+        .map_err(LoadError::Describe)?;
         Ok(Loaded::Channel(Box::new(ChannelPlugin {
             info,
             manifest: manifest.into(),
@@ -343,13 +537,41 @@ fn load_one(
             pool: Arc::new(InstancePool::new()),
         })))
     } else {
-        let pre = RouterPre::new(instance_pre).map_err(|e| LoadError::Link(format!("{e:#}")))?;
+        let pre = if current {
+            RouterComponent::Current(RouterPre::new(instance_pre).map_err(link)?)
+        } else {
+            RouterComponent::V0_2(v0_2::router::RouterPre::new(instance_pre).map_err(link)?)
+        };
         Ok(Loaded::Router(RouterPlugin {
             info,
             pre,
             pool: Arc::new(InstancePool::new()),
         }))
     }
+}
+
+/// Runs a plugin call made outside the call slots (at load, while the configuration is
+/// resolved) on a thread of its own: WASI's blocking calls (a write to stderr, a sleep) run a
+/// future to completion, which a thread of the async runtime may not do, and whatever the guest
+/// does, the host never panics for it.
+fn off_runtime<R: Send>(
+    ctx: &CallContext,
+    function: &'static str,
+    call: impl FnOnce() -> Result<R, PluginError> + Send,
+) -> Result<R, PluginError> {
+    let failed = |reason: String| PluginError::Trap {
+        plugin: ctx.plugin.to_string(),
+        function,
+        reason,
+    };
+    std::thread::scope(|scope| {
+        std::thread::Builder::new()
+            .name(format!("plugboard-{function}"))
+            .spawn_scoped(scope, call)
+            .map_err(|e| failed(format!("cannot start a thread for the call: {e}")))?
+            .join()
+            .map_err(|_| failed("the host's call panicked".into()))?
+    })
 }
 
 /// Reads the contract version from the component's exported interface names
@@ -397,10 +619,16 @@ pub fn compatible(host: &semver::Version, plugin: &semver::Version) -> bool {
     same_track && plugin <= host
 }
 
-fn check_contract(plugin: &semver::Version) -> Result<(), LoadError> {
+/// Which bindings serve a plugin built against `plugin`: the host's own (`true`) or the
+/// frozen 0.2.0 ones (`false`); any other version is refused naming both.
+fn check_contract(plugin: &semver::Version) -> Result<bool, LoadError> {
     let host = semver::Version::parse(CONTRACT_VERSION).expect("valid contract version");
     if compatible(&host, plugin) {
-        return Ok(());
+        return Ok(true);
+    }
+    let frozen = semver::Version::new(0, 2, 0);
+    if compatible(&frozen, plugin) {
+        return Ok(false);
     }
     let host_line = if host.major == 0 {
         format!("{}.{}", host.major, host.minor)
@@ -479,8 +707,29 @@ fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()
 }
 
 impl ChannelPlugin {
+    /// `check-settings` for one channel instance, at load: a fresh instance on a thread of its
+    /// own, outside the call slots. `Ok(Err(reason))` when the plugin refuses the settings.
+    pub fn check_settings(
+        &self,
+        sandbox: &Sandbox,
+        channel: &str,
+        settings: &Vec<(String, String)>,
+    ) -> Result<Result<(), String>, PluginError> {
+        let ctx = CallContext {
+            plugin: self.info.name.as_str().into(),
+            channel: Some(channel.into()),
+        };
+        off_runtime(&ctx, "check-settings", || {
+            sandbox.run_blocking(&ctx, "check-settings", |store| {
+                self.pre
+                    .instantiate(&mut *store)?
+                    .check_settings(store, settings)
+            })
+        })
+    }
+
     /// The instances calls of this plugin have created and keep idle, per channel instance.
-    pub fn instances(&self) -> &InstancePool<Channel> {
+    pub fn instances(&self) -> &InstancePool<ChannelGuest> {
         &self.pool
     }
 
@@ -495,7 +744,7 @@ impl ChannelPlugin {
     ) -> Result<R, PluginError>
     where
         R: Send + 'static,
-        F: FnOnce(&Channel, &mut Store<HostState>) -> wasmtime::Result<R> + Send + 'static,
+        F: FnOnce(&ChannelGuest, &mut Store<HostState>) -> wasmtime::Result<R> + Send + 'static,
     {
         let pre = self.pre.clone();
         let channel: Arc<str> = channel.into();
@@ -535,10 +784,7 @@ impl ChannelPlugin {
             &ctx,
             "handle-webhook",
             |store| self.pre.instantiate(store),
-            |i: &Channel, s| {
-                i.plugboard_plugin_messaging()
-                    .call_handle_webhook(s, req, settings)
-            },
+            |i: &ChannelGuest, s| i.handle_webhook(s, req, settings),
         )
     }
 
@@ -551,8 +797,7 @@ impl ChannelPlugin {
         settings: Arc<Vec<(String, String)>>,
     ) -> Result<Result<wit::WebhookOutcome, wit::WebhookError>, PluginError> {
         self.call(sandbox, channel, "handle-webhook", move |i, s| {
-            i.plugboard_plugin_messaging()
-                .call_handle_webhook(s, &req, &settings)
+            i.handle_webhook(s, &req, &settings)
         })
         .await
     }
@@ -566,8 +811,7 @@ impl ChannelPlugin {
         settings: Arc<Vec<(String, String)>>,
     ) -> Result<Result<wit::HttpRequest, wit::SendError>, PluginError> {
         self.call(sandbox, channel, "prepare-send", move |i, s| {
-            i.plugboard_plugin_messaging()
-                .call_prepare_send(s, &msg, &settings)
+            i.prepare_send(s, &msg, &settings)
         })
         .await
     }
@@ -581,8 +825,7 @@ impl ChannelPlugin {
         settings: Arc<Vec<(String, String)>>,
     ) -> Result<Result<String, wit::SendError>, PluginError> {
         self.call(sandbox, channel, "read-send-response", move |i, s| {
-            i.plugboard_plugin_messaging()
-                .call_read_send_response(s, &resp, &settings)
+            i.read_send_response(s, &resp, &settings)
         })
         .await
     }
@@ -597,8 +840,7 @@ impl ChannelPlugin {
         settings: Arc<Vec<(String, String)>>,
     ) -> Result<Result<Option<wit::HttpRequest>, wit::SendError>, PluginError> {
         self.call(sandbox, channel, "prepare-token", move |i, s| {
-            i.plugboard_plugin_messaging()
-                .call_prepare_token(s, &settings)
+            i.prepare_token(s, &settings)
         })
         .await
     }
@@ -612,8 +854,7 @@ impl ChannelPlugin {
         settings: Arc<Vec<(String, String)>>,
     ) -> Result<Result<wit::TokenGrant, wit::SendError>, PluginError> {
         self.call(sandbox, channel, "read-token-response", move |i, s| {
-            i.plugboard_plugin_messaging()
-                .call_read_token_response(s, &resp, &settings)
+            i.read_token_response(s, &resp, &settings)
         })
         .await
     }
@@ -626,8 +867,7 @@ impl ChannelPlugin {
         settings: Arc<Vec<(String, String)>>,
     ) -> Result<Result<Option<wit::HttpRequest>, wit::SendError>, PluginError> {
         self.call(sandbox, channel, "prepare-check", move |i, s| {
-            i.plugboard_plugin_messaging()
-                .call_prepare_check(s, &settings)
+            i.prepare_check(s, &settings)
         })
         .await
     }
@@ -641,8 +881,7 @@ impl ChannelPlugin {
         settings: Arc<Vec<(String, String)>>,
     ) -> Result<Result<(), wit::SendError>, PluginError> {
         self.call(sandbox, channel, "read-check-response", move |i, s| {
-            i.plugboard_plugin_messaging()
-                .call_read_check_response(s, &resp, &settings)
+            i.read_check_response(s, &resp, &settings)
         })
         .await
     }
@@ -650,7 +889,7 @@ impl ChannelPlugin {
 
 impl RouterPlugin {
     /// The instances calls of this plugin have created and keep idle, per queue.
-    pub fn instances(&self) -> &InstancePool<Router> {
+    pub fn instances(&self) -> &InstancePool<RouterGuest> {
         &self.pool
     }
 
@@ -673,11 +912,7 @@ impl RouterPlugin {
             &ctx,
             "decide",
             |store| self.pre.instantiate(store),
-            |instance: &Router, store| {
-                instance
-                    .plugboard_plugin_routing()
-                    .call_decide(store, work, agents)
-            },
+            |instance: &RouterGuest, store| instance.decide(store, work, agents),
         )
     }
 
@@ -701,11 +936,7 @@ impl RouterPlugin {
                 ctx,
                 "decide",
                 move |store| pre.instantiate(store),
-                move |instance: &Router, store| {
-                    instance
-                        .plugboard_plugin_routing()
-                        .call_decide(store, &work, &agents)
-                },
+                move |instance: &RouterGuest, store| instance.decide(store, &work, &agents),
             )
             .await
     }
@@ -855,7 +1086,7 @@ mod tests {
         fn a_trapped_instance_is_dropped_and_never_reused() {
             let sandbox = sandbox(InstanceReuse::default());
             let plugin = channel(&sandbox, "trap", &guest("trap"));
-            let pool = InstancePool::<Channel>::new();
+            let pool = InstancePool::<ChannelGuest>::new();
             let key: Arc<str> = "t".into();
             let ctx = CallContext {
                 plugin: "trap".into(),
@@ -868,7 +1099,7 @@ mod tests {
                     &ctx,
                     "describe",
                     |s| plugin.pre.instantiate(s),
-                    |i: &Channel, s| i.plugboard_plugin_messaging().call_describe(s),
+                    |i: &ChannelGuest, s| i.describe(s),
                 )
             };
             describe().unwrap();
@@ -884,10 +1115,7 @@ mod tests {
                     &ctx,
                     "handle-webhook",
                     |s| plugin.pre.instantiate(s),
-                    |i: &Channel, s| {
-                        i.plugboard_plugin_messaging()
-                            .call_handle_webhook(s, &request(), &settings)
-                    },
+                    |i: &ChannelGuest, s| i.handle_webhook(s, &request(), &settings),
                 )
                 .unwrap_err();
             assert!(matches!(err, PluginError::Trap { .. }), "{err}");

@@ -255,8 +255,12 @@ fn event_json(event: &wit::Event) -> Value {
             "error_code": s.error_code,
             "error_message": s.error_message,
         }),
-        wit::Event::OptOut(address) => json!({"type": "opt-out", "address": address}),
-        wit::Event::OptIn(address) => json!({"type": "opt-in", "address": address}),
+        wit::Event::OptOut(c) => {
+            json!({"type": "opt-out", "address": c.address, "provider_id": c.provider_id})
+        }
+        wit::Event::OptIn(c) => {
+            json!({"type": "opt-in", "address": c.address, "provider_id": c.provider_id})
+        }
     }
 }
 
@@ -378,8 +382,11 @@ mod tests {
                    "error_code": "63016", "error_message": null})
         );
         assert_eq!(
-            event_json(&wit::Event::OptOut("+1".into())),
-            json!({"type": "opt-out", "address": "+1"})
+            event_json(&wit::Event::OptOut(wit::OptChange {
+                address: "+1".into(),
+                provider_id: Some("E1".into()),
+            })),
+            json!({"type": "opt-out", "address": "+1", "provider_id": "E1"})
         );
         let response = wit::HttpResponse {
             status: 200,

@@ -256,6 +256,48 @@ impl wit_host::Host for HostState {
     }
 }
 
+impl crate::bindings::v0_2::wit::Host for HostState {}
+
+/// The 0.2.0 `host` interface: the same functions as the current one.
+impl crate::bindings::v0_2::channel::plugboard::plugin::host::Host for HostState {
+    fn log(
+        &mut self,
+        level: crate::bindings::v0_2::channel::plugboard::plugin::host::Level,
+        message: String,
+        fields: Vec<(String, String)>,
+    ) {
+        use crate::bindings::v0_2::channel::plugboard::plugin::host::Level as Old;
+        let level = match level {
+            Old::Trace => wit_host::Level::Trace,
+            Old::Debug => wit_host::Level::Debug,
+            Old::Info => wit_host::Level::Info,
+            Old::Warn => wit_host::Level::Warn,
+            Old::Error => wit_host::Level::Error,
+        };
+        wit_host::Host::log(self, level, message, fields)
+    }
+
+    fn hmac_sha1(&mut self, key: Vec<u8>, data: Vec<u8>) -> Vec<u8> {
+        wit_host::Host::hmac_sha1(self, key, data)
+    }
+
+    fn hmac_sha256(&mut self, key: Vec<u8>, data: Vec<u8>) -> Vec<u8> {
+        wit_host::Host::hmac_sha256(self, key, data)
+    }
+
+    fn sha256(&mut self, data: Vec<u8>) -> Vec<u8> {
+        wit_host::Host::sha256(self, data)
+    }
+
+    fn now_millis(&mut self) -> u64 {
+        wit_host::Host::now_millis(self)
+    }
+
+    fn random_bytes(&mut self, len: u32) -> Vec<u8> {
+        wit_host::Host::random_bytes(self, len)
+    }
+}
+
 fn truncate(s: &str, max: usize) -> &str {
     if s.len() <= max {
         return s;
@@ -443,6 +485,10 @@ impl Sandbox {
         let mut linker = Linker::new(engine.engine());
         crate::wasi::add_to_linker(&mut linker)?;
         channel::Channel::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?;
+        crate::bindings::v0_2::channel::Channel::add_to_linker::<_, HasSelf<HostState>>(
+            &mut linker,
+            |s| s,
+        )?;
         Ok(Sandbox {
             engine,
             linker,

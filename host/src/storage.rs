@@ -388,6 +388,16 @@ impl Message {
     }
 }
 
+/// An opt-out or opt-in as stored: whose, and the provider's id of what carried it.
+#[derive(Debug, Clone)]
+pub struct OptChange {
+    /// The customer's address.
+    pub address: String,
+    /// The provider's id of the event or message that carried the change, if any: each is
+    /// applied once per channel.
+    pub provider_id: Option<String>,
+}
+
 /// A normalized inbound event, ready to store.
 #[derive(Debug, Clone)]
 pub enum InboundEvent {
@@ -417,10 +427,10 @@ pub enum InboundEvent {
         /// Error description when failed.
         error: Option<String>,
     },
-    /// An address opted out.
-    OptOut(String),
-    /// An address opted back in.
-    OptIn(String),
+    /// The customer opted out on this channel.
+    OptOut(OptChange),
+    /// The customer opted back in.
+    OptIn(OptChange),
 }
 
 /// What storing one webhook's events did.
@@ -864,6 +874,23 @@ fn retried_senders<'e>(
     Ok(retried)
 }
 
+/// Whether `change` is applied for the first time on `channel` (always, without a provider id),
+/// recording it if so: its key lives with the inbound message ids, apart from them.
+fn first_application(
+    inbound: &TransactionalTree,
+    channel: &str,
+    change: &OptChange,
+) -> TxResult<bool> {
+    let Some(id) = &change.provider_id else {
+        return Ok(true);
+    };
+    let key = key2(channel, &format!("{OPT_CHANGE_KEY}{id}"));
+    Ok(inbound.insert(key, &[][..])?.is_none())
+}
+
+/// The prefix that keeps opt-change ids apart from message ids in the inbound-id tree.
+const OPT_CHANGE_KEY: &str = "\u{1}opt-change:";
+
 impl IngestTx<'_> {
     /// Applies one webhook's events (see [`Storage::ingest`]).
     pub(crate) fn apply(
@@ -1010,16 +1037,23 @@ impl IngestTx<'_> {
                 // A provider's retry of a message that carried an opt-out or opt-in (Twilio's
                 // STOP, START) must not apply it again: a retried STOP arriving after a later
                 // START would leave the address opted out.
-                InboundEvent::OptOut(address) | InboundEvent::OptIn(address)
-                    if retried_senders.contains(address.as_str()) =>
+                InboundEvent::OptOut(change) | InboundEvent::OptIn(change)
+                    if retried_senders.contains(change.address.as_str()) =>
                 {
                     report.duplicates += 1;
                 }
-                InboundEvent::OptOut(address) => {
-                    optouts.insert(key2(channel, address), &now.to_be_bytes())?;
+                // A provider's redelivery of a change it identifies (LINE's `unfollow` after a
+                // newer `follow`) is applied once.
+                InboundEvent::OptOut(change) | InboundEvent::OptIn(change)
+                    if !first_application(inbound, channel, change)? =>
+                {
+                    report.duplicates += 1;
                 }
-                InboundEvent::OptIn(address) => {
-                    optouts.remove(key2(channel, address))?;
+                InboundEvent::OptOut(change) => {
+                    optouts.insert(key2(channel, &change.address), &now.to_be_bytes())?;
+                }
+                InboundEvent::OptIn(change) => {
+                    optouts.remove(key2(channel, &change.address))?;
                 }
             }
         }
@@ -1950,26 +1984,18 @@ mod tests {
         assert_eq!(os_message(&twice), want);
     }
 
-    #[tokio::test]
-    async fn a_database_that_lost_flushed_data_is_refused_as_corrupt() {
+    #[test]
+    fn a_database_behind_its_flush_mark_is_refused_as_corrupt() {
         let dir = tempdir();
-        let s = Storage::open(&dir).unwrap();
-        s.flush().unwrap();
-        drop(s);
-        // What a damaged file does: sled drops the records with the flush mark.
-        let mark = std::fs::read_to_string(dir.join("flush-mark")).unwrap();
-        let ahead: u64 = mark.trim().parse::<u64>().unwrap() + 1;
-        std::fs::write(dir.join("flush-mark"), ahead.to_string()).unwrap();
-        // The database is reopened once its last handle (the intake thread's) is gone.
-        let err = loop {
-            match Storage::open(&dir) {
-                Err(StorageError::Locked(_)) => {
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-                Err(e) => break e,
-                Ok(_) => panic!("a database behind its flush mark was opened"),
-            }
-        };
+        let db = sled::Config::new().path(&dir).open().unwrap();
+        let mark = FlushMark::check(&db, &dir).expect("a new database has no mark");
+        let staged = mark.stage(&db, true).unwrap();
+        db.flush().unwrap();
+        mark.commit(staged);
+        assert!(FlushMark::check(&db, &dir).is_ok());
+        // What sled leaves of a damaged file: the records holding the latest mark are gone.
+        db.remove(FlushMark::KEY).unwrap();
+        let err = FlushMark::check(&db, &dir).err().expect("refused");
         assert!(
             matches!(&err, StorageError::CorruptDatabase { dir: d, .. } if *d == dir),
             "{err}"

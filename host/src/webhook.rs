@@ -16,7 +16,7 @@ use crate::bindings::wit;
 use crate::channel_rules;
 use crate::sandbox::{Clock, PluginError};
 use crate::server::{AppState, Edge, error_response, too_many_requests};
-use crate::storage::{Attachment, InboundEvent, MessageStatus};
+use crate::storage::{Attachment, InboundEvent, MessageStatus, OptChange};
 
 /// Handles one provider call to a channel's webhook. Only an authenticated call spends the
 /// channel's rate limit; a refused one counts against the caller's address instead.
@@ -329,7 +329,10 @@ fn normalize(instance: &ChannelInstance, events: Vec<wit::Event>) -> Vec<Inbound
                 let keyword = channel_rules::is_phone_kind(instance.kind())
                     .then(|| m.text.as_deref().and_then(channel_rules::keyword))
                     .flatten();
-                let from = m.from.clone();
+                let change = OptChange {
+                    address: m.from.clone(),
+                    provider_id: Some(m.provider_id.clone()),
+                };
                 out.push(InboundEvent::Message {
                     provider_id: m.provider_id,
                     from: m.from,
@@ -340,8 +343,8 @@ fn normalize(instance: &ChannelInstance, events: Vec<wit::Event>) -> Vec<Inbound
                     note,
                 });
                 match keyword {
-                    Some(channel_rules::Keyword::OptOut) => out.push(InboundEvent::OptOut(from)),
-                    Some(channel_rules::Keyword::OptIn) => out.push(InboundEvent::OptIn(from)),
+                    Some(channel_rules::Keyword::OptOut) => out.push(InboundEvent::OptOut(change)),
+                    Some(channel_rules::Keyword::OptIn) => out.push(InboundEvent::OptIn(change)),
                     None => {}
                 }
             }
@@ -365,11 +368,19 @@ fn normalize(instance: &ChannelInstance, events: Vec<wit::Event>) -> Vec<Inbound
                     error,
                 });
             }
-            wit::Event::OptOut(a) => out.push(InboundEvent::OptOut(a)),
-            wit::Event::OptIn(a) => out.push(InboundEvent::OptIn(a)),
+            wit::Event::OptOut(c) => out.push(InboundEvent::OptOut(opt_change(c))),
+            wit::Event::OptIn(c) => out.push(InboundEvent::OptIn(opt_change(c))),
         }
     }
     out
+}
+
+/// The stored form of a plugin's opt-change; an empty provider id counts as none.
+fn opt_change(c: wit::OptChange) -> OptChange {
+    OptChange {
+        address: c.address,
+        provider_id: c.provider_id.filter(|id| !id.is_empty()),
+    }
 }
 
 /// Maps a failed plugin call to a 5xx that says what happened without leaking internals.

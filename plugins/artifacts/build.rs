@@ -56,6 +56,8 @@ const TEST_GUESTS: &[(&str, &str, &str)] = &[
     ),
     ("wasi-probe", "guest-wasi-probe", "wasi-probe"),
     ("aliased-output", "guest-aliased-output", "aliased-output"),
+    ("contract-0-2", "guest-contract-0-2", "contract-0-2"),
+    ("router-0-2", "guest-router-0-2", "router-0-2"),
 ];
 
 fn main() {

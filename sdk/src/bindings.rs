@@ -1,4 +1,4 @@
-//! Generated bindings for the `plugboard:plugin@0.2.0` contract.
+//! Generated bindings for the `plugboard:plugin@0.3.0` contract.
 //!
 //! Two worlds are generated from `wit/plugin.wit`: [`channel`] (exports `messaging`) and
 //! [`router`] (exports `routing`). The router bindings reuse the `types` and `host` modules of
@@ -28,8 +28,8 @@ pub mod router {
         export_macro_name: "__export_router_world",
         default_bindings_module: "plugboard_sdk::bindings::router",
         with: {
-            "plugboard:plugin/types@0.2.0": crate::bindings::channel::plugboard::plugin::types,
-            "plugboard:plugin/host@0.2.0": crate::bindings::channel::plugboard::plugin::host,
+            "plugboard:plugin/types@0.3.0": crate::bindings::channel::plugboard::plugin::types,
+            "plugboard:plugin/host@0.3.0": crate::bindings::channel::plugboard::plugin::host,
         },
     });
 }

@@ -1,7 +1,7 @@
 //! Plugboard plugin SDK: everything a plugin author needs in one dependency.
 //!
 //! A Plugboard plugin is a WebAssembly component (`wasm32-wasip2`, `crate-type = ["cdylib"]`)
-//! that implements one world of the `plugboard:plugin@0.2.0` contract (`wit/plugin.wit`):
+//! that implements one world of the `plugboard:plugin@0.3.0` contract (`wit/plugin.wit`):
 //!
 //! * a **channel** implements [`Channel`] and is exported with [`export_channel!`];
 //! * a **router** implements [`Router`] and is exported with [`export_router!`].
@@ -44,6 +44,13 @@
 //!             }],
 //!             api_hosts: vec!["api.echo.example".into()],
 //!             capabilities: Capabilities::empty(),
+//!         }
+//!     }
+//!
+//!     fn check_settings(settings: Settings) -> Result<(), String> {
+//!         match plugboard_sdk::Settings::new(&settings).require("token") {
+//!             Ok(token) if token.len() < 16 => Err("setting `token` is shorter than 16 characters".into()),
+//!             _ => Ok(()),
 //!         }
 //!     }
 //!

@@ -74,7 +74,9 @@ mod tests {
                 "describe-panics",
                 "describe-sleeps",
                 "wasi-probe",
-                "aliased-output"
+                "aliased-output",
+                "contract-0-2",
+                "router-0-2"
             ]
         );
         for name in TEST_PLUGINS {

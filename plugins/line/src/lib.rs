@@ -26,6 +26,10 @@ impl plugboard_sdk::Channel for Line {
         line::manifest()
     }
 
+    fn check_settings(_settings: Settings) -> Result<(), String> {
+        Ok(())
+    }
+
     fn handle_webhook(
         req: HttpRequest,
         settings: Settings,

@@ -8,7 +8,7 @@
 use plugboard_sdk::serde_json::{Value, json};
 use plugboard_sdk::types::{
     Attachment, Capabilities, Event, HttpRequest, HttpResponse, InboundMessage, Manifest,
-    OutboundMessage, SendError, SettingSpec, WebhookError, WebhookOutcome,
+    OptChange, OutboundMessage, SendError, SettingSpec, WebhookError, WebhookOutcome,
 };
 use plugboard_sdk::{Settings, base64, ct_eq, header, http};
 
@@ -212,13 +212,20 @@ pub fn parse_events(
                 Ok(message) => events.push(Event::Message(message)),
                 Err(reason) => ignored.push(reason),
             },
-            "follow" => match user {
-                Some(user) => events.push(Event::OptIn(user.to_string())),
-                None => ignored.push("follow event without source.userId".to_string()),
-            },
-            "unfollow" => match user {
-                Some(user) => events.push(Event::OptOut(user.to_string())),
-                None => ignored.push("unfollow event without source.userId".to_string()),
+            // LINE redelivers with the same `webhookEventId`: the host applies each once.
+            "follow" | "unfollow" => match user {
+                Some(user) => {
+                    let change = OptChange {
+                        address: user.to_string(),
+                        provider_id: str_at(event, &["webhookEventId"]).map(str::to_string),
+                    };
+                    events.push(if kind == "follow" {
+                        Event::OptIn(change)
+                    } else {
+                        Event::OptOut(change)
+                    });
+                }
+                None => ignored.push(format!("{kind} event without source.userId")),
             },
             other => ignored.push(format!("event type `{other}` is not handled")),
         }
@@ -740,7 +747,7 @@ mod tests {
             {"type": "message", "webhookEventId": "E3", "source": {"type": "room", "roomId": "R7"},
              "message": {"id": "3", "type": "location", "title": "my location",
              "address": "Tokyo", "latitude": 35.65910807942215, "longitude": 139.70372892916203}},
-            {"type": "follow", "source": {"type": "user", "userId": "U3"}},
+            {"type": "follow", "webhookEventId": "E4", "source": {"type": "user", "userId": "U3"}},
             {"type": "unfollow", "source": {"type": "user", "userId": "U4"}},
             {"type": "join", "source": {"type": "group", "groupId": "C9"}},
         ]});
@@ -770,8 +777,12 @@ mod tests {
             location.text.as_deref(),
             Some("[location] my location, Tokyo (35.65910807942215, 139.70372892916203)")
         );
-        assert_eq!(events[3], Event::OptIn("U3".into()));
-        assert_eq!(events[4], Event::OptOut("U4".into()));
+        assert!(
+            matches!(&events[3], Event::OptIn(c) if c.address == "U3" && c.provider_id.as_deref() == Some("E4"))
+        );
+        assert!(
+            matches!(&events[4], Event::OptOut(c) if c.address == "U4" && c.provider_id.is_none())
+        );
     }
 
     fn outbound(thread: &[(&str, &str)], since: Option<u64>) -> OutboundMessage {

@@ -29,6 +29,10 @@ impl plugboard_sdk::Channel for LineWorks {
         lineworks::manifest()
     }
 
+    fn check_settings(_settings: Settings) -> Result<(), String> {
+        Ok(())
+    }
+
     fn handle_webhook(
         req: HttpRequest,
         settings: Settings,

@@ -27,6 +27,10 @@ impl plugboard_sdk::Channel for MailgunEmail {
         mailgun::manifest()
     }
 
+    fn check_settings(_settings: Settings) -> Result<(), String> {
+        Ok(())
+    }
+
     fn handle_webhook(
         req: HttpRequest,
         settings: Settings,

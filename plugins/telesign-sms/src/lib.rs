@@ -24,6 +24,14 @@ impl plugboard_sdk::Channel for TelesignSms {
         telesign::manifest()
     }
 
+    fn check_settings(settings: Settings) -> Result<(), String> {
+        // A missing key is the host's to report (the setting is required).
+        match plugboard_sdk::Settings::new(&settings).require("api_key") {
+            Ok(key) => telesign::signature(key, b"", |_, _| Vec::new()).map(|_| ()),
+            Err(_) => Ok(()),
+        }
+    }
+
     fn handle_webhook(
         req: HttpRequest,
         settings: Settings,

@@ -8,7 +8,7 @@
 
 use plugboard_sdk::types::{
     Attachment, DeliveryState, DeliveryStatus, Event, HttpRequest, HttpResponse, InboundMessage,
-    SendError, SettingSpec, WebhookError, WebhookOutcome,
+    OptChange, SendError, SettingSpec, WebhookError, WebhookOutcome,
 };
 use plugboard_sdk::{Settings, ct_eq, form, header, http, query};
 
@@ -292,11 +292,16 @@ fn message_events(params: &[(String, String)]) -> Result<Vec<Event>, &'static st
             .map(str::to_string),
         thread: Vec::new(),
     };
+    // With Advanced Opt-Out, Twilio says which keyword the customer used; the change is the
+    // message's, so a retried message cannot apply it twice.
+    let change = OptChange {
+        address: from.to_string(),
+        provider_id: Some(message.provider_id.clone()).filter(|id| !id.is_empty()),
+    };
     let mut events = vec![Event::Message(message)];
-    // With Advanced Opt-Out, Twilio says which keyword the customer used.
     match get("OptOutType").map(str::to_ascii_uppercase).as_deref() {
-        Some("STOP") => events.push(Event::OptOut(from.to_string())),
-        Some("START") => events.push(Event::OptIn(from.to_string())),
+        Some("STOP") => events.push(Event::OptOut(change)),
+        Some("START") => events.push(Event::OptIn(change)),
         _ => {}
     }
     Ok(events)

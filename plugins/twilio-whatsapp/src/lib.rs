@@ -29,6 +29,13 @@ impl plugboard_sdk::Channel for TwilioWhatsapp {
         whatsapp::manifest()
     }
 
+    fn check_settings(settings: Settings) -> Result<(), String> {
+        twilio::sender(&settings).map(|_| ()).map_err(|e| match e {
+            SendError::Misconfigured(m) => m,
+            other => format!("{other:?}"),
+        })
+    }
+
     fn handle_webhook(
         req: HttpRequest,
         settings: Settings,

@@ -133,6 +133,10 @@ impl plugboard_sdk::Channel for Webchat {
         }
     }
 
+    fn check_settings(_settings: Settings) -> Result<(), String> {
+        Ok(())
+    }
+
     fn handle_webhook(
         req: HttpRequest,
         _settings: Settings,

@@ -46,6 +46,10 @@ impl plugboard_sdk::Channel for AliasedOutput {
         manifest()
     }
 
+    fn check_settings(_settings: Settings) -> Result<(), String> {
+        Ok(())
+    }
+
     fn handle_webhook(req: HttpRequest, _: Settings) -> Result<WebhookOutcome, WebhookError> {
         let headers = if req.url.ends_with("?headers") {
             (0..2048)

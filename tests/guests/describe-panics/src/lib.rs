@@ -18,6 +18,10 @@ impl plugboard_sdk::Channel for DescribePanics {
         panic!("describe-panics refuses to describe itself");
     }
 
+    fn check_settings(_settings: Settings) -> Result<(), String> {
+        Ok(())
+    }
+
     fn handle_webhook(_: HttpRequest, _: Settings) -> Result<WebhookOutcome, WebhookError> {
         Err(WebhookError::Misconfigured("unreachable".into()))
     }

@@ -30,6 +30,10 @@ impl plugboard_sdk::Channel for DescribeSleeps {
         manifest()
     }
 
+    fn check_settings(_settings: Settings) -> Result<(), String> {
+        Ok(())
+    }
+
     fn handle_webhook(_: HttpRequest, _: Settings) -> Result<WebhookOutcome, WebhookError> {
         Err(WebhookError::Misconfigured("unreachable".into()))
     }

@@ -25,6 +25,10 @@ impl plugboard_sdk::Channel for HugeOutput {
         }
     }
 
+    fn check_settings(_settings: Settings) -> Result<(), String> {
+        Ok(())
+    }
+
     fn handle_webhook(req: HttpRequest, _: Settings) -> Result<WebhookOutcome, WebhookError> {
         // `?events` asks for many small events instead of one huge body.
         if req.url.ends_with("?events") {

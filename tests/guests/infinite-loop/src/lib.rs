@@ -20,6 +20,10 @@ impl plugboard_sdk::Channel for InfiniteLoop {
         }
     }
 
+    fn check_settings(_settings: Settings) -> Result<(), String> {
+        Ok(())
+    }
+
     fn handle_webhook(_: HttpRequest, _: Settings) -> Result<WebhookOutcome, WebhookError> {
         let mut n: u64 = 0;
         loop {

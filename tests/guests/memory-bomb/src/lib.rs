@@ -23,6 +23,10 @@ impl plugboard_sdk::Channel for MemoryBomb {
         }
     }
 
+    fn check_settings(_settings: Settings) -> Result<(), String> {
+        Ok(())
+    }
+
     fn handle_webhook(_: HttpRequest, _: Settings) -> Result<WebhookOutcome, WebhookError> {
         let mut chunks: Vec<Vec<u8>> = Vec::new();
         loop {

@@ -30,6 +30,10 @@ impl plugboard_sdk::Channel for OutboundProbe {
         }
     }
 
+    fn check_settings(_settings: Settings) -> Result<(), String> {
+        Ok(())
+    }
+
     fn handle_webhook(req: HttpRequest, _: Settings) -> Result<WebhookOutcome, WebhookError> {
         let params = form::parse(&req.body).map_err(|e| WebhookError::BadRequest(e.to_string()))?;
         let get = |name: &str| form::get(&params, name).unwrap_or_default().to_string();

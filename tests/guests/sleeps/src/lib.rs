@@ -30,6 +30,10 @@ impl plugboard_sdk::Channel for Sleeps {
         manifest()
     }
 
+    fn check_settings(_settings: Settings) -> Result<(), String> {
+        Ok(())
+    }
+
     fn handle_webhook(_: HttpRequest, _: Settings) -> Result<WebhookOutcome, WebhookError> {
         std::thread::sleep(std::time::Duration::from_secs(60));
         Ok(WebhookOutcome {

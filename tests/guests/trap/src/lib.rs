@@ -1,4 +1,5 @@
-//! Test guest that traps: `describe` is normal, every other function panics.
+//! Test guest that traps: `describe` and `check-settings` are normal, every other function
+//! panics.
 
 use plugboard_sdk::types::{
     Capabilities, HttpRequest, HttpResponse, Manifest, OutboundMessage, SendError, Settings,
@@ -21,6 +22,10 @@ impl plugboard_sdk::Channel for Trap {
             api_hosts: Vec::new(),
             capabilities: Capabilities::empty(),
         }
+    }
+
+    fn check_settings(_settings: Settings) -> Result<(), String> {
+        Ok(())
     }
 
     fn handle_webhook(_: HttpRequest, _: Settings) -> Result<WebhookOutcome, WebhookError> {
