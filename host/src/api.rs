@@ -277,20 +277,81 @@ fn owned_by(owner: Option<String>) -> Response {
         .into_response()
 }
 
-/// `?view=` of the conversation list.
+/// `?view=&limit=&cursor=&updated_since=` of the conversation list.
 #[derive(Debug, Deserialize)]
 pub struct ListQuery {
     view: Option<String>,
+    limit: Option<String>,
+    cursor: Option<String>,
+    updated_since: Option<String>,
+}
+
+/// `?limit=&cursor=` of a message list.
+#[derive(Debug, Deserialize)]
+pub struct PageQuery {
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+/// The page size a list gets without `limit`.
+pub const DEFAULT_PAGE: usize = 50;
+/// The largest `limit` a list takes.
+pub const MAX_PAGE: usize = 200;
+
+/// Reads `limit`: 1 to [`MAX_PAGE`], [`DEFAULT_PAGE`] when absent.
+fn page_limit(limit: Option<&str>) -> Result<usize, Response> {
+    match limit {
+        None => Ok(DEFAULT_PAGE),
+        Some(text) => match text.parse::<usize>() {
+            Ok(n) if (1..=MAX_PAGE).contains(&n) => Ok(n),
+            _ => Err(error_response(
+                StatusCode::BAD_REQUEST,
+                format!("limit {text:?} must be a whole number from 1 to {MAX_PAGE}"),
+            )),
+        },
+    }
+}
+
+/// A cursor the client sent back that this host never handed out.
+fn bad_cursor(text: &str) -> Response {
+    error_response(
+        StatusCode::BAD_REQUEST,
+        format!("cursor {text:?} is not one this API handed out (pass `next_cursor` as it came)"),
+    )
 }
 
 /// `GET /api/v1/conversations?view=recent|archived|monitor`: recent (the default) is the
 /// queued work of the agent's queues plus their own open conversations; archived is the closed
-/// ones they handled; monitor is every conversation of the queues they manage.
+/// ones they handled; monitor is every conversation of the queues they manage. Most recently
+/// updated first, a page of `limit` at a time; `next_cursor` asks for the next page.
 pub async fn list_conversations(
     State(state): State<AppState>,
     Agent(agent): Agent,
     Query(q): Query<ListQuery>,
 ) -> Response {
+    let limit = match page_limit(q.limit.as_deref()) {
+        Ok(n) => n,
+        Err(r) => return r,
+    };
+    let after = match q.cursor.as_deref() {
+        None => None,
+        Some(text) => match crate::storage::ConversationCursor::decode(text) {
+            Some(c) => Some(c),
+            None => return bad_cursor(text),
+        },
+    };
+    let updated_since = match q.updated_since.as_deref() {
+        None => None,
+        Some(text) => match text.parse::<u64>() {
+            Ok(ms) => Some(ms),
+            Err(_) => {
+                return error_response(
+                    StatusCode::BAD_REQUEST,
+                    format!("updated_since {text:?} must be Unix milliseconds"),
+                );
+            }
+        },
+    };
     let name = q.view.as_deref().unwrap_or("recent");
     let Some(view) = View::parse(name) else {
         return error_response(
@@ -305,40 +366,59 @@ pub async fn list_conversations(
             "the monitor view is for queue managers; you manage no queue",
         );
     }
-    let result = state
-        .app
-        .storage
-        .conversations(|c| access::shows(config, &agent, view, c));
+    let result = state.app.storage.conversation_page(
+        |c| access::shows(config, &agent, view, c),
+        after,
+        updated_since,
+        limit,
+    );
     match result {
-        Ok(list) => {
-            let views: Vec<_> = list
+        Ok(page) => {
+            let views: Vec<_> = page
+                .items
                 .into_iter()
                 .map(|c| ConversationView::new(&state, c))
                 .collect();
-            Json(json!({ "conversations": views })).into_response()
+            let next = page.next.map(|c| c.encode());
+            Json(json!({ "conversations": views, "next_cursor": next })).into_response()
         }
         Err(e) => storage_error(e),
     }
 }
 
-/// `GET /api/v1/conversations/{id}/messages`.
+/// `GET /api/v1/conversations/{id}/messages?limit=&cursor=`: oldest first, a page of `limit`
+/// at a time; `next_cursor` (a sequence number) asks for the next page.
 pub async fn list_messages(
     State(state): State<AppState>,
     Agent(agent): Agent,
     Path(id): Path<String>,
+    Query(q): Query<PageQuery>,
 ) -> Response {
+    let limit = match page_limit(q.limit.as_deref()) {
+        Ok(n) => n,
+        Err(r) => return r,
+    };
+    let after = match q.cursor.as_deref() {
+        None => None,
+        Some(text) => match text.parse::<u64>() {
+            Ok(seq) => Some(seq),
+            Err(_) => return bad_cursor(text),
+        },
+    };
     let conv = match conversation_for(&state, &agent, &id, Standing::Reader) {
         Ok((c, _)) => c,
         Err(r) => return r,
     };
-    match state.app.storage.messages(conv.id) {
-        Ok(list) => {
+    match state.app.storage.message_page(conv.id, after, limit) {
+        Ok(page) => {
             let kind = channel_kind(&state, &conv.channel);
-            let views: Vec<MessageView> = list
+            let views: Vec<MessageView> = page
+                .items
                 .into_iter()
                 .map(|m| MessageView::on(&kind, m))
                 .collect();
-            Json(serde_json::json!({ "messages": views })).into_response()
+            let next = page.next.map(|seq| seq.to_string());
+            Json(serde_json::json!({ "messages": views, "next_cursor": next })).into_response()
         }
         Err(e) => storage_error(e),
     }

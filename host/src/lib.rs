@@ -16,6 +16,7 @@ pub mod credential;
 pub mod engine;
 pub mod events;
 pub mod health;
+pub mod model;
 pub mod nonce;
 pub mod outbox;
 pub mod plugin;

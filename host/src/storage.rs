@@ -19,6 +19,8 @@ use tokio::sync::{Notify, watch};
 
 mod batch;
 
+pub use crate::model::*;
+
 /// A storage failure.
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
@@ -75,143 +77,6 @@ impl From<TransactionError<StorageError>> for StorageError {
 
 type TxResult<T> = Result<T, ConflictableTransactionError<StorageError>>;
 
-/// Where a conversation stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ConversationState {
-    /// Waiting in its queue, visible to the queue's agents.
-    Queued,
-    /// Owned by one agent.
-    Assigned,
-    /// Resolved and archived.
-    Closed,
-}
-
-/// A conversation: one customer address on one channel instance.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Conversation {
-    /// The id.
-    pub id: u64,
-    /// The channel instance.
-    pub channel: String,
-    /// The customer's address on that channel.
-    pub customer: String,
-    /// The queue it belongs to.
-    pub queue: String,
-    /// Where it stands.
-    pub state: ConversationState,
-    /// The agent who owns it, if assigned.
-    pub owner: Option<String>,
-    /// The customer's display name from the provider, if any.
-    pub contact_name: Option<String>,
-    /// Creation time, Unix milliseconds.
-    pub created_at: u64,
-    /// Last change, Unix milliseconds.
-    pub updated_at: u64,
-    /// The last inbound message's time, Unix milliseconds.
-    pub last_inbound_at: Option<u64>,
-    /// Provider facts from the latest inbound message, passed back on send.
-    pub thread: Vec<(String, String)>,
-    /// Agents the router offered it to most recently.
-    pub offered_to: Vec<String>,
-    /// The sequence number of its latest message.
-    pub last_seq: u64,
-    /// Agents whose offer for the current wait lapsed, oldest first.
-    #[serde(default)]
-    pub tried: Vec<String>,
-    /// When the current offer lapses, Unix milliseconds.
-    #[serde(default)]
-    pub offer_expires_at: Option<u64>,
-    /// When it last entered its queue (creation, reopening, overflow), Unix milliseconds.
-    #[serde(default)]
-    pub queued_since: u64,
-    /// Whether the queue's offline message was sent for this conversation.
-    #[serde(default)]
-    pub offline_notified: bool,
-    /// Every agent who has owned it, for the archived view.
-    #[serde(default)]
-    pub handled_by: Vec<String>,
-    /// Skills an agent needs to be offered it.
-    #[serde(default)]
-    pub skills: Vec<String>,
-}
-
-impl Conversation {
-    /// A new conversation with `customer` on `channel`, closed until it is queued or assigned.
-    pub fn new(id: u64, channel: &str, customer: &str, queue: &str, now: u64) -> Conversation {
-        Conversation {
-            id,
-            channel: channel.to_owned(),
-            customer: customer.to_owned(),
-            queue: queue.to_owned(),
-            state: ConversationState::Closed,
-            owner: None,
-            contact_name: None,
-            created_at: now,
-            updated_at: now,
-            last_inbound_at: None,
-            thread: Vec::new(),
-            offered_to: Vec::new(),
-            last_seq: 0,
-            tried: Vec::new(),
-            offer_expires_at: None,
-            queued_since: now,
-            offline_notified: false,
-            handled_by: Vec::new(),
-            skills: Vec::new(),
-        }
-    }
-
-    /// Makes `agent` the owner, assigned, with no offer outstanding.
-    pub fn assign(&mut self, agent: &str) {
-        self.state = ConversationState::Assigned;
-        self.owner = Some(agent.to_owned());
-        self.offered_to.clear();
-        self.tried.clear();
-        self.offer_expires_at = None;
-        if !self.handled_by.iter().any(|a| a == agent) {
-            self.handled_by.push(agent.to_owned());
-        }
-    }
-
-    /// Puts it back in `queue`, unowned, waiting from `now`.
-    pub fn enqueue(&mut self, queue: &str, now: u64) {
-        self.state = ConversationState::Queued;
-        self.queue = queue.to_owned();
-        self.owner = None;
-        self.offered_to.clear();
-        self.tried.clear();
-        self.offer_expires_at = None;
-        self.queued_since = now;
-        self.offline_notified = false;
-    }
-}
-
-/// Where a channel's new conversations go.
-#[derive(Debug, Clone)]
-pub enum ConversationTarget {
-    /// Into a queue, with the skills the channel asks for.
-    Queue {
-        /// The queue.
-        queue: String,
-        /// Wanted skills.
-        skills: Vec<String>,
-    },
-    /// Straight to one agent.
-    Agent(String),
-}
-
-/// Why a conversation change was refused.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Rejection {
-    /// No such conversation.
-    NotFound,
-    /// It conflicts with the conversation's state (owned by someone else, closed).
-    Conflict(String),
-    /// The caller may not do this.
-    Forbidden(String),
-}
-
 /// A conversation change that failed.
 #[derive(Debug, thiserror::Error)]
 pub enum UpdateError {
@@ -230,261 +95,6 @@ impl From<TransactionError<UpdateError>> for UpdateError {
             TransactionError::Storage(e) => UpdateError::Storage(StorageError::Sled(e)),
         }
     }
-}
-
-/// An agent's routing facts that outlive a restart.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct AgentRecord {
-    /// `online`, `away` or `offline`.
-    pub presence: String,
-    /// Since when the agent has had nothing to do, Unix milliseconds.
-    pub idle_since: Option<u64>,
-    /// The last offer made to the agent, Unix milliseconds.
-    pub last_offered: Option<u64>,
-    /// The last conversation assigned to the agent, Unix milliseconds.
-    pub last_assigned: Option<u64>,
-    /// Offers let lapse in a row.
-    pub missed_offers: u32,
-}
-
-/// A contact directory entry.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Contact {
-    /// The customer's address.
-    pub address: String,
-    /// The name agents see.
-    pub name: String,
-}
-
-/// A web chat visitor's session.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Visitor {
-    /// The visitor's id (their address is `webchat:{id}`).
-    pub id: String,
-    /// The web chat channel.
-    pub channel: String,
-    /// When the session started, Unix milliseconds.
-    pub created_at: u64,
-    /// When the session was last used, Unix milliseconds (0: not since it started); idle
-    /// sessions expire.
-    #[serde(default)]
-    pub last_seen: u64,
-}
-
-/// One entry of the event log agents stream.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct StoredEvent {
-    /// Its position in the log (the SSE id).
-    pub id: u64,
-    /// What happened: `offered`, `offer_withdrawn`, `message`, `assigned`, ...
-    pub kind: String,
-    /// The agents it concerns.
-    pub audience: Vec<String>,
-    /// The conversation, if any.
-    pub conversation: Option<String>,
-    /// Details.
-    pub data: serde_json::Value,
-    /// When, Unix milliseconds.
-    pub at: u64,
-}
-
-/// Which way a message went.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Direction {
-    /// From the customer.
-    Inbound,
-    /// From an agent.
-    Outbound,
-}
-
-/// A message's delivery status. Outbound messages move `pending` -> `queued`/`sent` ->
-/// `delivered` -> `read`, or to `failed`; they never move backwards.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum MessageStatus {
-    /// An inbound message, stored.
-    Received,
-    /// Waiting in the outbox.
-    Pending,
-    /// Accepted by the provider.
-    Queued,
-    /// Sent on by the provider.
-    Sent,
-    /// Delivered to the customer's device.
-    Delivered,
-    /// Read by the customer.
-    Read,
-    /// Will not be delivered.
-    Failed,
-}
-
-/// A file attached to a message.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Attachment {
-    /// Where it can be fetched.
-    pub url: String,
-    /// MIME type, when known.
-    pub content_type: Option<String>,
-}
-
-/// One message of a conversation.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Message {
-    /// The conversation.
-    pub conversation: u64,
-    /// Its position in the conversation, from 1.
-    pub seq: u64,
-    /// Which way it went.
-    pub direction: Direction,
-    /// The provider's message id, once known.
-    pub provider_id: Option<String>,
-    /// The text.
-    pub text: Option<String>,
-    /// Attachments.
-    pub attachments: Vec<Attachment>,
-    /// The agent who wrote it (outbound).
-    pub author: Option<String>,
-    /// Creation time, Unix milliseconds.
-    pub created_at: u64,
-    /// Delivery status.
-    pub status: MessageStatus,
-    /// The provider's error or the host's reason, when failed.
-    pub error: Option<String>,
-    /// A note for agents from the host (e.g. an attachment dropped by channel policy).
-    #[serde(default)]
-    pub note: Option<String>,
-    /// The approved template this message sends, if any.
-    #[serde(default)]
-    pub template: Option<TemplateSend>,
-}
-
-/// An approved template chosen for an outbound message.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TemplateSend {
-    /// The template's name.
-    pub name: String,
-    /// The provider's content id (Twilio `ContentSid`).
-    pub content_sid: String,
-    /// Variable values as a JSON object string (Twilio `ContentVariables`).
-    pub variables: String,
-}
-
-/// What an agent (or the host) sends.
-#[derive(Debug, Clone, Default)]
-pub struct OutboundDraft {
-    /// Text.
-    pub text: Option<String>,
-    /// Attachments.
-    pub attachments: Vec<Attachment>,
-    /// An approved template instead of free text.
-    pub template: Option<TemplateSend>,
-}
-
-impl Message {
-    /// The API id of this message: `{conversation}-{seq}`.
-    pub fn id(&self) -> String {
-        format!("{}-{}", self.conversation, self.seq)
-    }
-}
-
-/// An opt-out or opt-in as stored: whose, and the provider's id of what carried it.
-#[derive(Debug, Clone)]
-pub struct OptChange {
-    /// The customer's address.
-    pub address: String,
-    /// The provider's id of the event or message that carried the change, if any: each is
-    /// applied once per channel.
-    pub provider_id: Option<String>,
-}
-
-/// A normalized inbound event, ready to store.
-#[derive(Debug, Clone)]
-pub enum InboundEvent {
-    /// A customer's message.
-    Message {
-        /// The provider's message id (idempotency key).
-        provider_id: String,
-        /// The customer's address.
-        from: String,
-        /// Text.
-        text: Option<String>,
-        /// Attachments.
-        attachments: Vec<Attachment>,
-        /// Display name, if sent.
-        contact_name: Option<String>,
-        /// Provider facts for replies.
-        thread: Vec<(String, String)>,
-        /// A note for agents from the host.
-        note: Option<String>,
-    },
-    /// A delivery-status callback.
-    Status {
-        /// The provider's id of the sent message.
-        provider_id: String,
-        /// The new status.
-        status: MessageStatus,
-        /// Error description when failed.
-        error: Option<String>,
-    },
-    /// The customer opted out on this channel.
-    OptOut(OptChange),
-    /// The customer opted back in.
-    OptIn(OptChange),
-}
-
-/// What storing one webhook's events did.
-#[derive(Debug, Default, Clone)]
-pub struct IngestReport {
-    /// Messages stored.
-    pub stored: usize,
-    /// Messages already stored earlier (provider retries).
-    pub duplicates: usize,
-    /// Status updates applied.
-    pub statuses: usize,
-    /// Status callbacks ignored (unknown message, or would move backwards).
-    pub statuses_ignored: usize,
-    /// Conversations created or reopened that now wait in their queue.
-    pub to_route: Vec<u64>,
-    /// Conversations created by this call.
-    pub created: Vec<u64>,
-    /// Messages stored, with what agents are told about them.
-    pub messages: Vec<StoredInbound>,
-}
-
-/// One stored inbound message and the conversation facts its announcement needs (so the
-/// announcement reads nothing back from storage).
-#[derive(Debug, Clone)]
-pub struct StoredInbound {
-    /// The conversation.
-    pub conversation: u64,
-    /// The message's sequence number in it.
-    pub seq: u64,
-    /// The customer's address.
-    pub customer: String,
-    /// The customer's display name, if known.
-    pub contact_name: Option<String>,
-    /// The message text.
-    pub text: Option<String>,
-    /// The agent who owns the conversation, if it is assigned.
-    pub owner: Option<String>,
-    /// The conversation's queue.
-    pub queue: String,
-}
-
-/// A pending outbound send.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct OutboxEntry {
-    /// The conversation.
-    pub conversation: u64,
-    /// The message's sequence number.
-    pub seq: u64,
-    /// Attempts made so far.
-    pub attempts: u32,
-    /// When the next attempt is due, Unix milliseconds (0: at once). Durable, so a restart
-    /// resumes the backoff where it stood instead of retrying at once.
-    #[serde(default)]
-    pub next_at: u64,
 }
 
 /// The sled database and its trees.
@@ -719,11 +329,6 @@ fn tx_decode<T: for<'a> Deserialize<'a>>(tree: &'static str, bytes: &[u8]) -> Tx
     decode(tree, bytes).map_err(ConflictableTransactionError::Abort)
 }
 
-/// Whether `next` may replace `current` (status never moves backwards; `failed` is final).
-fn status_advances(current: MessageStatus, next: MessageStatus) -> bool {
-    current != MessageStatus::Failed && next > current
-}
-
 fn owned_key(agent: &str, conversation: u64) -> Vec<u8> {
     let mut k = Vec::with_capacity(agent.len() + 9);
     k.extend_from_slice(agent.as_bytes());
@@ -874,6 +479,45 @@ fn retried_senders<'e>(
     Ok(retried)
 }
 
+/// Where `conversation_keys` keeps the next conversation id. Its other keys start with a
+/// channel name, which is never empty and never starts with `0xff`.
+const NEXT_CONVERSATION_ID: &[u8] = b"\xffnext-conversation-id";
+
+/// A data directory of an earlier release has conversations (with ids from sled's generator)
+/// and no counter: new ids continue after the largest stored one.
+fn seed_conversation_ids(db: &sled::Db) -> Result<(), StorageError> {
+    let keys = db.open_tree("conversation_keys")?;
+    if keys.get(NEXT_CONVERSATION_ID)?.is_some() {
+        return Ok(());
+    }
+    let conversations = db.open_tree("conversations")?;
+    let next = match conversations.last()? {
+        Some((key, _)) => key
+            .as_ref()
+            .try_into()
+            .map(u64::from_be_bytes)
+            .unwrap_or(0)
+            .saturating_add(1),
+        None => 1,
+    };
+    keys.insert(NEXT_CONVERSATION_ID, &next.to_be_bytes())?;
+    Ok(())
+}
+
+/// Takes the next conversation id: ids are dense and start at 1 in each data directory, apart
+/// from the event log's positions.
+fn next_conversation_id<E>(
+    keys: &TransactionalTree,
+) -> Result<u64, ConflictableTransactionError<E>> {
+    let next = keys
+        .get(NEXT_CONVERSATION_ID)?
+        .and_then(|v| v.as_ref().try_into().ok())
+        .map(u64::from_be_bytes)
+        .unwrap_or(1);
+    keys.insert(NEXT_CONVERSATION_ID, &(next + 1).to_be_bytes())?;
+    Ok(next)
+}
+
 /// Whether `change` is applied for the first time on `channel` (always, without a provider id),
 /// recording it if so: its key lives with the inbound message ids, apart from them.
 fn first_application(
@@ -949,7 +593,7 @@ impl IngestTx<'_> {
                     let mut conv = match &existing {
                         Some(c) => c.clone(),
                         None => {
-                            let id = convs.generate_id()? + 1;
+                            let id = next_conversation_id(keys)?;
                             keys.insert(conv_key, &id.to_be_bytes())?;
                             report.created.push(id);
                             let mut c = Conversation::new(id, channel, from, "", now);
@@ -1058,6 +702,54 @@ impl IngestTx<'_> {
             }
         }
         Ok(report)
+    }
+}
+
+/// One page of a list query, and where the next one starts (none after the last page).
+#[derive(Debug, Clone)]
+pub struct Page<T, C> {
+    /// The page's items, in the query's order.
+    pub items: Vec<T>,
+    /// The cursor to pass for the next page.
+    pub next: Option<C>,
+}
+
+/// Where a page of conversations ended: the last one's `(updated_at, id)`. Lists run most
+/// recently updated first, ties by id, highest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConversationCursor {
+    updated_at: u64,
+    id: u64,
+}
+
+impl ConversationCursor {
+    /// The cursor just after `c`.
+    pub fn of(c: &Conversation) -> ConversationCursor {
+        ConversationCursor {
+            updated_at: c.updated_at,
+            id: c.id,
+        }
+    }
+
+    /// Whether `c` sorts after this cursor (belongs to a later page).
+    fn is_before(&self, c: &Conversation) -> bool {
+        (c.updated_at, c.id) < (self.updated_at, self.id)
+    }
+
+    /// The opaque text form the API hands out: 32 hex digits.
+    pub fn encode(&self) -> String {
+        format!("{:016x}{:016x}", self.updated_at, self.id)
+    }
+
+    /// Reads [`ConversationCursor::encode`]'s form; `None` for anything else.
+    pub fn decode(text: &str) -> Option<ConversationCursor> {
+        if text.len() != 32 || !text.is_ascii() {
+            return None;
+        }
+        Some(ConversationCursor {
+            updated_at: u64::from_str_radix(&text[..16], 16).ok()?,
+            id: u64::from_str_radix(&text[16..], 16).ok()?,
+        })
     }
 }
 
@@ -1174,6 +866,7 @@ impl Storage {
         let db = sled::Config::new().path(dir).flush_every_ms(None).open()?;
         let mark = FlushMark::check(&db, dir)?;
         let (flushed, _) = watch::channel(0);
+        seed_conversation_ids(&db)?;
         let intake = IntakeTrees {
             conversations: db.open_tree("conversations")?,
             conversation_keys: db.open_tree("conversation_keys")?,
@@ -1330,6 +1023,56 @@ impl Storage {
         Ok(out)
     }
 
+    /// One page of the conversations `keep` accepts, most recently updated first: those after
+    /// `after` (the last of the previous page), updated at or after `updated_since`, at most
+    /// `limit`. A conversation created or updated between two pages sorts before the cursor:
+    /// the pages that follow never repeat one, and a client finds the ones that moved with
+    /// `updated_since`. (This filters a scan of every conversation; serving the views from
+    /// indexes is issue 12's next step.)
+    pub fn conversation_page(
+        &self,
+        keep: impl Fn(&Conversation) -> bool,
+        after: Option<ConversationCursor>,
+        updated_since: Option<u64>,
+        limit: usize,
+    ) -> Result<Page<Conversation, ConversationCursor>, StorageError> {
+        let mut all = self.conversations(|c| {
+            updated_since.is_none_or(|t| c.updated_at >= t)
+                && after.is_none_or(|cursor| cursor.is_before(c))
+                && keep(c)
+        })?;
+        let more = all.len() > limit;
+        all.truncate(limit);
+        let next = more
+            .then(|| all.last().map(ConversationCursor::of))
+            .flatten();
+        Ok(Page { items: all, next })
+    }
+
+    /// Up to `limit` messages of a conversation in order, after sequence number `after`, and
+    /// the cursor of the next page if there is one: a range read, not a scan.
+    pub fn message_page(
+        &self,
+        conversation: u64,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Page<Message, u64>, StorageError> {
+        let start = message_key(conversation, after.map_or(0, |seq| seq.saturating_add(1)));
+        let end = message_key(conversation, u64::MAX);
+        let mut items = Vec::with_capacity(limit.min(256));
+        let mut more = false;
+        for item in self.messages.range(start..=end) {
+            let (_, v) = item?;
+            if items.len() == limit {
+                more = true;
+                break;
+            }
+            items.push(decode::<Message>("messages", &v)?);
+        }
+        let next = more.then(|| items.last().map(|m| m.seq)).flatten();
+        Ok(Page { items, next })
+    }
+
     /// A conversation's messages in order.
     pub fn messages(&self, conversation: u64) -> Result<Vec<Message>, StorageError> {
         self.messages
@@ -1426,7 +1169,7 @@ impl Storage {
                     c.clone()
                 }
                 None => {
-                    let id = convs.generate_id()? + 1;
+                    let id = next_conversation_id(keys)?;
                     keys.insert(conv_key, &id.to_be_bytes())?;
                     Conversation::new(id, channel, customer, queue, now)
                 }

@@ -25,13 +25,23 @@ pub const BOB: &str = "bob-token-12345";
 /// The admin token.
 pub const ADMIN: &str = "admin-token-123";
 
-/// A free loopback port (bound, read, released).
+/// A free loopback port (bound, read, released), never one this test process handed out
+/// before: tests run in parallel, and a port released by one could otherwise be picked again
+/// for another's host before the first one's host has bound it.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static GIVEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 /// A running `plugboard serve`, killed on drop.
@@ -171,31 +181,48 @@ queues = ["sales"]
             .append(true)
             .open(&self.log_path)
             .unwrap();
+        let before = self.ready_lines(self.base.trim_start_matches("http://"));
+        let log_filter = self
+            .env
+            .iter()
+            .find(|(k, _)| k == "RUST_LOG")
+            .map(|(_, v)| v.clone())
+            .or_else(|| std::env::var("PLUGBOARD_TEST_LOG").ok())
+            .unwrap_or_else(|| "info".into());
         let child = Command::new(env!("CARGO_BIN_EXE_plugboard"))
             .args(["serve", "--config"])
             .arg(&self.config_path)
             .env("TEST_TWILIO_AUTH_TOKEN", AUTH_TOKEN)
-            .env(
-                "RUST_LOG",
-                std::env::var("PLUGBOARD_TEST_LOG").unwrap_or_else(|_| "info".into()),
-            )
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            // Whatever the filter, the line that says the server is ready stays (see
+            // `wait_ready`).
+            .env("RUST_LOG", format!("{log_filter},plugboard::server=info"))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .expect("spawn plugboard");
         self.child = Some(child);
-        self.wait_ready();
+        self.wait_ready(before);
     }
 
-    fn wait_ready(&mut self) {
+    /// How many times the log says a process of this host became ready on `addr`.
+    fn ready_lines(&self, addr: &str) -> usize {
+        self.log()
+            .lines()
+            .filter(|l| l.contains("plugboard ready") && l.contains(addr))
+            .count()
+    }
+
+    fn wait_ready(&mut self, before: usize) {
         let deadline = Instant::now() + Duration::from_secs(120);
         let addr = self.base.trim_start_matches("http://").to_owned();
         loop {
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
                 panic!("plugboard exited early ({status}); log:\n{}", self.log());
             }
-            if http_status(&addr, "/healthz") == Ok(200) {
+            // The answer must come from this process, not from another test's server that
+            // holds the port this one failed to bind: its log names the address it listens on.
+            if http_status(&addr, "/healthz") == Ok(200) && self.ready_lines(&addr) > before {
                 return;
             }
             assert!(
@@ -309,23 +336,35 @@ queues = ["sales"]
         assert_eq!(resp.status(), 200);
     }
 
-    /// The conversations `token`'s agent sees.
+    /// The conversations `token`'s agent sees, every page of them.
     pub async fn conversations(&self, token: &str) -> Vec<Value> {
-        let (status, body) = self.get_json("/api/v1/conversations", token).await;
-        assert_eq!(status, 200, "{body}");
-        body["conversations"].as_array().unwrap().clone()
+        self.all_pages("/api/v1/conversations?limit=200", "conversations", token)
+            .await
     }
 
-    /// A conversation's messages as `token`'s agent sees them.
+    /// A conversation's messages as `token`'s agent sees them, every page of them.
     pub async fn messages(&self, conversation: &str, token: &str) -> Vec<Value> {
-        let (status, body) = self
-            .get_json(
-                &format!("/api/v1/conversations/{conversation}/messages"),
-                token,
-            )
-            .await;
-        assert_eq!(status, 200, "{body}");
-        body["messages"].as_array().unwrap().clone()
+        let path = format!("/api/v1/conversations/{conversation}/messages?limit=200");
+        self.all_pages(&path, "messages", token).await
+    }
+
+    /// Follows `next_cursor` from `path` (which has a query string) until the last page.
+    pub async fn all_pages(&self, path: &str, field: &str, token: &str) -> Vec<Value> {
+        let mut all = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let url = match &cursor {
+                Some(c) => format!("{path}&cursor={c}"),
+                None => path.to_owned(),
+            };
+            let (status, body) = self.get_json(&url, token).await;
+            assert_eq!(status, 200, "{body}");
+            all.extend(body[field].as_array().unwrap().iter().cloned());
+            match body["next_cursor"].as_str() {
+                Some(next) => cursor = Some(next.to_owned()),
+                None => return all,
+            }
+        }
     }
 }
 
