@@ -620,17 +620,16 @@ async fn line_push_carries_one_retry_key_across_retries() {
 /// genuine retry of the captured call (same message) is still acknowledged.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replayed_mailgun_signature_with_new_content_is_refused() {
+    // Two channels of one Mailgun account: one signing key.
+    let settings = [
+        ("domain", "mg.example.com"),
+        ("api_key", "key-123"),
+        ("signing_key", MAILGUN_KEY),
+        ("from", "Support <support@example.com>"),
+    ];
     let host = Host::start(Setup {
-        extra: channel(
-            "mail",
-            "mailgun-email",
-            &[
-                ("domain", "mg.example.com"),
-                ("api_key", "key-123"),
-                ("signing_key", MAILGUN_KEY),
-                ("from", "Support <support@example.com>"),
-            ],
-        ),
+        extra: channel("mail", "mailgun-email", &settings)
+            + &channel("mail2", "mailgun-email", &settings),
         ..Setup::default()
     });
     let post = |body: String| {
@@ -661,13 +660,23 @@ async fn a_replayed_mailgun_signature_with_new_content_is_refused() {
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect::<Vec<_>>(),
     );
-    let resp = post(forged).await.unwrap();
+    let resp = post(forged.clone()).await.unwrap();
     assert_eq!(resp.status(), 403);
     let body: Value = resp.json().await.unwrap();
     assert!(
         body["error"].as_str().unwrap().contains("already used"),
         "{body}"
     );
+    // Nor does it pass on the account's other channel.
+    let resp = host
+        .http
+        .post(host.url("/webhooks/mail2"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(forged)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403, "replayed on the other channel");
 
     // Mailgun retrying the genuine call is acknowledged as the duplicate it is.
     assert_eq!(post(genuine).await.unwrap().status(), 200);

@@ -178,7 +178,13 @@ impl App {
             )
         })?;
         let mut unavailable = unavailable_channels(&config, &plugins);
-        let mut channels = resolve_channels(&config, &plugins, &sandbox, &mut unavailable)?;
+        let mut channels = resolve_channels(
+            &config,
+            &plugins,
+            &sandbox,
+            &BTreeMap::new(),
+            &mut unavailable,
+        )?;
         let queues = resolve_queues(&config, &plugins)?;
         let catalog = Catalog {
             plugins,
@@ -299,8 +305,13 @@ impl App {
         }
         report.refused = fresh.refused;
         let mut unavailable = unavailable_channels(&self.config, &merged);
-        let mut channels =
-            resolve_channels(&self.config, &merged, &self.sandbox, &mut unavailable)?;
+        let mut channels = resolve_channels(
+            &self.config,
+            &merged,
+            &self.sandbox,
+            &old.channels,
+            &mut unavailable,
+        )?;
         let queues = resolve_queues(&self.config, &merged)?;
         for (name, state) in self
             .channel_states
@@ -402,10 +413,14 @@ fn unavailable_channels(config: &Config, plugins: &PluginSet) -> BTreeMap<String
         .collect()
 }
 
+/// Binds each configured channel to its plugin, checks its settings (required names, the
+/// plugin's `check-settings`) and builds its instance. `prior` is the catalog being replaced
+/// (empty at start); channels that cannot serve for the plugin's fault go to `failed`.
 fn resolve_channels(
     config: &Config,
     plugins: &PluginSet,
     sandbox: &Sandbox,
+    prior: &BTreeMap<String, Arc<ChannelInstance>>,
     failed: &mut BTreeMap<String, String>,
 ) -> Result<BTreeMap<String, Arc<ChannelInstance>>, ConfigError> {
     let mut out = BTreeMap::new();
@@ -466,26 +481,47 @@ fn resolve_channels(
             }
         }
         let settings = plugin_settings(config, c);
-        match plugin.check_settings(sandbox, &c.name, &settings) {
-            Ok(Ok(())) => {}
-            Ok(Err(reason)) => {
-                return Err(invalid(
-                    format!("channels[{i}].settings"),
-                    format!("plugin `{}` refuses these settings: {reason}", c.plugin),
-                ));
-            }
-            Err(e) => {
-                // The plugin's fault, not the operator's: the channel is unavailable and the
-                // others start (a bad plugin never stops a start).
-                tracing::error!(channel = %c.name, plugin = %c.plugin, "channel unavailable: check-settings failed: {e}");
-                failed.insert(
-                    c.name.clone(),
-                    format!(
-                        "channel {} is unavailable: its plugin `{}` failed checking its settings (the host log says why)",
-                        c.name, c.plugin
-                    ),
-                );
+        // At start every channel's settings are checked; at a reload only those whose plugin
+        // changed (the configuration is read once, so the settings did not).
+        let unchanged = prior
+            .get(&c.name)
+            .is_some_and(|p| Arc::ptr_eq(&p.plugin, &plugin));
+        let problem = match unchanged {
+            true => None,
+            false => match plugin.check_settings(sandbox, &c.name, &settings) {
+                Ok(Ok(())) => None,
+                Ok(Err(reason)) => Some(Err(reason)),
+                Err(e) => Some(Ok(e)),
+            },
+        };
+        if let Some(problem) = problem {
+            // A new version that cannot serve this channel is refused for it: the previous
+            // version keeps serving, as for a file refused at load.
+            if let Some(previous) = prior.get(&c.name) {
+                tracing::error!(channel = %c.name, plugin = %c.plugin, "the new version of the plugin cannot serve this channel (check-settings: {}); the previous version keeps serving it", match &problem { Err(reason) => reason.clone(), Ok(e) => e.to_string() });
+                out.insert(c.name.clone(), previous.clone());
                 continue;
+            }
+            match problem {
+                Err(reason) => {
+                    return Err(invalid(
+                        format!("channels[{i}].settings"),
+                        format!("plugin `{}` refuses these settings: {reason}", c.plugin),
+                    ));
+                }
+                Ok(e) => {
+                    // The plugin's fault, not the operator's: the channel is unavailable and the
+                    // others start (a bad plugin never stops a start).
+                    tracing::error!(channel = %c.name, plugin = %c.plugin, "channel unavailable: check-settings failed: {e}");
+                    failed.insert(
+                        c.name.clone(),
+                        format!(
+                            "channel {} is unavailable: its plugin `{}` failed checking its settings (the host log says why)",
+                            c.name, c.plugin
+                        ),
+                    );
+                    continue;
+                }
             }
         }
         let allowed_hosts = crate::provider_http::AllowList::new(

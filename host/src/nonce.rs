@@ -4,10 +4,14 @@
 //! Mailgun signs only `timestamp` + `token`, not the message: anybody who saw one signed call
 //! can post a different message under the same three fields within the plugin's timestamp
 //! tolerance. The plugin reports the token as a thread fact named `nonce:...` on the message it
-//! authenticated; the host claims each such value per channel for [`WINDOW_MS`] (longer than
-//! any plugin's tolerance) before storing anything. The same value with the same message is
-//! the provider retrying one delivery (acknowledged as usual); with a different message it is a
-//! replay, refused with `403` and nothing stored. `nonce:` facts are not kept as thread facts.
+//! authenticated; the host claims each such value per plugin (not per channel: two channels of
+//! one provider account share its signing key, so a call captured on one must not pass on the
+//! other) for [`WINDOW_MS`] (longer than any plugin's tolerance) before storing anything. The
+//! same value with the same message is the provider retrying one delivery (acknowledged as
+//! usual); with a different message it is a replay, refused with `403` and nothing stored. A
+//! claim is never given back: a call that claimed and then failed to store is retried by the
+//! provider with the same value and message, which the claim lets through. `nonce:` facts are
+//! not kept as thread facts.
 
 use crate::storage::{InboundEvent, NonceClaim, Storage, StorageError};
 
@@ -54,37 +58,19 @@ pub fn take(events: &mut [InboundEvent]) -> Vec<Nonce> {
     nonces
 }
 
-/// Claims every nonce of one call; on a replay, gives back the ones this call claimed and
-/// refuses. Returns the values newly claimed, for [`release`] if storing then fails.
+/// Claims every nonce of one call for `plugin`; refuses a call whose value was claimed for
+/// another message.
 pub fn claim(
     storage: &Storage,
-    channel: &str,
+    plugin: &str,
     nonces: &[Nonce],
     now: u64,
-) -> Result<Vec<String>, NonceError> {
-    let mut claimed = Vec::new();
+) -> Result<(), NonceError> {
     for (nonce, provider_id) in nonces {
-        let outcome = storage.claim_nonce(channel, nonce, provider_id, now, WINDOW_MS);
-        match outcome {
-            Ok(NonceClaim::Claimed) => claimed.push(nonce.clone()),
-            Ok(NonceClaim::Retry) => {}
-            Ok(NonceClaim::Replayed) | Err(_) => {
-                release(storage, channel, &claimed);
-                return Err(match outcome {
-                    Err(e) => NonceError::Storage(e),
-                    _ => NonceError::Replayed,
-                });
-            }
+        match storage.claim_nonce(plugin, nonce, provider_id, now, WINDOW_MS)? {
+            NonceClaim::Claimed | NonceClaim::Retry => {}
+            NonceClaim::Replayed => return Err(NonceError::Replayed),
         }
     }
-    Ok(claimed)
-}
-
-/// Gives back values claimed by a call that was not stored.
-pub fn release(storage: &Storage, channel: &str, claimed: &[String]) {
-    for nonce in claimed {
-        if let Err(e) = storage.release_nonce(channel, nonce) {
-            tracing::error!(channel, "cannot release a claimed nonce: {e}");
-        }
-    }
+    Ok(())
 }

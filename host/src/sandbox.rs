@@ -114,6 +114,9 @@ impl PluginError {
     }
 }
 
+/// The most WASI resources (pollables, streams) one store may hold at once.
+const MAX_HANDLES: usize = 1024;
+
 /// The most bytes the host lifts out of a plugin per call: the results of one export call, or
 /// the arguments of one host import (wasmtime's host-call fuel). It bounds what a plugin can
 /// make the host allocate, whatever its results alias (a list of 4,096 strings that all point at
@@ -530,9 +533,13 @@ impl Sandbox {
     pub fn new_store(&self, ctx: &CallContext) -> Store<HostState> {
         let output = CallOutput::new();
         let wasi = crate::wasi::context(self.clock, &output);
+        let mut table = ResourceTable::new();
+        // Handles a guest opens (pollables, streams) live in host memory the memory cap does
+        // not see: a guest that never drops them must run out of handles, not the host of memory.
+        table.set_max_capacity(MAX_HANDLES);
         let state = HostState {
             wasi,
-            table: ResourceTable::new(),
+            table,
             limiter: CallLimiter {
                 cap: self.limits.memory_bytes(),
                 used: 0,

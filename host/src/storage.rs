@@ -678,11 +678,13 @@ impl IngestTx<'_> {
                     msgs.insert(&mkey, encode(&message))?;
                     report.statuses += 1;
                 }
-                // A provider's retry of a message that carried an opt-out or opt-in (Twilio's
-                // STOP, START) must not apply it again: a retried STOP arriving after a later
-                // START would leave the address opted out.
+                // A provider's retry of a message that carried an opt-out or opt-in without an
+                // id of its own (a 0.2.0 plugin's) must not apply it again: a retried STOP
+                // arriving after a later START would leave the address opted out. Changes with
+                // an id are applied once by that id, below.
                 InboundEvent::OptOut(change) | InboundEvent::OptIn(change)
-                    if retried_senders.contains(change.address.as_str()) =>
+                    if change.provider_id.is_none()
+                        && retried_senders.contains(change.address.as_str()) =>
                 {
                     report.duplicates += 1;
                 }
@@ -769,17 +771,17 @@ const NONCE_SWEEP_EVERY: u64 = 1024;
 
 impl Storage {
     /// Claims a single-use value a provider's signature covers (Mailgun's `token`) for the
-    /// message `provider_id` on `channel`, until `now + window_ms`. Atomic: of two calls racing
+    /// message `provider_id` under `scope` (the plugin), until `now + window_ms`. Atomic: of two calls racing
     /// with one value, one claims it. An expired claim counts as absent.
     pub fn claim_nonce(
         &self,
-        channel: &str,
+        scope: &str,
         nonce: &str,
         provider_id: &str,
         now: u64,
         window_ms: u64,
     ) -> Result<NonceClaim, StorageError> {
-        let key = key2(channel, nonce);
+        let key = key2(scope, nonce);
         let mut value = (now + window_ms).to_be_bytes().to_vec();
         value.extend_from_slice(provider_id.as_bytes());
         let mut current = self.nonces.get(&key)?;
@@ -811,17 +813,11 @@ impl Storage {
         if CLAIMS
             .fetch_add(1, Ordering::Relaxed)
             .is_multiple_of(NONCE_SWEEP_EVERY)
+            && let Err(e) = self.sweep_nonces(now)
         {
-            self.sweep_nonces(now)?;
+            tracing::warn!("sweeping expired nonces failed (the claim stands): {e}");
         }
         Ok(NonceClaim::Claimed)
-    }
-
-    /// Gives a claimed nonce back (the call that claimed it could not be stored, so the
-    /// provider's retry must find it free).
-    pub fn release_nonce(&self, channel: &str, nonce: &str) -> Result<(), StorageError> {
-        self.nonces.remove(key2(channel, nonce))?;
-        Ok(())
     }
 
     fn sweep_nonces(&self, now: u64) -> Result<(), StorageError> {
@@ -832,8 +828,11 @@ impl Storage {
                 .and_then(|b| b.try_into().ok())
                 .map(u64::from_be_bytes)
                 .unwrap_or(0);
+            // Only if nobody claimed it afresh meanwhile.
             if expires <= now {
-                self.nonces.remove(key)?;
+                let _ = self
+                    .nonces
+                    .compare_and_swap(key, Some(held), None::<&[u8]>)?;
             }
         }
         Ok(())

@@ -11,7 +11,7 @@
 //! | `wasi:clocks/monotonic-clock` | real monotonic time; a constant under a fixed clock. Timers it makes end at the call's deadline |
 //! | `wasi:io/poll` | bounded by the call's deadline: a poll or `pollable.block` still waiting then fails the call as a timeout |
 //! | `wasi:io/streams`, `wasi:io/error` | the standard streams below |
-//! | `wasi:random/*` | a CSPRNG seeded from the operating system, as `host.random-bytes` |
+//! | `wasi:random/*` | a CSPRNG seeded from the operating system, as `host.random-bytes`; at most 64 KiB a call |
 //! | `wasi:cli/stdout`, `wasi:cli/stderr` | captured per call (16 KiB each) and logged with plugin and channel |
 //! | `wasi:cli/stdin` | empty |
 //! | `wasi:cli/environment` | no variables, no arguments, no working directory |
@@ -43,6 +43,9 @@ use wasmtime_wasi_io::bindings::wasi::io::poll as async_poll;
 use wasmtime_wasi_io::poll::DynPollable;
 
 use crate::sandbox::Clock;
+
+/// The most bytes one `wasi:random` call returns.
+const MAX_RANDOM_BYTES: u64 = 64 * 1024;
 
 /// The most bytes of a plugin's stdout, and of its stderr, kept per call.
 pub const OUTPUT_CAPTURE: usize = 16 * 1024;
@@ -112,7 +115,9 @@ pub fn context(clock: Clock, output: &CallOutput) -> WasiCtx {
         .monotonic_clock(HostClock(clock))
         .allow_tcp(false)
         .allow_udp(false)
-        .allow_ip_name_lookup(false);
+        .allow_ip_name_lookup(false)
+        // One call's random bytes are built in host memory before the guest gets them.
+        .max_random_size(MAX_RANDOM_BYTES);
     builder.build()
 }
 

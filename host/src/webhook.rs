@@ -198,8 +198,8 @@ pub async fn accept(
             "storage unavailable; retry later",
         )
     };
-    let claimed = match crate::nonce::claim(&app.storage, &channel.name, &nonces, now) {
-        Ok(claimed) => claimed,
+    match crate::nonce::claim(&app.storage, &channel.plugin.info.name, &nonces, now) {
+        Ok(()) => {}
         Err(crate::nonce::NonceError::Replayed) => {
             tracing::warn!(channel = %channel.name, "webhook refused: replayed signature");
             return Err(error_response(
@@ -221,7 +221,6 @@ pub async fn accept(
         .await
         .map_err(|e| {
             tracing::error!(channel = %channel.name, "storing events failed: {e}");
-            crate::nonce::release(&app.storage, &channel.name, &claimed);
             unavailable()
         })?;
     tracing::info!(
