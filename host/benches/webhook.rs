@@ -1029,6 +1029,28 @@ fn warm_then_measure(
     )
 }
 
+/// Runs one limit server (this binary with `args`, a process of its own): a short warm-up so it
+/// starts the window with its threads and buffers up, then the `window` of load, then stops
+/// it. Returns the load and its table row (`item`, `what`, and `note` of the load).
+fn measure_limit(
+    rt: &tokio::runtime::Runtime,
+    args: &[&std::ffi::OsStr],
+    (item, what): (&'static str, &str),
+    (connections, window, make): (u64, Until, &MakeRequest),
+    note: impl Fn(&LoadResult) -> String,
+) -> (LoadResult, Row) {
+    let (mut server, addr) = spawn_limit_server(args);
+    let pid = server.id();
+    let warm_up = Until::Elapsed(Duration::from_millis(500));
+    rt.block_on(load(addr, connections, warm_up, make.clone()));
+    let before = cpu_time(pid);
+    let result = rt.block_on(load(addr, connections, window, make.clone()));
+    let row = server_row(item, what, pid, before, &result, note(&result));
+    let _ = server.kill();
+    let _ = server.wait();
+    (result, row)
+}
+
 fn ingest_section(rt: &tokio::runtime::Runtime, rows: &mut Vec<Row>) {
     let connections = env_num("CONNECTIONS", 32);
     let seconds = env_num("SECONDS", 5);
@@ -1036,55 +1058,28 @@ fn ingest_section(rt: &tokio::runtime::Runtime, rows: &mut Vec<Row>) {
     println!("== 1, 2. loopback load: {connections} connections, {seconds} s each ==");
     let make: MakeRequest = Arc::new(|n| webhook("sms", n));
 
-    let (mut bare, bare_addr) = spawn_limit_server(&["--serve-bare".as_ref()]);
-    let pid = bare.id();
-    // A short warm-up so both servers start the window with their threads and buffers up.
-    rt.block_on(load(
-        bare_addr,
-        connections,
-        Until::Elapsed(Duration::from_millis(500)),
-        make.clone(),
-    ));
-    let before = cpu_time(pid);
-    let limit = rt.block_on(load(bare_addr, connections, window, make.clone()));
-    let limit_row = server_row(
-        "1",
-        "bare hyper 200 (limit)",
-        pid,
-        before,
-        &limit,
-        String::new(),
+    let (limit, limit_row) = measure_limit(
+        rt,
+        &["--serve-bare".as_ref()],
+        ("1", "bare hyper 200 (limit)"),
+        (connections, window, &make),
+        |_| String::new(),
     );
-    let _ = bare.kill();
-    let _ = bare.wait();
-
     // The durable limit: every request appended to a file and acknowledged after a group
     // fdatasync covering it, the fastest a durable acknowledgement can be here.
     let dir = tempfile::tempdir().unwrap();
-    let (mut durable, durable_addr) =
-        spawn_limit_server(&["--serve-durable".as_ref(), dir.path().as_os_str()]);
-    let durable_pid = durable.id();
-    rt.block_on(load(
-        durable_addr,
-        connections,
-        Until::Elapsed(Duration::from_millis(500)),
-        make.clone(),
-    ));
-    let before = cpu_time(durable_pid);
-    let durable_limit = rt.block_on(load(durable_addr, connections, window, make.clone()));
-    let durable_row = server_row(
-        "1b",
-        "durable limit (append + group fdatasync, 200)",
-        durable_pid,
-        before,
-        &durable_limit,
-        format!(
-            "{:.1}% of the bare limit",
-            100.0 * durable_limit.rate() / limit.rate().max(1.0)
-        ),
+    let (durable_limit, durable_row) = measure_limit(
+        rt,
+        &["--serve-durable".as_ref(), dir.path().as_os_str()],
+        ("1b", "durable limit (append + group fdatasync, 200)"),
+        (connections, window, &make),
+        |r| {
+            format!(
+                "{:.1}% of the bare limit",
+                100.0 * r.rate() / limit.rate().max(1.0)
+            )
+        },
     );
-    let _ = durable.kill();
-    let _ = durable.wait();
 
     let provider = rt.block_on(fake_provider());
     let server = Server::start_sms(dir.path(), "data", provider.addr);
