@@ -180,3 +180,86 @@ async fn conversation_ids_are_dense_from_one_across_restarts() {
     let newest = host.conversations(ALICE).await[0]["id"].clone();
     assert_eq!(newest, "4", "the counter survives a restart");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn views_narrow_by_queue_state_channel_and_owner_and_refuse_unknown_filters() {
+    let host = Host::start(Setup {
+        support: r#"managers = ["alice"]"#.into(),
+        ..Setup::default()
+    });
+    for i in 0..4 {
+        sms_in(
+            &host,
+            &format!("SMfilt{i:028}"),
+            &format!("+1415555080{i}"),
+            "hi",
+        )
+        .await;
+    }
+    // Alice takes two and closes one of them.
+    for id in ["1", "2"] {
+        let (status, body) = host
+            .post_json(
+                &format!("/api/v1/conversations/{id}/take"),
+                ALICE,
+                serde_json::json!({}),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let (status, body) = host
+        .post_json(
+            "/api/v1/conversations/2/close",
+            ALICE,
+            serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let list = |query: &'static str| {
+        let host = &host;
+        async move {
+            let (status, body) = host
+                .get_json(&format!("/api/v1/conversations?{query}"), ALICE)
+                .await;
+            assert_eq!(status, 200, "{query}: {body}");
+            let mut got = ids(&body);
+            got.sort();
+            got
+        }
+    };
+    assert_eq!(list("view=recent").await, ["1", "3", "4"]);
+    assert_eq!(list("view=recent&state=queued").await, ["3", "4"]);
+    assert_eq!(list("view=recent&state=assigned").await, ["1"]);
+    assert_eq!(list("view=recent&owner=alice").await, ["1"]);
+    assert_eq!(list("view=archived").await, ["2"]);
+    assert_eq!(list("view=monitor").await, ["1", "2", "3", "4"]);
+    assert_eq!(list("view=monitor&state=closed").await, ["2"]);
+    assert_eq!(
+        list("view=monitor&queue=support&channel=sms").await,
+        ["1", "2", "3", "4"]
+    );
+    assert!(list("view=monitor&channel=email").await.is_empty());
+    assert!(
+        list("view=monitor&queue=sales").await.is_empty(),
+        "alice does not manage sales"
+    );
+    // Closing is a change a client polling with updated_since finds.
+    let (_, conv) = host
+        .get_json("/api/v1/conversations?view=archived", ALICE)
+        .await;
+    let closed_at = conv["conversations"][0]["updated_at"].as_u64().unwrap();
+    let since = format!("/api/v1/conversations?view=monitor&updated_since={closed_at}");
+    let (_, recent) = host.get_json(&since, ALICE).await;
+    assert!(ids(&recent).contains(&"2".to_owned()), "{recent}");
+
+    for (query, words) in [
+        ("state=open", "unknown state"),
+        ("queue=nowhere", "unknown queue"),
+    ] {
+        let (status, body) = host
+            .get_json(&format!("/api/v1/conversations?{query}"), ALICE)
+            .await;
+        assert_eq!(status, 400, "{query}: {body}");
+        assert!(body["error"].as_str().unwrap().contains(words), "{body}");
+    }
+}

@@ -8,10 +8,11 @@
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
-use plugboard::bindings::wit::{AgentState, Decision, Presence, WaitingWork};
 use plugboard::config::LimitsConfig;
-use plugboard::plugin::PluginSet;
-use plugboard::sandbox::{Clock, Sandbox};
+use plugboard::runtime::bindings::wit::{AgentState, Decision, Presence, WaitingWork};
+use plugboard::runtime::clock::Clock;
+use plugboard::runtime::plugin::PluginSet;
+use plugboard::runtime::sandbox::Sandbox;
 
 /// "Now" for every case, in Unix seconds.
 const NOW: u64 = 10_000;

@@ -427,7 +427,7 @@ async fn a_long_poll_sleeps_until_the_agent_replies_without_rereading_storage() 
         "",
         vec![(
             "RUST_LOG".to_owned(),
-            "info,plugboard::webchat=debug".to_owned(),
+            "info,plugboard::http::webchat=debug".to_owned(),
         )],
     ));
     let (_, session, _) = chat_session(&host).await;

@@ -8,6 +8,10 @@
 #   STARTUP_RUNS [5] starts per start-up figure (cold and warm)
 #   BENCH_ONLY [all] comma list of calls,ingest,outbound,startup,memory,isolation
 #   ISOLATION_WEBHOOKS [5000] healthy webhooks per phase of the isolation section
+#   BENCH_ONLY=storage (never in the default run: it loads minutes of data) with
+#     BENCH_STORAGE_CONVERSATIONS [1000000] conversations loaded, BENCH_STORAGE_REQUESTS [2000]
+#     lists per view, BENCH_STORAGE_CACHES [64,256] cache_mib values, BENCH_STORAGE_DIR [a temp
+#     dir] where the data is kept and reused by later runs
 #   CALL_VARIANTS [all] comma list of reuse-pooling,fresh-pooling,reuse-on-demand,fresh-on-demand
 #   JOBS [2] cargo build jobs
 # See BENCHMARKS.md for what every line measures.

@@ -20,6 +20,10 @@
 //! 6. **isolation** (issue 11): signed webhooks to a healthy channel, sequential, on an idle host
 //!    and then while a hostile channel (the `sleeps` test guest, every call blocked in WASI
 //!    until its deadline) has 64 requests in flight, in one host process;
+//! 7. **storage** (issue 12, only with `BENCH_ONLY=storage`: minutes of loading): a data
+//!    directory of 1,000,000 conversations loaded in-process through the real `Store`, then the
+//!    real `plugboard` restarted on it (spawn to ready) and paged lists over HTTP, per
+//!    `[storage] cache_mib`;
 //!
 //! plus resident memory per loaded plugin and per idle channel instance. Server figures carry
 //! the CPU time (utime + stime from `/proc/<pid>/stat`) per request and the peak resident size
@@ -29,6 +33,9 @@
 //! `SECONDS` seconds (defaults 32 and 5); `PLUGIN_CALLS` (3000) calls per microbenchmark;
 //! `OUTBOUND_MESSAGES` (4000) replies; `STARTUP_RUNS` (5) starts per start-up figure.
 //! `ISOLATION_WEBHOOKS` (5000) healthy webhooks per isolation phase.
+//! `BENCH_STORAGE_CONVERSATIONS` (1000000), `BENCH_STORAGE_REQUESTS` (2000 lists per view),
+//! `BENCH_STORAGE_CACHES` (`64,256`) and `BENCH_STORAGE_DIR` (keep and reuse the data) shape
+//! item 7.
 //! `BENCH_ONLY=calls,ingest,outbound,startup,memory,isolation` runs a subset, and
 //! `CALL_VARIANTS=reuse-pooling,fresh-pooling,reuse-on-demand,fresh-on-demand` narrows item 3
 //! (to profile one variant).
@@ -45,11 +52,12 @@ use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
-use plugboard::bindings::wit;
 use plugboard::config::LimitsConfig;
-use plugboard::engine::Allocator;
-use plugboard::plugin::PluginSet;
-use plugboard::sandbox::{Clock, InstanceReuse, Sandbox, SandboxOptions};
+use plugboard::runtime::bindings::wit;
+use plugboard::runtime::clock::Clock;
+use plugboard::runtime::engine::Allocator;
+use plugboard::runtime::plugin::PluginSet;
+use plugboard::runtime::sandbox::{InstanceReuse, Sandbox, SandboxOptions};
 
 const AUTH_TOKEN: &str = "bench-auth-token";
 const AGENT_TOKEN: &str = "alice-bench-token";
@@ -60,6 +68,11 @@ fn env_num(name: &str, default: u64) -> u64 {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
+}
+
+/// Whether `BENCH_ONLY` names `section` (for the sections the default run leaves out).
+fn named(section: &str) -> bool {
+    std::env::var("BENCH_ONLY").is_ok_and(|only| only.split(',').any(|s| s.trim() == section))
 }
 
 fn wanted(section: &str) -> bool {
@@ -935,6 +948,21 @@ impl Server {
     fn pid(&self) -> u32 {
         self.child.id()
     }
+
+    /// Stops it the way an operator would (SIGTERM, a clean shutdown), killing it after 60 s.
+    fn stop(mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status();
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(60) {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        eprintln!("plugboard did not stop within 60 s of SIGTERM; killed");
+    }
 }
 
 impl Drop for Server {
@@ -1400,7 +1428,7 @@ fn memory_section(rt: &tokio::runtime::Runtime, rows: &mut Vec<Row>) {
 // 6. Isolation: a healthy channel while a hostile one is hammered
 
 /// Requests kept in flight on the hostile channel: as many as the host has call slots.
-const HOSTILE_IN_FLIGHT: usize = plugboard::sandbox::MAX_CONCURRENT_CALLS;
+const HOSTILE_IN_FLIGHT: usize = plugboard::runtime::sandbox::MAX_CONCURRENT_CALLS;
 
 /// The plugin-call deadline of the isolation host (`[limits] call_timeout_ms`, the default).
 const ISOLATION_CALL_TIMEOUT_MS: u64 = 1000;
@@ -1560,13 +1588,575 @@ call_timeout_ms = {ISOLATION_CALL_TIMEOUT_MS}
         p99: Some(percentile(&latencies, 0.99)),
         note: format!(
             "{statuses} in {window:.1?}; {busy} without a slot; {ISOLATION_CALL_TIMEOUT_MS} ms deadline, {} slots per channel",
-            plugboard::sandbox::MAX_CALLS_PER_KEY
+            plugboard::runtime::sandbox::MAX_CALLS_PER_KEY
         ),
         ..Row::default()
     };
     rows.push(idle_row);
     rows.push(hammered_row);
     rows.push(hostile_row);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 7. Storage at scale (issue 12): a big data directory, the restart on it, lists over HTTP
+
+/// The queues of the storage section's data: conversation `i` is in `STORAGE_QUEUES[i % 4]`.
+const STORAGE_QUEUES: [&str; 4] = ["support", "sales", "billing", "returns"];
+
+/// Its agents: every one works every queue; `alice` (the measuring agent) manages them all.
+const STORAGE_AGENTS: [&str; 8] = [
+    "alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi",
+];
+
+/// The time between two conversations' creation in the loaded data, ms.
+const STORAGE_STEP_MS: u64 = 1000;
+
+/// The file in a kept data directory that says what it holds (so a later run reuses it).
+const STORAGE_MANIFEST: &str = "bench-storage.manifest";
+
+/// The manifest's first line: the data's mix of states (a kept directory of another is rebuilt).
+const STORAGE_LAYOUT: &str = "layout 2";
+
+/// Where conversation `i` of the loaded data stands.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Standing {
+    /// Waiting in its queue: 90% of the newest `STORAGE_OPEN`.
+    Queued,
+    /// Owned by an agent: the other 10% of them (25 per agent, a console's worth).
+    Assigned,
+    /// Closed by the agent who owned it: every older one.
+    Closed,
+}
+
+/// How many of the newest conversations are still open (queued or assigned).
+const STORAGE_OPEN: u64 = 2000;
+
+/// Where conversation `i` of `n` stands: the newest are open, the rest the archive.
+fn standing(i: u64, n: u64) -> Standing {
+    if n - i > STORAGE_OPEN {
+        Standing::Closed
+    } else if i.is_multiple_of(10) {
+        Standing::Assigned
+    } else {
+        Standing::Queued
+    }
+}
+
+/// The agent who owns or closed conversation `i` (each agent gets every queue's share).
+fn storage_agent(i: u64) -> &'static str {
+    STORAGE_AGENTS[((i / 4) % STORAGE_AGENTS.len() as u64) as usize]
+}
+
+/// What a loaded data directory holds.
+struct StorageData {
+    conversations: u64,
+    messages: u64,
+    /// Creation time of conversation 0, Unix ms (later ones follow every `STORAGE_STEP_MS`).
+    base: u64,
+    /// How long the load took (intake, then the updates), or none when reused.
+    load: Option<(Duration, Duration)>,
+}
+
+impl StorageData {
+    fn read(dir: &Path) -> Option<StorageData> {
+        let text = std::fs::read_to_string(dir.join(STORAGE_MANIFEST)).ok()?;
+        if !text.lines().any(|l| l == STORAGE_LAYOUT) {
+            return None;
+        }
+        let field = |name: &str| -> Option<u64> {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        };
+        Some(StorageData {
+            conversations: field("conversations")?,
+            messages: field("messages")?,
+            base: field("base")?,
+            load: None,
+        })
+    }
+
+    fn write(&self, dir: &Path) {
+        let text = format!(
+            "{STORAGE_LAYOUT}\nconversations {}\nmessages {}\nbase {}\n",
+            self.conversations, self.messages, self.base
+        );
+        std::fs::write(dir.join(STORAGE_MANIFEST), text).unwrap();
+    }
+}
+
+fn now_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// Runs `work(i)` for `i` in `0..count` from `tasks` concurrent tasks on `rt`.
+fn run_concurrently<F, Fut>(rt: &tokio::runtime::Runtime, count: u64, tasks: u64, work: F)
+where
+    F: Fn(u64) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let work = Arc::new(work);
+    let next = Arc::new(AtomicU64::new(0));
+    rt.block_on(async {
+        let handles: Vec<_> = (0..tasks)
+            .map(|_| {
+                let (work, next) = (work.clone(), next.clone());
+                tokio::spawn(async move {
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        if i >= count {
+                            break;
+                        }
+                        work(i).await;
+                    }
+                })
+            })
+            .collect();
+        for h in handles {
+            h.await.unwrap();
+        }
+    });
+}
+
+/// Fills `data_dir/db` with `conversations` conversations of one inbound message each, through
+/// the real `Store` (`SledStore::intake` from many tasks, so the intake thread batches them),
+/// then assigns and closes all but the newest `STORAGE_OPEN` (`store::update`, as taking and
+/// closing do), and 10% of those newest.
+/// Returns once the database is closed and its lock released.
+fn load_storage(data_dir: &Path, conversations: u64, cache_mib: u64) -> StorageData {
+    use plugboard::model::{ConversationState, ConversationTarget, InboundEvent};
+    use plugboard::store::Store;
+    use plugboard::store::sled::{SledOptions, SledStore};
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let db = data_dir.join("db");
+    let store = {
+        let _in_runtime = rt.enter();
+        SledStore::open(
+            &db,
+            SledOptions {
+                cache_bytes: cache_mib << 20,
+            },
+        )
+        .unwrap()
+    };
+    // Old enough that every update below is in the past.
+    let base = now_millis() - (conversations + 86_400) * STORAGE_STEP_MS;
+    let ids: Arc<Vec<AtomicU64>> =
+        Arc::new((0..conversations).map(|_| AtomicU64::new(0)).collect());
+    let tasks = 512;
+
+    let start = Instant::now();
+    {
+        let (store, ids) = (store.clone(), ids.clone());
+        run_concurrently(&rt, conversations, tasks, move |i| {
+            let (store, ids) = (store.clone(), ids.clone());
+            async move {
+                let q = (i % STORAGE_QUEUES.len() as u64) as usize;
+                let target = ConversationTarget::Queue {
+                    queue: STORAGE_QUEUES[q].to_owned(),
+                    skills: Vec::new(),
+                };
+                let event = InboundEvent::Message {
+                    provider_id: format!("SM{i:032x}"),
+                    from: format!("+1{:010}", 4_133_000_000u64 + i),
+                    text: Some(format!(
+                        "Hello, this is customer {i}; my order has not arrived yet."
+                    )),
+                    attachments: Vec::new(),
+                    contact_name: None,
+                    thread: vec![("To".to_owned(), "+12028831111".to_owned())],
+                    note: None,
+                };
+                let channel = format!("sms{q}");
+                let report = store
+                    .intake(&channel, &target, vec![event], base + i * STORAGE_STEP_MS)
+                    .await
+                    .unwrap();
+                assert_eq!(report.created.len(), 1, "conversation {i} not created");
+                ids[i as usize].store(report.created[0], Ordering::Relaxed);
+            }
+        });
+    }
+    let intake = start.elapsed();
+    println!(
+        "intake: {conversations} conversations in {intake:.1?} ({:.0}/s)",
+        conversations as f64 / intake.as_secs_f64()
+    );
+
+    let start = Instant::now();
+    {
+        let (store, ids) = (store.clone(), ids.clone());
+        run_concurrently(&rt, conversations, tasks, move |i| {
+            let (store, ids) = (store.clone(), ids.clone());
+            async move {
+                let standing = standing(i, conversations);
+                if standing == Standing::Queued {
+                    return;
+                }
+                let id = ids[i as usize].load(Ordering::Relaxed);
+                let agent = storage_agent(i);
+                // Taken a minute after it arrived, later ones a little later still.
+                let at = base + i * STORAGE_STEP_MS + 60_000 + (i % 7) * 1000;
+                plugboard::store::update(store.as_ref(), id, move |c| {
+                    c.assign(agent);
+                    c.updated_at = at;
+                    if standing == Standing::Closed {
+                        c.state = ConversationState::Closed;
+                    }
+                    Ok(())
+                })
+                .await
+                .unwrap();
+            }
+        });
+    }
+    let updates = start.elapsed();
+    let updated = (0..conversations)
+        .filter(|&i| standing(i, conversations) != Standing::Queued)
+        .count();
+    println!(
+        "updates: {updated} assigned or closed in {updates:.1?} ({:.0}/s)",
+        updated as f64 / updates.as_secs_f64()
+    );
+    rt.block_on(store.close()).unwrap();
+    drop(store);
+    // The flusher task and the intake thread hold the database until the runtime and the
+    // store are gone; sled's lock (an flock on `db/db`) is free once they are.
+    rt.shutdown_timeout(Duration::from_secs(10));
+    let lock = std::fs::File::open(db.join("db")).unwrap();
+    let waited = Instant::now();
+    while lock.try_lock().is_err() {
+        assert!(
+            waited.elapsed() < Duration::from_secs(30),
+            "the loaded database stayed locked"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    drop(lock);
+    StorageData {
+        conversations,
+        messages: conversations,
+        base,
+        load: Some((intake, updates)),
+    }
+}
+
+/// Bytes of the files under `dir`.
+fn dir_bytes(dir: &Path) -> u64 {
+    let mut total = 0;
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        match entry.file_type() {
+            Ok(t) if t.is_dir() => total += dir_bytes(&entry.path()),
+            Ok(_) => total += entry.metadata().map_or(0, |m| m.len()),
+            Err(_) => {}
+        }
+    }
+    total
+}
+
+/// A configuration whose agents work and manage the loaded data's queues, on `data_dir`.
+fn storage_config(dir: &Path, port: u16, data_dir: &Path, cache_mib: u64) -> PathBuf {
+    let mut config = format!(
+        r#"
+[server]
+listen = "127.0.0.1:{port}"
+public_url = "{PUBLIC_URL}"
+data_dir = "{data}"
+
+[storage]
+cache_mib = {cache_mib}
+"#,
+        data = data_dir.display(),
+    );
+    let queues = STORAGE_QUEUES
+        .iter()
+        .map(|q| format!("\"{q}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    for q in STORAGE_QUEUES {
+        config.push_str(&format!(
+            "\n[[queues]]\nname = \"{q}\"\nrouter = \"ring-all\"\nmanagers = [\"alice\"]\n"
+        ));
+    }
+    for a in STORAGE_AGENTS {
+        config.push_str(&format!(
+            "\n[[agents]]\nid = \"{a}\"\nname = \"{a}\"\ntoken = \"{a}-bench-token\"\nqueues = [{queues}]\n"
+        ));
+    }
+    for (q, queue) in STORAGE_QUEUES.iter().enumerate() {
+        config.push_str(&format!(
+            r#"
+[[channels]]
+name = "sms{q}"
+plugin = "twilio-sms"
+queue = "{queue}"
+[channels.settings]
+account_sid = "ACbench0000000000000000000000000"
+auth_token = "{AUTH_TOKEN}"
+from = "+12028831111"
+api_base = "http://127.0.0.1:9"
+"#
+        ));
+    }
+    let path = dir.join(format!("storage-{cache_mib}.toml"));
+    std::fs::write(&path, config).unwrap();
+    path
+}
+
+/// The sequential answers of one list: latencies (sorted), conversations per answer (min).
+struct ListRun {
+    latencies: Vec<Duration>,
+    elapsed: Duration,
+    fewest: usize,
+    errors: u64,
+}
+
+/// `GET`s each of `paths` in turn on one keep-alive connection as `alice`; each answer must
+/// be 200 with a `conversations` array (checked after its latency is taken).
+async fn get_sequential(addr: SocketAddr, paths: &[String]) -> ListRun {
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.set_nodelay(true).unwrap();
+    let io = hyper_util::rt::TokioIo::new(stream);
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
+    tokio::spawn(conn);
+    let mut run = ListRun {
+        latencies: Vec::with_capacity(paths.len()),
+        elapsed: Duration::ZERO,
+        fewest: usize::MAX,
+        errors: 0,
+    };
+    let started = Instant::now();
+    for path in paths {
+        let req = hyper::Request::get(path.as_str())
+            .header("host", addr.to_string())
+            .header("authorization", format!("Bearer {AGENT_TOKEN}"))
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        sender.ready().await.unwrap();
+        let t = Instant::now();
+        let resp = sender.send_request(req).await.unwrap();
+        let status = resp.status();
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        run.latencies.push(t.elapsed());
+        let listed = serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v["conversations"].as_array().map(Vec::len));
+        match (status.is_success(), listed) {
+            (true, Some(n)) => run.fewest = run.fewest.min(n),
+            _ => {
+                if run.errors == 0 {
+                    eprintln!(
+                        "first failed list: {status} {}",
+                        String::from_utf8_lossy(&body)
+                    );
+                }
+                run.errors += 1;
+            }
+        }
+    }
+    run.elapsed = started.elapsed();
+    run.latencies.sort();
+    run
+}
+
+/// Issue 12's storage targets: a data directory of `BENCH_STORAGE_CONVERSATIONS` conversations
+/// (default 1,000,000, one inbound message each) loaded in-process through the `Store`, then
+/// for each `cache_mib` of `BENCH_STORAGE_CACHES` (64,256): the real `plugboard` started on it
+/// (spawn to ready), and `BENCH_STORAGE_REQUESTS` (2000) sequential list requests per view.
+/// `BENCH_STORAGE_DIR` keeps the data directory there and reuses it on a later run.
+fn storage_section(rt: &tokio::runtime::Runtime, rows: &mut Vec<Row>) {
+    let conversations = env_num("BENCH_STORAGE_CONVERSATIONS", 1_000_000).clamp(10_000, 5_000_000);
+    let requests = env_num("BENCH_STORAGE_REQUESTS", 2000).clamp(100, 100_000);
+    let caches: Vec<u64> = std::env::var("BENCH_STORAGE_CACHES")
+        .unwrap_or_else(|_| "64,256".into())
+        .split(',')
+        .filter_map(|c| c.trim().parse().ok())
+        .map(|c: u64| c.clamp(8, 65_536))
+        .collect();
+    println!(
+        "== 7. storage: {conversations} conversations, {requests} sequential lists per view, cache_mib {caches:?} =="
+    );
+    let scratch = tempfile::tempdir().unwrap();
+    let kept = std::env::var_os("BENCH_STORAGE_DIR").map(PathBuf::from);
+    let data_dir = kept.clone().unwrap_or_else(|| scratch.path().join("data"));
+    let data = match StorageData::read(&data_dir) {
+        Some(d) if d.conversations == conversations => {
+            println!("reusing the data in {}", data_dir.display());
+            d
+        }
+        _ => {
+            if data_dir.exists() {
+                std::fs::remove_dir_all(&data_dir).unwrap();
+            }
+            std::fs::create_dir_all(&data_dir).unwrap();
+            let d = load_storage(&data_dir, conversations, 256);
+            d.write(&data_dir);
+            d
+        }
+    };
+    let size = dir_bytes(&data_dir.join("db"));
+    let size_text = format!("{:.2} GiB", size as f64 / (1u64 << 30) as f64);
+    println!(
+        "data dir: {size_text} ({size} bytes) in {}",
+        data_dir.display()
+    );
+    if let Some((intake, updates)) = data.load {
+        let total = intake + updates;
+        rows.push(Row {
+            item: "7",
+            what: format!(
+                "load {conversations} conversations in-process (Store::intake, then update)"
+            ),
+            rate: Some(conversations as f64 / total.as_secs_f64()),
+            note: format!(
+                "{:.1} s: intake {:.1} s, then assign or close all but {} {:.1} s; data dir {size_text}",
+                total.as_secs_f64(),
+                intake.as_secs_f64(),
+                STORAGE_OPEN * 9 / 10,
+                updates.as_secs_f64()
+            ),
+            ..Row::default()
+        });
+    }
+
+    // Cursors at random depths of alice's archive: a page boundary at a random time, the
+    // oldest 5% left out so every page is full.
+    let last = data.base + data.conversations * STORAGE_STEP_MS;
+    let span = last - data.base;
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let deep: Vec<String> = (0..requests)
+        .map(|_| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let at = data.base + span / 20 + seed % (span - span / 20);
+            let cursor = plugboard::store::ConversationCursor {
+                updated_at: at,
+                id: u64::MAX,
+            };
+            format!(
+                "/api/v1/conversations?view=archived&limit=50&cursor={}",
+                cursor.encode()
+            )
+        })
+        .collect();
+    let views: [(&str, Vec<String>); 4] = [
+        (
+            "recent",
+            vec!["/api/v1/conversations?view=recent&limit=50".to_owned(); requests as usize],
+        ),
+        (
+            "monitor",
+            vec!["/api/v1/conversations?view=monitor&limit=50".to_owned(); requests as usize],
+        ),
+        (
+            "archived",
+            vec!["/api/v1/conversations?view=archived&limit=50".to_owned(); requests as usize],
+        ),
+        ("archived, cursor at a random depth", deep),
+    ];
+
+    // A restart finds the compiled plugins of the previous run in the data directory: one
+    // start first fills that cache (cold, ~2 s of Cranelift).
+    if !data_dir.join("plugin-cache").exists() {
+        let port = free_port();
+        let config = storage_config(scratch.path(), port, &data_dir, 256);
+        let first = Server::start_config(&config, port, &[], Stdio::inherit());
+        println!(
+            "first start (compiles the plugins): ready in {}",
+            fmt_dur(Some(first.startup))
+        );
+        first.stop();
+    }
+    for cache_mib in caches {
+        let port = free_port();
+        let config = storage_config(scratch.path(), port, &data_dir, cache_mib);
+        let log_path = scratch.path().join(format!("storage-{cache_mib}.log"));
+        let server = Server::start_config(
+            &config,
+            port,
+            &[("RUST_LOG", "warn,plugboard::http::server=info")],
+            Stdio::from(std::fs::File::create(&log_path).unwrap()),
+        );
+        let pid = server.pid();
+        let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+        assert!(
+            log.contains("plugboard ready"),
+            "healthy without the ready line; log:\n{log}"
+        );
+        let rss = status_kib(pid, "VmRSS");
+        println!(
+            "cache_mib {cache_mib}: restart with {} messages stored: ready in {} (VmRSS {rss} KiB)",
+            data.messages,
+            fmt_dur(Some(server.startup))
+        );
+        rows.push(Row {
+            item: "7",
+            what: format!(
+                "restart with {} messages stored, cache_mib {cache_mib}",
+                data.messages
+            ),
+            p50: Some(server.startup),
+            rss_kib: Some(rss),
+            note: format!(
+                "spawn to /healthz 200 and the ready line; {} conversations, data dir {size_text}; VmRSS after ready (target ≤ 10 s)",
+                data.conversations
+            ),
+            ..Row::default()
+        });
+        for (view, paths) in &views {
+            let warm: Vec<String> = paths.iter().take(100).cloned().collect();
+            let w = rt.block_on(get_sequential(server.addr, &warm));
+            assert_eq!(w.errors, 0, "warm-up lists of {view} failed");
+            let before = cpu_time(pid);
+            let r = rt.block_on(get_sequential(server.addr, paths));
+            let cpu = cpu_time(pid).saturating_sub(before) / r.latencies.len().max(1) as u32;
+            let (p50, p99) = (
+                percentile(&r.latencies, 0.5),
+                percentile(&r.latencies, 0.99),
+            );
+            let max = r.latencies.last().copied().unwrap_or_default();
+            let hwm = status_kib(pid, "VmHWM");
+            println!(
+                "cache_mib {cache_mib}: view={view:<36} p50 {:>10}  p99 {:>10}  max {:>10}  CPU/req {:>10}  peak RSS {hwm} KiB  ({} requests, fewest listed {}, {} errors)",
+                fmt_dur(Some(p50)),
+                fmt_dur(Some(p99)),
+                fmt_dur(Some(max)),
+                fmt_dur(Some(cpu)),
+                r.latencies.len(),
+                r.fewest,
+                r.errors
+            );
+            let mut note = format!(
+                "50 of {}, sequential, one connection; max {} (target p99 ≤ 5 ms)",
+                data.conversations,
+                fmt_dur(Some(max))
+            );
+            if r.errors > 0 || r.fewest < 50 {
+                note.push_str(&format!(
+                    "; {} errors, fewest listed {}",
+                    r.errors, r.fewest
+                ));
+            }
+            rows.push(Row {
+                item: "7",
+                what: format!("list view={view}, cache_mib {cache_mib}"),
+                rate: Some(r.latencies.len() as f64 / r.elapsed.as_secs_f64()),
+                p50: Some(p50),
+                p99: Some(p99),
+                cpu: Some(cpu),
+                rss_kib: Some(hwm),
+                note,
+            });
+        }
+        server.stop();
+    }
 }
 
 fn main() {
@@ -1605,6 +2195,10 @@ fn main() {
     }
     if wanted("isolation") {
         isolation_section(&rt, &mut rows);
+    }
+    // Minutes of loading: only when asked for by name.
+    if named("storage") {
+        storage_section(&rt, &mut rows);
     }
     rows.sort_by_key(|r| r.item);
     print_table(&rows);

@@ -2,7 +2,7 @@
 //!
 //! Every error names the key it is about (`channels[1].settings.auth_token`) and says why, so an
 //! operator can fix a file without reading source code. Checks that need the loaded plugins
-//! (does the named plugin exist, are its required settings present) happen in [`crate::app`].
+//! (does the named plugin exist, are its required settings present) happen when the services build the catalog.
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -76,6 +76,31 @@ pub struct Config {
     /// The contact directory's initial entries (more can be added through the API).
     #[serde(default)]
     pub contacts: Vec<ContactConfig>,
+    /// The embedded database.
+    #[serde(default)]
+    pub storage: StorageConfig,
+}
+
+/// `[storage]`: the embedded database's settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    /// The page cache, MiB: what the database keeps in memory beyond the working set
+    /// (sled's own default, 1 GiB, grows with the data touched).
+    #[serde(default = "default_cache_mib")]
+    pub cache_mib: u64,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            cache_mib: default_cache_mib(),
+        }
+    }
+}
+
+fn default_cache_mib() -> u64 {
+    256
 }
 
 /// `[[contacts]]`: a known customer address and the name agents see.
@@ -457,6 +482,12 @@ impl Config {
             return Err(ConfigError::invalid(
                 "limits.memory_mib",
                 "must be between 1 and 4096",
+            ));
+        }
+        if !(8..=65_536).contains(&self.storage.cache_mib) {
+            return Err(ConfigError::invalid(
+                "storage.cache_mib",
+                "must be between 8 and 65536",
             ));
         }
         if self.limits.call_timeout_ms == 0 {

@@ -1,34 +1,21 @@
-//! Plugboard: an omnichannel messaging host whose provider channels and routing strategies are
-//! sandboxed WebAssembly components.
+//! Plugboard: an omnichannel messaging host whose provider channels, routing strategies and
+//! integrations are sandboxed WebAssembly components.
 //!
-//! Data flows one way: the HTTP edge ([`webhook`]) calls a channel plugin ([`plugin`],
-//! [`sandbox`]), stores its events ([`storage`]), hands new work to the queue's router
-//! ([`routing`], with [`agents`]' presence, telling agents through [`events`]); agents' replies ([`api`]) go through the [`outbox`] and the provider client
-//! ([`provider_http`]).
+//! The crate is layered, each layer using only those below it:
+//! - [`model`] and [`config`]: the domain types and their transitions, and the configuration;
+//! - [`store`]: the storage interface and its backends (sled, the embedded default);
+//! - [`runtime`]: the wasmtime engine, the sandbox and the plugins loaded into it;
+//! - [`services`]: intake, routing, the outbox, tokens, events, agents and their walls;
+//! - [`http`] and [`cli`]: the server's endpoints and the command-line tools.
+//!
+//! Data flows one way: a webhook ([`http::webhook`]) goes to intake, which calls the channel
+//! plugin and stores its events; the router offers new work to agents; agents' replies
+//! ([`http::api`]) go through the [`services::outbox`] to the provider client.
 
-pub mod agents;
-pub mod api;
-pub mod app;
-pub mod bindings;
-pub mod channel_rules;
+pub mod cli;
 pub mod config;
-pub mod credential;
-pub mod engine;
-pub mod events;
-pub mod health;
+pub mod http;
 pub mod model;
-pub mod nonce;
-pub mod outbox;
-pub mod plugin;
-pub mod plugin_watch;
-pub mod provider_http;
-pub mod ratelimit;
-pub mod replay;
-pub mod routing;
-pub mod sandbox;
-pub mod server;
-pub mod storage;
-pub mod tokens;
-pub mod wasi;
-pub mod webchat;
-pub mod webhook;
+pub mod runtime;
+pub mod services;
+pub mod store;

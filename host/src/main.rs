@@ -3,8 +3,8 @@
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
-use plugboard::app::App;
 use plugboard::config::Config;
+use plugboard::services::app::App;
 
 /// Omnichannel messaging host with WebAssembly channel and routing plugins.
 #[derive(Parser)]
@@ -36,7 +36,7 @@ enum Command {
         command: ChannelCommand,
     },
     /// Run one channel plugin's handle-webhook on one recorded request; print the outcome as JSON.
-    Replay(plugboard::replay::ReplayArgs),
+    Replay(plugboard::cli::replay::ReplayArgs),
 }
 
 #[derive(Subcommand)]
@@ -81,15 +81,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve { config } => runtime.block_on(async {
             // First, so SIGHUP, SIGINT or SIGTERM during start-up is never a kill.
-            let signals = plugboard::server::Signals::install()?;
+            let signals = plugboard::http::server::Signals::install()?;
             let config = load(config.as_ref())?;
-            let app = App::build(config)?;
-            plugboard::server::serve_with(app, signals).await
+            let app = App::build(config).await?;
+            plugboard::http::server::serve_with(app, signals).await
         }),
         Command::Check { config } => runtime.block_on(async {
             let config = load(Some(&config))?;
             let scratch = Scratch::new()?;
-            let app = App::build_detached(config, scratch.path())?;
+            let app = App::build_detached(config, scratch.path()).await?;
             let catalog = app.catalog();
             for r in &catalog.plugins.refused {
                 println!("refused {} ({}): {}", r.name, r.source, r.error);
@@ -119,33 +119,33 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         } => runtime.block_on(async {
             let config = load(Some(&config))?;
             let scratch = Scratch::new()?;
-            let app = App::build_detached(config, scratch.path())?;
+            let app = App::build_detached(config, scratch.path()).await?;
             let channel = app
                 .catalog()
                 .channels
                 .get(&name)
                 .cloned()
                 .ok_or_else(|| anyhow::anyhow!("no channel named {name:?} in the configuration"))?;
-            let client = plugboard::provider_http::ProviderClient::new(
+            let client = plugboard::runtime::provider_http::ProviderClient::new(
                 app.config.limits.provider_timeout(),
             )?;
-            let outcome = plugboard::credential::check(&app.sandbox, &client, &channel).await;
+            let outcome = plugboard::services::credential::check(&app.sandbox, &client, &channel).await;
             println!("{}", serde_json::json!({"channel": name, "outcome": outcome}));
-            if outcome == plugboard::credential::CheckOutcome::Ok {
+            if outcome == plugboard::services::credential::CheckOutcome::Ok {
                 return Ok(());
             }
             drop(app);
             drop(scratch);
             std::process::exit(1);
         }),
-        Command::Replay(args) => match plugboard::replay::run(&args) {
+        Command::Replay(args) => match plugboard::cli::replay::run(&args) {
             Ok((output, code)) => {
                 println!("{}", serde_json::to_string_pretty(&output)?);
                 std::process::exit(code);
             }
             Err(e) => {
                 eprintln!("plugboard: {e:#}");
-                std::process::exit(plugboard::replay::EXIT_CANNOT_RUN);
+                std::process::exit(plugboard::cli::replay::EXIT_CANNOT_RUN);
             }
         },
         Command::DefaultConfig => {

@@ -103,6 +103,32 @@ impl Conversation {
         }
     }
 
+    /// Resolves it, closed `by` an agent at `now`: no offer outstanding, `by` among those who
+    /// handled it (the archived view). The owner stays recorded as the last to hold it. Returns
+    /// whether it changed (closing a closed conversation does nothing).
+    pub fn close(&mut self, by: &str, now: u64) -> bool {
+        if self.state == ConversationState::Closed {
+            return false;
+        }
+        self.state = ConversationState::Closed;
+        self.offered_to.clear();
+        self.offer_expires_at = None;
+        self.tried.clear();
+        if !self.handled_by.iter().any(|a| a == by) {
+            self.handled_by.push(by.to_owned());
+        }
+        self.updated_at = now;
+        true
+    }
+
+    /// Hands it to `agent` at `now`, whoever held it; returns the previous owner.
+    pub fn transfer(&mut self, agent: &str, now: u64) -> Option<String> {
+        let previous = self.owner.clone();
+        self.assign(agent);
+        self.updated_at = now;
+        previous
+    }
+
     /// Puts it back in `queue`, unowned, waiting from `now`.
     pub fn enqueue(&mut self, queue: &str, now: u64) {
         self.state = ConversationState::Queued;
@@ -359,6 +385,8 @@ pub struct IngestReport {
     pub created: Vec<u64>,
     /// Messages stored, with what agents are told about them.
     pub messages: Vec<StoredInbound>,
+    /// The events logged with them, in log order.
+    pub events: Vec<StoredEvent>,
 }
 
 /// One stored inbound message and the conversation facts its announcement needs (so the
@@ -446,5 +474,61 @@ mod tests {
         assert!(!status_advances(Delivered, Sent));
         assert!(!status_advances(Sent, Sent));
         assert!(!status_advances(Failed, Delivered));
+    }
+
+    fn queued() -> Conversation {
+        let mut c = Conversation::new(1, "sms", "+1", "support", 10);
+        c.enqueue("support", 10);
+        c.offered_to = vec!["ana".into()];
+        c.offer_expires_at = Some(99);
+        c
+    }
+
+    #[test]
+    fn assign_takes_the_offer_away_and_records_the_handler_once() {
+        let mut c = queued();
+        c.assign("ben");
+        c.assign("ben");
+        assert_eq!(c.state, ConversationState::Assigned);
+        assert_eq!(c.owner.as_deref(), Some("ben"));
+        assert!(c.offered_to.is_empty() && c.offer_expires_at.is_none());
+        assert_eq!(c.handled_by, ["ben"]);
+    }
+
+    #[test]
+    fn close_archives_for_the_closer_once_and_moves_the_update_time() {
+        let mut c = queued();
+        c.assign("ben");
+        assert!(c.close("ana", 50));
+        assert_eq!(c.state, ConversationState::Closed);
+        assert_eq!(c.handled_by, ["ben", "ana"]);
+        assert_eq!(c.updated_at, 50);
+        assert!(c.offered_to.is_empty());
+        assert!(!c.close("ana", 60), "closing twice changes nothing");
+        assert_eq!(c.updated_at, 50);
+    }
+
+    #[test]
+    fn enqueue_reopens_unowned_with_history_and_a_fresh_wait() {
+        let mut c = queued();
+        c.assign("ben");
+        c.close("ben", 20);
+        c.offline_notified = true;
+        c.enqueue("sales", 30);
+        assert_eq!(c.state, ConversationState::Queued);
+        assert_eq!((c.queue.as_str(), c.owner.as_ref()), ("sales", None));
+        assert_eq!(c.queued_since, 30);
+        assert!(!c.offline_notified);
+        assert_eq!(c.handled_by, ["ben"], "who handled it stays");
+    }
+
+    #[test]
+    fn transfer_names_the_previous_owner() {
+        let mut c = queued();
+        c.assign("ben");
+        assert_eq!(c.transfer("ana", 40).as_deref(), Some("ben"));
+        assert_eq!(c.owner.as_deref(), Some("ana"));
+        assert_eq!(c.updated_at, 40);
+        assert_eq!(c.handled_by, ["ben", "ana"]);
     }
 }

@@ -196,7 +196,10 @@ queues = ["sales"]
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             // Whatever the filter, the line that says the server is ready stays (see
             // `wait_ready`).
-            .env("RUST_LOG", format!("{log_filter},plugboard::server=info"))
+            .env(
+                "RUST_LOG",
+                format!("{log_filter},plugboard::http::server=info"),
+            )
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

@@ -1,0 +1,402 @@
+//! `plugboard replay`: runs one channel plugin's `handle-webhook` on one recorded provider
+//! request, without a server, storage or configuration, and reports the outcome as JSON.
+//!
+//! It is how provider fixtures are checked and how an operator reproduces a refused webhook: the
+//! plugin file is loaded through the same machinery as at start-up ([`PluginSet::load`]), in a
+//! fresh [`Sandbox`] with the default limits, and the host clock can be fixed (`--now`) so
+//! timestamped signatures verify deterministically.
+//!
+//! The JSON and exit status:
+//!
+//! | outcome | JSON | exit |
+//! |---|---|---|
+//! | success | `{"ok": true, "events": [...], "response": {"status", "headers", "body"}}` | 0 |
+//! | the plugin refused the call | `{"ok": false, "error": {"kind": "unauthorized" \| "bad-request" \| "misconfigured", "message"}}` | 1 |
+//! | the plugin could not be loaded | kind `load-error` | 3 |
+//! | the plugin trapped, timed out or ran out of memory | kind `plugin-failure` | 4 |
+//! | replay itself could not run (an unreadable `--body-file`, say) | none: an error of [`run`], on stderr | 5 |
+//!
+//! Exit 2 is never an outcome: it is clap's usage error (a missing or malformed argument), so a
+//! script can tell a wrong command line from a plugin's verdict. Events are objects tagged by
+//! `type` (`message`, `status`, `opt-out`, `opt-in`) with the contract's field names in snake
+//! case; the response body is the UTF-8 text, or Base64 when the bytes are not UTF-8.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use anyhow::Context as _;
+use serde_json::{Value, json};
+
+use crate::config::LimitsConfig;
+use crate::runtime::bindings::wit;
+use crate::runtime::clock::Clock;
+use crate::runtime::plugin::PluginSet;
+use crate::runtime::sandbox::Sandbox;
+
+/// Exit status of a successful call.
+pub const EXIT_OK: i32 = 0;
+/// Exit status when the plugin refused the call (`unauthorized`, `bad-request`,
+/// `misconfigured`).
+pub const EXIT_REFUSED: i32 = 1;
+/// Exit status when the plugin could not be loaded.
+pub const EXIT_LOAD_ERROR: i32 = 3;
+/// Exit status when the plugin trapped, timed out or ran out of memory (not 2: that is clap's
+/// usage error).
+pub const EXIT_PLUGIN_FAILURE: i32 = 4;
+/// Exit status when replay itself could not run (an error of [`run`]: an unreadable
+/// `--body-file`, no temporary directory).
+pub const EXIT_CANNOT_RUN: i32 = 5;
+
+/// The arguments of `plugboard replay`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ReplayArgs {
+    /// The channel plugin component to run.
+    #[arg(long, value_name = "FILE.wasm")]
+    pub plugin: PathBuf,
+    /// A setting of the channel instance (repeatable).
+    #[arg(long = "setting", value_name = "KEY=VALUE", value_parser = parse_setting)]
+    pub settings: Vec<(String, String)>,
+    /// The public URL the provider called, query string included (what URL signatures cover).
+    #[arg(long)]
+    pub url: String,
+    /// The HTTP method of the call.
+    #[arg(long, default_value = "POST")]
+    pub method: String,
+    /// A request header (repeatable, in the order received).
+    #[arg(long = "header", value_name = "NAME: VALUE", value_parser = parse_header)]
+    pub headers: Vec<(String, String)>,
+    /// The file holding the raw request body; without it the body is empty.
+    #[arg(long, value_name = "FILE")]
+    pub body_file: Option<PathBuf>,
+    /// Fixes the host clock at these Unix seconds; without it the system clock is used.
+    #[arg(long, value_name = "UNIX_SECONDS")]
+    pub now: Option<u64>,
+    /// Where compiled plugins are cached between runs; without it a temporary directory is used
+    /// and removed. Only give a directory that no one else can write to.
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// Parses `KEY=VALUE` (the value may contain `=`).
+fn parse_setting(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((key, value)) if !key.trim().is_empty() => {
+            Ok((key.trim().to_owned(), value.to_owned()))
+        }
+        _ => Err(format!("expected KEY=VALUE, got {s:?}")),
+    }
+}
+
+/// Parses `Name: value` (leading spaces of the value are dropped, as HTTP does).
+fn parse_header(s: &str) -> Result<(String, String), String> {
+    match s.split_once(':') {
+        Some((name, value)) if !name.trim().is_empty() && !name.contains(char::is_whitespace) => {
+            Ok((name.to_owned(), value.trim_start().to_owned()))
+        }
+        _ => Err(format!("expected 'Name: value', got {s:?}")),
+    }
+}
+
+/// Runs the replay and returns the JSON to print and the exit status (see the module
+/// documentation). It runs its own short-lived async runtime on a separate thread, so it may be
+/// called from any thread, inside a Tokio runtime or not.
+///
+/// # Errors
+///
+/// Only for problems outside the plugin: an unreadable `--body-file`, a temporary directory or
+/// runtime that cannot be created.
+pub fn run(args: &ReplayArgs) -> anyhow::Result<(Value, i32)> {
+    let body = match &args.body_file {
+        Some(path) => std::fs::read(path)
+            .with_context(|| format!("cannot read --body-file {}", path.display()))?,
+        None => Vec::new(),
+    };
+    let request = wit::HttpRequest {
+        method: args.method.to_ascii_uppercase(),
+        url: args.url.clone(),
+        headers: args.headers.clone(),
+        body,
+    };
+    let clock = match args.now {
+        Some(seconds) => Clock::Fixed(seconds.saturating_mul(1000)),
+        None => Clock::System,
+    };
+    let work = TempDir::new()?;
+    let cache_dir = match &args.cache_dir {
+        Some(dir) => dir.clone(),
+        None => work.path().join("cache"),
+    };
+    let sandbox = Arc::new(Sandbox::new(LimitsConfig::default(), clock)?);
+
+    let plugin = match load_channel(&sandbox, &args.plugin, work.path(), &cache_dir) {
+        Ok(plugin) => plugin,
+        Err(message) => return Ok(failure("load-error", message, EXIT_LOAD_ERROR)),
+    };
+    let settings = Arc::new(args.settings.clone());
+    let channel = plugin.info.name.clone();
+    let outcome = block_on(plugin.handle_webhook(&sandbox, &channel, request, settings))?;
+    Ok(match outcome {
+        Ok(Ok(outcome)) => (
+            json!({
+                "ok": true,
+                "events": outcome.events.iter().map(event_json).collect::<Vec<_>>(),
+                "response": response_json(&outcome.response),
+            }),
+            EXIT_OK,
+        ),
+        Ok(Err(refusal)) => {
+            let (kind, message) = match refusal {
+                wit::WebhookError::Unauthorized(m) => ("unauthorized", m),
+                wit::WebhookError::BadRequest(m) => ("bad-request", m),
+                wit::WebhookError::Misconfigured(m) => ("misconfigured", m),
+            };
+            failure(kind, message, EXIT_REFUSED)
+        }
+        Err(e) => failure("plugin-failure", e.to_string(), EXIT_PLUGIN_FAILURE),
+    })
+}
+
+fn failure(kind: &str, message: String, exit: i32) -> (Value, i32) {
+    (
+        json!({"ok": false, "error": {"kind": kind, "message": message}}),
+        exit,
+    )
+}
+
+/// Loads the one plugin file through [`PluginSet::load`] from a directory holding only a copy
+/// of it, and returns it if it is a channel; otherwise the reason, for a `load-error`.
+fn load_channel(
+    sandbox: &Sandbox,
+    file: &Path,
+    work: &Path,
+    cache_dir: &Path,
+) -> Result<Arc<crate::runtime::plugin::ChannelPlugin>, String> {
+    let name = file
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "plugin".to_owned());
+    let dir = work.join("plugins");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    std::fs::copy(file, dir.join(format!("{name}.wasm")))
+        .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+    let mut set = PluginSet::load(sandbox, &[], Some(&dir), cache_dir)
+        .map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
+    if let Some(refused) = set.refused.pop() {
+        return Err(refused.error);
+    }
+    if set.routers.contains_key(&name) {
+        return Err(format!(
+            "{} is a router plugin; replay runs channel plugins",
+            file.display()
+        ));
+    }
+    set.channels
+        .remove(&name)
+        .ok_or_else(|| format!("{} was not loaded as a channel plugin", file.display()))
+}
+
+/// Drives `future` to completion on a current-thread runtime of its own, on a separate thread,
+/// so this works whether or not the caller is inside a runtime.
+fn block_on<F>(future: F) -> anyhow::Result<F::Output>
+where
+    F: Future + Send,
+    F::Output: Send,
+{
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| -> anyhow::Result<F::Output> {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .context("cannot start the replay runtime")?;
+                Ok(runtime.block_on(future))
+            })
+            .join()
+            .map_err(|_| anyhow::anyhow!("the replay thread panicked"))?
+    })
+}
+
+fn state_name(state: wit::DeliveryState) -> &'static str {
+    match state {
+        wit::DeliveryState::Queued => "queued",
+        wit::DeliveryState::Sent => "sent",
+        wit::DeliveryState::Delivered => "delivered",
+        wit::DeliveryState::Read => "read",
+        wit::DeliveryState::Failed => "failed",
+    }
+}
+
+fn pairs_json(pairs: &[(String, String)]) -> Value {
+    pairs.iter().map(|(k, v)| json!([k, v])).collect()
+}
+
+/// One event as JSON, tagged by `type`.
+fn event_json(event: &wit::Event) -> Value {
+    match event {
+        wit::Event::Message(m) => json!({
+            "type": "message",
+            "provider_id": m.provider_id,
+            "from": m.from,
+            "to": m.to,
+            "text": m.text,
+            "attachments": m.attachments.iter().map(|a| json!({
+                "url": a.url,
+                "content_type": a.content_type,
+            })).collect::<Vec<_>>(),
+            "contact_name": m.contact_name,
+            "thread": pairs_json(&m.thread),
+        }),
+        wit::Event::Status(s) => json!({
+            "type": "status",
+            "provider_id": s.provider_id,
+            "state": state_name(s.state),
+            "error_code": s.error_code,
+            "error_message": s.error_message,
+        }),
+        wit::Event::OptOut(c) => {
+            json!({"type": "opt-out", "address": c.address, "provider_id": c.provider_id})
+        }
+        wit::Event::OptIn(c) => {
+            json!({"type": "opt-in", "address": c.address, "provider_id": c.provider_id})
+        }
+    }
+}
+
+/// The webhook answer as JSON: the body as text when it is UTF-8, else Base64.
+fn response_json(response: &wit::HttpResponse) -> Value {
+    let body = match std::str::from_utf8(&response.body) {
+        Ok(text) => text.to_owned(),
+        Err(_) => base64(&response.body),
+    };
+    json!({
+        "status": response.status,
+        "headers": pairs_json(&response.headers),
+        "body": body,
+    })
+}
+
+/// Standard Base64 with padding.
+fn base64(data: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for chunk in data.chunks(3) {
+        let b = [
+            chunk[0],
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[(n >> (18 - 6 * i)) as usize & 63]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// A private temporary directory, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> anyhow::Result<TempDir> {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let path = std::env::temp_dir().join(format!(
+            "plugboard-replay-{}-{nanos}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        // `create_dir` fails if the path exists, so no one else's directory is ever used.
+        std::fs::create_dir(&path).with_context(|| format!("cannot create {}", path.display()))?;
+        Ok(TempDir(path))
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_matches_rfc4648() {
+        for (plain, encoded) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(base64(plain.as_bytes()), encoded);
+        }
+        assert_eq!(base64(&[0xfb, 0xff]), "+/8=");
+    }
+
+    #[test]
+    fn settings_and_headers_parse() {
+        assert_eq!(
+            parse_setting("api_key=a=b").unwrap(),
+            ("api_key".into(), "a=b".into())
+        );
+        assert!(parse_setting("novalue").is_err());
+        assert!(parse_setting("=x").is_err());
+        assert_eq!(
+            parse_header("X-Twilio-Signature:  abc= ").unwrap(),
+            ("X-Twilio-Signature".into(), "abc= ".into())
+        );
+        assert_eq!(
+            parse_header("Authorization: TSA id:sig").unwrap(),
+            ("Authorization".into(), "TSA id:sig".into())
+        );
+        assert!(parse_header("no colon").is_err());
+        assert!(parse_header("Bad Name: x").is_err());
+    }
+
+    #[test]
+    fn events_serialize_with_snake_case_fields() {
+        let event = wit::Event::Status(wit::DeliveryStatus {
+            provider_id: "SM1".into(),
+            state: wit::DeliveryState::Failed,
+            error_code: Some("63016".into()),
+            error_message: None,
+        });
+        assert_eq!(
+            event_json(&event),
+            json!({"type": "status", "provider_id": "SM1", "state": "failed",
+                   "error_code": "63016", "error_message": null})
+        );
+        assert_eq!(
+            event_json(&wit::Event::OptOut(wit::OptChange {
+                address: "+1".into(),
+                provider_id: Some("E1".into()),
+            })),
+            json!({"type": "opt-out", "address": "+1", "provider_id": "E1"})
+        );
+        let response = wit::HttpResponse {
+            status: 200,
+            headers: vec![("content-type".into(), "text/xml".into())],
+            body: vec![0xff, 0x00],
+        };
+        assert_eq!(
+            response_json(&response),
+            json!({"status": 200, "headers": [["content-type", "text/xml"]], "body": "/wA="})
+        );
+    }
+}

@@ -1,0 +1,1265 @@
+//! `/api/v1/...`: the agent API (bearer token per agent) and the admin API (admin token).
+//!
+//! An agent reads a conversation only when it shows in one of their views (queued work of their
+//! queues, their own, closed ones they handled, the queues they manage); any other conversation
+//! is a 404, by id or in a list, so ids reveal nothing. The rules are
+//! [`crate::services::agents::access`]'s; this module maps their answers to HTTP.
+
+// Rejections are axum `Response`s by design: a handler returns them as they are.
+#![allow(clippy::result_large_err)]
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures_util::Stream;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use subtle::ConstantTimeEq;
+
+use crate::config::AgentConfig;
+use crate::http::edge::{AppState, error_response};
+use crate::model::{
+    Attachment, Contact, Conversation, ConversationState, Direction, Message, MessageStatus,
+    OutboundDraft, Rejection, StoredEvent,
+};
+use crate::runtime::clock::Clock;
+use crate::services::agents::Presence;
+use crate::services::agents::access::{self, Refused, Standing, View};
+use crate::services::channel_rules;
+use crate::services::replies::{self, DraftError, ReplyRequest};
+use crate::store::UpdateError;
+
+/// How long a reply request waits for the provider's answer before answering 202.
+const SEND_WAIT: Duration = Duration::from_secs(10);
+
+/// The authenticated agent of a request.
+pub struct Agent(pub AgentConfig);
+
+impl FromRequestParts<AppState> for Agent {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        let token = bearer(parts)?;
+        state
+            .app
+            .agent_by_token(token)
+            .cloned()
+            .map(Agent)
+            .ok_or_else(|| unauthorized("the bearer token matches no agent"))
+    }
+}
+
+/// A request carrying the admin token.
+pub struct Admin;
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        let Some(expected) = &state.app.config.server.admin_token else {
+            return Err(error_response(
+                StatusCode::NOT_FOUND,
+                "admin API is off: set server.admin_token to enable it",
+            ));
+        };
+        let token = bearer(parts)?;
+        if bool::from(expected.as_bytes().ct_eq(token.as_bytes())) {
+            Ok(Admin)
+        } else {
+            Err(unauthorized("the bearer token is not the admin token"))
+        }
+    }
+}
+
+fn bearer(parts: &Parts) -> Result<&str, Response> {
+    let value = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .ok_or_else(|| unauthorized("missing Authorization: Bearer <token> header"))?;
+    let value = value
+        .to_str()
+        .map_err(|_| unauthorized("Authorization header is not ASCII"))?;
+    crate::http::edge::bearer_token(value)
+        .ok_or_else(|| unauthorized("Authorization header must be `Bearer <token>`"))
+}
+
+fn unauthorized(message: &str) -> Response {
+    let mut r = error_response(StatusCode::UNAUTHORIZED, message);
+    r.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        header::HeaderValue::from_static("Bearer realm=\"plugboard\""),
+    );
+    r
+}
+
+/// A conversation as agents see it.
+#[derive(Debug, Serialize)]
+pub struct ConversationView {
+    id: String,
+    channel: String,
+    kind: String,
+    customer: String,
+    contact_name: Option<String>,
+    known_contact: bool,
+    queue: String,
+    state: ConversationState,
+    owner: Option<String>,
+    offered_to: Vec<String>,
+    handled_by: Vec<String>,
+    created_at: u64,
+    updated_at: u64,
+    last_inbound_at: Option<u64>,
+    message_count: u64,
+}
+
+impl ConversationView {
+    async fn new(state: &AppState, c: Conversation) -> Self {
+        let kind = channel_kind(state, &c.channel);
+        let contact = state.app.storage.contact(&c.customer).await.ok().flatten();
+        ConversationView {
+            id: c.id.to_string(),
+            kind,
+            channel: c.channel,
+            known_contact: contact.is_some(),
+            contact_name: contact.map(|k| k.name).or(c.contact_name),
+            customer: c.customer,
+            queue: c.queue,
+            state: c.state,
+            owner: c.owner,
+            offered_to: c.offered_to,
+            handled_by: c.handled_by,
+            created_at: c.created_at,
+            updated_at: c.updated_at,
+            last_inbound_at: c.last_inbound_at,
+            message_count: c.last_seq,
+        }
+    }
+}
+
+/// A message as agents see it.
+#[derive(Debug, Serialize)]
+pub struct MessageView {
+    id: String,
+    conversation: String,
+    direction: Direction,
+    text: Option<String>,
+    attachments: Vec<Attachment>,
+    author: Option<String>,
+    provider_id: Option<String>,
+    status: MessageStatus,
+    error: Option<String>,
+    note: Option<String>,
+    template: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    segments: Option<channel_rules::Segments>,
+    created_at: u64,
+}
+
+impl MessageView {
+    /// The view of `m` on a channel of `kind`: phone channels report SMS segments.
+    fn on(kind: &str, m: Message) -> MessageView {
+        let segments = channel_rules::is_phone_kind(kind)
+            .then(|| m.text.as_deref().map(channel_rules::segments))
+            .flatten();
+        MessageView {
+            segments,
+            ..MessageView::from(m)
+        }
+    }
+}
+
+impl From<Message> for MessageView {
+    fn from(m: Message) -> Self {
+        MessageView {
+            id: m.id(),
+            conversation: m.conversation.to_string(),
+            direction: m.direction,
+            text: m.text,
+            attachments: m.attachments,
+            author: m.author,
+            provider_id: m.provider_id,
+            status: m.status,
+            error: m.error,
+            note: m.note,
+            template: m.template.map(|t| t.name),
+            segments: None,
+            created_at: m.created_at,
+        }
+    }
+}
+
+/// The kind of a configured channel (`sms`, `whatsapp`, ...), empty if it is gone.
+fn channel_kind(state: &AppState, channel: &str) -> String {
+    state
+        .app
+        .catalog()
+        .channels
+        .get(channel)
+        .map(|c| c.kind().to_owned())
+        .unwrap_or_default()
+}
+
+fn storage_error(e: impl std::fmt::Display) -> Response {
+    tracing::error!("storage: {e}");
+    error_response(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "storage unavailable; retry later",
+    )
+}
+
+fn not_found(id: &str) -> Response {
+    error_response(
+        StatusCode::NOT_FOUND,
+        format!("no conversation {id:?} visible to you"),
+    )
+}
+
+/// Loads a conversation the agent reaches at least as far as `need` (and says how far), or
+/// the 404 that hides it.
+async fn conversation_for(
+    state: &AppState,
+    agent: &AgentConfig,
+    id: &str,
+    need: Standing,
+) -> Result<(Conversation, Standing), Response> {
+    let Ok(n) = id.parse::<u64>() else {
+        return Err(not_found(id));
+    };
+    match state.app.storage.conversation(n).await {
+        Ok(Some(c)) => {
+            let standing = access::standing(&state.app.config, agent, &c);
+            if standing >= need {
+                Ok((c, standing))
+            } else {
+                Err(not_found(id))
+            }
+        }
+        Ok(None) => Err(not_found(id)),
+        Err(e) => Err(storage_error(e)),
+    }
+}
+
+/// The answer to a refused request: who the agent is or what the conversation is forbids it
+/// (403), the conversation is closed (409), or what they asked for cannot be done (422).
+fn refused(r: Refused) -> Response {
+    let status = match r {
+        Refused::Closed | Refused::OwnedBy { .. } => StatusCode::CONFLICT,
+        Refused::NotOwnerOrManager { .. }
+        | Refused::MayNotStart
+        | Refused::NotSendFrom(_)
+        | Refused::ChannelNotYours { .. }
+        | Refused::OtherQueue { .. } => StatusCode::FORBIDDEN,
+        Refused::UnknownAgent(_)
+        | Refused::ToYourself
+        | Refused::AlreadyOwner(_)
+        | Refused::OutsideQueue { .. }
+        | Refused::NoChannel => StatusCode::UNPROCESSABLE_ENTITY,
+    };
+    error_response(status, r.to_string())
+}
+
+/// The 409 a colleague gets for taking or answering a conversation another agent owns.
+fn owned_by(owner: Option<String>) -> Response {
+    let message = format!(
+        "the conversation is owned by {}",
+        owner.as_deref().unwrap_or("another agent")
+    );
+    (
+        StatusCode::CONFLICT,
+        Json(json!({"error": message, "owner": owner})),
+    )
+        .into_response()
+}
+
+/// `?view=&limit=&cursor=&updated_since=` of the conversation list.
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    view: Option<String>,
+    limit: Option<String>,
+    cursor: Option<String>,
+    updated_since: Option<String>,
+    queue: Option<String>,
+    state: Option<String>,
+    channel: Option<String>,
+    owner: Option<String>,
+}
+
+/// `?limit=&cursor=` of a message list.
+#[derive(Debug, Deserialize)]
+pub struct PageQuery {
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+/// The page size a list gets without `limit`.
+pub const DEFAULT_PAGE: usize = 50;
+/// The largest `limit` a list takes.
+pub const MAX_PAGE: usize = 200;
+
+/// Reads `limit`: 1 to [`MAX_PAGE`], [`DEFAULT_PAGE`] when absent.
+fn page_limit(limit: Option<&str>) -> Result<usize, Response> {
+    match limit {
+        None => Ok(DEFAULT_PAGE),
+        Some(text) => match text.parse::<usize>() {
+            Ok(n) if (1..=MAX_PAGE).contains(&n) => Ok(n),
+            _ => Err(error_response(
+                StatusCode::BAD_REQUEST,
+                format!("limit {text:?} must be a whole number from 1 to {MAX_PAGE}"),
+            )),
+        },
+    }
+}
+
+/// A cursor the client sent back that this host never handed out.
+fn bad_cursor(text: &str) -> Response {
+    error_response(
+        StatusCode::BAD_REQUEST,
+        format!("cursor {text:?} is not one this API handed out (pass `next_cursor` as it came)"),
+    )
+}
+
+/// `GET /api/v1/conversations?view=recent|archived|monitor`: recent (the default) is the
+/// queued work of the agent's queues plus their own open conversations; archived is the closed
+/// ones they handled; monitor is every conversation of the queues they manage. `queue`,
+/// `state`, `channel` and `owner` narrow the view. Most recently updated first, a page of
+/// `limit` at a time; `next_cursor` asks for the next page.
+pub async fn list_conversations(
+    State(state): State<AppState>,
+    Agent(agent): Agent,
+    Query(q): Query<ListQuery>,
+) -> Response {
+    let limit = match page_limit(q.limit.as_deref()) {
+        Ok(n) => n,
+        Err(r) => return r,
+    };
+    let after = match q.cursor.as_deref() {
+        None => None,
+        Some(text) => match crate::store::ConversationCursor::decode(text) {
+            Some(c) => Some(c),
+            None => return bad_cursor(text),
+        },
+    };
+    let updated_since = match q.updated_since.as_deref() {
+        None => None,
+        Some(text) => match text.parse::<u64>() {
+            Ok(ms) => Some(ms),
+            Err(_) => {
+                return error_response(
+                    StatusCode::BAD_REQUEST,
+                    format!("updated_since {text:?} must be Unix milliseconds"),
+                );
+            }
+        },
+    };
+    let name = q.view.as_deref().unwrap_or("recent");
+    let Some(view) = View::parse(name) else {
+        return error_response(
+            StatusCode::BAD_REQUEST,
+            format!("unknown view {name:?}: use recent, archived or monitor"),
+        );
+    };
+    let config = &state.app.config;
+    if view == View::Monitor && !access::manages_any(config, &agent) {
+        return error_response(
+            StatusCode::FORBIDDEN,
+            "the monitor view is for queue managers; you manage no queue",
+        );
+    }
+    if let Some(queue) = q.queue.as_deref()
+        && config.queue(queue).is_none()
+    {
+        return error_response(StatusCode::BAD_REQUEST, format!("unknown queue {queue:?}"));
+    }
+    let state_filter = match q.state.as_deref() {
+        None => None,
+        Some("queued") => Some(ConversationState::Queued),
+        Some("assigned") => Some(ConversationState::Assigned),
+        Some("closed") => Some(ConversationState::Closed),
+        Some(other) => {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                format!("unknown state {other:?}: use queued, assigned or closed"),
+            );
+        }
+    };
+    let query = crate::store::ConversationQuery {
+        any_of: access::selectors(config, &agent, view),
+        channel: q.channel,
+        queue: q.queue,
+        state: state_filter,
+        owner: q.owner,
+        updated_since,
+        after,
+        limit,
+    };
+    match state.app.storage.conversations(&query).await {
+        Ok(page) => {
+            let mut views = Vec::with_capacity(page.items.len());
+            for c in page.items {
+                views.push(ConversationView::new(&state, c).await);
+            }
+            let next = page.next.map(|c| c.encode());
+            Json(json!({ "conversations": views, "next_cursor": next })).into_response()
+        }
+        Err(e) => storage_error(e),
+    }
+}
+
+/// `GET /api/v1/conversations/{id}/messages?limit=&cursor=`: oldest first, a page of `limit`
+/// at a time; `next_cursor` (a sequence number) asks for the next page.
+pub async fn list_messages(
+    State(state): State<AppState>,
+    Agent(agent): Agent,
+    Path(id): Path<String>,
+    Query(q): Query<PageQuery>,
+) -> Response {
+    let limit = match page_limit(q.limit.as_deref()) {
+        Ok(n) => n,
+        Err(r) => return r,
+    };
+    let after = match q.cursor.as_deref() {
+        None => None,
+        Some(text) => match text.parse::<u64>() {
+            Ok(seq) => Some(seq),
+            Err(_) => return bad_cursor(text),
+        },
+    };
+    let conv = match conversation_for(&state, &agent, &id, Standing::Reader).await {
+        Ok((c, _)) => c,
+        Err(r) => return r,
+    };
+    match state.app.storage.messages(conv.id, after, limit).await {
+        Ok(page) => {
+            let kind = channel_kind(&state, &conv.channel);
+            let views: Vec<MessageView> = page
+                .items
+                .into_iter()
+                .map(|m| MessageView::on(&kind, m))
+                .collect();
+            let next = page.next.map(|seq| seq.to_string());
+            Json(serde_json::json!({ "messages": views, "next_cursor": next })).into_response()
+        }
+        Err(e) => storage_error(e),
+    }
+}
+
+/// The body of a reply.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplyBody {
+    text: Option<String>,
+    #[serde(default)]
+    attachments: Vec<ReplyAttachment>,
+    template: Option<TemplateChoice>,
+}
+
+/// A media attachment on a reply.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplyAttachment {
+    url: String,
+    content_type: Option<String>,
+}
+
+/// An approved template picked by name (and language, when several share the name).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TemplateChoice {
+    name: String,
+    language: Option<String>,
+    #[serde(default)]
+    variables: serde_json::Map<String, serde_json::Value>,
+}
+
+/// `POST /api/v1/conversations/{id}/messages`: queue a reply durably, send it through the
+/// channel, and answer with the stored message once the provider answered (201), or with the
+/// pending message while it is not yet accepted (202: the first attempt failed and will be
+/// retried, or it takes longer than [`SEND_WAIT`]).
+pub async fn reply(
+    State(state): State<AppState>,
+    Agent(agent): Agent,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let conv = match conversation_for(&state, &agent, &id, Standing::Colleague).await {
+        Ok((c, Standing::Reader)) => c,
+        Ok((c, _)) => return owned_by(c.owner),
+        Err(r) => return r,
+    };
+    let body: ReplyBody = match json_body(&body, r#"{"text": "..."}"#) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let draft = match outbound_draft(&state, &conv, body).await {
+        Ok(d) => d,
+        Err(r) => return r,
+    };
+    match send_reply(&state, &agent, &conv, draft).await {
+        Ok((status, view)) => (status, Json(view)).into_response(),
+        Err(r) => r,
+    }
+}
+
+/// Checks a reply against its channel's rules ([`replies::draft`]): `422` naming the rule it
+/// breaks.
+async fn outbound_draft(
+    state: &AppState,
+    conv: &Conversation,
+    body: ReplyBody,
+) -> Result<OutboundDraft, Response> {
+    let request = ReplyRequest {
+        text: body.text,
+        attachments: body
+            .attachments
+            .into_iter()
+            .map(|a| Attachment {
+                url: a.url,
+                content_type: a.content_type,
+            })
+            .collect(),
+        template: body.template.map(|t| replies::TemplateChoice {
+            name: t.name,
+            language: t.language,
+            variables: t.variables,
+        }),
+    };
+    replies::draft(&state.app, conv, request, Clock::System.now_millis())
+        .await
+        .map_err(|e| match e {
+            DraftError::Refused(m) => error_response(StatusCode::UNPROCESSABLE_ENTITY, m),
+            DraftError::Storage(e) => storage_error(e),
+        })
+}
+
+/// Queues an agent's message durably, submits it, and waits for the provider's answer: `201`
+/// once the provider accepted or refused it for good, `202` while it is still pending.
+async fn send_reply(
+    state: &AppState,
+    agent: &AgentConfig,
+    before: &Conversation,
+    draft: OutboundDraft,
+) -> Result<(StatusCode, MessageView), Response> {
+    let now = Clock::System.now_millis();
+    let (after, message) = state
+        .app
+        .storage
+        .add_outbound(before.id, Some(&agent.id), draft, now)
+        .await
+        .map_err(|e| update_error(e, &before.id.to_string()))?;
+    if before.state == ConversationState::Queued && after.state == ConversationState::Assigned {
+        announce_assigned(state, before, &after, "first_reply").await;
+    }
+    let rx = state.outbox.watch(message.conversation, message.seq);
+    state.outbox.submit(message.conversation, message.seq);
+    let kind = channel_kind(state, &before.channel);
+    Ok(match state.outbox.wait(rx, SEND_WAIT).await {
+        Some(done) if done.status != MessageStatus::Pending => {
+            (StatusCode::CREATED, MessageView::on(&kind, done))
+        }
+        Some(retrying) => (StatusCode::ACCEPTED, MessageView::on(&kind, retrying)),
+        None => (StatusCode::ACCEPTED, MessageView::on(&kind, message)),
+    })
+}
+
+/// `GET /api/v1/admin/plugins`: loaded and refused plugins.
+pub async fn plugins(State(state): State<AppState>, _admin: Admin) -> Response {
+    let catalog = state.app.catalog();
+    let p = &catalog.plugins;
+    let channels: Vec<_> = p
+        .channels
+        .values()
+        .map(|c| serde_json::json!({ "info": c.info, "manifest": c.manifest }))
+        .collect();
+    let routers: Vec<_> = p.routers.values().map(|r| &r.info).collect();
+    Json(serde_json::json!({
+        "contract": crate::runtime::plugin::CONTRACT_VERSION,
+        "channels": channels,
+        "routers": routers,
+        "refused": p.refused,
+        "channel_health": state.app.health.views(),
+    }))
+    .into_response()
+}
+
+fn update_error(e: UpdateError, id: &str) -> Response {
+    match e {
+        UpdateError::Storage(e) => storage_error(e),
+        UpdateError::Rejected(Rejection::NotFound) => not_found(id),
+        UpdateError::Rejected(Rejection::Conflict(m)) => error_response(StatusCode::CONFLICT, m),
+        UpdateError::Rejected(Rejection::Forbidden(m)) => error_response(StatusCode::FORBIDDEN, m),
+    }
+}
+
+/// Parses a JSON body, or answers 400 with an example of the expected shape.
+fn json_body<T: serde::de::DeserializeOwned>(body: &[u8], example: &str) -> Result<T, Response> {
+    serde_json::from_slice(body).map_err(|e| {
+        error_response(
+            StatusCode::BAD_REQUEST,
+            format!("body must be JSON like {example}: {e}"),
+        )
+    })
+}
+
+/// Events for a conversation that just got an owner: the owner is told, and the others who
+/// were offered it or see it in their queue list have the card hidden.
+async fn announce_assigned(
+    state: &AppState,
+    before: &Conversation,
+    after: &Conversation,
+    how: &str,
+) {
+    let Some(owner) = after.owner.clone() else {
+        return;
+    };
+    state
+        .agents
+        .assigned(&owner, Clock::System.now_millis())
+        .await;
+    let others: Vec<String> = before
+        .offered_to
+        .iter()
+        .filter(|a| **a != owner)
+        .cloned()
+        .collect();
+    if !others.is_empty() {
+        state
+            .events
+            .publish(
+                "offer_withdrawn",
+                others,
+                Some(after.id),
+                json!({"reason": "taken", "owner": owner}),
+            )
+            .await;
+    }
+    let mut audience: Vec<String> = state
+        .app
+        .config
+        .queue_members(&after.queue)
+        .map(|a| a.id.clone())
+        .collect();
+    if !audience.contains(&owner) {
+        audience.push(owner.clone());
+    }
+    state
+        .events
+        .publish(
+            "assigned",
+            audience,
+            Some(after.id),
+            json!({"owner": owner, "how": how}),
+        )
+        .await;
+}
+
+/// `POST /api/v1/conversations/{id}/take`: the agent takes a conversation of their queue.
+/// Taking one another agent owns is a 409 that names the owner; of two agents taking at once,
+/// exactly one wins.
+pub async fn take(
+    State(state): State<AppState>,
+    Agent(agent): Agent,
+    Path(id): Path<String>,
+) -> Response {
+    let before = match conversation_for(&state, &agent, &id, Standing::Colleague).await {
+        Ok((c, _)) => c,
+        Err(r) => return r,
+    };
+    let me = agent.id.clone();
+    let result = crate::store::update(state.app.storage.as_ref(), before.id, |c| {
+        match (&c.state, &c.owner) {
+            (ConversationState::Closed, _) => {
+                Err(Rejection::Conflict("the conversation is closed".into()))
+            }
+            (ConversationState::Assigned, Some(owner)) if owner == &me => Ok(false),
+            (ConversationState::Assigned, Some(owner)) => Err(Rejection::Conflict(format!(
+                "the conversation is owned by {owner}"
+            ))),
+            _ => {
+                c.assign(&me);
+                Ok(true)
+            }
+        }
+    })
+    .await;
+    match result {
+        Ok((after, changed)) => {
+            if changed {
+                announce_assigned(&state, &before, &after, "take").await;
+            }
+            Json(ConversationView::new(&state, after).await).into_response()
+        }
+        Err(UpdateError::Rejected(Rejection::Conflict(m))) => {
+            let owner = state
+                .app
+                .storage
+                .conversation(before.id)
+                .await
+                .ok()
+                .flatten()
+                .and_then(|c| c.owner);
+            (
+                StatusCode::CONFLICT,
+                Json(json!({"error": m, "owner": owner})),
+            )
+                .into_response()
+        }
+        Err(e) => update_error(e, &id),
+    }
+}
+
+/// The body of a transfer.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransferBody {
+    agent: String,
+}
+
+/// `POST /api/v1/conversations/{id}/transfer` `{"agent": "..."}`: hands the conversation,
+/// with its whole history, to another agent of its queue (or one of its managers). Only its
+/// owner or a manager of its queue may, and not to themselves.
+pub async fn transfer(
+    State(state): State<AppState>,
+    Agent(agent): Agent,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let before = match conversation_for(&state, &agent, &id, Standing::Colleague).await {
+        Ok((c, _)) => c,
+        Err(r) => return r,
+    };
+    let body: TransferBody = match json_body(&body, r#"{"agent": "bob"}"#) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let config = &state.app.config;
+    if let Err(r) = access::may_transfer(config, &agent, &before, &body.agent) {
+        return refused(r);
+    }
+    let me = agent.id.clone();
+    let target = body.agent.clone();
+    let now = Clock::System.now_millis();
+    let result = crate::store::update(state.app.storage.as_ref(), before.id, |c| {
+        // Asked again on the current state: it may have moved queue or owner meanwhile.
+        access::may_transfer(config, &agent, c, &target)?;
+        Ok(c.transfer(&target, now))
+    })
+    .await;
+    match result {
+        Ok((after, previous)) => {
+            state.agents.assigned(&target, now).await;
+            let mut audience = vec![target.clone()];
+            if let Some(p) = &previous {
+                state.agents.released(p, now).await;
+                if p != &target {
+                    audience.push(p.clone());
+                }
+            }
+            if !before.offered_to.is_empty() {
+                state
+                    .events
+                    .publish(
+                        "offer_withdrawn",
+                        before.offered_to.clone(),
+                        Some(after.id),
+                        json!({"reason": "transferred"}),
+                    )
+                    .await;
+            }
+            state
+                .events
+                .publish(
+                    "transferred",
+                    audience,
+                    Some(after.id),
+                    json!({"from": previous, "to": target, "by": me}),
+                )
+                .await;
+            Json(ConversationView::new(&state, after).await).into_response()
+        }
+        Err(e) => update_error(e, &id),
+    }
+}
+
+/// `POST /api/v1/conversations/{id}/close`: resolves and archives it. Its owner, a manager of
+/// its queue, or (while it is still queued) an agent of its queue may close it.
+pub async fn close(
+    State(state): State<AppState>,
+    Agent(agent): Agent,
+    Path(id): Path<String>,
+) -> Response {
+    let before = match conversation_for(&state, &agent, &id, Standing::Colleague).await {
+        Ok((c, _)) => c,
+        Err(r) => return r,
+    };
+    let me = agent.id.clone();
+    let config = &state.app.config;
+    let now = Clock::System.now_millis();
+    let result = crate::store::update(state.app.storage.as_ref(), before.id, |c| {
+        access::may_close(config, &agent, c)?;
+        Ok(c.close(&me, now))
+    })
+    .await;
+    match result {
+        Ok((after, changed)) => {
+            if changed {
+                if !before.offered_to.is_empty() {
+                    state
+                        .events
+                        .publish(
+                            "offer_withdrawn",
+                            before.offered_to.clone(),
+                            Some(after.id),
+                            json!({"reason": "closed"}),
+                        )
+                        .await;
+                }
+                if let Some(owner) = &after.owner {
+                    state.agents.released(owner, now).await;
+                }
+                let mut audience: Vec<String> = after.handled_by.clone();
+                if !audience.contains(&me) {
+                    audience.push(me.clone());
+                }
+                state
+                    .events
+                    .publish("closed", audience, Some(after.id), json!({"by": me}))
+                    .await;
+                state.dispatcher.kick();
+            }
+            Json(ConversationView::new(&state, after).await).into_response()
+        }
+        Err(e) => update_error(e, &id),
+    }
+}
+
+/// The body of a presence change.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PresenceBody {
+    presence: String,
+}
+
+/// `PUT /api/v1/agents/me/presence` `{"presence": "online"|"away"|"offline"}`.
+pub async fn set_presence(
+    State(state): State<AppState>,
+    Agent(agent): Agent,
+    body: Bytes,
+) -> Response {
+    let body: PresenceBody = match json_body(&body, r#"{"presence": "online"}"#) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let presence = match body.presence.as_str() {
+        "online" => Presence::Online,
+        "away" => Presence::Away,
+        "offline" => Presence::Offline,
+        other => {
+            return error_response(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("presence {other:?} is not one of online, away, offline"),
+            );
+        }
+    };
+    state
+        .agents
+        .set_presence(&agent.id, presence, Clock::System.now_millis())
+        .await;
+    state
+        .events
+        .publish(
+            "presence",
+            vec![agent.id.clone()],
+            None,
+            json!({"agent": agent.id, "presence": presence}),
+        )
+        .await;
+    if presence == Presence::Online {
+        state.dispatcher.kick();
+    }
+    Json(json!({"agent": agent.id, "presence": presence})).into_response()
+}
+
+/// `GET /api/v1/agents/me/presence`.
+pub async fn get_presence(State(state): State<AppState>, Agent(agent): Agent) -> Response {
+    let presence = state.agents.presence(&agent.id);
+    Json(json!({"agent": agent.id, "presence": presence})).into_response()
+}
+
+/// The body of an agent-started conversation.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StartBody {
+    to: String,
+    channel: Option<String>,
+    text: Option<String>,
+    template: Option<TemplateChoice>,
+}
+
+/// `POST /api/v1/conversations` `{"to": "+E164", "channel"?: "...", "text"?: "..."}`: an
+/// agent with `may_start` opens a conversation over their `send_from` channel, or a channel
+/// that feeds one of their queues. An existing conversation with the customer is taken over
+/// only when it is in a queue they work (403 otherwise).
+pub async fn start_conversation(
+    State(state): State<AppState>,
+    Agent(agent): Agent,
+    body: Bytes,
+) -> Response {
+    let body: StartBody = match json_body(&body, r#"{"to": "+14155550100"}"#) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let channel_name =
+        match access::start_channel(&state.app.config, &agent, body.channel.as_deref()) {
+            Ok(name) => name,
+            Err(r) => return refused(r),
+        };
+    let Some(channel) = state.app.live_channel(&channel_name) else {
+        return error_response(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("channel {channel_name:?} is not configured, or is disabled or deleted"),
+        );
+    };
+    let number = match plugboard_sdk::E164::parse(&body.to) {
+        Ok(n) => n,
+        Err(e) => {
+            return error_response(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("`to` must be an E.164 number like +14155550100: {e}"),
+            );
+        }
+    };
+    let customer = channel_rules::address_for(channel.kind(), number.as_str());
+    match state
+        .app
+        .storage
+        .is_opted_out(&channel.name, &customer)
+        .await
+    {
+        Ok(true) => {
+            return error_response(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!(
+                    "{customer} opted out of channel {}; nothing was sent",
+                    channel.name
+                ),
+            );
+        }
+        Ok(false) => {}
+        Err(e) => return storage_error(e),
+    }
+    let queue = match &channel.target {
+        crate::model::ConversationTarget::Queue { queue, .. } => queue.clone(),
+        crate::model::ConversationTarget::Agent(_) => String::new(),
+    };
+    let now = Clock::System.now_millis();
+    let existing = match state
+        .app
+        .storage
+        .conversation_by_key(&channel.name, &customer)
+        .await
+    {
+        Ok(c) => c,
+        Err(e) => return storage_error(e),
+    };
+    let taken = match &existing {
+        Some(before) => {
+            if let Err(r) = access::may_take_over(&agent, before) {
+                return refused(r);
+            }
+            // Asked again on the current state: it may have overflowed or been taken meanwhile.
+            crate::store::update(state.app.storage.as_ref(), before.id, |c| {
+                Ok(access::take_over(&agent, c, now)?)
+            })
+            .await
+        }
+        None => state
+            .app
+            .storage
+            .start_conversation(&channel.name, &customer, &queue, &agent.id, now)
+            .await
+            .map(|c| (c, ())),
+    };
+    let conv = match taken {
+        Ok((c, ())) => c,
+        Err(e) => return update_error(e, &customer),
+    };
+    match &existing {
+        Some(before) if before.state == ConversationState::Queued => {
+            announce_assigned(&state, before, &conv, "started").await;
+        }
+        _ => {
+            state.agents.assigned(&agent.id, now).await;
+            state
+                .events
+                .publish(
+                    "assigned",
+                    vec![agent.id.clone()],
+                    Some(conv.id),
+                    json!({"owner": agent.id, "how": "started"}),
+                )
+                .await;
+        }
+    }
+    let mut out = json!({});
+    let has_text = body.text.as_deref().is_some_and(|t| !t.trim().is_empty());
+    if has_text || body.template.is_some() {
+        let reply = ReplyBody {
+            text: body.text,
+            attachments: Vec::new(),
+            template: body.template,
+        };
+        let draft = match outbound_draft(&state, &conv, reply).await {
+            Ok(d) => d,
+            Err(r) => return r,
+        };
+        match send_reply(&state, &agent, &conv, draft).await {
+            Ok((_, view)) => out["message"] = json!(view),
+            Err(r) => return r,
+        }
+    }
+    let conv = state
+        .app
+        .storage
+        .conversation(conv.id)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or(conv);
+    out["conversation"] = json!(ConversationView::new(&state, conv).await);
+    (StatusCode::CREATED, Json(out)).into_response()
+}
+
+/// `GET /api/v1/contacts`: the directory.
+pub async fn list_contacts(State(state): State<AppState>, _agent: Agent) -> Response {
+    match state.app.storage.contacts().await {
+        Ok(list) => Json(json!({ "contacts": list })).into_response(),
+        Err(e) => storage_error(e),
+    }
+}
+
+/// `POST /api/v1/contacts` `{"name": "...", "address": "..."}`: adds or renames a contact.
+pub async fn add_contact(State(state): State<AppState>, _agent: Agent, body: Bytes) -> Response {
+    let contact: Contact = match json_body(&body, r#"{"name": "Ann", "address": "+14155550100"}"#) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    if contact.name.trim().is_empty() || contact.name.chars().count() > 200 {
+        return error_response(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "`name` must be 1 to 200 characters",
+        );
+    }
+    if contact.address.trim().is_empty() || contact.address.len() > 320 {
+        return error_response(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "`address` must be 1 to 320 characters",
+        );
+    }
+    match state.app.storage.put_contact(&contact).await {
+        Ok(()) => (StatusCode::CREATED, Json(contact)).into_response(),
+        Err(e) => storage_error(e),
+    }
+}
+
+/// `?last_event_id=` for clients that cannot set the header.
+#[derive(Debug, Deserialize)]
+pub struct EventsQuery {
+    last_event_id: Option<u64>,
+}
+
+/// How many log entries one backlog read scans.
+const BACKLOG_CHUNK: usize = 512;
+
+struct EventCursor {
+    state: AppState,
+    agent: String,
+    cursor: u64,
+    pending: VecDeque<StoredEvent>,
+    live: tokio::sync::broadcast::Receiver<std::sync::Arc<StoredEvent>>,
+    caught_up: bool,
+}
+
+/// `GET /api/v1/events`: Server-Sent Events of what concerns the agent (offered, offer
+/// withdrawn, message, assigned, transferred, closed, presence, ...). Each event's id is its
+/// position in the durable log; reconnecting with `Last-Event-ID` resumes without loss.
+/// Without it the stream starts with what happens next.
+pub async fn events(
+    State(state): State<AppState>,
+    Agent(agent): Agent,
+    headers: HeaderMap,
+    Query(q): Query<EventsQuery>,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let live = state.events.subscribe();
+    let resume = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .or(q.last_event_id);
+    let cursor = match resume {
+        Some(id) => id,
+        None => state.events.last_id().await,
+    };
+    let start = EventCursor {
+        state,
+        agent: agent.id,
+        cursor,
+        pending: VecDeque::new(),
+        live,
+        caught_up: false,
+    };
+    let stream = futures_util::stream::unfold(start, |mut c| async move {
+        loop {
+            if let Some(e) = c.pending.pop_front() {
+                let data = json!({"kind": e.kind, "conversation": e.conversation, "data": e.data, "at": e.at});
+                let event = Event::default()
+                    .id(e.id.to_string())
+                    .event(e.kind.clone())
+                    .data(data.to_string());
+                return Some((Ok(event), c));
+            }
+            if !c.caught_up {
+                let (mine, last) = c
+                    .state
+                    .events
+                    .backlog(&c.agent, c.cursor, BACKLOG_CHUNK)
+                    .await;
+                c.caught_up = last == c.cursor;
+                c.cursor = last;
+                c.pending.extend(mine);
+                continue;
+            }
+            match c.live.recv().await {
+                Ok(e) if e.id <= c.cursor => {}
+                Ok(e) if e.id > c.cursor + 1 => {
+                    // Logged events we have not seen live: read them from the log.
+                    c.caught_up = false;
+                }
+                Ok(e) => {
+                    c.cursor = e.id;
+                    if e.audience.iter().any(|a| a == &c.agent) {
+                        c.pending.push_back((*e).clone());
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => c.caught_up = false,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    });
+    Sse::new(stream).keep_alive(KeepAlive::default())
+}
+
+/// `POST /api/v1/admin/channels/{name}/test`: checks the channel's provider credentials with
+/// a harmless authenticated request; `{"channel", "outcome": {"result": "ok"|"failed"|"unsupported", "message"}}`.
+pub async fn test_channel(
+    State(state): State<AppState>,
+    _admin: Admin,
+    Path(name): Path<String>,
+) -> Response {
+    let Some(channel) = state.app.catalog().channels.get(&name).cloned() else {
+        return error_response(
+            StatusCode::NOT_FOUND,
+            format!("no channel named {name:?} is configured"),
+        );
+    };
+    let client = match crate::runtime::provider_http::ProviderClient::new(
+        state.app.config.limits.provider_timeout(),
+    ) {
+        Ok(c) => c,
+        Err(e) => {
+            return error_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("HTTP client: {e}"),
+            );
+        }
+    };
+    let outcome = crate::services::credential::check(&state.app.sandbox, &client, &channel).await;
+    Json(json!({"channel": name, "outcome": outcome})).into_response()
+}
+
+/// `POST /api/v1/admin/channels/{name}/disable` and `/enable`: unlinks a channel (webhooks
+/// answer 404, sends are refused, nothing stored is lost) or links it again.
+pub async fn channel_switch(
+    State(state): State<AppState>,
+    _admin: Admin,
+    Path((name, action)): Path<(String, String)>,
+) -> Response {
+    let target = match action.as_str() {
+        "disable" => crate::services::catalog::ChannelState::Disabled,
+        "enable" => crate::services::catalog::ChannelState::Enabled,
+        other => {
+            return error_response(
+                StatusCode::NOT_FOUND,
+                format!("unknown channel action {other:?}: use disable or enable"),
+            );
+        }
+    };
+    channel_admin(&state, &name, target).await
+}
+
+/// `DELETE /api/v1/admin/channels/{name}`: destroys the channel's settings for good; its
+/// conversations stay readable, and the channel stays deleted even if the configuration still
+/// lists it.
+pub async fn delete_channel(
+    State(state): State<AppState>,
+    _admin: Admin,
+    Path(name): Path<String>,
+) -> Response {
+    channel_admin(
+        &state,
+        &name,
+        crate::services::catalog::ChannelState::Deleted,
+    )
+    .await
+}
+
+async fn channel_admin(
+    state: &AppState,
+    name: &str,
+    target: crate::services::catalog::ChannelState,
+) -> Response {
+    if !state.app.catalog().channels.contains_key(name)
+        && state.app.channel_state(name) != crate::services::catalog::ChannelState::Deleted
+    {
+        return error_response(
+            StatusCode::NOT_FOUND,
+            format!("no channel named {name:?} is configured"),
+        );
+    }
+    match state.app.set_channel_state(name, target).await {
+        Ok(()) => {
+            tracing::info!(
+                channel = name,
+                state = target.as_str(),
+                "channel state changed"
+            );
+            Json(json!({"channel": name, "state": target})).into_response()
+        }
+        Err(m) => error_response(StatusCode::CONFLICT, m),
+    }
+}
+
+/// `POST /api/v1/admin/reload`: reloads the plugins directory without a restart. Answers the
+/// report (loaded, unchanged, refused, kept previous), or 409 when the configuration no longer
+/// resolves against the new plugins (nothing changes then).
+pub async fn reload(State(state): State<AppState>, _admin: Admin) -> Response {
+    let app = state.app.clone();
+    match tokio::task::spawn_blocking(move || app.reload()).await {
+        Ok(Ok(report)) => Json(json!({"reloaded": true, "report": report})).into_response(),
+        Ok(Err(e)) => error_response(
+            StatusCode::CONFLICT,
+            format!("reload refused, the previous plugins keep serving: {e:#}"),
+        ),
+        Err(e) => error_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("reload failed: {e}"),
+        ),
+    }
+}

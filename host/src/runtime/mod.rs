@@ -1,0 +1,11 @@
+//! The plugin runtime: the wasmtime engine, the sandbox every call runs in (fuel, memory,
+//! deadlines, bounded WASI), loading and checking components against the WIT contract, and
+//! the HTTP client plugins reach providers through. Knows nothing of conversations or agents.
+
+pub mod bindings;
+pub mod clock;
+pub mod engine;
+pub mod plugin;
+pub mod provider_http;
+pub mod sandbox;
+pub mod wasi;

@@ -1,0 +1,298 @@
+//! The running host's shared state: configuration resolved against the loaded plugins.
+//!
+//! Building an [`App`] is where a configuration meets its plugins: a channel naming a missing or
+//! refused plugin, a queue naming an unknown router, or a channel leaving out a required
+//! setting is an error naming the key.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use subtle::ConstantTimeEq;
+
+use crate::config::{AgentConfig, Config};
+use crate::runtime::clock::Clock;
+use crate::runtime::plugin::PluginSet;
+use crate::runtime::sandbox::Sandbox;
+use crate::services::catalog::{
+    Catalog, ChannelInstance, ChannelState, ReloadReport, resolve_channels, resolve_queues,
+    unavailable_channels,
+};
+use crate::store::sled::{SledOptions, SledStore};
+use crate::store::{Store, StoreError};
+
+/// Everything request handlers and workers share.
+pub struct App {
+    /// The validated configuration.
+    pub config: Config,
+    /// Runs plugin calls.
+    pub sandbox: Arc<Sandbox>,
+    /// The plugins and what the configuration built from them; swapped whole by a reload.
+    catalog: std::sync::RwLock<Arc<Catalog>>,
+    /// Serializes reloads.
+    reloading: std::sync::Mutex<()>,
+    /// Durable state.
+    pub storage: Arc<dyn Store>,
+    /// Channels whose plugin keeps failing.
+    pub health: crate::services::health::ChannelHealth,
+    /// Access tokens of channels that need one.
+    pub tokens: crate::services::tokens::TokenCache,
+    /// Channels that are disabled or deleted (absent: enabled).
+    channel_states: std::sync::RwLock<BTreeMap<String, ChannelState>>,
+    /// Orders administrative state changes: a check and its durable write happen together.
+    channel_writes: tokio::sync::Mutex<()>,
+}
+
+impl App {
+    /// Loads the plugins and resolves `config` against them, with the data in `data_dir`.
+    /// Must run inside a tokio runtime.
+    pub async fn build(config: Config) -> anyhow::Result<App> {
+        let db = config.server.data_dir.join("db");
+        App::build_with_db(config, &db).await
+    }
+
+    /// Like [`App::build`], but with empty throwaway data in `scratch`: for command-line tools
+    /// (`check`, `channel test`) that must work while a server holds the real database.
+    pub async fn build_detached(config: Config, scratch: &Path) -> anyhow::Result<App> {
+        App::build_with_db(config, scratch).await
+    }
+
+    async fn build_with_db(config: Config, db: &Path) -> anyhow::Result<App> {
+        let sandbox = Arc::new(Sandbox::new(config.limits.clone(), Clock::System)?);
+        std::fs::create_dir_all(&config.server.data_dir).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot create data_dir {}: {e}",
+                config.server.data_dir.display()
+            )
+        })?;
+        // First, so a second process on the same data (the database is locked) or a corrupt
+        // database stops the start at once, before any plugin is compiled or cached.
+        let options = SledOptions {
+            cache_bytes: config.storage.cache_mib << 20,
+        };
+        let storage: Arc<dyn Store> = SledStore::open(db, options).map_err(|e| match e {
+            // Named by the directory the operator configured.
+            StoreError::Locked(_) => StoreError::Locked(config.server.data_dir.clone()),
+            e => e,
+        })?;
+        let cache_dir = config.server.data_dir.join("plugin-cache");
+        let plugins = PluginSet::load(
+            &sandbox,
+            plugboard_artifacts::BUNDLED,
+            config.server.plugins_dir.as_deref(),
+            &cache_dir,
+        )
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot read plugins_dir {}: {e}",
+                config
+                    .server
+                    .plugins_dir
+                    .as_deref()
+                    .unwrap_or(Path::new(""))
+                    .display()
+            )
+        })?;
+        let mut unavailable = unavailable_channels(&config, &plugins);
+        let mut channels = resolve_channels(
+            &config,
+            &plugins,
+            &sandbox,
+            &BTreeMap::new(),
+            &mut unavailable,
+        )?;
+        let queues = resolve_queues(&config, &plugins)?;
+        let catalog = Catalog {
+            plugins,
+            channels: BTreeMap::new(),
+            unavailable,
+            queues,
+        };
+        for contact in &config.contacts {
+            storage
+                .put_contact(&crate::model::Contact {
+                    address: contact.address.clone(),
+                    name: contact.name.clone(),
+                })
+                .await?;
+        }
+        let mut channel_states = BTreeMap::new();
+        for (name, state) in storage.channel_states().await? {
+            let state = ChannelState::parse(&state);
+            if state == ChannelState::Deleted && channels.remove(&name).is_some() {
+                tracing::error!(
+                    channel = %name,
+                    "channel was deleted through the admin API; it stays deleted: remove it and its settings from the configuration"
+                );
+            }
+            channel_states.insert(name, state);
+        }
+        Ok(App {
+            config,
+            sandbox,
+            catalog: std::sync::RwLock::new(Arc::new(Catalog {
+                channels,
+                ..catalog
+            })),
+            reloading: std::sync::Mutex::new(()),
+            storage,
+            tokens: crate::services::tokens::TokenCache::default(),
+            health: crate::services::health::ChannelHealth::default(),
+            channel_states: std::sync::RwLock::new(channel_states),
+            channel_writes: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// A channel's administrative state.
+    pub fn channel_state(&self, name: &str) -> ChannelState {
+        self.channel_states
+            .read()
+            .expect("channel states lock")
+            .get(name)
+            .copied()
+            .unwrap_or(ChannelState::Enabled)
+    }
+
+    /// The current plugins, channels and queues.
+    pub fn catalog(&self) -> Arc<Catalog> {
+        self.catalog.read().expect("catalog lock").clone()
+    }
+
+    /// The channel instance if it takes traffic (configured, not disabled, not deleted).
+    pub fn live_channel(&self, name: &str) -> Option<Arc<ChannelInstance>> {
+        (self.channel_state(name) == ChannelState::Enabled)
+            .then(|| self.catalog().channels.get(name).cloned())
+            .flatten()
+    }
+
+    /// Reloads the plugins directory and swaps the catalog: changed files are loaded aside
+    /// and checked, unchanged ones are kept (warm instances included), and a plugin whose new
+    /// file is refused keeps its previous version. Calls in flight finish on what they started
+    /// with. A configuration that no longer resolves (a channel's plugin missing) refuses the
+    /// whole reload and nothing changes. Blocking: compiles changed components.
+    pub fn reload(&self) -> anyhow::Result<ReloadReport> {
+        let _one_at_a_time = self.reloading.lock().expect("reload lock");
+        let old = self.catalog();
+        let cache_dir = self.config.server.data_dir.join("plugin-cache");
+        let fresh = PluginSet::load(
+            &self.sandbox,
+            plugboard_artifacts::BUNDLED,
+            self.config.server.plugins_dir.as_deref(),
+            &cache_dir,
+        )?;
+        let mut report = ReloadReport::default();
+        let mut merged = PluginSet {
+            refused: fresh.refused.clone(),
+            ..PluginSet::default()
+        };
+        for (name, plugin) in &fresh.channels {
+            match old.plugins.channels.get(name) {
+                Some(prev) if prev.info.sha256 == plugin.info.sha256 => {
+                    report.unchanged.push(name.clone());
+                    merged.channels.insert(name.clone(), prev.clone());
+                }
+                _ => {
+                    report.loaded.push(name.clone());
+                    merged.channels.insert(name.clone(), plugin.clone());
+                }
+            }
+        }
+        for (name, plugin) in &fresh.routers {
+            match old.plugins.routers.get(name) {
+                Some(prev) if prev.info.sha256 == plugin.info.sha256 => {
+                    report.unchanged.push(name.clone());
+                    merged.routers.insert(name.clone(), prev.clone());
+                }
+                _ => {
+                    report.loaded.push(name.clone());
+                    merged.routers.insert(name.clone(), plugin.clone());
+                }
+            }
+        }
+        for refused in &fresh.refused {
+            let name = &refused.name;
+            if merged.channels.contains_key(name) || merged.routers.contains_key(name) {
+                continue;
+            }
+            if let Some(prev) = old.plugins.channels.get(name) {
+                merged.channels.insert(name.clone(), prev.clone());
+                report.kept_previous.push(name.clone());
+            } else if let Some(prev) = old.plugins.routers.get(name) {
+                merged.routers.insert(name.clone(), prev.clone());
+                report.kept_previous.push(name.clone());
+            }
+        }
+        report.refused = fresh.refused;
+        let mut unavailable = unavailable_channels(&self.config, &merged);
+        let mut channels = resolve_channels(
+            &self.config,
+            &merged,
+            &self.sandbox,
+            &old.channels,
+            &mut unavailable,
+        )?;
+        let queues = resolve_queues(&self.config, &merged)?;
+        for (name, state) in self
+            .channel_states
+            .read()
+            .expect("channel states lock")
+            .iter()
+        {
+            if *state == ChannelState::Deleted {
+                channels.remove(name);
+            }
+        }
+        // Channels whose plugin did not change keep their instance (and its warm plugin pool).
+        for (name, instance) in channels.iter_mut() {
+            if let Some(prev) = old.channels.get(name)
+                && Arc::ptr_eq(&prev.plugin, &instance.plugin)
+            {
+                *instance = prev.clone();
+            }
+        }
+        *self.catalog.write().expect("catalog lock") = Arc::new(Catalog {
+            plugins: merged,
+            channels,
+            unavailable,
+            queues,
+        });
+        tracing::info!(
+            loaded = ?report.loaded,
+            kept_previous = ?report.kept_previous,
+            refused = report.refused.len(),
+            "plugins reloaded"
+        );
+        Ok(report)
+    }
+
+    /// Disables, enables or deletes a channel durably. A deleted channel cannot come back.
+    pub async fn set_channel_state(&self, name: &str, state: ChannelState) -> Result<(), String> {
+        let _order = self.channel_writes.lock().await;
+        let current = self.channel_state(name);
+        if current == ChannelState::Deleted {
+            return Err(format!("channel {name} was deleted; that cannot be undone"));
+        }
+        self.storage
+            .set_channel_state(name, state.as_str())
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut states = self.channel_states.write().expect("channel states lock");
+        if state == ChannelState::Enabled {
+            states.remove(name);
+        } else {
+            states.insert(name.to_owned(), state);
+        }
+        Ok(())
+    }
+
+    /// The agent whose token this is, compared in constant time against every agent's.
+    pub fn agent_by_token(&self, token: &str) -> Option<&AgentConfig> {
+        let mut found = None;
+        for agent in &self.config.agents {
+            if bool::from(agent.token.as_bytes().ct_eq(token.as_bytes())) {
+                found = Some(agent);
+            }
+        }
+        found
+    }
+}

@@ -1,0 +1,222 @@
+//! What agents are told: every event is appended to a durable log (so a reconnecting client
+//! resumes from `Last-Event-ID` without loss) and broadcast to live streams. Customers who
+//! wait on their own conversation (web chat long-polls) are woken through
+//! [`EventHub::conversation_changed`] instead of re-reading storage.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
+
+use tokio::sync::{Notify, broadcast};
+
+use crate::config::Config;
+use crate::model::{StoredEvent, StoredInbound};
+use crate::runtime::clock::Clock;
+use crate::store::{IntakeNotices, NewEvent, Store};
+
+/// How many events a slow live stream may fall behind before it re-reads the log.
+const LIVE_BUFFER: usize = 4096;
+
+/// The event log and its live fan-out. Live streams may get two events out of log order (two
+/// appends racing); a stream that sees a gap reads the log, so none is missed.
+pub struct EventHub {
+    storage: Arc<dyn Store>,
+    live: broadcast::Sender<Arc<StoredEvent>>,
+    /// What intake logs about each stored message.
+    notices: Arc<MessageNotices>,
+    /// Wake-ups for those waiting on one conversation, by (channel, customer address).
+    watchers: Arc<Watchers>,
+}
+
+/// Wake-up signals by (channel, customer address), held weakly: the watches own them.
+type Watchers = Mutex<HashMap<(String, String), Weak<Notify>>>;
+
+/// Interest in one conversation's new messages; dropping it stops the interest.
+pub struct ConversationWatch {
+    notify: Arc<Notify>,
+    key: (String, String),
+    watchers: Arc<Watchers>,
+}
+
+impl ConversationWatch {
+    /// The wake-up signal: create the `notified()` future before checking storage, then await
+    /// it, and no message stored in between is missed.
+    pub fn notify(&self) -> &Notify {
+        &self.notify
+    }
+}
+
+impl Drop for ConversationWatch {
+    fn drop(&mut self) {
+        let mut watchers = self.watchers.lock().expect("conversation watchers lock");
+        // Others upgrade only under this lock: a count of 1 means this is the last watch.
+        if Arc::strong_count(&self.notify) == 1 {
+            watchers.remove(&self.key);
+        }
+    }
+}
+
+impl EventHub {
+    /// A hub over `storage`'s event log, for the agents of `config`.
+    pub fn new(storage: Arc<dyn Store>, config: &Config) -> EventHub {
+        let (live, _) = broadcast::channel(LIVE_BUFFER);
+        EventHub {
+            storage,
+            live,
+            notices: Arc::new(MessageNotices::new(config)),
+            watchers: Arc::default(),
+        }
+    }
+
+    /// Registers interest in new messages of the conversation of `customer` on `channel`
+    /// (which need not exist yet).
+    pub fn watch_conversation(&self, channel: &str, customer: &str) -> ConversationWatch {
+        let key = (channel.to_owned(), customer.to_owned());
+        let mut watchers = self.watchers.lock().expect("conversation watchers lock");
+        let notify = match watchers.get(&key).and_then(Weak::upgrade) {
+            Some(n) => n,
+            None => {
+                let n = Arc::new(Notify::new());
+                watchers.insert(key.clone(), Arc::downgrade(&n));
+                n
+            }
+        };
+        ConversationWatch {
+            notify,
+            key,
+            watchers: self.watchers.clone(),
+        }
+    }
+
+    /// Wakes everyone watching the conversation of `customer` on `channel`: call after a
+    /// message of it is stored.
+    pub fn conversation_changed(&self, channel: &str, customer: &str) {
+        // Under the lock, so a watch dropped meanwhile still sees itself as the last one.
+        let watchers = self.watchers.lock().expect("conversation watchers lock");
+        if let Some(n) = watchers
+            .get(&(channel.to_owned(), customer.to_owned()))
+            .and_then(Weak::upgrade)
+        {
+            n.notify_waiters();
+        }
+    }
+
+    /// Records an event for `audience` and pushes it to live streams.
+    pub async fn publish(
+        &self,
+        kind: &str,
+        audience: Vec<String>,
+        conversation: Option<u64>,
+        data: serde_json::Value,
+    ) {
+        if audience.is_empty() {
+            return;
+        }
+        let now = Clock::System.now_millis();
+        match self
+            .storage
+            .append_event(kind, audience, conversation, data, now)
+            .await
+        {
+            Ok(event) => {
+                tracing::debug!(event = kind, id = event.id, "event");
+                let _ = self.live.send(Arc::new(event));
+            }
+            Err(e) => tracing::error!(event = kind, "event not recorded: {e}"),
+        }
+    }
+
+    /// What intake logs about the messages it stores: pass to [`Store::intake_with`], then
+    /// [`EventHub::broadcast`] what it logged.
+    pub fn intake_notices(&self) -> Arc<dyn IntakeNotices> {
+        self.notices.clone()
+    }
+
+    /// Pushes events already in the log to live streams.
+    pub fn broadcast(&self, events: Vec<StoredEvent>) {
+        for event in events {
+            tracing::debug!(event = %event.kind, id = event.id, "event");
+            let _ = self.live.send(Arc::new(event));
+        }
+    }
+
+    /// A receiver of live events (subscribe before reading the log to miss nothing).
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<StoredEvent>> {
+        self.live.subscribe()
+    }
+
+    /// Logged events after `after` that concern `agent` (scanning at most `limit`), and the id
+    /// of the last event scanned.
+    pub async fn backlog(&self, agent: &str, after: u64, limit: usize) -> (Vec<StoredEvent>, u64) {
+        match self.storage.events_after(after, limit).await {
+            Ok(list) => {
+                let last = list.last().map(|e| e.id).unwrap_or(after);
+                let mine = list
+                    .into_iter()
+                    .filter(|e| e.audience.iter().any(|a| a == agent))
+                    .collect();
+                (mine, last)
+            }
+            Err(e) => {
+                tracing::error!("reading the event log failed: {e}");
+                (Vec::new(), after)
+            }
+        }
+    }
+
+    /// The id of the newest logged event (0 if none).
+    pub async fn last_id(&self) -> u64 {
+        self.storage.last_event_id().await.unwrap_or(0)
+    }
+}
+
+/// What agents are told about a stored inbound message: `message` to its owner (or, while it
+/// waits, to its queue's agents), and `unknown_contact` to the same agents for the first
+/// message of a new conversation from an address the directory does not know.
+struct MessageNotices {
+    /// Each queue's agents.
+    members: HashMap<String, Vec<String>>,
+}
+
+impl MessageNotices {
+    fn new(config: &Config) -> MessageNotices {
+        let members = config
+            .queues
+            .iter()
+            .map(|q| {
+                let agents = config
+                    .queue_members(&q.name)
+                    .map(|a| a.id.clone())
+                    .collect();
+                (q.name.clone(), agents)
+            })
+            .collect();
+        MessageNotices { members }
+    }
+}
+
+impl IntakeNotices for MessageNotices {
+    fn notices(&self, channel: &str, m: &StoredInbound, new_contact: bool) -> Vec<NewEvent> {
+        let audience: Vec<String> = match &m.owner {
+            Some(owner) => vec![owner.clone()],
+            None => self.members.get(&m.queue).cloned().unwrap_or_default(),
+        };
+        if audience.is_empty() {
+            return Vec::new();
+        }
+        let mut out = vec![NewEvent {
+            kind: "message".into(),
+            audience: audience.clone(),
+            conversation: Some(m.conversation),
+            data: serde_json::json!({"seq": m.seq, "customer": m.customer, "text": m.text}),
+        }];
+        if new_contact {
+            out.push(NewEvent {
+                kind: "unknown_contact".into(),
+                audience,
+                conversation: Some(m.conversation),
+                data: serde_json::json!({"address": m.customer, "channel": channel, "name": m.contact_name}),
+            });
+        }
+        out
+    }
+}

@@ -1,0 +1,218 @@
+//! Intake: what every authentic inbound call does once its channel plugin has parsed it. The
+//! plugin's events are normalized (malformed ones dropped), single-use signature values
+//! claimed, the events stored durably in one write, the agents concerned told, and new work
+//! handed to the dispatcher. Webhooks and the web chat share it; each maps [`IntakeError`] to
+//! its own answer.
+
+use crate::model::{Attachment, InboundEvent, IngestReport, MessageStatus, OptChange};
+use crate::runtime::bindings::wit;
+use crate::runtime::clock::Clock;
+use crate::services::app::App;
+use crate::services::catalog::ChannelInstance;
+use crate::services::channel_rules;
+use crate::services::events::EventHub;
+use crate::services::nonce::{self, NonceError};
+use crate::services::routing::Dispatcher;
+use crate::store::StoreError;
+
+/// What intake needs: the application, the event log and the dispatcher.
+#[derive(Clone, Copy)]
+pub struct Services<'a> {
+    /// Configuration, plugins, storage.
+    pub app: &'a App,
+    /// The event log and live streams.
+    pub events: &'a EventHub,
+    /// Offers waiting work.
+    pub dispatcher: &'a Dispatcher,
+}
+
+/// Why an authentic call's events were not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum IntakeError {
+    /// A single-use value the signature covers was used before for another message.
+    #[error("authentication failed: {}", NonceError::Replayed)]
+    Replayed,
+    /// Storage could not make the events durable: the provider should retry.
+    #[error("storage unavailable; retry later")]
+    Storage(#[source] StoreError),
+}
+
+/// The largest webhook answer a plugin may give, headers and body (the provider gets it
+/// verbatim).
+pub const MAX_PLUGIN_RESPONSE_BYTES: usize = 1024 * 1024;
+/// The most events one webhook call may carry (Meta batches up to 1,000 updates).
+pub const MAX_EVENTS_PER_CALL: usize = 1000;
+
+/// Refuses a plugin answer too large to carry: the memory cap bounds what a plugin can hold,
+/// this bounds what it can make the host store and send.
+pub fn check_outcome_size(outcome: &wit::WebhookOutcome) -> Result<(), String> {
+    let headers: usize = outcome
+        .response
+        .headers
+        .iter()
+        .map(|(k, v)| k.len() + v.len())
+        .sum();
+    let size = outcome.response.body.len() + headers;
+    if size > MAX_PLUGIN_RESPONSE_BYTES {
+        return Err(format!(
+            "answered with a {size}-byte response ({headers} bytes of headers); the limit is {MAX_PLUGIN_RESPONSE_BYTES}"
+        ));
+    }
+    if outcome.events.len() > MAX_EVENTS_PER_CALL {
+        return Err(format!(
+            "returned {} events; the limit is {MAX_EVENTS_PER_CALL} per call",
+            outcome.events.len()
+        ));
+    }
+    Ok(())
+}
+
+/// Stores a plugin's events durably, tells the agents concerned and hands new work to the
+/// dispatcher: what every authentic inbound call does after the plugin parsed it.
+pub async fn accept(
+    state: Services<'_>,
+    channel: &ChannelInstance,
+    events: Vec<wit::Event>,
+) -> Result<IngestReport, IntakeError> {
+    let app = &state.app;
+    let mut events = normalize(channel, events);
+    let nonces = nonce::take(&mut events);
+    if events.is_empty() {
+        tracing::info!(channel = %channel.name, "authentic call with no event this channel handles; acknowledged");
+        return Ok(Default::default());
+    }
+    let _intake = state.dispatcher.intake().await;
+    let now = Clock::System.now_millis();
+    match nonce::claim(
+        app.storage.as_ref(),
+        &channel.plugin.info.name,
+        &nonces,
+        now,
+    )
+    .await
+    {
+        Ok(()) => {}
+        Err(NonceError::Replayed) => {
+            tracing::warn!(channel = %channel.name, "webhook refused: replayed signature");
+            return Err(IntakeError::Replayed);
+        }
+        Err(NonceError::Storage(e)) => {
+            tracing::error!(channel = %channel.name, "claiming the call's nonce failed: {e}");
+            return Err(IntakeError::Storage(e));
+        }
+    };
+    let mut report = app
+        .storage
+        .intake_with(
+            &channel.name,
+            &channel.target,
+            events,
+            now,
+            state.events.intake_notices(),
+        )
+        .await
+        .map_err(|e| {
+            tracing::error!(channel = %channel.name, "storing events failed: {e}");
+            IntakeError::Storage(e)
+        })?;
+    tracing::info!(
+        channel = %channel.name,
+        stored = report.stored,
+        duplicates = report.duplicates,
+        statuses = report.statuses,
+        statuses_ignored = report.statuses_ignored,
+        "events stored"
+    );
+    state.events.broadcast(std::mem::take(&mut report.events));
+    if !report.to_route.is_empty() {
+        state.dispatcher.kick_conversations(&report.to_route);
+    }
+    Ok(report)
+}
+
+/// Turns the plugin's events into storage events, dropping (and logging) malformed ones.
+fn normalize(instance: &ChannelInstance, events: Vec<wit::Event>) -> Vec<InboundEvent> {
+    let channel = instance.name.as_str();
+    let mut out = Vec::with_capacity(events.len());
+    for event in events {
+        match event {
+            wit::Event::Message(m) => {
+                if m.provider_id.is_empty() || m.from.is_empty() {
+                    tracing::error!(
+                        channel,
+                        "plugin returned a message without provider id or sender; dropped"
+                    );
+                    continue;
+                }
+                let mut note = None;
+                let mut attachments: Vec<Attachment> = m
+                    .attachments
+                    .into_iter()
+                    .map(|a| Attachment {
+                        url: a.url,
+                        content_type: a.content_type,
+                    })
+                    .collect();
+                if !instance.customer_attachments && !attachments.is_empty() {
+                    note = Some(format!(
+                        "{} attachment(s) dropped: customer attachments are off for channel {channel}",
+                        attachments.len()
+                    ));
+                    attachments.clear();
+                }
+                let keyword = channel_rules::is_phone_kind(instance.kind())
+                    .then(|| m.text.as_deref().and_then(channel_rules::keyword))
+                    .flatten();
+                let change = OptChange {
+                    address: m.from.clone(),
+                    provider_id: Some(m.provider_id.clone()),
+                };
+                out.push(InboundEvent::Message {
+                    provider_id: m.provider_id,
+                    from: m.from,
+                    text: m.text,
+                    attachments,
+                    contact_name: m.contact_name,
+                    thread: m.thread,
+                    note,
+                });
+                match keyword {
+                    Some(channel_rules::Keyword::OptOut) => out.push(InboundEvent::OptOut(change)),
+                    Some(channel_rules::Keyword::OptIn) => out.push(InboundEvent::OptIn(change)),
+                    None => {}
+                }
+            }
+            wit::Event::Status(s) => {
+                let status = match s.state {
+                    wit::DeliveryState::Queued => MessageStatus::Queued,
+                    wit::DeliveryState::Sent => MessageStatus::Sent,
+                    wit::DeliveryState::Delivered => MessageStatus::Delivered,
+                    wit::DeliveryState::Read => MessageStatus::Read,
+                    wit::DeliveryState::Failed => MessageStatus::Failed,
+                };
+                let error = match (s.error_code, s.error_message) {
+                    (None, None) => None,
+                    (Some(c), None) => Some(format!("provider error {c}")),
+                    (None, Some(m)) => Some(m),
+                    (Some(c), Some(m)) => Some(format!("provider error {c}: {m}")),
+                };
+                out.push(InboundEvent::Status {
+                    provider_id: s.provider_id,
+                    status,
+                    error,
+                });
+            }
+            wit::Event::OptOut(c) => out.push(InboundEvent::OptOut(opt_change(c))),
+            wit::Event::OptIn(c) => out.push(InboundEvent::OptIn(opt_change(c))),
+        }
+    }
+    out
+}
+
+/// The stored form of a plugin's opt-change; an empty provider id counts as none.
+fn opt_change(c: wit::OptChange) -> OptChange {
+    OptChange {
+        address: c.address,
+        provider_id: c.provider_id.filter(|id| !id.is_empty()),
+    }
+}

@@ -1,0 +1,21 @@
+//! What the host does, over the runtime and the store: intake of webhooks, routing work to
+//! agents, the outbox and its retries, provider tokens, the event log, agents' presence and the
+//! walls between them, visitor sessions, channel health. HTTP handlers call these and map
+//! their typed errors to status codes.
+
+pub mod agents;
+pub mod app;
+pub mod catalog;
+pub mod channel_rules;
+pub mod credential;
+pub mod events;
+pub mod health;
+pub mod intake;
+pub mod nonce;
+pub mod outbox;
+pub mod plugin_watch;
+pub mod ratelimit;
+pub mod replies;
+pub mod routing;
+pub mod tokens;
+pub mod visitors;

@@ -1,0 +1,781 @@
+//! The outbox worker: sends agents' messages through their channel plugin and the provider
+//! client, retries the failures worth retrying, and records the provider's message id or the
+//! final error.
+//!
+//! Sends are queued durably by [`crate::store::Store::add_outbound`] before they are
+//! submitted here, and every pending send is resubmitted at start-up, so a crash between
+//! queueing and sending loses nothing. Outbound is never silently dropped: a send ends
+//! `queued` (the provider took it) or `failed` with its reason, and in between it stays
+//! `pending` in the durable outbox.
+//!
+//! # Retries
+//!
+//! Each attempt's failure is classified:
+//!
+//! * **retryable**: the provider could not be reached or did not answer in time
+//!   ([`TransportError::Unreachable`]), answered 5xx ([`wit::SendError::Unavailable`]) or
+//!   429 ([`wit::SendError::RateLimited`], whose `Retry-After` is honoured as the least
+//!   delay), or the plugin was busy or ran past its deadline while *building* the request
+//!   (load, not a defect);
+//! * **permanent**: the request is invalid, the address opted out (which also marks it opted
+//!   out for the channel, so later sends are refused before any provider call), the
+//!   credentials are refused, the channel is misconfigured or gone, the host refused the
+//!   request ([`TransportError::Refused`]), or the plugin trapped or ran out of memory building
+//!   it (the same input traps again). A plugin failure while *reading* the provider's answer
+//!   is permanent too: the provider may have accepted the message, and a retry could deliver
+//!   it twice.
+//!
+//! A retryable failure is retried after an exponential backoff with jitter (see
+//! [`RetryPolicy`]); while it waits the message is `pending` with the error
+//! `attempt k failed: <reason>; retrying in Xs`. The attempt count and the due time live in
+//! the durable [`crate::model::OutboxEntry`], so a restart resumes the backoff where it
+//! stood. After the last attempt the send is dead-lettered: `failed` with
+//! `dead-lettered after N attempts: <last reason>`, and a `dead_lettered` event goes to the
+//! message's author and the conversation's owner (a permanent failure sends `send_failed`).
+//!
+//! # Crashes and duplicates
+//!
+//! Delivery is at least once. A send whose request reached the provider but whose answer was
+//! not yet on disk when the process died is attempted again after the restart; nothing tells
+//! the host whether the provider took it. To keep that window small, at most
+//! [`DEFAULT_IN_FLIGHT_PER_CHANNEL`] attempts per channel are in flight at once (so a crash can
+//! repeat at most that many sends per channel), and the first thing done with a provider's
+//! answer is reading it and making the outcome durable, before waiters are told or events go
+//! out. Where the provider takes an idempotency key, the plugin sends one derived from the
+//! outbound message's `id`, which is the same on every attempt and after restarts (LINE push:
+//! `X-Line-Retry-Key`), so the provider drops the repeat.
+//!
+//! # Shutdown
+//!
+//! [`Outbox::drain`] stops starting attempts, lets the attempts in flight finish and record
+//! their outcome (bounded), and leaves every other send pending in the durable outbox for the
+//! next start.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{Semaphore, oneshot, watch};
+
+use crate::model::{Attachment, Conversation, Message};
+use crate::runtime::bindings::{describe_send_error, wit};
+use crate::runtime::clock::Clock;
+use crate::runtime::provider_http::{ProviderClient, TransportError};
+use crate::runtime::sandbox::PluginError;
+use crate::services::app::App;
+use crate::services::events::EventHub;
+use crate::services::tokens::TokenError;
+use crate::store::StoreError;
+
+/// How many provider attempts run at once, over all channels.
+const MAX_CONCURRENT_SENDS: u32 = 32;
+
+/// How many provider attempts run at once on one channel (override:
+/// `PLUGBOARD_OUTBOX_IN_FLIGHT`): the most sends a crash can leave in doubt per channel.
+pub const DEFAULT_IN_FLIGHT_PER_CHANNEL: usize = 8;
+
+/// Attempts per send before it is dead-lettered (override: `PLUGBOARD_OUTBOX_MAX_ATTEMPTS`).
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 6;
+
+/// The first retry's nominal delay, in milliseconds; each further retry doubles it (override:
+/// `PLUGBOARD_OUTBOX_BASE_MS`).
+pub const DEFAULT_BASE_DELAY_MS: u64 = 500;
+
+/// The longest backoff between two attempts, in milliseconds.
+pub const MAX_DELAY_MS: u64 = 60_000;
+
+/// The longest provider `Retry-After` honoured, in seconds; a longer one is cut to this so a
+/// misbehaving provider cannot park a send for days.
+pub const MAX_RETRY_AFTER_SECS: u64 = 900;
+
+type SendKey = (u64, u64);
+
+/// When failed attempts are retried: exponential backoff with "equal jitter" (half the nominal
+/// delay fixed, half random), capped, at least the provider's `Retry-After`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts per send, the first included (at least 1).
+    pub max_attempts: u32,
+    /// The nominal delay after the first failed attempt.
+    pub base: Duration,
+    /// The longest delay.
+    pub cap: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
+            base: Duration::from_millis(DEFAULT_BASE_DELAY_MS),
+            cap: Duration::from_millis(MAX_DELAY_MS),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The defaults, with `PLUGBOARD_OUTBOX_MAX_ATTEMPTS` and `PLUGBOARD_OUTBOX_BASE_MS` applied
+    /// when set to a positive number (tests use them to fail fast).
+    pub fn from_env() -> RetryPolicy {
+        let num = |name: &str| {
+            std::env::var(name)
+                .ok()
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .filter(|&v| v > 0)
+        };
+        let mut policy = RetryPolicy::default();
+        if let Some(n) = num("PLUGBOARD_OUTBOX_MAX_ATTEMPTS") {
+            policy.max_attempts = n.min(u64::from(u32::MAX)) as u32;
+        }
+        if let Some(ms) = num("PLUGBOARD_OUTBOX_BASE_MS") {
+            policy.base = Duration::from_millis(ms);
+            policy.cap = policy.cap.max(policy.base);
+        }
+        policy
+    }
+
+    /// The nominal (jitter-free) delay after failed attempt `attempt` (from 1).
+    pub fn nominal(&self, attempt: u32) -> Duration {
+        let doublings = attempt.saturating_sub(1).min(32);
+        self.base
+            .saturating_mul(1u32 << doublings.min(31))
+            .min(self.cap)
+    }
+
+    /// The delay after failed attempt `attempt`, jittered, and no shorter than `retry_after`.
+    pub fn delay(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
+        let nominal = self.nominal(attempt);
+        let half = nominal / 2;
+        let jitter_ms = rand::random_range(0..=half.as_millis().min(u128::from(u64::MAX)) as u64);
+        let backoff = half + Duration::from_millis(jitter_ms);
+        match retry_after {
+            Some(after) => backoff.max(after.min(Duration::from_secs(MAX_RETRY_AFTER_SECS))),
+            None => backoff,
+        }
+    }
+}
+
+/// Why one attempt failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// Worth another attempt, no earlier than `after` when the provider said so.
+    Retryable {
+        /// What happened.
+        reason: String,
+        /// The provider's `Retry-After`.
+        after: Option<Duration>,
+    },
+    /// Another attempt would fail the same way.
+    Permanent(String),
+    /// The provider says the address opted out.
+    OptedOut(String),
+}
+
+impl Failure {
+    /// The reason as stored on the message.
+    pub fn reason(&self) -> &str {
+        match self {
+            Failure::Retryable { reason, .. } => reason,
+            Failure::Permanent(r) | Failure::OptedOut(r) => r,
+        }
+    }
+
+    /// Classifies a plugin's send error.
+    pub fn from_send_error(e: &wit::SendError) -> Failure {
+        let reason = describe_send_error(e);
+        match e {
+            wit::SendError::RateLimited(s) => Failure::Retryable {
+                reason,
+                after: s.map(|s| Duration::from_secs(u64::from(s))),
+            },
+            wit::SendError::Unavailable(_) => Failure::Retryable {
+                reason,
+                after: None,
+            },
+            wit::SendError::OptedOut(_) => Failure::OptedOut(reason),
+            wit::SendError::Invalid(_)
+            | wit::SendError::Unauthorized(_)
+            | wit::SendError::Misconfigured(_) => Failure::Permanent(reason),
+        }
+    }
+
+    /// Classifies a provider request that got no answer.
+    pub fn from_transport(e: &TransportError) -> Failure {
+        match e {
+            TransportError::Refused(_) => Failure::Permanent(e.to_string()),
+            TransportError::Unreachable(_) => Failure::Retryable {
+                reason: e.to_string(),
+                after: None,
+            },
+        }
+    }
+
+    /// Classifies a failed plugin call; `before_send` tells whether the provider has not been
+    /// called yet (building the request) or has answered (reading the answer).
+    pub fn from_plugin(e: &PluginError, before_send: bool) -> Failure {
+        let reason = format!("plugin error: {e}");
+        if !before_send {
+            return Failure::Permanent(format!(
+                "{reason} (after the provider answered; not retried, the message may have been sent)"
+            ));
+        }
+        match e {
+            PluginError::Timeout { .. } | PluginError::Busy { .. } => Failure::Retryable {
+                reason,
+                after: None,
+            },
+            _ => Failure::Permanent(reason),
+        }
+    }
+}
+
+/// The handle request handlers use to submit sends and wait for their outcome.
+pub struct Outbox {
+    app: Arc<App>,
+    client: ProviderClient,
+    events: Arc<EventHub>,
+    policy: RetryPolicy,
+    slots: Arc<Semaphore>,
+    /// Attempts in flight per channel, at most `per_channel` each.
+    channel_slots: Mutex<HashMap<String, Arc<Semaphore>>>,
+    per_channel: usize,
+    waiters: Mutex<HashMap<SendKey, Vec<oneshot::Sender<Message>>>>,
+    /// Sends with a task working on them, so a double submission runs once.
+    active: Mutex<HashSet<SendKey>>,
+    draining: AtomicBool,
+    drain_signal: watch::Sender<bool>,
+}
+
+impl Outbox {
+    /// Starts the worker with the retry policy from the environment ([`RetryPolicy::from_env`])
+    /// and resubmits every send left pending by an earlier run; each waits until its next
+    /// attempt is due.
+    pub async fn start(
+        app: Arc<App>,
+        client: ProviderClient,
+        events: Arc<EventHub>,
+    ) -> Result<Arc<Outbox>, StoreError> {
+        Outbox::start_with(app, client, events, RetryPolicy::from_env()).await
+    }
+
+    /// [`Outbox::start`] with an explicit retry policy (the per-channel cap still comes from
+    /// `PLUGBOARD_OUTBOX_IN_FLIGHT`, default [`DEFAULT_IN_FLIGHT_PER_CHANNEL`]).
+    pub async fn start_with(
+        app: Arc<App>,
+        client: ProviderClient,
+        events: Arc<EventHub>,
+        policy: RetryPolicy,
+    ) -> Result<Arc<Outbox>, StoreError> {
+        let (drain_signal, _) = watch::channel(false);
+        let outbox = Arc::new(Outbox {
+            app,
+            client,
+            events,
+            policy: RetryPolicy {
+                max_attempts: policy.max_attempts.max(1),
+                ..policy
+            },
+            slots: Arc::new(Semaphore::new(MAX_CONCURRENT_SENDS as usize)),
+            channel_slots: Mutex::new(HashMap::new()),
+            per_channel: in_flight_per_channel(),
+            waiters: Mutex::new(HashMap::new()),
+            active: Mutex::new(HashSet::new()),
+            draining: AtomicBool::new(false),
+            drain_signal,
+        });
+        let pending = outbox.app.storage.pending_sends().await?;
+        if !pending.is_empty() {
+            tracing::info!(count = pending.len(), "resuming pending sends");
+        }
+        for entry in pending {
+            outbox.clone().spawn((entry.conversation, entry.seq));
+        }
+        Ok(outbox)
+    }
+
+    /// The retry policy in force.
+    pub fn policy(&self) -> RetryPolicy {
+        self.policy
+    }
+
+    /// Registers interest in a send's outcome; call before [`Outbox::submit`]. The receiver
+    /// gets the message after the first attempt, whether it succeeded, failed for good, or
+    /// will be retried (then it is `pending` with the retry note), or at once if the host is
+    /// shutting down.
+    pub fn watch(&self, conversation: u64, seq: u64) -> oneshot::Receiver<Message> {
+        let (tx, rx) = oneshot::channel();
+        self.waiters
+            .lock()
+            .expect("outbox waiters lock")
+            .entry((conversation, seq))
+            .or_default()
+            .push(tx);
+        rx
+    }
+
+    /// Submits a durably queued send.
+    pub fn submit(self: &Arc<Self>, conversation: u64, seq: u64) {
+        self.clone().spawn((conversation, seq));
+    }
+
+    /// Waits up to `timeout` for a watched send's outcome.
+    pub async fn wait(&self, rx: oneshot::Receiver<Message>, timeout: Duration) -> Option<Message> {
+        tokio::time::timeout(timeout, rx).await.ok()?.ok()
+    }
+
+    /// Stops starting attempts and waits up to `timeout` for the attempts in flight to finish
+    /// and be recorded. Returns whether they all did; sends not attempted stay pending in the
+    /// durable outbox.
+    pub async fn drain(&self, timeout: Duration) -> bool {
+        self.draining.store(true, Ordering::SeqCst);
+        self.drain_signal.send_replace(true);
+        // Every attempt holds a slot from before it starts until its outcome is durable, and
+        // the semaphore is fair: holding all slots means none is in flight.
+        match tokio::time::timeout(timeout, self.slots.acquire_many(MAX_CONCURRENT_SENDS)).await {
+            Ok(Ok(permits)) => {
+                permits.forget();
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The semaphore bounding the attempts in flight on `channel`.
+    fn channel_slot(&self, channel: &str) -> Arc<Semaphore> {
+        self.channel_slots
+            .lock()
+            .expect("outbox channel slots lock")
+            .entry(channel.to_owned())
+            .or_insert_with(|| Arc::new(Semaphore::new(self.per_channel)))
+            .clone()
+    }
+
+    fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+
+    fn notify(&self, key: SendKey, message: Message) {
+        let waiters = self
+            .waiters
+            .lock()
+            .expect("outbox waiters lock")
+            .remove(&key)
+            .unwrap_or_default();
+        for w in waiters {
+            let _ = w.send(message.clone());
+        }
+    }
+
+    /// Tells waiters the current state of the message (used when no attempt will run now).
+    async fn notify_current(&self, key: SendKey) {
+        if let Ok(Some(message)) = self.app.storage.message(key.0, key.1).await {
+            self.notify(key, message);
+        }
+    }
+
+    fn spawn(self: Arc<Self>, key: SendKey) {
+        if !self.active.lock().expect("outbox active lock").insert(key) {
+            return;
+        }
+        tokio::spawn(async move {
+            if let Err(e) = self.run(key).await {
+                tracing::error!(conversation = key.0, seq = key.1, "send not recorded: {e}");
+            }
+            self.active.lock().expect("outbox active lock").remove(&key);
+            // Anyone still waiting (storage failed, or the host is shutting down) hears the
+            // message as it stands.
+            self.notify_current(key).await;
+        });
+    }
+
+    /// Attempts one send until it succeeds, fails for good, or the host shuts down.
+    async fn run(&self, key: SendKey) -> Result<(), StoreError> {
+        let (conversation, seq) = key;
+        let storage = &self.app.storage;
+        let mut drain = self.drain_signal.subscribe();
+        loop {
+            let Some(entry) = storage.outbox_entry(conversation, seq).await? else {
+                return Ok(());
+            };
+            let now = Clock::System.now_millis();
+            if entry.next_at > now {
+                let wait = Duration::from_millis(entry.next_at - now);
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = drain.wait_for(|d| *d) => return Ok(()),
+                }
+            }
+            let Some(conv) = storage.conversation(conversation).await? else {
+                return Ok(());
+            };
+            // Both permits are held until the outcome is durable: the channel's bounds how many
+            // of its sends a crash can leave in doubt, the global one lets `drain` wait.
+            let channel_slot = self.channel_slot(&conv.channel);
+            let _channel_slot = tokio::select! {
+                permit = channel_slot.acquire_owned() => match permit {
+                    Ok(p) => p,
+                    Err(_) => return Ok(()),
+                },
+                _ = drain.wait_for(|d| *d) => return Ok(()),
+            };
+            let Ok(_slot) = self.slots.clone().acquire_owned().await else {
+                return Ok(());
+            };
+            if self.is_draining() {
+                return Ok(());
+            }
+            let Some(conv) = storage.conversation(conversation).await? else {
+                return Ok(());
+            };
+            let Some(message) = storage.message(conversation, seq).await? else {
+                return Ok(());
+            };
+            let attempt_no = entry.attempts.saturating_add(1);
+            let outcome = attempt(&self.app, &self.client, &conv, &message).await;
+            let retry_in = match &outcome {
+                Err(Failure::Retryable { after, .. }) if attempt_no < self.policy.max_attempts => {
+                    Some(self.policy.delay(attempt_no, *after))
+                }
+                _ => None,
+            };
+            let channel = conv.channel.as_str();
+            match (&outcome, retry_in) {
+                (Ok(id), _) => {
+                    tracing::info!(event = "sent", conversation, seq, channel, attempt = attempt_no, provider_id = %id, "message sent");
+                    let updated = storage
+                        .complete_send(channel, conversation, seq, Ok(id.clone()))
+                        .await?;
+                    if conv.thread.iter().any(|(k, _)| k.starts_with("once:")) {
+                        // Single-use provider facts (a LINE reply token) are spent by a successful send.
+                        if let Err(e) = crate::store::update(storage.as_ref(), conversation, |c| {
+                            c.thread.retain(|(k, _)| !k.starts_with("once:"));
+                            Ok(())
+                        })
+                        .await
+                        {
+                            tracing::warn!(conversation, "could not drop spent thread facts: {e}");
+                        }
+                    }
+                    self.events.conversation_changed(channel, &conv.customer);
+                    if let Some(m) = updated {
+                        self.notify(key, m);
+                    }
+                    return Ok(());
+                }
+                (Err(failure), Some(delay)) => {
+                    let note = format!(
+                        "attempt {attempt_no} failed: {}; retrying in {}",
+                        failure.reason(),
+                        seconds(delay)
+                    );
+                    tracing::warn!(
+                        event = "send_retry",
+                        conversation,
+                        seq,
+                        channel,
+                        attempt = attempt_no,
+                        "{note}"
+                    );
+                    let next_at = Clock::System
+                        .now_millis()
+                        .saturating_add(delay.as_millis() as u64);
+                    let updated = storage
+                        .record_retry(conversation, seq, attempt_no, next_at, &note)
+                        .await?;
+                    match updated {
+                        Some(m) => self.notify(key, m),
+                        None => return Ok(()),
+                    }
+                }
+                (Err(failure), None) => {
+                    let (kind, reason) = match failure {
+                        Failure::Retryable { reason, .. } => (
+                            "dead_lettered",
+                            format!("dead-lettered after {attempt_no} attempts: {reason}"),
+                        ),
+                        Failure::OptedOut(reason) => {
+                            storage
+                                .set_opted_out(
+                                    channel,
+                                    &conv.customer,
+                                    true,
+                                    Clock::System.now_millis(),
+                                )
+                                .await?;
+                            ("send_failed", reason.clone())
+                        }
+                        Failure::Permanent(reason) => ("send_failed", reason.clone()),
+                    };
+                    tracing::warn!(
+                        event = kind,
+                        conversation,
+                        seq,
+                        channel,
+                        attempt = attempt_no,
+                        "send failed: {reason}"
+                    );
+                    let updated = storage
+                        .complete_send(channel, conversation, seq, Err(reason.clone()))
+                        .await?;
+                    if let Some(m) = updated {
+                        self.announce_failure(kind, &conv, &m, attempt_no, &reason)
+                            .await;
+                        self.notify(key, m);
+                    }
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    /// Tells the message's author and the conversation's owner that a send failed for good.
+    async fn announce_failure(
+        &self,
+        kind: &str,
+        conv: &Conversation,
+        message: &Message,
+        attempts: u32,
+        reason: &str,
+    ) {
+        let mut audience: Vec<String> = message.author.iter().cloned().collect();
+        if let Some(owner) = &conv.owner
+            && !audience.contains(owner)
+        {
+            audience.push(owner.clone());
+        }
+        self.events
+            .publish(
+                kind,
+                audience,
+                Some(conv.id),
+                serde_json::json!({
+                    "message": message.id(),
+                    "seq": message.seq,
+                    "attempts": attempts,
+                    "error": reason,
+                }),
+            )
+            .await;
+    }
+}
+
+/// The per-channel cap on attempts in flight: `PLUGBOARD_OUTBOX_IN_FLIGHT` when a positive
+/// number, else [`DEFAULT_IN_FLIGHT_PER_CHANNEL`].
+fn in_flight_per_channel() -> usize {
+    std::env::var("PLUGBOARD_OUTBOX_IN_FLIGHT")
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .filter(|&n| n > 0)
+        .map_or(DEFAULT_IN_FLIGHT_PER_CHANNEL, |n| {
+            n.min(MAX_CONCURRENT_SENDS as usize)
+        })
+}
+
+/// `1.5s`, `12s`.
+fn seconds(d: Duration) -> String {
+    let s = d.as_secs_f64();
+    if s < 10.0 {
+        format!("{:.1}s", s)
+    } else {
+        format!("{}s", s.round() as u64)
+    }
+}
+
+/// Why one try failed: a plain failure, or the provider refusing the cached token.
+enum TryError {
+    Failed(Failure),
+    TokenRefused(String),
+}
+
+impl From<Failure> for TryError {
+    fn from(f: Failure) -> Self {
+        TryError::Failed(f)
+    }
+}
+
+/// One attempt. A send refused as unauthorized with a cached token drops the token and is
+/// tried once more at once with a fresh one.
+async fn attempt(
+    app: &Arc<App>,
+    client: &ProviderClient,
+    conv: &Conversation,
+    message: &Message,
+) -> Result<String, Failure> {
+    match attempt_once(app, client, conv, message).await {
+        Ok(id) => Ok(id),
+        Err(TryError::Failed(f)) => Err(f),
+        Err(TryError::TokenRefused(_)) => {
+            app.tokens.invalidate(&conv.channel);
+            tracing::info!(channel = %conv.channel, "token refused; fetching a fresh one");
+            match attempt_once(app, client, conv, message).await {
+                Ok(id) => Ok(id),
+                Err(TryError::Failed(f)) => Err(f),
+                Err(TryError::TokenRefused(reason)) => Err(Failure::Permanent(reason)),
+            }
+        }
+    }
+}
+
+/// Build the request in the plugin, perform it, read the answer in the plugin.
+async fn attempt_once(
+    app: &Arc<App>,
+    client: &ProviderClient,
+    conv: &Conversation,
+    message: &Message,
+) -> Result<String, TryError> {
+    let channel = app.live_channel(&conv.channel).ok_or_else(|| {
+        Failure::Permanent(format!(
+            "channel {} is not configured, or is disabled or deleted",
+            conv.channel
+        ))
+    })?;
+    let opted_out = app
+        .storage
+        .is_opted_out(&conv.channel, &conv.customer)
+        .await
+        .map_err(|e| Failure::Retryable {
+            reason: e.to_string(),
+            after: None,
+        })?;
+    if opted_out {
+        return Err(Failure::Permanent(format!(
+            "opted out: {} opted out of this channel",
+            conv.customer
+        ))
+        .into());
+    }
+    if channel.kind() == "webchat" {
+        // The visitor's widget reads the stored conversation: storing it is delivering it.
+        return Ok(format!("webchat-{}", message.id()));
+    }
+    let token = app
+        .tokens
+        .get(&app.sandbox, client, &channel)
+        .await
+        .map_err(|e| match e {
+            TokenError::Retryable(reason) => Failure::Retryable {
+                reason,
+                after: None,
+            },
+            TokenError::Permanent(reason) => Failure::Permanent(reason),
+        })?;
+    let token_used = token.is_some();
+    let now = Clock::System.now_millis();
+    let outbound = wit::OutboundMessage {
+        id: message.id(),
+        to: conv.customer.clone(),
+        text: message.text.clone(),
+        attachments: message
+            .attachments
+            .iter()
+            .map(|a: &Attachment| wit::Attachment {
+                url: a.url.clone(),
+                content_type: a.content_type.clone(),
+            })
+            .collect(),
+        thread: outbound_thread(conv, message),
+        since_last_inbound: conv.last_inbound_at.map(|t| now.saturating_sub(t) / 1000),
+        token,
+    };
+    let plugin = &channel.plugin;
+    let request = plugin
+        .prepare_send(
+            &app.sandbox,
+            &channel.name,
+            outbound,
+            channel.settings.clone(),
+        )
+        .await
+        .map_err(|e| Failure::from_plugin(&e, true))?
+        .map_err(|e| Failure::from_send_error(&e))?;
+    let response = client
+        .perform(&channel.allowed_hosts, request)
+        .await
+        .map_err(|e| Failure::from_transport(&e))?;
+    plugin
+        .read_send_response(
+            &app.sandbox,
+            &channel.name,
+            response,
+            channel.settings.clone(),
+        )
+        .await
+        .map_err(|e| Failure::from_plugin(&e, false))?
+        .map_err(|e| match e {
+            wit::SendError::Unauthorized(_) if token_used => {
+                TryError::TokenRefused(describe_send_error(&e))
+            }
+            other => TryError::Failed(Failure::from_send_error(&other)),
+        })
+}
+
+/// The provider facts passed to `prepare-send`: the conversation's latest inbound facts, plus
+/// the chosen template (`template_content_sid`, `template_variables`) when the message sends one.
+fn outbound_thread(conv: &crate::model::Conversation, message: &Message) -> Vec<(String, String)> {
+    let mut thread = conv.thread.clone();
+    if let Some(t) = &message.template {
+        thread.push(("template_content_sid".to_owned(), t.content_sid.clone()));
+        thread.push(("template_variables".to_owned(), t.variables.clone()));
+    }
+    thread
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap_with_bounded_jitter() {
+        let p = RetryPolicy::default();
+        assert_eq!(p.nominal(1), Duration::from_millis(500));
+        assert_eq!(p.nominal(2), Duration::from_millis(1000));
+        assert_eq!(p.nominal(5), Duration::from_millis(8000));
+        assert_eq!(p.nominal(20), Duration::from_secs(60));
+        assert_eq!(p.nominal(u32::MAX), Duration::from_secs(60));
+        for attempt in 1..10 {
+            let d = p.delay(attempt, None);
+            let n = p.nominal(attempt);
+            assert!(d >= n / 2 && d <= n, "{d:?} vs {n:?}");
+        }
+    }
+
+    #[test]
+    fn retry_after_is_a_floor_and_is_capped() {
+        let p = RetryPolicy::default();
+        assert!(p.delay(1, Some(Duration::from_secs(3))) >= Duration::from_secs(3));
+        assert_eq!(
+            p.delay(1, Some(Duration::from_secs(1_000_000))),
+            Duration::from_secs(MAX_RETRY_AFTER_SECS)
+        );
+    }
+
+    #[test]
+    fn send_errors_are_classified() {
+        use wit::SendError as E;
+        let retry = |e: &E| matches!(Failure::from_send_error(e), Failure::Retryable { .. });
+        assert!(retry(&E::Unavailable("503".into())));
+        assert!(retry(&E::RateLimited(Some(2))));
+        assert!(!retry(&E::Invalid("21211".into())));
+        assert!(!retry(&E::Unauthorized("20003".into())));
+        assert!(!retry(&E::Misconfigured("from".into())));
+        assert!(matches!(
+            Failure::from_send_error(&E::OptedOut("21610".into())),
+            Failure::OptedOut(_)
+        ));
+        assert_eq!(
+            Failure::from_send_error(&E::RateLimited(Some(2))),
+            Failure::Retryable {
+                reason: "rate limited: retry after 2s".into(),
+                after: Some(Duration::from_secs(2))
+            }
+        );
+        assert!(matches!(
+            Failure::from_transport(&TransportError::Refused("host".into())),
+            Failure::Permanent(_)
+        ));
+        assert!(matches!(
+            Failure::from_transport(&TransportError::Unreachable("timeout".into())),
+            Failure::Retryable { .. }
+        ));
+    }
+}

@@ -1,0 +1,835 @@
+//! The embedded default backend: sled, with no server to start.
+//!
+//! Every webhook's events are applied atomically, and concurrent webhooks share one
+//! transaction and one flush on the intake thread ([`batch`]), which answers once the flush
+//! covering them is done. Every other write waits for the group-commit flusher
+//! ([`durability`]) before it returns, so many writers share one disk sync. Conversations are
+//! listed through their index ([`index`]); an earlier release's data directory is brought
+//! forward at open ([`migrate`]).
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use async_trait::async_trait;
+use sled::Transactional;
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+
+mod batch;
+mod codec;
+mod durability;
+mod index;
+mod intake;
+mod migrate;
+
+use codec::{be_u64, decode, encode, key2, message_key};
+use durability::Durability;
+use intake::{
+    IntakeTrees, next_conversation_id, put_conversation, tx_conversation, tx_conversation_by_key,
+};
+
+use crate::model::{
+    AgentRecord, Contact, Conversation, ConversationState, ConversationTarget, Direction,
+    InboundEvent, IngestReport, Message, MessageStatus, OutboundDraft, OutboxEntry, Rejection,
+    StoredEvent, Visitor, status_advances,
+};
+use crate::store::{
+    Change, ConversationCursor, ConversationQuery, IntakeNotices, NewEvent, NonceClaim, Page,
+    SendOutcome, Store, StoreError, UpdateError, VisitorExpiry,
+};
+
+/// The tree of [`index`]'s entries.
+const INDEX_TREE: &str = "conversation_index";
+
+/// How often (in claims) expired nonces are swept.
+const NONCE_SWEEP_EVERY: u64 = 1024;
+
+/// Settings of the sled backend.
+#[derive(Debug, Clone, Copy)]
+pub struct SledOptions {
+    /// sled's page cache, bytes (sled's own default is 1 GiB, grown as data is touched).
+    pub cache_bytes: u64,
+}
+
+impl Default for SledOptions {
+    fn default() -> Self {
+        SledOptions {
+            cache_bytes: 256 << 20,
+        }
+    }
+}
+
+/// The sled database and its trees.
+pub struct SledStore {
+    db: sled::Db,
+    conversations: sled::Tree,
+    conversation_keys: sled::Tree,
+    messages: sled::Tree,
+    sent_ids: sled::Tree,
+    optouts: sled::Tree,
+    outbox: sled::Tree,
+    index: sled::Tree,
+    agents: sled::Tree,
+    contacts: sled::Tree,
+    events: sled::Tree,
+    channel_admin: sled::Tree,
+    visitors: sled::Tree,
+    nonces: sled::Tree,
+    claims: AtomicU64,
+    durability: Arc<Durability>,
+    batcher: batch::Batcher,
+}
+
+/// Runs `f`, turning a panic on this thread into `Err(its message)` without printing it (the
+/// caller reports the failure its own way); panics on other threads meanwhile print as usual.
+fn catch_panic_quietly<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    type Hook = dyn Fn(&std::panic::PanicHookInfo<'_>) + Send + Sync;
+    let previous: Arc<Hook> = Arc::from(std::panic::take_hook());
+    let this = std::thread::current().id();
+    let others = previous.clone();
+    std::panic::set_hook(Box::new(move |info| {
+        if std::thread::current().id() != this {
+            others(info);
+        }
+    }));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    drop(std::panic::take_hook());
+    std::panic::set_hook(Box::new(move |info| previous(info)));
+    result.map_err(|payload| {
+        payload
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "an unexpected failure".to_owned())
+    })
+}
+
+/// A transaction's failure as the [`StoreError`] it aborted with, or sled's.
+fn tx_error(d: &Durability, e: TransactionError<StoreError>) -> StoreError {
+    match e {
+        TransactionError::Abort(e) => e,
+        TransactionError::Storage(e) => d.error(e),
+    }
+}
+
+/// A transaction's failure as the [`UpdateError`] it aborted with, or sled's.
+fn update_error(d: &Durability, e: TransactionError<UpdateError>) -> UpdateError {
+    match e {
+        TransactionError::Abort(e) => e,
+        TransactionError::Storage(e) => UpdateError::Storage(d.error(e)),
+    }
+}
+
+/// A storage error aborting a transaction that aborts with [`UpdateError`]s.
+fn lift<T>(
+    r: Result<T, ConflictableTransactionError<StoreError>>,
+) -> Result<T, ConflictableTransactionError<UpdateError>> {
+    r.map_err(|e| match e {
+        ConflictableTransactionError::Abort(e) => {
+            ConflictableTransactionError::Abort(UpdateError::Storage(e))
+        }
+        ConflictableTransactionError::Conflict => ConflictableTransactionError::Conflict,
+        ConflictableTransactionError::Storage(e) => ConflictableTransactionError::Storage(e),
+    })
+}
+
+fn refuse<T>(r: Rejection) -> Result<T, ConflictableTransactionError<UpdateError>> {
+    Err(ConflictableTransactionError::Abort(UpdateError::Rejected(
+        r,
+    )))
+}
+
+impl SledStore {
+    /// Opens (or creates) the database in `dir`, migrates an earlier release's layout, and
+    /// starts the intake thread and the group-commit flusher. Must be called inside a tokio
+    /// runtime. A database another process holds is [`StoreError::Locked`]; one that cannot be
+    /// read back (sled reports corruption, or panics reading a damaged file: the panic is
+    /// caught) is [`StoreError::CorruptDatabase`].
+    pub fn open(dir: &Path, options: SledOptions) -> Result<Arc<SledStore>, StoreError> {
+        let opened = match catch_panic_quietly(|| {
+            sled::Config::new()
+                .path(dir)
+                .cache_capacity(options.cache_bytes)
+                .flush_every_ms(None)
+                .open()
+        }) {
+            Ok(Ok(db)) => db,
+            Ok(Err(e)) => return Err(durability::open_error(dir, e)),
+            Err(panic) => {
+                return Err(StoreError::CorruptDatabase {
+                    dir: dir.to_owned(),
+                    reason: format!("sled failed reading it: {panic}"),
+                });
+            }
+        };
+        let store = SledStore::with_db(opened, dir)?;
+        let db = store.db.clone();
+        let durability = store.durability.clone();
+        tokio::spawn(async move { durability::flusher(db, durability).await });
+        Ok(store)
+    }
+
+    fn with_db(db: sled::Db, dir: &Path) -> Result<Arc<SledStore>, StoreError> {
+        let open_error = |e| durability::open_error(dir, e);
+        let mark = durability::FlushMark::check(&db, dir)?;
+        let steps = migrate::migrate(&db, dir)?;
+        if steps > 0 {
+            tracing::info!(dir = %dir.display(), steps, "storage migrated to schema version {}", codec::SCHEMA_VERSION);
+        }
+        let intake = IntakeTrees::open(&db).map_err(open_error)?;
+        let durability = Arc::new(Durability::new(mark));
+        let batcher = batch::Batcher::start(batch::Intake {
+            trees: intake,
+            contacts: db.open_tree("contacts").map_err(open_error)?,
+            db: db.clone(),
+            durability: durability.clone(),
+        })?;
+        let tree = |name: &str| db.open_tree(name).map_err(open_error);
+        Ok(Arc::new(SledStore {
+            conversations: tree("conversations")?,
+            conversation_keys: tree("conversation_keys")?,
+            messages: tree("messages")?,
+            sent_ids: tree("sent_ids")?,
+            optouts: tree("optouts")?,
+            outbox: tree("outbox")?,
+            index: tree(INDEX_TREE)?,
+            agents: tree("agents")?,
+            contacts: tree("contacts")?,
+            events: tree("events")?,
+            channel_admin: tree("channel_admin")?,
+            visitors: tree("visitors")?,
+            nonces: tree("nonces")?,
+            claims: AtomicU64::new(1),
+            durability,
+            batcher,
+            db,
+        }))
+    }
+
+    /// sled's error as a [`StoreError`] (recording one that puts storage out of service).
+    fn fail(&self, e: sled::Error) -> StoreError {
+        self.durability.error(e)
+    }
+
+    /// Fails at once when storage is out of service: nothing more is acknowledged.
+    fn writable(&self) -> Result<(), StoreError> {
+        match self.durability.out_of_service() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Waits for the flush covering everything written so far.
+    async fn durable(&self) -> Result<(), StoreError> {
+        self.durability.wait().await
+    }
+
+    fn get<T: for<'a> serde::Deserialize<'a>>(
+        &self,
+        tree: &sled::Tree,
+        name: &'static str,
+        key: &[u8],
+    ) -> Result<Option<T>, StoreError> {
+        match tree.get(key).map_err(|e| self.fail(e))? {
+            Some(b) => Ok(Some(decode(name, &b)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn sweep_nonces(&self, now: u64) -> Result<(), StoreError> {
+        for entry in self.nonces.iter() {
+            let (key, held) = entry.map_err(|e| self.fail(e))?;
+            let expires = held
+                .get(..8)
+                .and_then(|b| b.try_into().ok())
+                .map(u64::from_be_bytes)
+                .unwrap_or(0);
+            // Only if nobody claimed it afresh meanwhile.
+            if expires <= now {
+                let _ = self
+                    .nonces
+                    .compare_and_swap(key, Some(held), None::<&[u8]>)
+                    .map_err(|e| self.fail(e))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Store for SledStore {
+    fn failure(&self) -> Option<String> {
+        self.durability.failure()
+    }
+
+    async fn close(&self) -> Result<(), StoreError> {
+        let mark = self.durability.mark.stage(&self.db, true);
+        self.db.flush().map_err(|e| self.fail(e))?;
+        if let Some(mark) = mark {
+            self.durability.mark.commit(mark);
+        }
+        Ok(())
+    }
+
+    async fn intake_with(
+        &self,
+        channel: &str,
+        target: &ConversationTarget,
+        events: Vec<InboundEvent>,
+        now: u64,
+        notices: Arc<dyn IntakeNotices>,
+    ) -> Result<IngestReport, StoreError> {
+        self.writable()?;
+        self.batcher
+            .submit(channel.to_owned(), target.clone(), events, now, notices)
+            .await
+    }
+
+    async fn claim_nonce(
+        &self,
+        scope: &str,
+        nonce: &str,
+        provider_id: &str,
+        now: u64,
+        window_ms: u64,
+    ) -> Result<NonceClaim, StoreError> {
+        self.writable()?;
+        let key = key2(scope, nonce);
+        let mut value = (now + window_ms).to_be_bytes().to_vec();
+        value.extend_from_slice(provider_id.as_bytes());
+        let mut current = self.nonces.get(&key).map_err(|e| self.fail(e))?;
+        loop {
+            if let Some(held) = &current {
+                let expires = held
+                    .get(..8)
+                    .and_then(|b| b.try_into().ok())
+                    .map(u64::from_be_bytes)
+                    .unwrap_or(0);
+                if expires > now {
+                    return Ok(if &held[8..] == provider_id.as_bytes() {
+                        NonceClaim::Retry
+                    } else {
+                        NonceClaim::Replayed
+                    });
+                }
+            }
+            match self
+                .nonces
+                .compare_and_swap(&key, current.clone(), Some(value.clone()))
+                .map_err(|e| self.fail(e))?
+            {
+                Ok(()) => break,
+                Err(conflict) => current = conflict.current,
+            }
+        }
+        if self
+            .claims
+            .fetch_add(1, Ordering::Relaxed)
+            .is_multiple_of(NONCE_SWEEP_EVERY)
+            && let Err(e) = self.sweep_nonces(now)
+        {
+            tracing::warn!("sweeping expired nonces failed (the claim stands): {e}");
+        }
+        self.durable().await?;
+        Ok(NonceClaim::Claimed)
+    }
+
+    async fn conversation(&self, id: u64) -> Result<Option<Conversation>, StoreError> {
+        self.get(&self.conversations, "conversations", &id.to_be_bytes())
+    }
+
+    async fn conversation_by_key(
+        &self,
+        channel: &str,
+        address: &str,
+    ) -> Result<Option<Conversation>, StoreError> {
+        let id = self
+            .conversation_keys
+            .get(key2(channel, address))
+            .map_err(|e| self.fail(e))?;
+        match id {
+            Some(id) => self.conversation(be_u64("conversation_keys", &id)?).await,
+            None => Ok(None),
+        }
+    }
+
+    async fn conversations(
+        &self,
+        query: &ConversationQuery,
+    ) -> Result<Page<Conversation, ConversationCursor>, StoreError> {
+        let merge = index::Merge::new(&self.index, &query.any_of, query.after, query.updated_since);
+        let mut items = Vec::with_capacity(query.limit.min(256));
+        let mut more = false;
+        for entry in merge {
+            let (key, (_, id)) = entry?;
+            let Some(c) = self.conversation(id).await? else {
+                continue;
+            };
+            // Changed since its entry was read: it has moved (to the front, or out of this
+            // range), and is listed where it is now, not where it was.
+            if !index::entries(&c).contains(&key) {
+                continue;
+            }
+            if !query.narrows_to(&c) {
+                continue;
+            }
+            if items.len() == query.limit {
+                more = true;
+                break;
+            }
+            items.push(c);
+        }
+        let next = more
+            .then(|| items.last().map(ConversationCursor::of))
+            .flatten();
+        Ok(Page { items, next })
+    }
+
+    async fn queued_ids(&self) -> Result<Vec<u64>, StoreError> {
+        self.index
+            .scan_prefix(index::queued_prefix())
+            .map(|item| {
+                let (key, _) = item.map_err(|e| self.fail(e))?;
+                Ok(index::position(&key)?.1)
+            })
+            .collect()
+    }
+
+    async fn owned_count(&self, agent: &str) -> Result<u32, StoreError> {
+        let prefix = index::prefix(&crate::store::Selector::OwnedBy(agent.to_owned()));
+        let mut n = 0u32;
+        for item in self.index.scan_prefix(prefix).keys() {
+            item.map_err(|e| self.fail(e))?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    async fn update_conversation(
+        &self,
+        id: u64,
+        change: &Change<'_>,
+    ) -> Result<Conversation, UpdateError> {
+        self.writable()?;
+        let trees = (&self.conversations, &self.index);
+        let out = trees
+            .transaction(|(convs, index)| {
+                let Some(old) = lift(tx_conversation(convs, id))? else {
+                    return refuse(Rejection::NotFound);
+                };
+                let mut new = old.clone();
+                if let Err(r) = change(&mut new) {
+                    return refuse(r);
+                }
+                lift(put_conversation(convs, index, Some(&old), &new))?;
+                Ok(new)
+            })
+            .map_err(|e| update_error(&self.durability, e))?;
+        self.durable().await?;
+        Ok(out)
+    }
+
+    async fn start_conversation(
+        &self,
+        channel: &str,
+        customer: &str,
+        queue: &str,
+        agent: &str,
+        now: u64,
+    ) -> Result<Conversation, UpdateError> {
+        self.writable()?;
+        let trees = (&self.conversations, &self.conversation_keys, &self.index);
+        let out = trees
+            .transaction(|(convs, keys, index)| {
+                let existing = lift(tx_conversation_by_key(convs, keys, channel, customer))?;
+                let mut conv = match &existing {
+                    Some(c) => {
+                        if c.state == ConversationState::Assigned
+                            && let Some(owner) = &c.owner
+                            && owner != agent
+                        {
+                            return refuse(Rejection::Conflict(format!(
+                                "a conversation with {customer} on {channel} exists and is owned by {owner}"
+                            )));
+                        }
+                        c.clone()
+                    }
+                    None => {
+                        let id = next_conversation_id(keys)?;
+                        keys.insert(key2(channel, customer), &id.to_be_bytes())?;
+                        Conversation::new(id, channel, customer, queue, now)
+                    }
+                };
+                conv.assign(agent);
+                conv.updated_at = now;
+                lift(put_conversation(convs, index, existing.as_ref(), &conv))?;
+                Ok(conv)
+            })
+            .map_err(|e| update_error(&self.durability, e))?;
+        self.durable().await?;
+        Ok(out)
+    }
+
+    async fn messages(
+        &self,
+        conversation: u64,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Page<Message, u64>, StoreError> {
+        let start = message_key(conversation, after.map_or(0, |seq| seq.saturating_add(1)));
+        let end = message_key(conversation, u64::MAX);
+        let mut items = Vec::with_capacity(limit.min(256));
+        let mut more = false;
+        for item in self.messages.range(start..=end) {
+            let (_, v) = item.map_err(|e| self.fail(e))?;
+            if items.len() == limit {
+                more = true;
+                break;
+            }
+            items.push(decode::<Message>("messages", &v)?);
+        }
+        let next = more.then(|| items.last().map(|m| m.seq)).flatten();
+        Ok(Page { items, next })
+    }
+
+    async fn message(&self, conversation: u64, seq: u64) -> Result<Option<Message>, StoreError> {
+        self.get(&self.messages, "messages", &message_key(conversation, seq))
+    }
+
+    async fn add_outbound(
+        &self,
+        conversation: u64,
+        author: Option<&str>,
+        draft: OutboundDraft,
+        now: u64,
+    ) -> Result<(Conversation, Message), UpdateError> {
+        self.writable()?;
+        let trees = (
+            &self.conversations,
+            &self.messages,
+            &self.outbox,
+            &self.index,
+        );
+        let out = trees
+            .transaction(|(convs, msgs, outbox, index)| {
+                let Some(old) = lift(tx_conversation(convs, conversation))? else {
+                    return refuse(Rejection::NotFound);
+                };
+                let mut conv = old.clone();
+                if let Some(agent) = author {
+                    if conv.state == ConversationState::Closed {
+                        return refuse(Rejection::Conflict("the conversation is closed".into()));
+                    }
+                    if let Some(owner) = &conv.owner
+                        && owner != agent
+                    {
+                        return refuse(Rejection::Conflict(format!(
+                            "the conversation is owned by {owner}"
+                        )));
+                    }
+                    if conv.state == ConversationState::Queued {
+                        conv.assign(agent);
+                    }
+                }
+                conv.last_seq += 1;
+                conv.updated_at = now;
+                let message = Message {
+                    conversation,
+                    seq: conv.last_seq,
+                    direction: Direction::Outbound,
+                    provider_id: None,
+                    text: draft.text.clone(),
+                    attachments: draft.attachments.clone(),
+                    author: author.map(str::to_owned),
+                    created_at: now,
+                    status: MessageStatus::Pending,
+                    error: None,
+                    note: None,
+                    template: draft.template.clone(),
+                };
+                let key = message_key(conversation, message.seq);
+                msgs.insert(&key, encode(&message))?;
+                outbox.insert(
+                    &key,
+                    encode(&OutboxEntry {
+                        conversation,
+                        seq: message.seq,
+                        attempts: 0,
+                        next_at: 0,
+                    }),
+                )?;
+                lift(put_conversation(convs, index, Some(&old), &conv))?;
+                Ok((conv, message))
+            })
+            .map_err(|e| update_error(&self.durability, e))?;
+        self.durable().await?;
+        Ok(out)
+    }
+
+    async fn pending_sends(&self) -> Result<Vec<OutboxEntry>, StoreError> {
+        self.outbox
+            .iter()
+            .map(|item| {
+                let (_, v) = item.map_err(|e| self.fail(e))?;
+                decode("outbox", &v)
+            })
+            .collect()
+    }
+
+    async fn outbox_entry(
+        &self,
+        conversation: u64,
+        seq: u64,
+    ) -> Result<Option<OutboxEntry>, StoreError> {
+        self.get(&self.outbox, "outbox", &message_key(conversation, seq))
+    }
+
+    async fn record_retry(
+        &self,
+        conversation: u64,
+        seq: u64,
+        attempts: u32,
+        next_at: u64,
+        note: &str,
+    ) -> Result<Option<Message>, StoreError> {
+        self.writable()?;
+        let key = message_key(conversation, seq);
+        let trees = (&self.messages, &self.outbox);
+        let out = trees
+            .transaction(|(msgs, outbox)| {
+                if outbox.get(key)?.is_none() {
+                    return Ok(None);
+                }
+                outbox.insert(
+                    &key,
+                    encode(&OutboxEntry {
+                        conversation,
+                        seq,
+                        attempts,
+                        next_at,
+                    }),
+                )?;
+                let Some(b) = msgs.get(key)? else {
+                    return Ok(None);
+                };
+                let mut message: Message =
+                    decode("messages", &b).map_err(ConflictableTransactionError::Abort)?;
+                if message.status == MessageStatus::Pending {
+                    message.error = Some(note.to_owned());
+                    msgs.insert(&key, encode(&message))?;
+                }
+                Ok(Some(message))
+            })
+            .map_err(|e| tx_error(&self.durability, e))?;
+        self.durable().await?;
+        Ok(out)
+    }
+
+    async fn complete_send(
+        &self,
+        channel: &str,
+        conversation: u64,
+        seq: u64,
+        outcome: SendOutcome,
+    ) -> Result<Option<Message>, StoreError> {
+        self.writable()?;
+        let key = message_key(conversation, seq);
+        let trees = (&self.messages, &self.sent_ids, &self.outbox);
+        let out = trees
+            .transaction(|(msgs, sent, outbox)| {
+                outbox.remove(&key)?;
+                let Some(b) = msgs.get(key)? else {
+                    return Ok(None);
+                };
+                let mut message: Message =
+                    decode("messages", &b).map_err(ConflictableTransactionError::Abort)?;
+                match &outcome {
+                    Ok(provider_id) => {
+                        message.provider_id = Some(provider_id.clone());
+                        // A retry note from an earlier attempt no longer applies.
+                        message.error = None;
+                        if status_advances(message.status, MessageStatus::Queued) {
+                            message.status = MessageStatus::Queued;
+                        }
+                        sent.insert(key2(channel, provider_id), &key)?;
+                    }
+                    Err(reason) => {
+                        message.status = MessageStatus::Failed;
+                        message.error = Some(reason.clone());
+                    }
+                }
+                msgs.insert(&key, encode(&message))?;
+                Ok(Some(message))
+            })
+            .map_err(|e| tx_error(&self.durability, e))?;
+        self.durable().await?;
+        Ok(out)
+    }
+
+    async fn is_opted_out(&self, channel: &str, address: &str) -> Result<bool, StoreError> {
+        self.optouts
+            .contains_key(key2(channel, address))
+            .map_err(|e| self.fail(e))
+    }
+
+    async fn set_opted_out(
+        &self,
+        channel: &str,
+        address: &str,
+        opted_out: bool,
+        now: u64,
+    ) -> Result<(), StoreError> {
+        self.writable()?;
+        let key = key2(channel, address);
+        let written = if opted_out {
+            self.optouts.insert(key, &now.to_be_bytes()).map(drop)
+        } else {
+            self.optouts.remove(key).map(drop)
+        };
+        written.map_err(|e| self.fail(e))?;
+        self.durable().await
+    }
+
+    async fn agent_records(&self) -> Result<Vec<(String, AgentRecord)>, StoreError> {
+        self.agents
+            .iter()
+            .map(|item| {
+                let (k, v) = item.map_err(|e| self.fail(e))?;
+                Ok((
+                    String::from_utf8_lossy(&k).into_owned(),
+                    decode("agents", &v)?,
+                ))
+            })
+            .collect()
+    }
+
+    async fn put_agent_record(&self, agent: &str, record: &AgentRecord) -> Result<(), StoreError> {
+        self.writable()?;
+        self.agents
+            .insert(agent.as_bytes(), encode(record))
+            .map_err(|e| self.fail(e))?;
+        self.durable().await
+    }
+
+    async fn put_contact(&self, contact: &Contact) -> Result<(), StoreError> {
+        self.writable()?;
+        self.contacts
+            .insert(contact.address.as_bytes(), encode(contact))
+            .map_err(|e| self.fail(e))?;
+        self.durable().await
+    }
+
+    async fn contact(&self, address: &str) -> Result<Option<Contact>, StoreError> {
+        self.get(&self.contacts, "contacts", address.as_bytes())
+    }
+
+    async fn contacts(&self) -> Result<Vec<Contact>, StoreError> {
+        self.contacts
+            .iter()
+            .map(|item| decode("contacts", &item.map_err(|e| self.fail(e))?.1))
+            .collect()
+    }
+
+    async fn put_visitor(&self, token_hash: &[u8], visitor: &Visitor) -> Result<(), StoreError> {
+        self.writable()?;
+        self.visitors
+            .insert(token_hash, encode(visitor))
+            .map_err(|e| self.fail(e))?;
+        self.durable().await
+    }
+
+    async fn visitor(&self, token_hash: &[u8]) -> Result<Option<Visitor>, StoreError> {
+        self.get(&self.visitors, "visitors", token_hash)
+    }
+
+    async fn expire_visitors(
+        &self,
+        channel: &str,
+        expired: &VisitorExpiry<'_>,
+    ) -> Result<usize, StoreError> {
+        self.writable()?;
+        let mut removed = 0;
+        for item in self.visitors.iter() {
+            let (k, v) = item.map_err(|e| self.fail(e))?;
+            let gone = match decode::<Visitor>("visitors", &v) {
+                Ok(visitor) => visitor.channel == channel && expired(&visitor),
+                // A record this release cannot read is of no use to any visitor.
+                Err(_) => true,
+            };
+            if gone {
+                self.visitors.remove(k).map_err(|e| self.fail(e))?;
+                removed += 1;
+            }
+        }
+        if removed > 0 {
+            self.durable().await?;
+        }
+        Ok(removed)
+    }
+
+    async fn set_channel_state(&self, channel: &str, state: &str) -> Result<(), StoreError> {
+        self.writable()?;
+        let written = if state == "enabled" {
+            self.channel_admin.remove(channel.as_bytes()).map(drop)
+        } else {
+            self.channel_admin
+                .insert(channel.as_bytes(), state.as_bytes())
+                .map(drop)
+        };
+        written.map_err(|e| self.fail(e))?;
+        self.durable().await
+    }
+
+    async fn channel_states(&self) -> Result<Vec<(String, String)>, StoreError> {
+        self.channel_admin
+            .iter()
+            .map(|item| {
+                let (k, v) = item.map_err(|e| self.fail(e))?;
+                Ok((
+                    String::from_utf8_lossy(&k).into_owned(),
+                    String::from_utf8_lossy(&v).into_owned(),
+                ))
+            })
+            .collect()
+    }
+
+    async fn append_event(
+        &self,
+        kind: &str,
+        audience: Vec<String>,
+        conversation: Option<u64>,
+        data: serde_json::Value,
+        now: u64,
+    ) -> Result<StoredEvent, StoreError> {
+        self.writable()?;
+        let event = NewEvent {
+            kind: kind.to_owned(),
+            audience,
+            conversation,
+            data,
+        };
+        self.batcher.append(event, now).await
+    }
+
+    async fn events_after(&self, after: u64, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
+        self.events
+            .range(after.saturating_add(1).to_be_bytes()..)
+            .take(limit)
+            .map(|item| decode("events", &item.map_err(|e| self.fail(e))?.1))
+            .collect()
+    }
+
+    async fn last_event_id(&self) -> Result<u64, StoreError> {
+        self.last_event_position()
+    }
+}
+
+impl SledStore {
+    /// The newest event's id, 0 for an empty log.
+    fn last_event_position(&self) -> Result<u64, StoreError> {
+        match self.events.last().map_err(|e| self.fail(e))? {
+            Some((k, _)) => be_u64("events", &k),
+            None => Ok(0),
+        }
+    }
+}
