@@ -10,7 +10,6 @@
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
-use std::time::Duration;
 
 use axum::Json;
 use axum::body::Bytes;
@@ -34,11 +33,9 @@ use crate::runtime::clock::Clock;
 use crate::services::agents::Presence;
 use crate::services::agents::access::{self, Refused, Standing, View};
 use crate::services::channel_rules;
+use crate::services::conversations::{ActionError, StartError};
 use crate::services::replies::{self, DraftError, ReplyRequest};
 use crate::store::UpdateError;
-
-/// How long a reply request waits for the provider's answer before answering 202.
-const SEND_WAIT: Duration = Duration::from_secs(10);
 
 /// The authenticated agent of a request.
 pub struct Agent(pub AgentConfig);
@@ -482,7 +479,7 @@ pub struct TemplateChoice {
 /// `POST /api/v1/conversations/{id}/messages`: queue a reply durably, send it through the
 /// channel, and answer with the stored message once the provider answered (201), or with the
 /// pending message while it is not yet accepted (202: the first attempt failed and will be
-/// retried, or it takes longer than [`SEND_WAIT`]).
+/// retried, or it takes longer than [`crate::services::conversations::SEND_WAIT`]).
 pub async fn reply(
     State(state): State<AppState>,
     Agent(agent): Agent,
@@ -547,26 +544,18 @@ async fn send_reply(
     before: &Conversation,
     draft: OutboundDraft,
 ) -> Result<(StatusCode, MessageView), Response> {
-    let now = Clock::System.now_millis();
-    let (after, message) = state
-        .app
-        .storage
-        .add_outbound(before.id, Some(&agent.id), draft, now)
+    let message = state
+        .actions()
+        .reply(agent, before, draft)
         .await
         .map_err(|e| update_error(e, &before.id.to_string()))?;
-    if before.state == ConversationState::Queued && after.state == ConversationState::Assigned {
-        announce_assigned(state, before, &after, "first_reply").await;
-    }
-    let rx = state.outbox.watch(message.conversation, message.seq);
-    state.outbox.submit(message.conversation, message.seq);
     let kind = channel_kind(state, &before.channel);
-    Ok(match state.outbox.wait(rx, SEND_WAIT).await {
-        Some(done) if done.status != MessageStatus::Pending => {
-            (StatusCode::CREATED, MessageView::on(&kind, done))
-        }
-        Some(retrying) => (StatusCode::ACCEPTED, MessageView::on(&kind, retrying)),
-        None => (StatusCode::ACCEPTED, MessageView::on(&kind, message)),
-    })
+    let status = if message.status == MessageStatus::Pending {
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::CREATED
+    };
+    Ok((status, MessageView::on(&kind, message)))
 }
 
 /// `GET /api/v1/admin/plugins`: loaded and refused plugins.
@@ -608,58 +597,6 @@ fn json_body<T: serde::de::DeserializeOwned>(body: &[u8], example: &str) -> Resu
     })
 }
 
-/// Events for a conversation that just got an owner: the owner is told, and the others who
-/// were offered it or see it in their queue list have the card hidden.
-async fn announce_assigned(
-    state: &AppState,
-    before: &Conversation,
-    after: &Conversation,
-    how: &str,
-) {
-    let Some(owner) = after.owner.clone() else {
-        return;
-    };
-    state
-        .agents
-        .assigned(&owner, Clock::System.now_millis())
-        .await;
-    let others: Vec<String> = before
-        .offered_to
-        .iter()
-        .filter(|a| **a != owner)
-        .cloned()
-        .collect();
-    if !others.is_empty() {
-        state
-            .events
-            .publish(
-                "offer_withdrawn",
-                others,
-                Some(after.id),
-                json!({"reason": "taken", "owner": owner}),
-            )
-            .await;
-    }
-    let mut audience: Vec<String> = state
-        .app
-        .config
-        .queue_members(&after.queue)
-        .map(|a| a.id.clone())
-        .collect();
-    if !audience.contains(&owner) {
-        audience.push(owner.clone());
-    }
-    state
-        .events
-        .publish(
-            "assigned",
-            audience,
-            Some(after.id),
-            json!({"owner": owner, "how": how}),
-        )
-        .await;
-}
-
 /// `POST /api/v1/conversations/{id}/take`: the agent takes a conversation of their queue.
 /// Taking one another agent owns is a 409 that names the owner; of two agents taking at once,
 /// exactly one wins.
@@ -672,46 +609,22 @@ pub async fn take(
         Ok((c, _)) => c,
         Err(r) => return r,
     };
-    let me = agent.id.clone();
-    let result = crate::store::update(state.app.storage.as_ref(), before.id, |c| {
-        match (&c.state, &c.owner) {
-            (ConversationState::Closed, _) => {
-                Err(Rejection::Conflict("the conversation is closed".into()))
-            }
-            (ConversationState::Assigned, Some(owner)) if owner == &me => Ok(false),
-            (ConversationState::Assigned, Some(owner)) => Err(Rejection::Conflict(format!(
-                "the conversation is owned by {owner}"
-            ))),
-            _ => {
-                c.assign(&me);
-                Ok(true)
-            }
-        }
-    })
-    .await;
-    match result {
-        Ok((after, changed)) => {
-            if changed {
-                announce_assigned(&state, &before, &after, "take").await;
-            }
-            Json(ConversationView::new(&state, after).await).into_response()
-        }
-        Err(UpdateError::Rejected(Rejection::Conflict(m))) => {
-            let owner = state
-                .app
-                .storage
-                .conversation(before.id)
-                .await
-                .ok()
-                .flatten()
-                .and_then(|c| c.owner);
-            (
-                StatusCode::CONFLICT,
-                Json(json!({"error": m, "owner": owner})),
-            )
-                .into_response()
-        }
-        Err(e) => update_error(e, &id),
+    match state.actions().take(&agent, &before).await {
+        Ok(after) => Json(ConversationView::new(&state, after).await).into_response(),
+        Err(e) => action_error(e, &id),
+    }
+}
+
+/// The answer to an action the walls, the current state or storage refused.
+fn action_error(e: ActionError, id: &str) -> Response {
+    match e {
+        ActionError::Refused(r) => refused(r),
+        ActionError::Update(e) => update_error(e, id),
+        ActionError::Taken { message, owner } => (
+            StatusCode::CONFLICT,
+            Json(json!({"error": message, "owner": owner})),
+        )
+            .into_response(),
     }
 }
 
@@ -739,52 +652,9 @@ pub async fn transfer(
         Ok(b) => b,
         Err(r) => return r,
     };
-    let config = &state.app.config;
-    if let Err(r) = access::may_transfer(config, &agent, &before, &body.agent) {
-        return refused(r);
-    }
-    let me = agent.id.clone();
-    let target = body.agent.clone();
-    let now = Clock::System.now_millis();
-    let result = crate::store::update(state.app.storage.as_ref(), before.id, |c| {
-        // Asked again on the current state: it may have moved queue or owner meanwhile.
-        access::may_transfer(config, &agent, c, &target)?;
-        Ok(c.transfer(&target, now))
-    })
-    .await;
-    match result {
-        Ok((after, previous)) => {
-            state.agents.assigned(&target, now).await;
-            let mut audience = vec![target.clone()];
-            if let Some(p) = &previous {
-                state.agents.released(p, now).await;
-                if p != &target {
-                    audience.push(p.clone());
-                }
-            }
-            if !before.offered_to.is_empty() {
-                state
-                    .events
-                    .publish(
-                        "offer_withdrawn",
-                        before.offered_to.clone(),
-                        Some(after.id),
-                        json!({"reason": "transferred"}),
-                    )
-                    .await;
-            }
-            state
-                .events
-                .publish(
-                    "transferred",
-                    audience,
-                    Some(after.id),
-                    json!({"from": previous, "to": target, "by": me}),
-                )
-                .await;
-            Json(ConversationView::new(&state, after).await).into_response()
-        }
-        Err(e) => update_error(e, &id),
+    match state.actions().transfer(&agent, &before, &body.agent).await {
+        Ok(after) => Json(ConversationView::new(&state, after).await).into_response(),
+        Err(e) => action_error(e, &id),
     }
 }
 
@@ -799,44 +669,9 @@ pub async fn close(
         Ok((c, _)) => c,
         Err(r) => return r,
     };
-    let me = agent.id.clone();
-    let config = &state.app.config;
-    let now = Clock::System.now_millis();
-    let result = crate::store::update(state.app.storage.as_ref(), before.id, |c| {
-        access::may_close(config, &agent, c)?;
-        Ok(c.close(&me, now))
-    })
-    .await;
-    match result {
-        Ok((after, changed)) => {
-            if changed {
-                if !before.offered_to.is_empty() {
-                    state
-                        .events
-                        .publish(
-                            "offer_withdrawn",
-                            before.offered_to.clone(),
-                            Some(after.id),
-                            json!({"reason": "closed"}),
-                        )
-                        .await;
-                }
-                if let Some(owner) = &after.owner {
-                    state.agents.released(owner, now).await;
-                }
-                let mut audience: Vec<String> = after.handled_by.clone();
-                if !audience.contains(&me) {
-                    audience.push(me.clone());
-                }
-                state
-                    .events
-                    .publish("closed", audience, Some(after.id), json!({"by": me}))
-                    .await;
-                state.dispatcher.kick();
-            }
-            Json(ConversationView::new(&state, after).await).into_response()
-        }
-        Err(e) => update_error(e, &id),
+    match state.actions().close(&agent, &before).await {
+        Ok(after) => Json(ConversationView::new(&state, after).await).into_response(),
+        Err(e) => action_error(e, &id),
     }
 }
 
@@ -868,22 +703,7 @@ pub async fn set_presence(
             );
         }
     };
-    state
-        .agents
-        .set_presence(&agent.id, presence, Clock::System.now_millis())
-        .await;
-    state
-        .events
-        .publish(
-            "presence",
-            vec![agent.id.clone()],
-            None,
-            json!({"agent": agent.id, "presence": presence}),
-        )
-        .await;
-    if presence == Presence::Online {
-        state.dispatcher.kick();
-    }
+    state.actions().set_presence(&agent.id, presence).await;
     Json(json!({"agent": agent.id, "presence": presence})).into_response()
 }
 
@@ -916,98 +736,17 @@ pub async fn start_conversation(
         Ok(b) => b,
         Err(r) => return r,
     };
-    let channel_name =
-        match access::start_channel(&state.app.config, &agent, body.channel.as_deref()) {
-            Ok(name) => name,
-            Err(r) => return refused(r),
-        };
-    let Some(channel) = state.app.live_channel(&channel_name) else {
-        return error_response(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            format!("channel {channel_name:?} is not configured, or is disabled or deleted"),
-        );
-    };
-    let number = match plugboard_sdk::E164::parse(&body.to) {
-        Ok(n) => n,
-        Err(e) => {
-            return error_response(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                format!("`to` must be an E.164 number like +14155550100: {e}"),
-            );
-        }
-    };
-    let customer = channel_rules::address_for(channel.kind(), number.as_str());
-    match state
-        .app
-        .storage
-        .is_opted_out(&channel.name, &customer)
-        .await
-    {
-        Ok(true) => {
-            return error_response(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                format!(
-                    "{customer} opted out of channel {}; nothing was sent",
-                    channel.name
-                ),
-            );
-        }
-        Ok(false) => {}
-        Err(e) => return storage_error(e),
-    }
-    let queue = match &channel.target {
-        crate::model::ConversationTarget::Queue { queue, .. } => queue.clone(),
-        crate::model::ConversationTarget::Agent(_) => String::new(),
-    };
-    let now = Clock::System.now_millis();
-    let existing = match state
-        .app
-        .storage
-        .conversation_by_key(&channel.name, &customer)
+    let conv = match state
+        .actions()
+        .start(&agent, body.channel.as_deref(), &body.to)
         .await
     {
         Ok(c) => c,
-        Err(e) => return storage_error(e),
+        Err(StartError::Refused(r)) => return refused(r),
+        Err(StartError::Update(e)) => return update_error(e, &body.to),
+        Err(StartError::Storage(e)) => return storage_error(e),
+        Err(e) => return error_response(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
     };
-    let taken = match &existing {
-        Some(before) => {
-            if let Err(r) = access::may_take_over(&agent, before) {
-                return refused(r);
-            }
-            // Asked again on the current state: it may have overflowed or been taken meanwhile.
-            crate::store::update(state.app.storage.as_ref(), before.id, |c| {
-                Ok(access::take_over(&agent, c, now)?)
-            })
-            .await
-        }
-        None => state
-            .app
-            .storage
-            .start_conversation(&channel.name, &customer, &queue, &agent.id, now)
-            .await
-            .map(|c| (c, ())),
-    };
-    let conv = match taken {
-        Ok((c, ())) => c,
-        Err(e) => return update_error(e, &customer),
-    };
-    match &existing {
-        Some(before) if before.state == ConversationState::Queued => {
-            announce_assigned(&state, before, &conv, "started").await;
-        }
-        _ => {
-            state.agents.assigned(&agent.id, now).await;
-            state
-                .events
-                .publish(
-                    "assigned",
-                    vec![agent.id.clone()],
-                    Some(conv.id),
-                    json!({"owner": agent.id, "how": "started"}),
-                )
-                .await;
-        }
-    }
     let mut out = json!({});
     let has_text = body.text.as_deref().is_some_and(|t| !t.trim().is_empty());
     if has_text || body.template.is_some() {

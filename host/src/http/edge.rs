@@ -36,6 +36,17 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// The agents' actions on conversations, borrowed from this state.
+    pub fn actions(&self) -> crate::services::conversations::Actions<'_> {
+        crate::services::conversations::Actions {
+            app: &self.app,
+            agents: &self.agents,
+            events: &self.events,
+            dispatcher: &self.dispatcher,
+            outbox: &self.outbox,
+        }
+    }
+
     /// The services intake needs, borrowed from this state.
     pub fn intake(&self) -> crate::services::intake::Services<'_> {
         crate::services::intake::Services {

@@ -1,0 +1,381 @@
+//! What agents do, past the walls: take, transfer or close a conversation (each asks the walls
+//! again inside the atomic update, as the conversation may have changed since it was read),
+//! start one, reply, and change their presence; then the agents concerned and the dispatcher
+//! are told. HTTP handlers call these and map the typed errors to status codes.
+
+use serde_json::json;
+
+use crate::config::AgentConfig;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::model::{
+    Conversation, ConversationState, ConversationTarget, Message, OutboundDraft, Rejection,
+};
+use crate::runtime::clock::Clock;
+use crate::services::agents::access::{self, Refused};
+use crate::services::agents::{Agents, Presence};
+use crate::services::app::App;
+use crate::services::channel_rules;
+use crate::services::events::EventHub;
+use crate::services::outbox::Outbox;
+use crate::services::routing::Dispatcher;
+use crate::store::{StoreError, UpdateError};
+
+/// What the actions need.
+#[derive(Clone, Copy)]
+pub struct Actions<'a> {
+    /// Configuration and storage.
+    pub app: &'a App,
+    /// Agents' routing facts.
+    pub agents: &'a Agents,
+    /// The event log.
+    pub events: &'a EventHub,
+    /// Offers waiting work.
+    pub dispatcher: &'a Dispatcher,
+    /// Sends replies.
+    pub outbox: &'a Arc<Outbox>,
+}
+
+/// How long a reply waits for the provider's answer before it is answered as still pending.
+pub const SEND_WAIT: Duration = Duration::from_secs(10);
+
+/// Why an action was not done.
+#[derive(Debug, thiserror::Error)]
+pub enum ActionError {
+    /// The walls refuse it.
+    #[error(transparent)]
+    Refused(#[from] Refused),
+    /// The update was refused on the current state, or storage failed.
+    #[error(transparent)]
+    Update(#[from] UpdateError),
+    /// Another agent has it: the conflict names the owner.
+    #[error("{message}")]
+    Taken {
+        /// What happened.
+        message: String,
+        /// Who owns it now, if anyone.
+        owner: Option<String>,
+    },
+}
+
+impl Actions<'_> {
+    /// Events for a conversation that just got an owner: the owner is told, and the others who
+    /// were offered it or see it in their queue list have the card hidden.
+    pub async fn announce_assigned(&self, before: &Conversation, after: &Conversation, how: &str) {
+        let Some(owner) = after.owner.clone() else {
+            return;
+        };
+        self.agents
+            .assigned(&owner, Clock::System.now_millis())
+            .await;
+        let others: Vec<String> = before
+            .offered_to
+            .iter()
+            .filter(|a| **a != owner)
+            .cloned()
+            .collect();
+        if !others.is_empty() {
+            self.events
+                .publish(
+                    "offer_withdrawn",
+                    others,
+                    Some(after.id),
+                    json!({"reason": "taken", "owner": owner}),
+                )
+                .await;
+        }
+        let mut audience: Vec<String> = self
+            .app
+            .config
+            .queue_members(&after.queue)
+            .map(|a| a.id.clone())
+            .collect();
+        if !audience.contains(&owner) {
+            audience.push(owner.clone());
+        }
+        self.events
+            .publish(
+                "assigned",
+                audience,
+                Some(after.id),
+                json!({"owner": owner, "how": how}),
+            )
+            .await;
+    }
+
+    /// Tells the agents `before` was offered to that the offer is gone (`reason`).
+    async fn withdraw_offers(&self, before: &Conversation, reason: &str) {
+        if before.offered_to.is_empty() {
+            return;
+        }
+        self.events
+            .publish(
+                "offer_withdrawn",
+                before.offered_to.clone(),
+                Some(before.id),
+                json!({"reason": reason}),
+            )
+            .await;
+    }
+
+    /// Queues `agent`'s reply to `before` durably (the first reply to a queued conversation
+    /// takes it), submits it, and waits up to [`SEND_WAIT`] for the provider: the message as it
+    /// then stands (`pending` while not yet accepted).
+    pub async fn reply(
+        &self,
+        agent: &AgentConfig,
+        before: &Conversation,
+        draft: OutboundDraft,
+    ) -> Result<Message, UpdateError> {
+        let now = Clock::System.now_millis();
+        let (after, message) = self
+            .app
+            .storage
+            .add_outbound(before.id, Some(&agent.id), draft, now)
+            .await?;
+        if before.state == ConversationState::Queued && after.state == ConversationState::Assigned {
+            self.announce_assigned(before, &after, "first_reply").await;
+        }
+        let rx = self.outbox.watch(message.conversation, message.seq);
+        self.outbox.submit(message.conversation, message.seq);
+        Ok(self.outbox.wait(rx, SEND_WAIT).await.unwrap_or(message))
+    }
+
+    /// `agent` takes `before` (read through the walls): theirs unless closed or another's.
+    /// Taking one's own conversation changes nothing.
+    pub async fn take(
+        &self,
+        agent: &AgentConfig,
+        before: &Conversation,
+    ) -> Result<Conversation, ActionError> {
+        let me = agent.id.clone();
+        let now = Clock::System.now_millis();
+        let result = crate::store::update(self.app.storage.as_ref(), before.id, |c| {
+            match (&c.state, &c.owner) {
+                (ConversationState::Closed, _) => {
+                    Err(Rejection::Conflict("the conversation is closed".into()))
+                }
+                (ConversationState::Assigned, Some(owner)) if owner == &me => Ok(false),
+                (ConversationState::Assigned, Some(owner)) => Err(Rejection::Conflict(format!(
+                    "the conversation is owned by {owner}"
+                ))),
+                _ => {
+                    c.assign(&me);
+                    c.updated_at = now;
+                    Ok(true)
+                }
+            }
+        })
+        .await;
+        match result {
+            Ok((after, changed)) => {
+                if changed {
+                    self.announce_assigned(before, &after, "take").await;
+                }
+                Ok(after)
+            }
+            Err(UpdateError::Rejected(Rejection::Conflict(message))) => {
+                let owner = self
+                    .app
+                    .storage
+                    .conversation(before.id)
+                    .await
+                    .ok()
+                    .flatten()
+                    .and_then(|c| c.owner);
+                Err(ActionError::Taken { message, owner })
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// `agent` hands `before` to `target`, with its whole history, if the walls allow it.
+    pub async fn transfer(
+        &self,
+        agent: &AgentConfig,
+        before: &Conversation,
+        target: &str,
+    ) -> Result<Conversation, ActionError> {
+        let config = &self.app.config;
+        access::may_transfer(config, agent, before, target)?;
+        let now = Clock::System.now_millis();
+        let (after, previous) = crate::store::update(self.app.storage.as_ref(), before.id, |c| {
+            // Asked again on the current state: it may have moved queue or owner meanwhile.
+            access::may_transfer(config, agent, c, target)?;
+            Ok(c.transfer(target, now))
+        })
+        .await?;
+        self.agents.assigned(target, now).await;
+        let mut audience = vec![target.to_owned()];
+        if let Some(p) = &previous {
+            self.agents.released(p, now).await;
+            if p != target {
+                audience.push(p.clone());
+            }
+        }
+        self.withdraw_offers(before, "transferred").await;
+        self.events
+            .publish(
+                "transferred",
+                audience,
+                Some(after.id),
+                json!({"from": previous, "to": target, "by": agent.id}),
+            )
+            .await;
+        Ok(after)
+    }
+
+    /// `agent` resolves and archives `before`, if the walls allow it; closing a closed one
+    /// changes nothing.
+    pub async fn close(
+        &self,
+        agent: &AgentConfig,
+        before: &Conversation,
+    ) -> Result<Conversation, ActionError> {
+        let me = agent.id.clone();
+        let config = &self.app.config;
+        let now = Clock::System.now_millis();
+        let (after, changed) = crate::store::update(self.app.storage.as_ref(), before.id, |c| {
+            access::may_close(config, agent, c)?;
+            Ok(c.close(&me, now))
+        })
+        .await?;
+        if !changed {
+            return Ok(after);
+        }
+        self.withdraw_offers(before, "closed").await;
+        if let Some(owner) = &after.owner {
+            self.agents.released(owner, now).await;
+        }
+        let mut audience: Vec<String> = after.handled_by.clone();
+        if !audience.contains(&me) {
+            audience.push(me.clone());
+        }
+        self.events
+            .publish("closed", audience, Some(after.id), json!({"by": me}))
+            .await;
+        self.dispatcher.kick();
+        Ok(after)
+    }
+
+    /// Sets `agent`'s presence, tells them, and has waiting work looked at again when they
+    /// come online.
+    pub async fn set_presence(&self, agent: &str, presence: Presence) {
+        self.agents
+            .set_presence(agent, presence, Clock::System.now_millis())
+            .await;
+        self.events
+            .publish(
+                "presence",
+                vec![agent.to_owned()],
+                None,
+                json!({"agent": agent, "presence": presence}),
+            )
+            .await;
+        if presence == Presence::Online {
+            self.dispatcher.kick();
+        }
+    }
+
+    /// `agent` opens a conversation with `to` (E.164) over `channel` (or the one the walls
+    /// pick), or takes over the existing one with that customer when the walls allow it.
+    pub async fn start(
+        &self,
+        agent: &AgentConfig,
+        channel: Option<&str>,
+        to: &str,
+    ) -> Result<Conversation, StartError> {
+        let channel_name = access::start_channel(&self.app.config, agent, channel)?;
+        let Some(channel) = self.app.live_channel(&channel_name) else {
+            return Err(StartError::ChannelUnavailable(channel_name));
+        };
+        let number =
+            plugboard_sdk::E164::parse(to).map_err(|e| StartError::NotE164(e.to_string()))?;
+        let customer = channel_rules::address_for(channel.kind(), number.as_str());
+        if self
+            .app
+            .storage
+            .is_opted_out(&channel.name, &customer)
+            .await?
+        {
+            return Err(StartError::OptedOut {
+                customer,
+                channel: channel.name.clone(),
+            });
+        }
+        let queue = match &channel.target {
+            ConversationTarget::Queue { queue, .. } => queue.clone(),
+            ConversationTarget::Agent(_) => String::new(),
+        };
+        let now = Clock::System.now_millis();
+        let existing = self
+            .app
+            .storage
+            .conversation_by_key(&channel.name, &customer)
+            .await?;
+        let conv = match &existing {
+            Some(before) => {
+                access::may_take_over(agent, before)?;
+                // Asked again on the current state: it may have overflowed or been taken
+                // meanwhile.
+                crate::store::update(self.app.storage.as_ref(), before.id, |c| {
+                    Ok(access::take_over(agent, c, now)?)
+                })
+                .await?
+                .0
+            }
+            None => {
+                self.app
+                    .storage
+                    .start_conversation(&channel.name, &customer, &queue, &agent.id, now)
+                    .await?
+            }
+        };
+        match &existing {
+            Some(before) if before.state == ConversationState::Queued => {
+                self.announce_assigned(before, &conv, "started").await;
+            }
+            _ => {
+                self.agents.assigned(&agent.id, now).await;
+                self.events
+                    .publish(
+                        "assigned",
+                        vec![agent.id.clone()],
+                        Some(conv.id),
+                        json!({"owner": agent.id, "how": "started"}),
+                    )
+                    .await;
+            }
+        }
+        Ok(conv)
+    }
+}
+
+/// Why a conversation could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The walls refuse it (the channel, or the existing conversation's queue or owner).
+    #[error(transparent)]
+    Refused(#[from] Refused),
+    /// The channel takes no traffic.
+    #[error("channel {0:?} is not configured, or is disabled or deleted")]
+    ChannelUnavailable(String),
+    /// `to` is not an E.164 number.
+    #[error("`to` must be an E.164 number like +14155550100: {0}")]
+    NotE164(String),
+    /// The customer opted out of the channel.
+    #[error("{customer} opted out of channel {channel}; nothing was sent")]
+    OptedOut {
+        /// The customer's address.
+        customer: String,
+        /// The channel.
+        channel: String,
+    },
+    /// The update was refused on the current state.
+    #[error(transparent)]
+    Update(#[from] UpdateError),
+    /// Storage failed.
+    #[error(transparent)]
+    Storage(#[from] StoreError),
+}
