@@ -93,3 +93,35 @@ fn to_1(db: &sled::Db) -> Result<(), StoreError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_newer_layout_is_refused_naming_both_versions_and_a_migrated_one_is_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::Config::new().path(dir.path()).open().unwrap();
+        assert_eq!(
+            migrate(&db, dir.path()).unwrap(),
+            1,
+            "a new database is brought to 1"
+        );
+        assert_eq!(migrate(&db, dir.path()).unwrap(), 0, "and then left alone");
+        let meta = db.open_tree(META_TREE).unwrap();
+        meta.insert(VERSION_KEY, encode(&99u32)).unwrap();
+        let err = migrate(&db, dir.path()).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                StoreError::NewerSchema {
+                    found: 99,
+                    supported: 1,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(err.to_string().contains("schema version 99"), "{err}");
+    }
+}
