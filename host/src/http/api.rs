@@ -289,6 +289,20 @@ pub struct ListQuery {
     owner: Option<String>,
 }
 
+/// A page of conversations as the API answers it (serialized straight from the views).
+#[derive(Serialize)]
+struct ConversationPage {
+    conversations: Vec<ConversationView>,
+    next_cursor: Option<String>,
+}
+
+/// A page of messages as the API answers it.
+#[derive(Serialize)]
+struct MessagePage {
+    messages: Vec<MessageView>,
+    next_cursor: Option<String>,
+}
+
 /// `?limit=&cursor=` of a message list.
 #[derive(Debug, Deserialize)]
 pub struct PageQuery {
@@ -404,7 +418,11 @@ pub async fn list_conversations(
                 views.push(ConversationView::new(&state, c).await);
             }
             let next = page.next.map(|c| c.encode());
-            Json(json!({ "conversations": views, "next_cursor": next })).into_response()
+            Json(ConversationPage {
+                conversations: views,
+                next_cursor: next,
+            })
+            .into_response()
         }
         Err(e) => storage_error(e),
     }
@@ -442,7 +460,11 @@ pub async fn list_messages(
                 .map(|m| MessageView::on(&kind, m))
                 .collect();
             let next = page.next.map(|seq| seq.to_string());
-            Json(serde_json::json!({ "messages": views, "next_cursor": next })).into_response()
+            Json(MessagePage {
+                messages: views,
+                next_cursor: next,
+            })
+            .into_response()
         }
         Err(e) => storage_error(e),
     }
