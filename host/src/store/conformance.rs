@@ -659,6 +659,16 @@ pub async fn opt_changes_apply_once(store: Arc<dyn Store>) {
     );
 }
 
+/// One step of [`statuses_never_move_backwards`]: the channel, the webhook's events, the
+/// statuses applied and ignored, what the step shows, and the reply's status after it.
+type StatusStep = (
+    &'static str,
+    Vec<InboundEvent>,
+    (usize, usize),
+    &'static str,
+    Option<MessageStatus>,
+);
+
 /// Delivery statuses only move forward (`Delivered` then `Sent` stays `Delivered`; `Failed`
 /// is final); a status for an unknown provider id, another channel's, or an inbound message's
 /// is ignored and counted.
@@ -682,114 +692,86 @@ pub async fn statuses_never_move_backwards(store: Arc<dyn Store>) {
     }
     let status_of = |seq| async move { message(s, 1, seq).await.status };
 
-    let r = intake(
-        s,
-        "sms",
-        sq(),
-        vec![status("OUT1", MessageStatus::Sent)],
-        T0 + 10,
-    )
-    .await;
-    assert_eq!((r.statuses, r.statuses_ignored), (1, 0));
-    assert_eq!(status_of(sent[0]).await, MessageStatus::Sent);
-    let r = intake(
-        s,
-        "sms",
-        sq(),
-        vec![status("OUT1", MessageStatus::Delivered)],
-        T0 + 11,
-    )
-    .await;
-    assert_eq!((r.statuses, r.statuses_ignored), (1, 0));
-    let r = intake(
-        s,
-        "sms",
-        sq(),
-        vec![status("OUT1", MessageStatus::Sent)],
-        T0 + 12,
-    )
-    .await;
-    assert_eq!(
-        (r.statuses, r.statuses_ignored),
-        (0, 1),
-        "a late `sent` after `delivered` is ignored"
-    );
-    assert_eq!(status_of(sent[0]).await, MessageStatus::Delivered);
-    let r = intake(
-        s,
-        "sms",
-        sq(),
-        vec![status("OUT1", MessageStatus::Delivered)],
-        T0 + 13,
-    )
-    .await;
-    assert_eq!(
-        (r.statuses, r.statuses_ignored),
-        (0, 1),
-        "the same status again is no move"
-    );
-
-    let before: Vec<MessageStatus> = all_messages(s, 1).await.iter().map(|m| m.status).collect();
-    let r = intake(
-        s,
-        "sms",
-        sq(),
-        vec![status("NOPE", MessageStatus::Delivered)],
-        T0 + 14,
-    )
-    .await;
-    assert_eq!(
-        (r.statuses, r.statuses_ignored),
-        (0, 1),
-        "an unknown id is ignored"
-    );
-    let r = intake(
-        s,
-        "wa",
-        sq(),
-        vec![status("OUT1", MessageStatus::Read)],
-        T0 + 15,
-    )
-    .await;
-    assert_eq!(
-        (r.statuses, r.statuses_ignored),
-        (0, 1),
-        "another channel's provider id is another message"
-    );
-    let r = intake(
-        s,
-        "sms",
-        sq(),
-        vec![status("SM1", MessageStatus::Delivered)],
-        T0 + 16,
-    )
-    .await;
-    assert_eq!(
-        (r.statuses, r.statuses_ignored),
-        (0, 1),
-        "an inbound message's id is not a sent message's"
-    );
-    let after: Vec<MessageStatus> = all_messages(s, 1).await.iter().map(|m| m.status).collect();
-    assert_eq!(before, after, "ignored statuses change no message");
-    assert_eq!(after[0], MessageStatus::Received);
-
-    let r = intake(
-        s,
-        "sms",
-        sq(),
-        vec![
-            status("OUT2", MessageStatus::Delivered),
-            status("OUT2", MessageStatus::Sent),
-        ],
-        T0 + 17,
-    )
-    .await;
-    assert_eq!(
-        (r.statuses, r.statuses_ignored),
-        (1, 1),
-        "within one webhook too"
-    );
-    assert_eq!(status_of(sent[1]).await, MessageStatus::Delivered);
+    // (channel, events, (applied, ignored), what it shows, the first reply's status after).
+    use MessageStatus::{Delivered, Read, Sent};
+    let steps: [StatusStep; 8] = [
+        (
+            "sms",
+            vec![status("OUT1", Sent)],
+            (1, 0),
+            "sent",
+            Some(Sent),
+        ),
+        (
+            "sms",
+            vec![status("OUT1", Delivered)],
+            (1, 0),
+            "delivered",
+            Some(Delivered),
+        ),
+        (
+            "sms",
+            vec![status("OUT1", Sent)],
+            (0, 1),
+            "a late `sent` after `delivered` is ignored",
+            Some(Delivered),
+        ),
+        (
+            "sms",
+            vec![status("OUT1", Delivered)],
+            (0, 1),
+            "the same status again is no move",
+            None,
+        ),
+        (
+            "sms",
+            vec![status("NOPE", Delivered)],
+            (0, 1),
+            "an unknown id is ignored",
+            None,
+        ),
+        (
+            "wa",
+            vec![status("OUT1", Read)],
+            (0, 1),
+            "another channel's provider id is another message",
+            None,
+        ),
+        (
+            "sms",
+            vec![status("SM1", Delivered)],
+            (0, 1),
+            "an inbound message's id is not a sent message's",
+            None,
+        ),
+        (
+            "sms",
+            vec![status("OUT2", Delivered), status("OUT2", Sent)],
+            (1, 1),
+            "within one webhook too",
+            Some(Delivered),
+        ),
+    ];
+    let mut at = T0 + 10;
+    let mut before = Vec::new();
+    for (i, (channel, events, want, what, first_after)) in steps.into_iter().enumerate() {
+        if i == 4 {
+            before = all_messages(s, 1).await.iter().map(|m| m.status).collect();
+        }
+        if i == 7 {
+            let after: Vec<MessageStatus> =
+                all_messages(s, 1).await.iter().map(|m| m.status).collect();
+            assert_eq!(before, after, "ignored statuses change no message");
+            assert_eq!(after[0], MessageStatus::Received);
+        }
+        let r = intake(s, channel, sq(), events, at).await;
+        at += 1;
+        assert_eq!((r.statuses, r.statuses_ignored), want, "{what}");
+        if let Some(expected) = first_after {
+            let seq = if i == 7 { sent[1] } else { sent[0] };
+            assert_eq!(status_of(seq).await, expected, "{what}");
+        }
+    }
 
     let r = intake(
         s,
@@ -800,7 +782,7 @@ pub async fn statuses_never_move_backwards(store: Arc<dyn Store>) {
             status: MessageStatus::Failed,
             error: Some("30008 unknown error".into()),
         }],
-        T0 + 18,
+        at,
     )
     .await;
     assert_eq!(r.statuses, 1);
@@ -814,7 +796,7 @@ pub async fn statuses_never_move_backwards(store: Arc<dyn Store>) {
         "sms",
         sq(),
         vec![status("OUT1", MessageStatus::Read)],
-        T0 + 19,
+        at + 1,
     )
     .await;
     assert_eq!(r.statuses_ignored, 1, "`failed` is final");
