@@ -57,6 +57,17 @@ fn conversation<'a>(m: &'a Value, id: &str) -> &'a Value {
 }
 
 /// The id of the manifest's conversation with the customer of `role` (`"closed"`, ...).
+/// The first outbound message of conversation `id` in the manifest.
+fn first_outbound(m: &Value, id: &str) -> Value {
+    conversation(m, id)["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["direction"] == "outbound")
+        .unwrap_or_else(|| panic!("an outbound message in conversation {id}"))
+        .clone()
+}
+
 fn id_of(m: &Value, role: &str) -> String {
     let customer = &m["customers"][role];
     m["conversations"]
@@ -338,13 +349,7 @@ async fn opt_outs_statuses_outbox_and_event_log_of_previous_release_data_carry_o
     // A status callback for a reply the old release sent still finds it, and moves it forward
     // only.
     let order = id_of(&m, "order");
-    let sent = conversation(&m, &order)["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|x| x["direction"] == "outbound")
-        .unwrap()
-        .clone();
+    let sent = first_outbound(&m, &order);
     assert_eq!(sent["status"], "delivered");
     let sid = sent["provider_id"].as_str().unwrap();
     for status in ["read", "sent"] {
@@ -366,13 +371,7 @@ async fn opt_outs_statuses_outbox_and_event_log_of_previous_release_data_carry_o
     // The reply that was waiting in the old outbox is resumed: with one attempt allowed and
     // the provider unreachable, it is dead-lettered.
     let waiting = id_of(&m, "pending_reply");
-    let reply = conversation(&m, &waiting)["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|x| x["direction"] == "outbound")
-        .unwrap()
-        .clone();
+    let reply = first_outbound(&m, &waiting);
     assert_eq!(reply["status"], "pending");
     let failed = eventually("the old pending reply to be dead-lettered", || async {
         let list = host.messages(&waiting, ALICE).await;

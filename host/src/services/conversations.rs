@@ -75,16 +75,9 @@ impl Actions<'_> {
             .filter(|a| **a != owner)
             .cloned()
             .collect();
-        if !others.is_empty() {
-            self.events
-                .publish(
-                    "offer_withdrawn",
-                    others,
-                    Some(after.id),
-                    json!({"reason": "taken", "owner": owner}),
-                )
-                .await;
-        }
+        self.events
+            .offer_withdrawn(after.id, others, "taken", Some(&owner))
+            .await;
         let mut audience: Vec<String> = self
             .app
             .config
@@ -100,21 +93,6 @@ impl Actions<'_> {
                 audience,
                 Some(after.id),
                 json!({"owner": owner, "how": how}),
-            )
-            .await;
-    }
-
-    /// Tells the agents `before` was offered to that the offer is gone (`reason`).
-    async fn withdraw_offers(&self, before: &Conversation, reason: &str) {
-        if before.offered_to.is_empty() {
-            return;
-        }
-        self.events
-            .publish(
-                "offer_withdrawn",
-                before.offered_to.clone(),
-                Some(before.id),
-                json!({"reason": reason}),
             )
             .await;
     }
@@ -214,7 +192,9 @@ impl Actions<'_> {
                 audience.push(p.clone());
             }
         }
-        self.withdraw_offers(before, "transferred").await;
+        self.events
+            .offer_withdrawn(before.id, before.offered_to.clone(), "transferred", None)
+            .await;
         self.events
             .publish(
                 "transferred",
@@ -244,7 +224,9 @@ impl Actions<'_> {
         if !changed {
             return Ok(after);
         }
-        self.withdraw_offers(before, "closed").await;
+        self.events
+            .offer_withdrawn(before.id, before.offered_to.clone(), "closed", None)
+            .await;
         if let Some(owner) = &after.owner {
             self.agents.released(owner, now).await;
         }

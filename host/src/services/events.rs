@@ -125,6 +125,27 @@ impl EventHub {
         }
     }
 
+    /// Tells `agents` an offer of `conversation` is gone (`reason`, and `owner` when someone
+    /// took it), so their cards hide; nothing when there is nobody to tell.
+    pub async fn offer_withdrawn(
+        &self,
+        conversation: u64,
+        agents: Vec<String>,
+        reason: &str,
+        owner: Option<&str>,
+    ) {
+        if agents.is_empty() {
+            return;
+        }
+        tracing::info!(event = "offer_withdrawn", conversation, agents = ?agents, reason, "offer withdrawn");
+        let data = match owner {
+            Some(owner) => serde_json::json!({"reason": reason, "owner": owner}),
+            None => serde_json::json!({"reason": reason}),
+        };
+        self.publish("offer_withdrawn", agents, Some(conversation), data)
+            .await;
+    }
+
     /// What intake logs about the messages it stores: pass to [`Store::intake_with`], then
     /// [`EventHub::broadcast`] what it logged.
     pub fn intake_notices(&self) -> Arc<dyn IntakeNotices> {

@@ -262,7 +262,9 @@ impl Dispatcher {
                 Ok(())
             })
             .await?;
-            self.withdraw(&moved, &withdrawn, "overflow").await;
+            self.events
+                .offer_withdrawn(moved.id, withdrawn, "overflow", None)
+                .await;
             let mut audience = self.members(&queue.name);
             audience.extend(self.members(target));
             audience.sort();
@@ -299,7 +301,9 @@ impl Dispatcher {
                 Ok(())
             })
             .await?;
-            self.withdraw(&updated, &lapsed, "timeout").await;
+            self.events
+                .offer_withdrawn(updated.id, lapsed.clone(), "timeout", None)
+                .await;
             for agent in &lapsed {
                 let missed = self.agents.missed(agent).await;
                 if missed >= queue.missed_offers_before_away
@@ -454,21 +458,6 @@ impl Dispatcher {
     fn look_again_now(&self, id: u64, now: u64) {
         self.park_until(id, now);
         self.kick.notify_one();
-    }
-
-    async fn withdraw(&self, conv: &Conversation, agents: &[String], reason: &str) {
-        if agents.is_empty() {
-            return;
-        }
-        self.events
-            .publish(
-                "offer_withdrawn",
-                agents.to_vec(),
-                Some(conv.id),
-                json!({"reason": reason}),
-            )
-            .await;
-        tracing::info!(event = "offer_withdrawn", conversation = conv.id, agents = ?agents, reason, "offer withdrawn");
     }
 
     async fn send_offline_message(

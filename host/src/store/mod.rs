@@ -123,11 +123,6 @@ impl ConversationCursor {
         }
     }
 
-    /// Whether `c` sorts after this cursor (belongs to a later page).
-    pub fn is_before(&self, c: &Conversation) -> bool {
-        (c.updated_at, c.id) < (self.updated_at, self.id)
-    }
-
     /// The opaque text form the API hands out: 32 hex digits.
     pub fn encode(&self) -> String {
         format!("{:016x}{:016x}", self.updated_at, self.id)

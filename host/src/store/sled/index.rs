@@ -163,14 +163,14 @@ impl Merge {
 
 impl Iterator for Merge {
     /// An entry's key and its `(updated_at, id)`.
-    type Item = Result<(Vec<u8>, (u64, u64)), StoreError>;
+    type Item = Result<(sled::IVec, (u64, u64)), StoreError>;
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {
             // The newest head among the ranges (the smallest key suffix).
-            let mut best: Option<(usize, (u64, u64), Vec<u8>)> = None;
+            let mut best: Option<(usize, (u64, u64))> = None;
             for (i, range) in self.ranges.iter_mut().enumerate() {
-                let (head, key) = match range.peek() {
+                let head = match range.peek() {
                     None => continue,
                     Some(Err(_)) => {
                         let Some(Err(e)) = range.next() else {
@@ -179,16 +179,18 @@ impl Iterator for Merge {
                         return Some(Err(StoreError::Backend(e.to_string())));
                     }
                     Some(Ok((key, _))) => match position(key) {
-                        Ok(p) => (p, key),
+                        Ok(p) => p,
                         Err(e) => return Some(Err(e)),
                     },
                 };
-                if best.as_ref().is_none_or(|(_, b, _)| head > *b) {
-                    best = Some((i, head, key.to_vec()));
+                if best.is_none_or(|(_, b)| head > b) {
+                    best = Some((i, head));
                 }
             }
-            let (i, head, key) = best?;
-            self.ranges[i].next();
+            let (i, head) = best?;
+            let Some(Ok((key, _))) = self.ranges[i].next() else {
+                unreachable!("the head was peeked")
+            };
             if self.since.is_some_and(|since| head.0 < since) {
                 return None;
             }

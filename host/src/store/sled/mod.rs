@@ -367,7 +367,7 @@ impl Store for SledStore {
             };
             // Changed since its entry was read: it has moved (to the front, or out of this
             // range), and is listed where it is now, not where it was.
-            if !index::entries(&c).contains(&key) {
+            if !index::entries(&c).iter().any(|k| k[..] == key[..]) {
                 continue;
             }
             if !query.narrows_to(&c) {
