@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs what the browser test (tests/browser.rs) needs: Chromium, Node.js and npm from
-# Debian's packages when missing, and the pinned node modules of tests/browser (npm ci).
+# Installs what the suites need: PostgreSQL (tests/postgres.rs starts throwaway clusters with
+# its initdb and pg_ctl), Chromium, Node.js and npm for the browser test (tests/browser.rs),
+# from Debian's packages when missing, and the pinned node modules of tests/browser (npm ci).
 # Idempotent; run as root: `bash tests/setup.sh`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,6 +10,7 @@ missing=()
 command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || missing+=(chromium)
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || missing+=(postgresql)
 if [ "${#missing[@]}" -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "tests/setup.sh: installing ${missing[*]} needs root (apt-get)" >&2

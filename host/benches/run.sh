@@ -12,6 +12,8 @@
 #     BENCH_STORAGE_CONVERSATIONS [1000000] conversations loaded, BENCH_STORAGE_REQUESTS [2000]
 #     lists per view, BENCH_STORAGE_CACHES [64,256] cache_mib values, BENCH_STORAGE_DIR [a temp
 #     dir] where the data is kept and reused by later runs
+#   BENCH_ONLY=postgres (never in the default run: it needs Debian's postgresql) ingest on sled,
+#     on PostgreSQL with one host and with two hosts on one database
 #   CALL_VARIANTS [all] comma list of reuse-pooling,fresh-pooling,reuse-on-demand,fresh-on-demand
 #   JOBS [2] cargo build jobs
 # See BENCHMARKS.md for what every line measures.

@@ -24,6 +24,9 @@
 //!    directory of 1,000,000 conversations loaded in-process through the real `Store`, then the
 //!    real `plugboard` restarted on it (spawn to ready) and paged lists over HTTP, per
 //!    `[storage] cache_mib`;
+//! 8. **postgres** (issue 13, only with `BENCH_ONLY=postgres`, which needs Debian's
+//!    `postgresql`): ingest on sled, on PostgreSQL with one host and with two hosts sharing
+//!    the database, beside the durable limit, with the database's CPU (see `webhook/postgres.rs`);
 //!
 //! plus resident memory per loaded plugin and per idle channel instance. Server figures carry
 //! the CPU time (utime + stime from `/proc/<pid>/stat`) per request and the peak resident size
@@ -47,6 +50,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+
+#[path = "webhook/postgres.rs"]
+mod postgres;
 
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
@@ -2199,6 +2205,10 @@ fn main() {
     // Minutes of loading: only when asked for by name.
     if named("storage") {
         storage_section(&rt, &mut rows);
+    }
+    // Needs PostgreSQL installed: only when asked for by name.
+    if named("postgres") {
+        postgres::postgres_section(&rt, &mut rows);
     }
     rows.sort_by_key(|r| r.item);
     print_table(&rows);

@@ -81,26 +81,63 @@ pub struct Config {
     pub storage: StorageConfig,
 }
 
-/// `[storage]`: the embedded database's settings.
+/// `[storage]`: where the host keeps its state: the embedded sled database (the default) or
+/// a PostgreSQL database that several hosts share.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StorageConfig {
-    /// The page cache, MiB: what the database keeps in memory beyond the working set
+    /// `sled` (embedded, in `data_dir`) or `postgres` (`url`).
+    #[serde(default)]
+    pub backend: StorageBackend,
+    /// sled's page cache, MiB: what the database keeps in memory beyond the working set
     /// (sled's own default, 1 GiB, grows with the data touched).
     #[serde(default = "default_cache_mib")]
     pub cache_mib: u64,
+    /// The PostgreSQL connection URL (`postgres://user:password@host:port/database`);
+    /// `${VAR}` is replaced from the environment.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// The most PostgreSQL connections this host opens.
+    #[serde(default = "default_pool_size")]
+    pub pool_size: usize,
+    /// How long a request waits to connect to PostgreSQL (or for a free connection), ms.
+    #[serde(default = "default_connect_timeout_ms")]
+    pub connect_timeout_ms: u64,
+}
+
+/// Which backend keeps the host's state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageBackend {
+    /// The embedded database in `data_dir`: one host.
+    #[default]
+    Sled,
+    /// A PostgreSQL database: any number of hosts.
+    Postgres,
 }
 
 impl Default for StorageConfig {
     fn default() -> Self {
         StorageConfig {
+            backend: StorageBackend::Sled,
             cache_mib: default_cache_mib(),
+            url: None,
+            pool_size: default_pool_size(),
+            connect_timeout_ms: default_connect_timeout_ms(),
         }
     }
 }
 
 fn default_cache_mib() -> u64 {
     256
+}
+
+fn default_pool_size() -> usize {
+    16
+}
+
+fn default_connect_timeout_ms() -> u64 {
+    10_000
 }
 
 /// `[[contacts]]`: a known customer address and the name agents see.
@@ -441,6 +478,11 @@ impl Config {
                 .map_err(|r| ConfigError::invalid("server.admin_token", r))?;
             self.server.admin_token = Some(expanded);
         }
+        if let Some(url) = &self.storage.url {
+            let expanded =
+                expand_env(url, env).map_err(|r| ConfigError::invalid("storage.url", r))?;
+            self.storage.url = Some(expanded);
+        }
         Ok(())
     }
 
@@ -490,6 +532,7 @@ impl Config {
                 "must be between 8 and 65536",
             ));
         }
+        self.validate_postgres()?;
         if self.limits.call_timeout_ms == 0 {
             return Err(ConfigError::invalid(
                 "limits.call_timeout_ms",
@@ -705,6 +748,48 @@ fn check_webchat(i: usize, c: &ChannelConfig) -> Result<(), ConfigError> {
     Ok(())
 }
 
+impl Config {
+    fn validate_postgres(&self) -> Result<(), ConfigError> {
+        let storage = &self.storage;
+        match (storage.backend, &storage.url) {
+            (StorageBackend::Postgres, None) => {
+                return Err(ConfigError::invalid(
+                    "storage.url",
+                    "backend = \"postgres\" needs the database's URL, e.g. url = \"${DATABASE_URL}\"",
+                ));
+            }
+            (StorageBackend::Postgres, Some(url)) => {
+                if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                    return Err(ConfigError::invalid(
+                        "storage.url",
+                        "must be a postgres:// URL",
+                    ));
+                }
+            }
+            (StorageBackend::Sled, Some(_)) => {
+                return Err(ConfigError::invalid(
+                    "storage.url",
+                    "is only used with backend = \"postgres\"",
+                ));
+            }
+            (StorageBackend::Sled, None) => {}
+        }
+        if !(1..=1024).contains(&storage.pool_size) {
+            return Err(ConfigError::invalid(
+                "storage.pool_size",
+                "must be between 1 and 1024",
+            ));
+        }
+        if storage.connect_timeout_ms == 0 {
+            return Err(ConfigError::invalid(
+                "storage.connect_timeout_ms",
+                "must be above 0",
+            ));
+        }
+        Ok(())
+    }
+}
+
 fn check_token(key: &str, token: &str) -> Result<(), ConfigError> {
     if token.len() < 8 {
         return Err(ConfigError::invalid(
@@ -820,6 +905,62 @@ queues = ["support"]
         let err = Config::parse(&text, "t", &env).unwrap_err().to_string();
         assert!(err.contains("channels[0].queue"), "{err}");
         assert!(err.contains("sales"), "{err}");
+    }
+
+    #[test]
+    fn postgres_storage_needs_its_url_and_expands_it() {
+        let pg = |storage: &str| format!("{BASE}\n[storage]\n{storage}\n");
+        let err = Config::parse(&pg("backend = \"postgres\""), "t", &env)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("storage.url") && err.contains("postgres"),
+            "{err}"
+        );
+        let err = Config::parse(&pg("url = \"postgres://db/x\""), "t", &env)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("storage.url") && err.contains("only used with backend"),
+            "{err}"
+        );
+        let err = Config::parse(
+            &pg("backend = \"postgres\"\nurl = \"mysql://db/x\""),
+            "t",
+            &env,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("must be a postgres:// URL"), "{err}");
+        let err = Config::parse(
+            &pg("backend = \"postgres\"\nurl = \"postgres://db/x\"\npool_size = 0"),
+            "t",
+            &env,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("storage.pool_size"), "{err}");
+        let err = Config::parse(&pg("backend = \"mongo\""), "t", &env)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("mongo"), "{err}");
+        let c = Config::parse(
+            &pg("backend = \"postgres\"\nurl = \"postgres://u:${TOKEN}@db/x\""),
+            "t",
+            &env,
+        )
+        .unwrap();
+        assert_eq!(c.storage.backend, StorageBackend::Postgres);
+        assert_eq!(
+            c.storage.url.as_deref(),
+            Some("postgres://u:s3cret-value@db/x")
+        );
+        assert_eq!(c.storage.pool_size, 16);
+        assert_eq!(
+            Config::parse(BASE, "t", &env).unwrap().storage.backend,
+            StorageBackend::Sled,
+            "sled stays the default"
+        );
     }
 
     #[test]

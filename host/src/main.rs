@@ -30,6 +30,12 @@ enum Command {
     },
     /// Print the embedded default configuration (a starting point for your own).
     DefaultConfig,
+    /// Bring the storage's schema up to date, then exit (`serve` does it too, at start).
+    Migrate {
+        /// The TOML configuration file.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
     /// Operate on one configured channel.
     Channel {
         #[command(subcommand)]
@@ -85,6 +91,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let config = load(config.as_ref())?;
             let app = App::build(config).await?;
             plugboard::http::server::serve_with(app, signals).await
+        }),
+        Command::Migrate { config } => runtime.block_on(async {
+            let config = load(config.as_ref())?;
+            println!("{}", plugboard::services::app::migrate_storage(&config).await?);
+            Ok(())
         }),
         Command::Check { config } => runtime.block_on(async {
             let config = load(Some(&config))?;

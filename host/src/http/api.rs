@@ -846,6 +846,8 @@ struct EventCursor {
     pending: VecDeque<StoredEvent>,
     live: tokio::sync::broadcast::Receiver<std::sync::Arc<StoredEvent>>,
     caught_up: bool,
+    /// Counts the stream as open on this host while it lives.
+    _open: crate::services::agents::StreamGuard,
 }
 
 /// `GET /api/v1/events`: Server-Sent Events of what concerns the agent (offered, offer
@@ -868,7 +870,9 @@ pub async fn events(
         Some(id) => id,
         None => state.events.last_id().await,
     };
+    let open = state.agents.stream_opened(&agent.id);
     let start = EventCursor {
+        _open: open,
         state,
         agent: agent.id,
         cursor,

@@ -164,6 +164,13 @@ pub async fn serve_with(app: App, signals: Signals) -> anyhow::Result<()> {
     let outbox = Outbox::start(app.clone(), client, events.clone()).await?;
     let agents = Arc::new(Agents::load(&app.config, app.storage.clone()).await?);
     let dispatcher = Dispatcher::start(app.clone(), agents.clone(), events.clone(), outbox.clone());
+    crate::services::cluster::start(crate::services::cluster::Cluster {
+        app: app.clone(),
+        agents: agents.clone(),
+        events: events.clone(),
+        dispatcher: dispatcher.clone(),
+        outbox: outbox.clone(),
+    });
     crate::services::plugin_watch::spawn(app.clone());
     let listener = tokio::net::TcpListener::bind(&app.config.server.listen)
         .await

@@ -60,10 +60,30 @@ impl Presence {
     }
 }
 
+/// An open event stream of one agent (see [`Agents::stream_opened`]).
+pub struct StreamGuard {
+    agent: String,
+    streams: Arc<Mutex<HashMap<String, usize>>>,
+}
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        let mut streams = self.streams.lock().expect("agent streams lock");
+        if let Some(n) = streams.get_mut(&self.agent) {
+            *n -= 1;
+            if *n == 0 {
+                streams.remove(&self.agent);
+            }
+        }
+    }
+}
+
 /// Every configured agent's routing facts.
 pub struct Agents {
     storage: Arc<dyn Store>,
     records: Mutex<HashMap<String, AgentRecord>>,
+    /// Event streams open on this host, by agent.
+    streams: Arc<Mutex<HashMap<String, usize>>>,
     /// Orders stored changes: held from a change to its write, so writes land in the order
     /// the changes were made.
     writes: tokio::sync::Mutex<()>,
@@ -87,6 +107,7 @@ impl Agents {
         Ok(Agents {
             storage,
             records: Mutex::new(records),
+            streams: Arc::default(),
             writes: tokio::sync::Mutex::new(()),
         })
     }
@@ -138,6 +159,42 @@ impl Agents {
         })
         .await
         .unwrap_or(Presence::Offline)
+    }
+
+    /// Notes an event stream of `agent` open on this host until the guard is dropped.
+    pub fn stream_opened(&self, agent: &str) -> StreamGuard {
+        *self
+            .streams
+            .lock()
+            .expect("agent streams lock")
+            .entry(agent.to_owned())
+            .or_default() += 1;
+        StreamGuard {
+            agent: agent.to_owned(),
+            streams: self.streams.clone(),
+        }
+    }
+
+    /// The agents with an event stream open on this host.
+    pub fn streaming(&self) -> Vec<String> {
+        let mut agents: Vec<String> = self
+            .streams
+            .lock()
+            .expect("agent streams lock")
+            .keys()
+            .cloned()
+            .collect();
+        agents.sort();
+        agents
+    }
+
+    /// Takes in a presence change another host made and stored (seen in the event log), in
+    /// memory only: routing on this host sees it without a write of its own.
+    pub fn observe_presence(&self, agent: &str, presence: &str) {
+        let mut records = self.records.lock().expect("agents lock");
+        if let Some(r) = records.get_mut(agent) {
+            r.presence = Presence::parse(presence).as_str().into();
+        }
     }
 
     /// Notes offers made to `agents`, in memory only: the time is stored with the agent's next

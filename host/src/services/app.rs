@@ -7,10 +7,11 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use subtle::ConstantTimeEq;
 
-use crate::config::{AgentConfig, Config};
+use crate::config::{AgentConfig, Config, StorageBackend};
 use crate::runtime::clock::Clock;
 use crate::runtime::plugin::PluginSet;
 use crate::runtime::sandbox::Sandbox;
@@ -18,8 +19,93 @@ use crate::services::catalog::{
     Catalog, ChannelInstance, ChannelState, ReloadReport, resolve_channels, resolve_queues,
     unavailable_channels,
 };
+use crate::store::postgres::{PostgresOptions, PostgresStore};
 use crate::store::sled::{SledOptions, SledStore};
 use crate::store::{Store, StoreError};
+
+/// Opens the storage `config` names: the sled database in `data_dir` (or in `scratch`, empty
+/// throwaway data, when given), or the PostgreSQL database at `storage.url` with its schema
+/// brought up to date. Opened first, so a second process on the same sled data (the database
+/// is locked), a corrupt database or an unreachable PostgreSQL stops the start at once, before
+/// any plugin is compiled or cached.
+pub async fn open_storage(
+    config: &Config,
+    scratch: Option<&Path>,
+) -> anyhow::Result<Arc<dyn Store>> {
+    std::fs::create_dir_all(&config.server.data_dir).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot create data_dir {}: {e}",
+            config.server.data_dir.display()
+        )
+    })?;
+    let storage = &config.storage;
+    if storage.backend == StorageBackend::Postgres && scratch.is_none() {
+        let store: Arc<dyn Store> = PostgresStore::open(&postgres_options(config))
+            .await
+            .map_err(|e| anyhow::anyhow!("storage.url: {e}"))?;
+        return Ok(store);
+    }
+    let db = match scratch {
+        Some(dir) => dir.to_owned(),
+        None => config.server.data_dir.join("db"),
+    };
+    let options = SledOptions {
+        cache_bytes: storage.cache_mib << 20,
+    };
+    let store: Arc<dyn Store> = SledStore::open(&db, options).map_err(|e| match e {
+        // Named by the directory the operator configured.
+        StoreError::Locked(_) => StoreError::Locked(config.server.data_dir.clone()),
+        e => e,
+    })?;
+    Ok(store)
+}
+
+/// Brings the storage `config` names up to date without serving (`plugboard migrate`), and
+/// says what it did.
+pub async fn migrate_storage(config: &Config) -> anyhow::Result<String> {
+    if config.storage.backend == StorageBackend::Postgres {
+        let m = crate::store::postgres::migrate(&postgres_options(config))
+            .await
+            .map_err(|e| anyhow::anyhow!("storage.url: {e}"))?;
+        return Ok(if m.from == m.to {
+            format!("postgres schema is current (version {})", m.to)
+        } else {
+            format!(
+                "postgres schema migrated from version {} to {}",
+                m.from, m.to
+            )
+        });
+    }
+    let storage = open_storage(config, None).await?;
+    storage.close().await?;
+    Ok(format!(
+        "sled data in {} is current (schema version {})",
+        config.server.data_dir.join("db").display(),
+        crate::store::sled::SCHEMA_VERSION
+    ))
+}
+
+/// A name for this process among the hosts sharing a store (see [`App::host_id`]).
+fn host_id() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_default();
+    format!(
+        "{}-{}-{:08x}",
+        if host.is_empty() { "host" } else { &host },
+        std::process::id(),
+        rand::random::<u32>()
+    )
+}
+
+fn postgres_options(config: &Config) -> PostgresOptions {
+    let storage = &config.storage;
+    PostgresOptions {
+        url: storage.url.clone().unwrap_or_default(),
+        pool_size: storage.pool_size,
+        connect_timeout: Duration::from_millis(storage.connect_timeout_ms),
+    }
+}
 
 /// Everything request handlers and workers share.
 pub struct App {
@@ -33,6 +119,9 @@ pub struct App {
     reloading: std::sync::Mutex<()>,
     /// Durable state.
     pub storage: Arc<dyn Store>,
+    /// This process among the hosts sharing the store: host name, process id and a random
+    /// part (a restarted process is a new host; its predecessor's claims and streams lapse).
+    pub host_id: String,
     /// Channels whose plugin keeps failing.
     pub health: crate::services::health::ChannelHealth,
     /// Access tokens of channels that need one.
@@ -47,34 +136,19 @@ impl App {
     /// Loads the plugins and resolves `config` against them, with the data in `data_dir`.
     /// Must run inside a tokio runtime.
     pub async fn build(config: Config) -> anyhow::Result<App> {
-        let db = config.server.data_dir.join("db");
-        App::build_with_db(config, &db).await
+        let storage = open_storage(&config, None).await?;
+        App::build_with_storage(config, storage).await
     }
 
     /// Like [`App::build`], but with empty throwaway data in `scratch`: for command-line tools
     /// (`check`, `channel test`) that must work while a server holds the real database.
     pub async fn build_detached(config: Config, scratch: &Path) -> anyhow::Result<App> {
-        App::build_with_db(config, scratch).await
+        let storage = open_storage(&config, Some(scratch)).await?;
+        App::build_with_storage(config, storage).await
     }
 
-    async fn build_with_db(config: Config, db: &Path) -> anyhow::Result<App> {
+    async fn build_with_storage(config: Config, storage: Arc<dyn Store>) -> anyhow::Result<App> {
         let sandbox = Arc::new(Sandbox::new(config.limits.clone(), Clock::System)?);
-        std::fs::create_dir_all(&config.server.data_dir).map_err(|e| {
-            anyhow::anyhow!(
-                "cannot create data_dir {}: {e}",
-                config.server.data_dir.display()
-            )
-        })?;
-        // First, so a second process on the same data (the database is locked) or a corrupt
-        // database stops the start at once, before any plugin is compiled or cached.
-        let options = SledOptions {
-            cache_bytes: config.storage.cache_mib << 20,
-        };
-        let storage: Arc<dyn Store> = SledStore::open(db, options).map_err(|e| match e {
-            // Named by the directory the operator configured.
-            StoreError::Locked(_) => StoreError::Locked(config.server.data_dir.clone()),
-            e => e,
-        })?;
         let cache_dir = config.server.data_dir.join("plugin-cache");
         let plugins = PluginSet::load(
             &sandbox,
@@ -136,6 +210,7 @@ impl App {
             })),
             reloading: std::sync::Mutex::new(()),
             storage,
+            host_id: host_id(),
             tokens: crate::services::tokens::TokenCache::default(),
             health: crate::services::health::ChannelHealth::default(),
             channel_states: std::sync::RwLock::new(channel_states),
@@ -283,6 +358,31 @@ impl App {
             states.insert(name.to_owned(), state);
         }
         Ok(())
+    }
+
+    /// Takes in the channels' administrative states as stored, for a host whose store other
+    /// hosts share (one of them may have disabled, enabled or deleted a channel); returns the
+    /// channels whose state changed here.
+    pub async fn refresh_channel_states(&self) -> Result<Vec<String>, StoreError> {
+        let _order = self.channel_writes.lock().await;
+        let stored: BTreeMap<String, ChannelState> = self
+            .storage
+            .channel_states()
+            .await?
+            .into_iter()
+            .map(|(name, state)| (name, ChannelState::parse(&state)))
+            .collect();
+        let mut states = self.channel_states.write().expect("channel states lock");
+        let changed: Vec<String> = states
+            .keys()
+            .chain(stored.keys())
+            .filter(|name| states.get(*name) != stored.get(*name))
+            .cloned()
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        *states = stored;
+        Ok(changed)
     }
 
     /// The agent whose token this is, compared in constant time against every agent's.

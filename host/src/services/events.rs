@@ -3,7 +3,7 @@
 //! wait on their own conversation (web chat long-polls) are woken through
 //! [`EventHub::conversation_changed`] instead of re-reading storage.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, Weak};
 
 use tokio::sync::{Notify, broadcast};
@@ -16,11 +16,27 @@ use crate::store::{IntakeNotices, NewEvent, Store};
 /// How many events a slow live stream may fall behind before it re-reads the log.
 const LIVE_BUFFER: usize = 4096;
 
+/// How often a host that shares its store with other hosts reads the log for their events.
+const FOLLOW_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// The most events one read of the log takes while following it.
+const FOLLOW_CHUNK: usize = 512;
+
+/// The most ids of its own events a host remembers for the follower to skip.
+const OWN_LIMIT: usize = 65_536;
+
 /// The event log and its live fan-out. Live streams may get two events out of log order (two
-/// appends racing); a stream that sees a gap reads the log, so none is missed.
+/// appends racing, or another host's event); a stream that sees a gap reads the log, so none
+/// is missed.
 pub struct EventHub {
     storage: Arc<dyn Store>,
     live: broadcast::Sender<Arc<StoredEvent>>,
+    /// The events other hosts logged, in log order: fed by following the log when the store
+    /// is shared (see [`EventHub::subscribe_remote`]).
+    remote: broadcast::Sender<Arc<StoredEvent>>,
+    /// Ids of events this host logged that the follower has not passed yet (a shared store
+    /// only): the follower skips them, they were pushed to live streams already.
+    own: Arc<Mutex<HashSet<u64>>>,
     /// What intake logs about each stored message.
     notices: Arc<MessageNotices>,
     /// Wake-ups for those waiting on one conversation, by (channel, customer address).
@@ -56,12 +72,26 @@ impl Drop for ConversationWatch {
 }
 
 impl EventHub {
-    /// A hub over `storage`'s event log, for the agents of `config`.
+    /// A hub over `storage`'s event log, for the agents of `config`. When other hosts share
+    /// the store, a task follows the log and pushes their events to this host's live streams
+    /// too (must then be called inside a tokio runtime).
     pub fn new(storage: Arc<dyn Store>, config: &Config) -> EventHub {
         let (live, _) = broadcast::channel(LIVE_BUFFER);
+        let (remote, _) = broadcast::channel(LIVE_BUFFER);
+        let own = Arc::new(Mutex::new(HashSet::new()));
+        if storage.is_shared() {
+            let follower = Follower {
+                live: live.downgrade(),
+                remote: remote.downgrade(),
+                own: own.clone(),
+            };
+            tokio::spawn(follow(storage.clone(), follower));
+        }
         EventHub {
             storage,
             live,
+            remote,
+            own,
             notices: Arc::new(MessageNotices::new(config)),
             watchers: Arc::default(),
         }
@@ -119,6 +149,7 @@ impl EventHub {
         {
             Ok(event) => {
                 tracing::debug!(event = kind, id = event.id, "event");
+                self.mark_own(event.id);
                 let _ = self.live.send(Arc::new(event));
             }
             Err(e) => tracing::error!(event = kind, "event not recorded: {e}"),
@@ -156,13 +187,34 @@ impl EventHub {
     pub fn broadcast(&self, events: Vec<StoredEvent>) {
         for event in events {
             tracing::debug!(event = %event.kind, id = event.id, "event");
+            self.mark_own(event.id);
             let _ = self.live.send(Arc::new(event));
         }
+    }
+
+    /// Notes an event this host logged and pushed, for the follower to skip (shared stores).
+    fn mark_own(&self, id: u64) {
+        if !self.storage.is_shared() {
+            return;
+        }
+        let mut own = self.own.lock().expect("own events lock");
+        // A follower far behind (the database unreachable) must not grow this without bound;
+        // forgetting only makes it push a few events twice (streams skip them by id).
+        if own.len() >= OWN_LIMIT {
+            own.clear();
+        }
+        own.insert(id);
     }
 
     /// A receiver of live events (subscribe before reading the log to miss nothing).
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<StoredEvent>> {
         self.live.subscribe()
+    }
+
+    /// A receiver of the events other hosts log from now on, in log order; only fed when the
+    /// store is shared (a lagging receiver misses events: it should then re-read state).
+    pub fn subscribe_remote(&self) -> broadcast::Receiver<Arc<StoredEvent>> {
+        self.remote.subscribe()
     }
 
     /// Logged events after `after` that concern `agent` (scanning at most `limit`), and the id
@@ -187,6 +239,59 @@ impl EventHub {
     /// The id of the newest logged event (0 if none).
     pub async fn last_id(&self) -> u64 {
         self.storage.last_event_id().await.unwrap_or(0)
+    }
+}
+
+/// Where the follower pushes what it reads, held weakly: it ends with the hub.
+struct Follower {
+    live: broadcast::WeakSender<Arc<StoredEvent>>,
+    remote: broadcast::WeakSender<Arc<StoredEvent>>,
+    own: Arc<Mutex<HashSet<u64>>>,
+}
+
+/// Follows the log from its current end, pushing each event another host logged to `live`
+/// and `remote` (this host's own were pushed when logged), until the hub is gone. Ids become
+/// visible in order (the store's promise), so reading after the last id seen misses nothing.
+async fn follow(storage: Arc<dyn Store>, follower: Follower) {
+    let mut last = loop {
+        match storage.last_event_id().await {
+            Ok(id) => break id,
+            Err(e) => {
+                tracing::warn!("cannot read the event log's end; trying again: {e}");
+                tokio::time::sleep(FOLLOW_EVERY * 10).await;
+            }
+        }
+    };
+    loop {
+        let (Some(live), Some(remote)) = (follower.live.upgrade(), follower.remote.upgrade())
+        else {
+            return;
+        };
+        match storage.events_after(last, FOLLOW_CHUNK).await {
+            Ok(events) => {
+                let full = events.len() == FOLLOW_CHUNK;
+                for event in events {
+                    last = event.id;
+                    if follower
+                        .own
+                        .lock()
+                        .expect("own events lock")
+                        .remove(&event.id)
+                    {
+                        continue;
+                    }
+                    let event = Arc::new(event);
+                    let _ = remote.send(event.clone());
+                    let _ = live.send(event);
+                }
+                if full {
+                    continue;
+                }
+            }
+            Err(e) => tracing::warn!("following the event log failed; trying again: {e}"),
+        }
+        drop((live, remote));
+        tokio::time::sleep(FOLLOW_EVERY).await;
     }
 }
 

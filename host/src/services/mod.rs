@@ -7,6 +7,7 @@ pub mod agents;
 pub mod app;
 pub mod catalog;
 pub mod channel_rules;
+pub mod cluster;
 pub mod conversations;
 pub mod credential;
 pub mod events;

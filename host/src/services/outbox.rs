@@ -58,7 +58,7 @@ use std::time::Duration;
 
 use tokio::sync::{Semaphore, oneshot, watch};
 
-use crate::model::{Attachment, Conversation, Message};
+use crate::model::{Attachment, Conversation, Message, OutboxEntry};
 use crate::runtime::bindings::{describe_send_error, wit};
 use crate::runtime::clock::Clock;
 use crate::runtime::provider_http::{ProviderClient, TransportError};
@@ -244,6 +244,10 @@ pub struct Outbox {
     active: Mutex<HashSet<SendKey>>,
     draining: AtomicBool,
     drain_signal: watch::Sender<bool>,
+    /// This process as a holder of send claims (a shared store only).
+    holder: String,
+    /// How long a claim lasts, ms.
+    lease_ms: u64,
 }
 
 impl Outbox {
@@ -267,6 +271,8 @@ impl Outbox {
         policy: RetryPolicy,
     ) -> Result<Arc<Outbox>, StoreError> {
         let (drain_signal, _) = watch::channel(false);
+        let provider_timeout = app.config.limits.provider_timeout();
+        let holder = app.host_id.clone();
         let outbox = Arc::new(Outbox {
             app,
             client,
@@ -282,6 +288,8 @@ impl Outbox {
             active: Mutex::new(HashSet::new()),
             draining: AtomicBool::new(false),
             drain_signal,
+            holder,
+            lease_ms: lease_ms(provider_timeout),
         });
         let pending = outbox.app.storage.pending_sends().await?;
         if !pending.is_empty() {
@@ -290,7 +298,30 @@ impl Outbox {
         for entry in pending {
             outbox.clone().spawn((entry.conversation, entry.seq));
         }
+        if outbox.app.storage.is_shared() {
+            tokio::spawn(sweep_shared(Arc::downgrade(&outbox)));
+        }
         Ok(outbox)
+    }
+
+    /// Claims a due send for this host before an attempt, when other hosts share the store
+    /// (one host attempts it; a host that dies mid-send leaves a claim that lapses, and
+    /// another resumes). The entry as claimed, or `None` when another host holds it or it is
+    /// done. A store of this host's alone needs no claim.
+    async fn claim(&self, entry: OutboxEntry, now: u64) -> Result<Option<OutboxEntry>, StoreError> {
+        if !self.app.storage.is_shared() {
+            return Ok(Some(entry));
+        }
+        self.app
+            .storage
+            .claim_send(
+                entry.conversation,
+                entry.seq,
+                &self.holder,
+                now,
+                self.lease_ms,
+            )
+            .await
     }
 
     /// The retry policy in force.
@@ -430,6 +461,14 @@ impl Outbox {
             let Some(message) = storage.message(conversation, seq).await? else {
                 return Ok(());
             };
+            let now = Clock::System.now_millis();
+            let Some(entry) = self.claim(entry, now).await? else {
+                return Ok(());
+            };
+            if entry.next_at > now {
+                // Another host attempted it meanwhile and set a later retry.
+                continue;
+            }
             let attempt_no = entry.attempts.saturating_add(1);
             let outcome = attempt(&self.app, &self.client, &conv, &message).await;
             let retry_in = match &outcome {
@@ -561,6 +600,43 @@ impl Outbox {
 
 /// The per-channel cap on attempts in flight: `PLUGBOARD_OUTBOX_IN_FLIGHT` when a positive
 /// number, else [`DEFAULT_IN_FLIGHT_PER_CHANNEL`].
+/// How often a host sharing its store looks for sends no host is attempting (one whose host
+/// died mid-send is found once its claim lapses).
+const SHARED_SWEEP: Duration = Duration::from_secs(2);
+
+/// Resubmits, every [`SHARED_SWEEP`], each waiting send not running here: the attempt claims
+/// it first, so a send another host holds is left to that host until its claim lapses.
+async fn sweep_shared(outbox: std::sync::Weak<Outbox>) {
+    loop {
+        tokio::time::sleep(SHARED_SWEEP).await;
+        let Some(outbox) = outbox.upgrade() else {
+            return;
+        };
+        if outbox.is_draining() {
+            return;
+        }
+        match outbox.app.storage.pending_sends().await {
+            Ok(pending) => {
+                for entry in pending {
+                    outbox.clone().spawn((entry.conversation, entry.seq));
+                }
+            }
+            Err(e) => tracing::warn!("cannot read the outbox: {e}"),
+        }
+    }
+}
+
+/// How long a send claim lasts (override: `PLUGBOARD_OUTBOX_LEASE_MS`): past the longest an
+/// attempt can take (the provider timeout, twice, plus the plugin calls), so a live host's
+/// claim never lapses mid-send.
+fn lease_ms(provider_timeout: Duration) -> u64 {
+    std::env::var("PLUGBOARD_OUTBOX_LEASE_MS")
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .filter(|&ms| ms > 0)
+        .unwrap_or(provider_timeout.as_millis() as u64 * 2 + 10_000)
+}
+
 fn in_flight_per_channel() -> usize {
     std::env::var("PLUGBOARD_OUTBOX_IN_FLIGHT")
         .ok()

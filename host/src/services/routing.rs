@@ -53,6 +53,16 @@ const RECHECK_MS: u64 = 1000;
 /// kick is still seen (a key scan and a map lookup per waiting conversation; nothing decoded).
 const SWEEP: Duration = Duration::from_secs(30);
 
+/// How often a host that does not dispatch tries to take the role over.
+const LEAD_RETRY: Duration = Duration::from_secs(1);
+
+/// The dispatcher role as this host holds it.
+#[derive(Default)]
+struct Role {
+    held: Option<crate::store::Leadership>,
+    next_try: Option<tokio::time::Instant>,
+}
+
 /// Offers waiting work to agents.
 pub struct Dispatcher {
     app: Arc<App>,
@@ -141,6 +151,7 @@ impl Dispatcher {
         tokio::spawn(async move {
             let mut next_sweep = tokio::time::Instant::now() + SWEEP;
             let mut first = true;
+            let mut role = Role::default();
             loop {
                 if !first {
                     tokio::select! {
@@ -149,6 +160,11 @@ impl Dispatcher {
                     }
                 }
                 first = false;
+                if !worker.leads(&mut role).await {
+                    // Another host dispatches; what was asked of this one is its to do.
+                    std::mem::take(&mut *worker.kicked.lock().expect("kick lock"));
+                    continue;
+                }
                 let kicked = std::mem::take(&mut *worker.kicked.lock().expect("kick lock"));
                 let now = Clock::System.now_millis();
                 let mut ids = if kicked.full {
@@ -175,6 +191,41 @@ impl Dispatcher {
             }
         });
         d
+    }
+
+    /// Whether this host dispatches: with a store other hosts share, one host at a time holds
+    /// the dispatcher role (tried for again every [`LEAD_RETRY`] while another holds it); the
+    /// host that takes it over looks at all waiting work first, so offers made and timed by a
+    /// host that died are looked at again and lapse or stand as stored.
+    async fn leads(&self, role: &mut Role) -> bool {
+        if role.held.as_ref().is_some_and(|l| l.is_held()) {
+            return true;
+        }
+        if role.held.take().is_some() {
+            tracing::warn!("this host no longer dispatches (its hold on the role ended)");
+            self.schedule().clear();
+        }
+        let now = tokio::time::Instant::now();
+        if role.next_try.is_some_and(|at| now < at) {
+            return false;
+        }
+        role.next_try = Some(now + LEAD_RETRY);
+        match self.app.storage.try_lead("dispatcher").await {
+            Ok(Some(leadership)) => {
+                if self.app.storage.is_shared() {
+                    tracing::info!("this host now dispatches waiting work");
+                }
+                role.held = Some(leadership);
+                self.schedule().clear();
+                self.kicked.lock().expect("kick lock").full = true;
+                true
+            }
+            Ok(None) => false,
+            Err(e) => {
+                tracing::warn!("cannot tell whether this host should dispatch: {e}");
+                false
+            }
+        }
     }
 
     /// Asks the loop to look at all waiting work now (an agent came online or freed capacity).

@@ -45,6 +45,7 @@ cases!(
     statuses_never_move_backwards,
     concurrent_takes_have_exactly_one_winner,
     outbox_queues_retries_and_dead_letters,
+    sends_are_claimed_by_one_holder_at_a_time,
     event_log_orders_and_resumes,
     intake_logs_its_notices_with_the_messages,
     lists_page_every_selector_in_order,
@@ -1174,6 +1175,94 @@ pub async fn outbox_queues_retries_and_dead_letters(store: Arc<dyn Store>) {
             .await
             .expect("recording a retry")
             .is_none()
+    );
+}
+
+/// A waiting send is claimed by one holder at a time: a claim stands against others until
+/// its lease ends, its holder renews it, concurrent claims have one winner, a retry keeps it
+/// waiting (claimable), and a completed send can no longer be claimed.
+pub async fn sends_are_claimed_by_one_holder_at_a_time(store: Arc<dyn Store>) {
+    let s = store.as_ref();
+    intake(s, "sms", queue("support"), vec![inbound("SM1", "+1")], T0).await;
+    s.add_outbound(1, Some("alice"), draft("hello"), T0 + 1)
+        .await
+        .expect("a reply");
+    let claim = |holder: &'static str, now: u64| {
+        let store = store.clone();
+        async move {
+            store
+                .claim_send(1, 2, holder, now, 1_000)
+                .await
+                .expect("claiming a send")
+        }
+    };
+    let entry = claim("host-a", T0 + 10)
+        .await
+        .expect("a free send is granted");
+    assert_eq!((entry.conversation, entry.seq, entry.attempts), (1, 2, 0));
+    assert!(
+        claim("host-b", T0 + 20).await.is_none(),
+        "another holder is refused while the lease stands"
+    );
+    assert!(
+        claim("host-a", T0 + 500).await.is_some(),
+        "the holder renews its own claim"
+    );
+    assert!(
+        claim("host-b", T0 + 1_400).await.is_none(),
+        "the renewed lease runs from the renewal"
+    );
+    assert!(
+        claim("host-b", T0 + 1_500).await.is_some(),
+        "a lapsed claim goes to the next holder"
+    );
+    assert!(claim("host-a", T0 + 1_600).await.is_none());
+    s.record_retry(1, 2, 1, T0 + 5_000, "provider answered 503")
+        .await
+        .expect("recording a retry")
+        .expect("the send is waiting");
+    let entry = claim("host-a", T0 + 10_000)
+        .await
+        .expect("a retry is claimable once the lease lapsed");
+    assert_eq!(
+        (entry.attempts, entry.next_at),
+        (1, T0 + 5_000),
+        "the claim hands out the retry's state"
+    );
+
+    // Eight hosts racing for a lapsed claim: one wins.
+    let holders = ["h0", "h1", "h2", "h3", "h4", "h5", "h6", "h7"];
+    let won = race(8, |i| {
+        let store = store.clone();
+        async move {
+            store
+                .claim_send(1, 2, holders[i], T0 + 20_000, 1_000)
+                .await
+                .expect("claiming a send")
+                .is_some()
+        }
+    })
+    .await;
+    assert_eq!(
+        won.iter().filter(|w| **w).count(),
+        1,
+        "concurrent claims have one winner: {won:?}"
+    );
+
+    s.complete_send("sms", 1, 2, Ok("SMout".into()))
+        .await
+        .expect("completing")
+        .expect("the message");
+    assert!(
+        claim("host-a", T0 + 60_000).await.is_none(),
+        "a completed send is no longer claimable"
+    );
+    assert!(
+        s.claim_send(9, 9, "host-a", T0, 1_000)
+            .await
+            .expect("claiming")
+            .is_none(),
+        "a send that was never queued is not claimable"
     );
 }
 

@@ -24,6 +24,9 @@ use crate::model::{
 };
 
 pub mod conformance;
+mod jobs;
+pub mod postgres;
+pub mod rules;
 pub mod sled;
 
 /// A storage failure.
@@ -248,11 +251,63 @@ pub type VisitorExpiry<'a> = dyn Fn(&Visitor) -> bool + Send + Sync + 'a;
 /// for good.
 pub type SendOutcome = Result<String, String>;
 
+/// A role one host at a time plays among the hosts sharing a store (the dispatcher), held
+/// while [`Leadership::is_held`]; dropping it gives the role up.
+pub struct Leadership {
+    held: tokio::sync::watch::Receiver<bool>,
+    _release: Box<dyn Send + Sync>,
+}
+
+impl Leadership {
+    /// A role held for as long as the process lives: the only host of an embedded store.
+    pub fn sole() -> Leadership {
+        let (keep, held) = tokio::sync::watch::channel(true);
+        Leadership {
+            held,
+            _release: Box::new(keep),
+        }
+    }
+
+    /// A role held while `held` says so; `release`, dropped with it, gives the role up.
+    pub fn new(
+        held: tokio::sync::watch::Receiver<bool>,
+        release: Box<dyn Send + Sync>,
+    ) -> Leadership {
+        Leadership {
+            held,
+            _release: release,
+        }
+    }
+
+    /// Whether the role is still held (the backend can still vouch for it).
+    pub fn is_held(&self) -> bool {
+        *self.held.borrow()
+    }
+
+    /// Waits until the role is lost.
+    pub async fn lost(&mut self) {
+        let _ = self.held.wait_for(|held| !*held).await;
+    }
+}
+
 /// Everything the host keeps. Every write is durable when it returns.
 #[async_trait]
 pub trait Store: Send + Sync {
     /// Why storage is out of service, if it is (a disk write failed): `/healthz` reports it.
     fn failure(&self) -> Option<String>;
+
+    /// Whether other hosts write to this store too: their events, conversations and sends
+    /// appear without this host's doing, so it must follow the event log and claim sends.
+    fn is_shared(&self) -> bool {
+        false
+    }
+
+    /// Takes `role` if no other host sharing the store holds it; `None` when one does. The
+    /// role is lost when this host's hold on it ends (its database session dies with it).
+    async fn try_lead(&self, role: &str) -> Result<Option<Leadership>, StoreError> {
+        let _ = role;
+        Ok(Some(Leadership::sole()))
+    }
 
     /// Makes everything durable before the process exits (a clean shutdown).
     async fn close(&self) -> Result<(), StoreError>;
@@ -369,6 +424,34 @@ pub trait Store: Send + Sync {
         &self,
         conversation: u64,
         seq: u64,
+    ) -> Result<Option<OutboxEntry>, StoreError>;
+
+    /// Records that `host` is alive at `now`, with event streams of `agents` open on it. Only
+    /// a store other hosts share keeps it (see [`Store::orphaned_agents`]).
+    async fn beat(&self, host: &str, agents: &[String], now: u64) -> Result<(), StoreError> {
+        let _ = (host, agents, now);
+        Ok(())
+    }
+
+    /// The agents whose every open event stream was on a host not heard from since
+    /// `now - window_ms`; those hosts' records are dropped, so each agent is returned once,
+    /// to one caller.
+    async fn orphaned_agents(&self, now: u64, window_ms: u64) -> Result<Vec<String>, StoreError> {
+        let _ = (now, window_ms);
+        Ok(Vec::new())
+    }
+
+    /// Claims the waiting send `(conversation, seq)` for `holder` until `now + lease_ms`, so
+    /// only one host attempts it: granted when nobody holds it, the claim lapsed, or `holder`
+    /// holds it already (renewed). Returns the entry when granted; `None` when another holder's
+    /// claim stands or the send is no longer waiting.
+    async fn claim_send(
+        &self,
+        conversation: u64,
+        seq: u64,
+        holder: &str,
+        now: u64,
+        lease_ms: u64,
     ) -> Result<Option<OutboxEntry>, StoreError>;
 
     /// Records a failed attempt that will be retried: the entry gets the attempt count and

@@ -20,13 +20,13 @@ use std::sync::mpsc;
 
 use sled::Transactional;
 use sled::transaction::TransactionalTree;
-use tokio::sync::oneshot;
 
 use super::codec::{be_u64, encode};
 use super::durability::Durability;
 use super::intake::{IngestTx, IntakeTrees, TxResult};
 use super::tx_error;
 use crate::model::{ConversationTarget, InboundEvent, IngestReport, StoredEvent};
+use crate::store::jobs::{self, Done, Job};
 use crate::store::{IntakeNotices, NewEvent, StoreError};
 
 /// What the intake thread needs: the trees it writes and the database it flushes.
@@ -43,29 +43,6 @@ pub(crate) struct Intake {
 
 /// The most jobs one transaction carries (a bound on the transaction's size).
 const MAX_BATCH: usize = 256;
-
-/// One webhook's events, or one event to log, waiting for the intake thread.
-enum Job {
-    Intake {
-        channel: String,
-        target: ConversationTarget,
-        events: Vec<InboundEvent>,
-        now: u64,
-        notices: Arc<dyn IntakeNotices>,
-        reply: oneshot::Sender<Result<IngestReport, StoreError>>,
-    },
-    Append {
-        event: NewEvent,
-        now: u64,
-        reply: oneshot::Sender<Result<StoredEvent, StoreError>>,
-    },
-}
-
-/// What one job did.
-enum Done {
-    Intake(IngestReport),
-    Append(StoredEvent),
-}
 
 /// The handle to the intake thread; dropping it ends the thread once its queue is empty.
 pub(crate) struct Batcher {
@@ -92,23 +69,15 @@ impl Batcher {
     /// them, and returns what they did once they are on disk.
     pub(crate) async fn submit(
         &self,
-        channel: String,
-        target: ConversationTarget,
+        channel: &str,
+        target: &ConversationTarget,
         events: Vec<InboundEvent>,
         now: u64,
         notices: Arc<dyn IntakeNotices>,
     ) -> Result<IngestReport, StoreError> {
-        let (reply, answer) = oneshot::channel();
-        let job = Job::Intake {
-            channel,
-            target,
-            events,
-            now,
-            notices,
-            reply,
-        };
+        let (job, answer) = Job::intake(channel, target, events, now, notices);
         self.jobs.send(job).map_err(|_| StoreError::IntakeStopped)?;
-        answer.await.map_err(|_| StoreError::IntakeStopped)?
+        jobs::answered(answer).await
     }
 
     /// Appends one event to the log in the next batch; returns it with its id once on disk.
@@ -117,11 +86,9 @@ impl Batcher {
         event: NewEvent,
         now: u64,
     ) -> Result<StoredEvent, StoreError> {
-        let (reply, answer) = oneshot::channel();
-        self.jobs
-            .send(Job::Append { event, now, reply })
-            .map_err(|_| StoreError::IntakeStopped)?;
-        answer.await.map_err(|_| StoreError::IntakeStopped)?
+        let (job, answer) = Job::append(event, now);
+        self.jobs.send(job).map_err(|_| StoreError::IntakeStopped)?;
+        jobs::answered(answer).await
     }
 }
 
@@ -146,30 +113,7 @@ fn run(intake: &Intake, queue: &mpsc::Receiver<Job>, mut next_event: u64) {
                 (Err(e), Ok(_)) => Err(intake.durability.error(e.clone())),
                 (_, answer) => answer,
             };
-            match (job, answer) {
-                (Job::Intake { reply, .. }, Ok(Done::Intake(report))) => {
-                    let _ = reply.send(Ok(report));
-                }
-                (Job::Append { reply, .. }, Ok(Done::Append(event))) => {
-                    let _ = reply.send(Ok(event));
-                }
-                (Job::Intake { reply, .. }, Err(e)) => {
-                    let _ = reply.send(Err(e));
-                }
-                (Job::Append { reply, .. }, Err(e)) => {
-                    let _ = reply.send(Err(e));
-                }
-                (Job::Intake { reply, .. }, Ok(Done::Append(_))) => {
-                    let _ = reply.send(Err(StoreError::Backend(
-                        "intake answered as an append".into(),
-                    )));
-                }
-                (Job::Append { reply, .. }, Ok(Done::Intake(_))) => {
-                    let _ = reply.send(Err(StoreError::Backend(
-                        "an append answered as intake".into(),
-                    )));
-                }
-            }
+            job.answer(answer);
         }
     }
 }

@@ -7,6 +7,7 @@
 //! listed through their index ([`index`]); an earlier release's data directory is brought
 //! forward at open ([`migrate`]).
 
+use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -29,14 +30,17 @@ use intake::{
 };
 
 use crate::model::{
-    AgentRecord, Contact, Conversation, ConversationState, ConversationTarget, Direction,
-    InboundEvent, IngestReport, Message, MessageStatus, OutboundDraft, OutboxEntry, Rejection,
-    StoredEvent, Visitor, status_advances,
+    AgentRecord, Contact, Conversation, ConversationTarget, InboundEvent, IngestReport, Message,
+    OutboundDraft, OutboxEntry, Rejection, StoredEvent, Visitor,
 };
+use crate::store::rules;
 use crate::store::{
     Change, ConversationCursor, ConversationQuery, IntakeNotices, NewEvent, NonceClaim, Page,
     SendOutcome, Store, StoreError, UpdateError, VisitorExpiry,
 };
+
+/// The layout version this release writes (and migrates older data to).
+pub const SCHEMA_VERSION: u8 = codec::SCHEMA_VERSION;
 
 /// The tree of [`index`]'s entries.
 const INDEX_TREE: &str = "conversation_index";
@@ -68,6 +72,8 @@ pub struct SledStore {
     sent_ids: sled::Tree,
     optouts: sled::Tree,
     outbox: sled::Tree,
+    /// Claims on sends: message key -> holder's lease end (8 bytes) and name.
+    outbox_claims: sled::Tree,
     index: sled::Tree,
     agents: sled::Tree,
     contacts: sled::Tree,
@@ -192,6 +198,7 @@ impl SledStore {
             sent_ids: tree("sent_ids")?,
             optouts: tree("optouts")?,
             outbox: tree("outbox")?,
+            outbox_claims: tree("outbox_claims")?,
             index: tree(INDEX_TREE)?,
             agents: tree("agents")?,
             contacts: tree("contacts")?,
@@ -281,7 +288,7 @@ impl Store for SledStore {
     ) -> Result<IngestReport, StoreError> {
         self.writable()?;
         self.batcher
-            .submit(channel.to_owned(), target.clone(), events, now, notices)
+            .submit(channel, target, events, now, notices)
             .await
     }
 
@@ -358,7 +365,9 @@ impl Store for SledStore {
         query: &ConversationQuery,
     ) -> Result<Page<Conversation, ConversationCursor>, StoreError> {
         let merge = index::Merge::new(&self.index, &query.any_of, query.after, query.updated_since);
+        let prefixes: Vec<Vec<u8>> = query.any_of.iter().map(index::prefix).collect();
         let mut items = Vec::with_capacity(query.limit.min(256));
+        let mut listed = HashSet::new();
         let mut more = false;
         for entry in merge {
             let (key, (_, id)) = entry?;
@@ -366,19 +375,33 @@ impl Store for SledStore {
                 continue;
             };
             // Changed since its entry was read: it has moved (to the front, or out of this
-            // range), and is listed where it is now, not where it was.
-            if !index::entries(&c).iter().any(|k| k[..] == key[..]) {
-                continue;
+            // range) and is listed where it is now. That is this page when it is the first
+            // (the front) and the conversation is still selected; a later page leaves it to
+            // the earlier ones (a client finds it with `updated_since`).
+            let now_at = index::entries(&c);
+            if !now_at.contains(&key[..]) {
+                let still_selected = now_at
+                    .iter()
+                    .any(|k| prefixes.iter().any(|p| k.starts_with(p)));
+                let in_range = query
+                    .updated_since
+                    .is_none_or(|since| c.updated_at >= since);
+                if query.after.is_some() || !still_selected || !in_range {
+                    continue;
+                }
             }
-            if !query.narrows_to(&c) {
+            if !query.narrows_to(&c) || listed.contains(&c.id) {
                 continue;
             }
             if items.len() == query.limit {
                 more = true;
                 break;
             }
+            listed.insert(c.id);
             items.push(c);
         }
+        // A conversation that moved to the front while the page was read goes first.
+        items.sort_by_key(|c| std::cmp::Reverse(ConversationCursor::of(c)));
         let next = more
             .then(|| items.last().map(ConversationCursor::of))
             .flatten();
@@ -442,26 +465,18 @@ impl Store for SledStore {
         let out = trees
             .transaction(|(convs, keys, index)| {
                 let existing = lift(tx_conversation_by_key(convs, keys, channel, customer))?;
-                let mut conv = match &existing {
-                    Some(c) => {
-                        if c.state == ConversationState::Assigned
-                            && let Some(owner) = &c.owner
-                            && owner != agent
-                        {
-                            return refuse(Rejection::Conflict(format!(
-                                "a conversation with {customer} on {channel} exists and is owned by {owner}"
-                            )));
-                        }
-                        c.clone()
-                    }
+                let base = match &existing {
+                    Some(c) => c.clone(),
                     None => {
                         let id = next_conversation_id(keys)?;
                         keys.insert(key2(channel, customer), &id.to_be_bytes())?;
                         Conversation::new(id, channel, customer, queue, now)
                     }
                 };
-                conv.assign(agent);
-                conv.updated_at = now;
+                let conv = match rules::start_by(base, agent, now) {
+                    Ok(conv) => conv,
+                    Err(r) => return refuse(r),
+                };
                 lift(put_conversation(convs, index, existing.as_ref(), &conv))?;
                 Ok(conv)
             })
@@ -516,36 +531,9 @@ impl Store for SledStore {
                     return refuse(Rejection::NotFound);
                 };
                 let mut conv = old.clone();
-                if let Some(agent) = author {
-                    if conv.state == ConversationState::Closed {
-                        return refuse(Rejection::Conflict("the conversation is closed".into()));
-                    }
-                    if let Some(owner) = &conv.owner
-                        && owner != agent
-                    {
-                        return refuse(Rejection::Conflict(format!(
-                            "the conversation is owned by {owner}"
-                        )));
-                    }
-                    if conv.state == ConversationState::Queued {
-                        conv.assign(agent);
-                    }
-                }
-                conv.last_seq += 1;
-                conv.updated_at = now;
-                let message = Message {
-                    conversation,
-                    seq: conv.last_seq,
-                    direction: Direction::Outbound,
-                    provider_id: None,
-                    text: draft.text.clone(),
-                    attachments: draft.attachments.clone(),
-                    author: author.map(str::to_owned),
-                    created_at: now,
-                    status: MessageStatus::Pending,
-                    error: None,
-                    note: None,
-                    template: draft.template.clone(),
+                let message = match rules::add_reply(&mut conv, author, draft.clone(), now) {
+                    Ok(message) => message,
+                    Err(r) => return refuse(r),
                 };
                 let key = message_key(conversation, message.seq);
                 msgs.insert(&key, encode(&message))?;
@@ -584,6 +572,44 @@ impl Store for SledStore {
         self.get(&self.outbox, "outbox", &message_key(conversation, seq))
     }
 
+    async fn claim_send(
+        &self,
+        conversation: u64,
+        seq: u64,
+        holder: &str,
+        now: u64,
+        lease_ms: u64,
+    ) -> Result<Option<OutboxEntry>, StoreError> {
+        self.writable()?;
+        let key = message_key(conversation, seq);
+        let trees = (&self.outbox, &self.outbox_claims);
+        let out = trees
+            .transaction(|(outbox, claims)| {
+                let Some(entry) = outbox.get(key)? else {
+                    return Ok(None);
+                };
+                if let Some(claim) = claims.get(key)? {
+                    let until = claim
+                        .get(..8)
+                        .and_then(|b| b.try_into().ok())
+                        .map(u64::from_be_bytes)
+                        .unwrap_or(0);
+                    if until > now && &claim[8..] != holder.as_bytes() {
+                        return Ok(None);
+                    }
+                }
+                let mut claim = now.saturating_add(lease_ms).to_be_bytes().to_vec();
+                claim.extend_from_slice(holder.as_bytes());
+                claims.insert(&key, claim)?;
+                let entry: OutboxEntry =
+                    decode("outbox", &entry).map_err(ConflictableTransactionError::Abort)?;
+                Ok(Some(entry))
+            })
+            .map_err(|e| tx_error(&self.durability, e))?;
+        self.durable().await?;
+        Ok(out)
+    }
+
     async fn record_retry(
         &self,
         conversation: u64,
@@ -614,8 +640,7 @@ impl Store for SledStore {
                 };
                 let mut message: Message =
                     decode("messages", &b).map_err(ConflictableTransactionError::Abort)?;
-                if message.status == MessageStatus::Pending {
-                    message.error = Some(note.to_owned());
+                if rules::note_retry(&mut message, note) {
                     msgs.insert(&key, encode(&message))?;
                 }
                 Ok(Some(message))
@@ -634,29 +659,24 @@ impl Store for SledStore {
     ) -> Result<Option<Message>, StoreError> {
         self.writable()?;
         let key = message_key(conversation, seq);
-        let trees = (&self.messages, &self.sent_ids, &self.outbox);
+        let trees = (
+            &self.messages,
+            &self.sent_ids,
+            &self.outbox,
+            &self.outbox_claims,
+        );
         let out = trees
-            .transaction(|(msgs, sent, outbox)| {
+            .transaction(|(msgs, sent, outbox, claims)| {
                 outbox.remove(&key)?;
+                claims.remove(&key)?;
                 let Some(b) = msgs.get(key)? else {
                     return Ok(None);
                 };
                 let mut message: Message =
                     decode("messages", &b).map_err(ConflictableTransactionError::Abort)?;
-                match &outcome {
-                    Ok(provider_id) => {
-                        message.provider_id = Some(provider_id.clone());
-                        // A retry note from an earlier attempt no longer applies.
-                        message.error = None;
-                        if status_advances(message.status, MessageStatus::Queued) {
-                            message.status = MessageStatus::Queued;
-                        }
-                        sent.insert(key2(channel, provider_id), &key)?;
-                    }
-                    Err(reason) => {
-                        message.status = MessageStatus::Failed;
-                        message.error = Some(reason.clone());
-                    }
+                rules::record_outcome(&mut message, &outcome);
+                if let Ok(provider_id) = &outcome {
+                    sent.insert(key2(channel, provider_id), &key)?;
                 }
                 msgs.insert(&key, encode(&message))?;
                 Ok(Some(message))

@@ -1,0 +1,316 @@
+//! The rules every backend applies the same way, written once over what a backend reads and
+//! writes: a webhook's events (messages stored once per provider id, conversations created or
+//! reopened, statuses moved forward only, opt-changes applied once), an agent's reply, an
+//! agent starting a conversation, and a send's outcome.
+//!
+//! A backend implements [`IntakeState`] over its own transaction (sled's transactional trees,
+//! or PostgreSQL rows read up front and written back as sets) and calls [`apply_intake`].
+
+use std::collections::HashSet;
+
+use crate::model::{
+    Conversation, ConversationState, ConversationTarget, Direction, InboundEvent, IngestReport,
+    Message, MessageStatus, OutboundDraft, Rejection, StoredInbound, status_advances,
+};
+use crate::store::SendOutcome;
+
+/// What intake reads and writes inside a backend's atomic write.
+pub trait IntakeState {
+    /// The backend's failure.
+    type Error;
+
+    /// Whether the message `provider_id` on `channel` is stored already.
+    fn inbound_seen(&mut self, channel: &str, provider_id: &str) -> Result<bool, Self::Error>;
+
+    /// The conversation with `customer` on `channel`.
+    fn conversation_by_key(
+        &mut self,
+        channel: &str,
+        customer: &str,
+    ) -> Result<Option<Conversation>, Self::Error>;
+
+    /// Takes the next conversation id (dense, from 1).
+    fn next_conversation_id(&mut self) -> Result<u64, Self::Error>;
+
+    /// Stores `message`, received on `channel` as `provider_id`, with its conversation `conv`
+    /// (`old` is what was stored before; `None`: created by this intake).
+    fn put_inbound(
+        &mut self,
+        channel: &str,
+        provider_id: &str,
+        old: Option<&Conversation>,
+        conv: &Conversation,
+        message: &Message,
+    ) -> Result<(), Self::Error>;
+
+    /// The message sent on `channel` that the provider calls `provider_id`.
+    fn sent_message(
+        &mut self,
+        channel: &str,
+        provider_id: &str,
+    ) -> Result<Option<Message>, Self::Error>;
+
+    /// Rewrites a stored message (its status moved).
+    fn put_message(&mut self, message: &Message) -> Result<(), Self::Error>;
+
+    /// Records that the opt-change `provider_id` was applied on `channel`; whether this is the
+    /// first time.
+    fn first_opt_application(
+        &mut self,
+        channel: &str,
+        provider_id: &str,
+    ) -> Result<bool, Self::Error>;
+
+    /// Marks `address` as opted out of `channel` at `now`, or back in.
+    fn set_opted_out(
+        &mut self,
+        channel: &str,
+        address: &str,
+        opted_out: bool,
+        now: u64,
+    ) -> Result<(), Self::Error>;
+}
+
+/// The senders whose every message in `events` was stored before: this call is a provider's
+/// retry for them, so the opt-outs and opt-ins it carries for them were applied already.
+fn retried_senders<'e, S: IntakeState>(
+    state: &mut S,
+    channel: &str,
+    events: &'e [InboundEvent],
+) -> Result<HashSet<&'e str>, S::Error> {
+    let mut retried = HashSet::new();
+    let mut fresh = HashSet::new();
+    for event in events {
+        if let InboundEvent::Message {
+            provider_id, from, ..
+        } = event
+        {
+            if state.inbound_seen(channel, provider_id)? {
+                retried.insert(from.as_str());
+            } else {
+                fresh.insert(from.as_str());
+            }
+        }
+    }
+    retried.retain(|from| !fresh.contains(from));
+    Ok(retried)
+}
+
+/// Applies one webhook's `events` on `channel` (see [`crate::store::Store::intake_with`]);
+/// the report's `events` are left for the caller to log.
+pub fn apply_intake<S: IntakeState>(
+    state: &mut S,
+    channel: &str,
+    target: &ConversationTarget,
+    events: &[InboundEvent],
+    now: u64,
+) -> Result<IngestReport, S::Error> {
+    let mut report = IngestReport::default();
+    let retried = retried_senders(state, channel, events)?;
+    for event in events {
+        match event {
+            InboundEvent::Message {
+                provider_id,
+                from,
+                text,
+                attachments,
+                contact_name,
+                thread,
+                note,
+            } => {
+                if state.inbound_seen(channel, provider_id)? {
+                    report.duplicates += 1;
+                    continue;
+                }
+                let existing = state.conversation_by_key(channel, from)?;
+                let mut conv = match &existing {
+                    Some(c) => c.clone(),
+                    None => {
+                        let id = state.next_conversation_id()?;
+                        report.created.push(id);
+                        let mut c = Conversation::new(id, channel, from, "", now);
+                        if let ConversationTarget::Queue { skills, .. } = target {
+                            c.skills = skills.clone();
+                        }
+                        c
+                    }
+                };
+                if conv.state == ConversationState::Closed {
+                    match target {
+                        ConversationTarget::Queue { queue, .. } => {
+                            conv.enqueue(queue, now);
+                            report.to_route.push(conv.id);
+                        }
+                        ConversationTarget::Agent(agent) => conv.assign(agent),
+                    }
+                }
+                conv.last_seq += 1;
+                conv.updated_at = now;
+                conv.last_inbound_at = Some(now);
+                if contact_name.is_some() {
+                    conv.contact_name = contact_name.clone();
+                }
+                if !thread.is_empty() {
+                    conv.thread = thread.clone();
+                }
+                let message = Message {
+                    conversation: conv.id,
+                    seq: conv.last_seq,
+                    direction: Direction::Inbound,
+                    provider_id: Some(provider_id.clone()),
+                    text: text.clone(),
+                    attachments: attachments.clone(),
+                    author: None,
+                    created_at: now,
+                    status: MessageStatus::Received,
+                    error: None,
+                    note: note.clone(),
+                    template: None,
+                };
+                state.put_inbound(channel, provider_id, existing.as_ref(), &conv, &message)?;
+                report.stored += 1;
+                report.messages.push(StoredInbound {
+                    conversation: conv.id,
+                    seq: message.seq,
+                    customer: conv.customer.clone(),
+                    contact_name: conv.contact_name.clone(),
+                    text: text.clone(),
+                    owner: conv
+                        .owner
+                        .clone()
+                        .filter(|_| conv.state == ConversationState::Assigned),
+                    queue: conv.queue.clone(),
+                });
+            }
+            InboundEvent::Status {
+                provider_id,
+                status,
+                error,
+            } => {
+                let Some(mut message) = state.sent_message(channel, provider_id)? else {
+                    report.statuses_ignored += 1;
+                    continue;
+                };
+                if !status_advances(message.status, *status) {
+                    report.statuses_ignored += 1;
+                    continue;
+                }
+                message.status = *status;
+                if error.is_some() {
+                    message.error = error.clone();
+                }
+                state.put_message(&message)?;
+                report.statuses += 1;
+            }
+            // A provider's retry of a message that carried an opt-out or opt-in without an id
+            // of its own (a 0.2.0 plugin's) must not apply it again: a retried STOP arriving
+            // after a later START would leave the address opted out. Changes with an id are
+            // applied once by that id, below.
+            InboundEvent::OptOut(change) | InboundEvent::OptIn(change)
+                if change.provider_id.is_none() && retried.contains(change.address.as_str()) =>
+            {
+                report.duplicates += 1;
+            }
+            InboundEvent::OptOut(change) | InboundEvent::OptIn(change) => {
+                // A provider's redelivery of a change it identifies (LINE's `unfollow` after
+                // a newer `follow`) is applied once.
+                if let Some(id) = &change.provider_id
+                    && !state.first_opt_application(channel, id)?
+                {
+                    report.duplicates += 1;
+                    continue;
+                }
+                let out = matches!(event, InboundEvent::OptOut(_));
+                state.set_opted_out(channel, &change.address, out, now)?;
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// An agent's reply (or, with `author = None`, the host's notice) added to `conv` at `now`:
+/// the message to store and queue. A closed conversation or one another agent owns refuses an
+/// agent; the first agent to reply to a queued conversation takes it.
+pub fn add_reply(
+    conv: &mut Conversation,
+    author: Option<&str>,
+    draft: OutboundDraft,
+    now: u64,
+) -> Result<Message, Rejection> {
+    if let Some(agent) = author {
+        if conv.state == ConversationState::Closed {
+            return Err(Rejection::Conflict("the conversation is closed".into()));
+        }
+        if let Some(owner) = &conv.owner
+            && owner != agent
+        {
+            return Err(Rejection::Conflict(format!(
+                "the conversation is owned by {owner}"
+            )));
+        }
+        if conv.state == ConversationState::Queued {
+            conv.assign(agent);
+        }
+    }
+    conv.last_seq += 1;
+    conv.updated_at = now;
+    Ok(Message {
+        conversation: conv.id,
+        seq: conv.last_seq,
+        direction: Direction::Outbound,
+        provider_id: None,
+        text: draft.text,
+        attachments: draft.attachments,
+        author: author.map(str::to_owned),
+        created_at: now,
+        status: MessageStatus::Pending,
+        error: None,
+        note: None,
+        template: draft.template,
+    })
+}
+
+/// `agent` starting the conversation `conv` (the stored one with that customer, or a new
+/// one) or taking it over at `now`: refused when another agent owns it.
+pub fn start_by(mut conv: Conversation, agent: &str, now: u64) -> Result<Conversation, Rejection> {
+    if conv.state == ConversationState::Assigned
+        && let Some(owner) = &conv.owner
+        && owner != agent
+    {
+        return Err(Rejection::Conflict(format!(
+            "a conversation with {} on {} exists and is owned by {owner}",
+            conv.customer, conv.channel
+        )));
+    }
+    conv.assign(agent);
+    conv.updated_at = now;
+    Ok(conv)
+}
+
+/// A send's outcome recorded on its message: the provider's id (and `queued`), or the
+/// failure for good.
+pub fn record_outcome(message: &mut Message, outcome: &SendOutcome) {
+    match outcome {
+        Ok(provider_id) => {
+            message.provider_id = Some(provider_id.clone());
+            // A retry note from an earlier attempt no longer applies.
+            message.error = None;
+            if status_advances(message.status, MessageStatus::Queued) {
+                message.status = MessageStatus::Queued;
+            }
+        }
+        Err(reason) => {
+            message.status = MessageStatus::Failed;
+            message.error = Some(reason.clone());
+        }
+    }
+}
+
+/// A failed attempt's note on a message still waiting to be sent; whether it changed.
+pub fn note_retry(message: &mut Message, note: &str) -> bool {
+    if message.status != MessageStatus::Pending {
+        return false;
+    }
+    message.error = Some(note.to_owned());
+    true
+}
