@@ -22,6 +22,7 @@ fn options(url: String) -> PostgresOptions {
         url,
         pool_size: 8,
         connect_timeout: Duration::from_secs(10),
+        ca_file: None,
     }
 }
 
@@ -64,6 +65,17 @@ impl Shared {
 
     /// A host on the shared database: `support` gets `support` lines, carol joins alice in it.
     fn setup(&self, api_base: Option<String>, support: &str, env: &[(&str, &str)]) -> Setup {
+        self.setup_with(api_base, support, env, "")
+    }
+
+    /// [`Shared::setup`] with more `[storage]` lines.
+    fn setup_with(
+        &self,
+        api_base: Option<String>,
+        support: &str,
+        env: &[(&str, &str)],
+        storage: &str,
+    ) -> Setup {
         let mut env: Vec<(String, String)> = env
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
@@ -84,6 +96,7 @@ queues = ["support"]
 backend = "postgres"
 url = "${{TEST_DATABASE_URL}}"
 pool_size = 8
+{storage}
 "#
             ),
             env,
@@ -742,4 +755,165 @@ connect_timeout_ms = 2000
         started.elapsed() < Duration::from_secs(30),
         "an unreachable database fails the start at once"
     );
+}
+
+/// Runs `openssl` with `args` in `dir`, failing the test with its output if it fails.
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let out = std::process::Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl (Debian package `openssl`, which tests/setup.sh installs)");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A certificate authority and a server certificate for 127.0.0.1 it signed, in `dir`:
+/// `ca.crt`, `server.crt`, `server.key` (the key readable by the server's user only).
+fn certificates(dir: &std::path::Path) {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=plugboard test CA",
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ],
+    );
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.crt",
+            "-days",
+            "2",
+            "-extfile",
+            "server.ext",
+        ],
+    );
+    let chmod = std::process::Command::new("chmod")
+        .args(["600", "server.key"])
+        .current_dir(dir)
+        .status()
+        .unwrap();
+    assert!(chmod.success());
+    let root = std::process::Command::new("id").arg("-u").output().unwrap();
+    if String::from_utf8_lossy(&root.stdout).trim() == "0" {
+        let chown = std::process::Command::new("chown")
+            .args(["-R", "postgres:postgres"])
+            .arg(dir)
+            .status()
+            .unwrap();
+        assert!(chown.success());
+    }
+}
+
+/// With `sslmode=require` the hosts talk to the database over TLS and verify its certificate
+/// against `[storage] ca_file`: a server no authority vouches for is refused, naming why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_database_is_reached_over_verified_tls_when_the_url_asks() {
+    let certs = tempfile::tempdir().unwrap();
+    certificates(certs.path());
+    let file = |name: &str| certs.path().join(name).display().to_string();
+    let cluster = PgCluster::start_with(&format!(
+        "-c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+        file("server.crt"),
+        file("server.key")
+    ));
+    let plain = cluster.create_database("plugboard").await;
+    let db = Shared {
+        url: format!("{plain}?sslmode=require"),
+        _cluster: cluster,
+    };
+    let ca = format!("ca_file = \"{}\"", file("ca.crt"));
+
+    // No authority for the server's certificate: refused, naming the certificate.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("plugboard.toml");
+    let write = |storage: &str| {
+        std::fs::write(
+            &config,
+            format!(
+                "[server]\nlisten = \"127.0.0.1:{}\"\npublic_url = \"http://127.0.0.1\"\n\
+                 data_dir = \"{}\"\n[[queues]]\nname = \"support\"\nrouter = \"ring-all\"\n\
+                 [storage]\nbackend = \"postgres\"\nurl = \"${{TEST_DATABASE_URL}}\"\n\
+                 connect_timeout_ms = 5000\n{storage}\n",
+                support::free_port(),
+                dir.path().join("data").display()
+            ),
+        )
+        .unwrap();
+    };
+    write("");
+    let path = config.to_str().unwrap();
+    let (code, out) = plugboard(&["migrate", "--config", path], &db.url);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.to_lowercase().contains("certificate"),
+        "the refusal names the certificate: {out}"
+    );
+    write(&ca);
+    let (code, out) = plugboard(&["migrate", "--config", path], &db.url);
+    assert_eq!(code, 0, "with the CA the server is verified: {out}");
+
+    // A host on it: its connections are encrypted.
+    let host = Host::start(db.setup_with(None, "", &[], &ca));
+    assert_eq!(webhook(&host, "SM1", "+15550001", "over TLS").await, 200);
+    let (client, connection) = tokio_postgres::connect(&plain, tokio_postgres::NoTls)
+        .await
+        .expect("a plain connection for the check");
+    tokio::spawn(connection);
+    let row = client
+        .query_one(
+            "SELECT count(*) FILTER (WHERE s.ssl), count(*) FROM pg_stat_ssl s
+             JOIN pg_stat_activity a USING (pid) WHERE a.application_name LIKE 'plugboard%'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let (encrypted, all): (i64, i64) = (row.get(0), row.get(1));
+    assert!(all > 0, "the host is connected");
+    assert_eq!(encrypted, all, "every connection of the host is encrypted");
+    assert_eq!(host.messages("1", ALICE).await.len(), 1);
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the suites need: PostgreSQL (tests/postgres.rs starts throwaway clusters with
-# its initdb and pg_ctl), Chromium, Node.js and npm for the browser test (tests/browser.rs),
+# its initdb and pg_ctl) and openssl (its TLS test makes a certificate authority), Chromium, Node.js and npm for the browser test (tests/browser.rs),
 # from Debian's packages when missing, and the pinned node modules of tests/browser (npm ci).
 # Idempotent; run as root: `bash tests/setup.sh`.
 set -euo pipefail
@@ -11,6 +11,7 @@ command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || missing+=(postgresql)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 if [ "${#missing[@]}" -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "tests/setup.sh: installing ${missing[*]} needs root (apt-get)" >&2

@@ -63,6 +63,7 @@ sled_cases!(
     agent_records_are_kept,
     channel_states_are_kept,
     nonces_are_claimed_once_per_window,
+    nul_characters_are_stored_replaced,
 );
 
 /// `conformance::run`, the one call a backend's test file may make instead, passes on sled and

@@ -103,6 +103,10 @@ pub struct StorageConfig {
     /// How long a request waits to connect to PostgreSQL (or for a free connection), ms.
     #[serde(default = "default_connect_timeout_ms")]
     pub connect_timeout_ms: u64,
+    /// PEM certificates of the authorities that may sign the PostgreSQL server's certificate
+    /// (a managed database's own CA), besides the public ones; used with `sslmode=require`.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
 }
 
 /// Which backend keeps the host's state.
@@ -124,6 +128,7 @@ impl Default for StorageConfig {
             url: None,
             pool_size: default_pool_size(),
             connect_timeout_ms: default_connect_timeout_ms(),
+            ca_file: None,
         }
     }
 }
@@ -773,6 +778,12 @@ impl Config {
                 ));
             }
             (StorageBackend::Sled, None) => {}
+        }
+        if storage.ca_file.is_some() && storage.backend != StorageBackend::Postgres {
+            return Err(ConfigError::invalid(
+                "storage.ca_file",
+                "is only used with backend = \"postgres\"",
+            ));
         }
         if !(1..=1024).contains(&storage.pool_size) {
             return Err(ConfigError::invalid(

@@ -374,8 +374,13 @@ queues = ["sales"]
 }
 
 impl Drop for Host {
+    /// Stops the process and removes its directory (config, data, log), unless the test is
+    /// failing: then the directory stays for reading.
     fn drop(&mut self) {
         self.kill();
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }
 

@@ -188,12 +188,27 @@ impl Agents {
         agents
     }
 
-    /// Takes in a presence change another host made and stored (seen in the event log), in
-    /// memory only: routing on this host sees it without a write of its own.
-    pub fn observe_presence(&self, agent: &str, presence: &str) {
+    /// Takes in what another host stored about agents (one of them changed presence there, or
+    /// this host takes over dispatching): `only` that agent, or every one. A stored record
+    /// replaces this host's copy, so its routing facts (misses, idle time) are the ones the
+    /// other host left, not this host's older ones.
+    pub async fn reload(&self, only: Option<&str>) {
+        let stored = match self.storage.agent_records().await {
+            Ok(stored) => stored,
+            Err(e) => {
+                tracing::warn!("cannot read the agents' stored facts: {e}");
+                return;
+            }
+        };
+        let _order = self.writes.lock().await;
         let mut records = self.records.lock().expect("agents lock");
-        if let Some(r) = records.get_mut(agent) {
-            r.presence = Presence::parse(presence).as_str().into();
+        for (agent, record) in stored {
+            if only.is_some_and(|o| o != agent) {
+                continue;
+            }
+            if let Some(mine) = records.get_mut(&agent) {
+                *mine = record;
+            }
         }
     }
 

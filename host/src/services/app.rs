@@ -104,6 +104,7 @@ fn postgres_options(config: &Config) -> PostgresOptions {
         url: storage.url.clone().unwrap_or_default(),
         pool_size: storage.pool_size,
         connect_timeout: Duration::from_millis(storage.connect_timeout_ms),
+        ca_file: storage.ca_file.clone(),
     }
 }
 

@@ -63,14 +63,28 @@ fn heartbeat_window() -> Duration {
         .unwrap_or(HEARTBEAT_WINDOW)
 }
 
-/// Beats every [`BEAT`], then sets offline the agents whose streams a silent host held.
+/// Beats every [`BEAT`], then sets offline the agents whose streams a silent host held, and
+/// takes in the channels' states. The agents of silent hosts are only looked for once this
+/// host has beaten for a whole window without a failure: after an outage of the database every
+/// host's last beat is old, and the first host back must not take the others for dead.
 async fn beat(cluster: Arc<Cluster>) {
-    let window = heartbeat_window().as_millis() as u64;
+    let window = heartbeat_window();
     let storage = &cluster.app.storage;
     let mut tick = tokio::time::interval(BEAT);
+    let mut beating_since: Option<tokio::time::Instant> = None;
     loop {
         tick.tick().await;
         let now = Clock::System.now_millis();
+        let streaming = cluster.agents.streaming();
+        if let Err(e) = storage.beat(&cluster.app.host_id, &streaming, now).await {
+            tracing::warn!("cannot record this host's heartbeat: {e}");
+            beating_since = None;
+            continue;
+        }
+        let since = *beating_since.get_or_insert_with(tokio::time::Instant::now);
+        if since.elapsed() >= window {
+            set_orphans_offline(&cluster, &streaming, now, window).await;
+        }
         match cluster.app.refresh_channel_states().await {
             Ok(changed) if !changed.is_empty() => {
                 tracing::info!(channels = ?changed, "channel states changed by another host taken in");
@@ -78,35 +92,39 @@ async fn beat(cluster: Arc<Cluster>) {
             Ok(_) => {}
             Err(e) => tracing::warn!("cannot read the channels' states: {e}"),
         }
-        let streaming = cluster.agents.streaming();
-        if let Err(e) = storage.beat(&cluster.app.host_id, &streaming, now).await {
-            tracing::warn!("cannot record this host's heartbeat: {e}");
+    }
+}
+
+/// Sets offline the agents whose every stream was on a host silent for `window`.
+async fn set_orphans_offline(cluster: &Cluster, streaming: &[String], now: u64, window: Duration) {
+    let orphaned = match cluster
+        .app
+        .storage
+        .orphaned_agents(now, window.as_millis() as u64)
+        .await
+    {
+        Ok(agents) => agents,
+        Err(e) => {
+            tracing::warn!("cannot look for agents on silent hosts: {e}");
+            return;
+        }
+    };
+    let actions = Actions {
+        app: &cluster.app,
+        agents: &cluster.agents,
+        events: &cluster.events,
+        dispatcher: &cluster.dispatcher,
+        outbox: &cluster.outbox,
+    };
+    for agent in orphaned {
+        if cluster.agents.presence(&agent) == Presence::Offline || streaming.contains(&agent) {
             continue;
         }
-        let orphaned = match storage.orphaned_agents(now, window).await {
-            Ok(agents) => agents,
-            Err(e) => {
-                tracing::warn!("cannot look for agents on silent hosts: {e}");
-                continue;
-            }
-        };
-        let actions = Actions {
-            app: &cluster.app,
-            agents: &cluster.agents,
-            events: &cluster.events,
-            dispatcher: &cluster.dispatcher,
-            outbox: &cluster.outbox,
-        };
-        for agent in orphaned {
-            if cluster.agents.presence(&agent) == Presence::Offline || streaming.contains(&agent) {
-                continue;
-            }
-            tracing::info!(
-                agent,
-                "the host holding this agent's stream went silent; agent set offline"
-            );
-            actions.set_presence(&agent, Presence::Offline).await;
-        }
+        tracing::info!(
+            agent,
+            "the host holding this agent's stream went silent; agent set offline"
+        );
+        actions.set_presence(&agent, Presence::Offline).await;
     }
 }
 
@@ -116,7 +134,7 @@ async fn follow(cluster: Arc<Cluster>) {
     let mut log = cluster.events.subscribe_remote();
     loop {
         match log.recv().await {
-            Ok(event) => apply(&event, agents, dispatcher),
+            Ok(event) => apply(&event, agents, dispatcher).await,
             Err(RecvError::Lagged(missed)) => {
                 // Too far behind to know what changed: look at everything again.
                 tracing::warn!(
@@ -131,13 +149,11 @@ async fn follow(cluster: Arc<Cluster>) {
 }
 
 /// One event from the shared log, applied to this host's view.
-fn apply(event: &StoredEvent, agents: &Agents, dispatcher: &Dispatcher) {
+async fn apply(event: &StoredEvent, agents: &Agents, dispatcher: &Dispatcher) {
     match event.kind.as_str() {
         "presence" => {
-            let agent = event.data.get("agent").and_then(|v| v.as_str());
-            let presence = event.data.get("presence").and_then(|v| v.as_str());
-            if let (Some(agent), Some(presence)) = (agent, presence) {
-                agents.observe_presence(agent, presence);
+            if let Some(agent) = event.data.get("agent").and_then(|v| v.as_str()) {
+                agents.reload(Some(agent)).await;
             }
             dispatcher.kick();
         }

@@ -9,15 +9,11 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-/// Why the host as a whole cannot do its job, if it cannot: storage went out of service after a
-/// failed disk write (disk full, I/O error) and stays so until a restart, so `/healthz` answers
-/// `503` with this reason and a supervisor restarts the process (once the disk is fixed).
+/// Why the host as a whole cannot do its job, if it cannot: storage is out of service (on sled,
+/// after a failed disk write, until a restart; on PostgreSQL, while the database cannot be
+/// reached), so `/healthz` answers `503` with the backend's reason.
 pub fn host_problem(storage: &dyn crate::store::Store) -> Option<String> {
-    storage.failure().map(|e| {
-        format!(
-            "storage is out of service since a disk write failed ({e}); nothing more is acknowledged until plugboard is restarted (free disk space first, for a full disk)"
-        )
-    })
+    storage.failure()
 }
 
 /// Consecutive plugin failures that quarantine a channel.

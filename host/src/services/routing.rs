@@ -213,6 +213,8 @@ impl Dispatcher {
         match self.app.storage.try_lead("dispatcher").await {
             Ok(Some(leadership)) => {
                 if self.app.storage.is_shared() {
+                    // The agents' facts as the previous dispatcher left them.
+                    self.agents.reload(None).await;
                     tracing::info!("this host now dispatches waiting work");
                 }
                 role.held = Some(leadership);

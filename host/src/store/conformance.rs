@@ -59,6 +59,7 @@ cases!(
     agent_records_are_kept,
     channel_states_are_kept,
     nonces_are_claimed_once_per_window,
+    nul_characters_are_stored_replaced,
 );
 
 /// Runs every case, each on a fresh store from `open`, one after the other; panics naming the
@@ -2582,9 +2583,11 @@ pub async fn channel_states_are_kept(store: Arc<dyn Store>) {
     s.set_channel_state("wa", "disabled")
         .await
         .expect("setting");
+    s.set_channel_state("wa", "enabled").await.expect("setting");
     assert_eq!(
         states().await,
-        BTreeMap::from([("wa".into(), "disabled".into())])
+        BTreeMap::from([("wa".into(), "deleted".into())]),
+        "a deletion is final, whoever writes after it (another host that has not seen it yet)"
     );
 }
 
@@ -2653,4 +2656,40 @@ pub async fn nonces_are_claimed_once_per_window(store: Arc<dyn Store>) {
         (1, 7),
         "of eight claims racing with one value, one claims it: {claims:?}"
     );
+}
+
+/// Text with NUL characters (which a provider may send, and PostgreSQL refuses) is stored with
+/// U+FFFD in their place, inbound and outbound, and its provider id still deduplicates.
+pub async fn nul_characters_are_stored_replaced(store: Arc<dyn Store>) {
+    let s = store.as_ref();
+    let webhook = InboundEvent::Message {
+        provider_id: "SM\0nul".to_owned(),
+        from: "+1\0".to_owned(),
+        text: Some("before\0after".to_owned()),
+        attachments: Vec::new(),
+        contact_name: Some("Ann\0".to_owned()),
+        thread: vec![("k\0".to_owned(), "v\0".to_owned())],
+        note: None,
+    };
+    let r = intake(s, "sms", queue("support"), vec![webhook.clone()], T0).await;
+    assert_eq!(r.stored, 1, "{r:?}");
+    let c = get(s, 1).await;
+    assert_eq!(c.customer, "+1\u{FFFD}");
+    assert_eq!(c.contact_name.as_deref(), Some("Ann\u{FFFD}"));
+    assert_eq!(c.thread, [("k\u{FFFD}".to_owned(), "v\u{FFFD}".to_owned())]);
+    let m = message(s, 1, 1).await;
+    assert_eq!(m.text.as_deref(), Some("before\u{FFFD}after"));
+    assert_eq!(m.provider_id.as_deref(), Some("SM\u{FFFD}nul"));
+    let again = intake(s, "sms", queue("support"), vec![webhook], T0 + 1).await;
+    assert_eq!(
+        (again.stored, again.duplicates),
+        (0, 1),
+        "the provider's retry is still a duplicate"
+    );
+    let (_, reply) = s
+        .add_outbound(1, Some("alice"), draft("a\0b"), T0 + 2)
+        .await
+        .expect("a reply with a NUL");
+    assert_eq!(reply.text.as_deref(), Some("a\u{FFFD}b"));
+    assert_eq!(message(s, 1, 2).await.text.as_deref(), Some("a\u{FFFD}b"));
 }

@@ -37,7 +37,8 @@ pub(crate) enum Done {
 }
 
 impl Job {
-    /// An intake job and the receiver of its answer.
+    /// An intake job (its events scrubbed, [`crate::store::rules::scrub_events`]) and the
+    /// receiver of its answer.
     pub(crate) fn intake(
         channel: &str,
         target: &ConversationTarget,
@@ -49,7 +50,7 @@ impl Job {
         let job = Job::Intake {
             channel: channel.to_owned(),
             target: target.clone(),
-            events,
+            events: crate::store::rules::scrub_events(events),
             now,
             notices,
             reply,

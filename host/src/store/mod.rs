@@ -293,7 +293,8 @@ impl Leadership {
 /// Everything the host keeps. Every write is durable when it returns.
 #[async_trait]
 pub trait Store: Send + Sync {
-    /// Why storage is out of service, if it is (a disk write failed): `/healthz` reports it.
+    /// Why storage is out of service, if it is (a disk write failed; the database cannot be
+    /// reached), in words for an operator: `/healthz` answers 503 with it.
     fn failure(&self) -> Option<String>;
 
     /// Whether other hosts write to this store too: their events, conversations and sends
@@ -427,7 +428,8 @@ pub trait Store: Send + Sync {
     ) -> Result<Option<OutboxEntry>, StoreError>;
 
     /// Records that `host` is alive at `now`, with event streams of `agents` open on it. Only
-    /// a store other hosts share keeps it (see [`Store::orphaned_agents`]).
+    /// a store other hosts share keeps it (see [`Store::orphaned_agents`]); such a backend may
+    /// measure both with a clock of its own instead of the hosts' (which may disagree).
     async fn beat(&self, host: &str, agents: &[String], now: u64) -> Result<(), StoreError> {
         let _ = (host, agents, now);
         Ok(())
@@ -517,6 +519,8 @@ pub trait Store: Send + Sync {
     ) -> Result<usize, StoreError>;
 
     /// Records a channel's administrative state (`disabled`, `deleted`; `enabled` removes it).
+    /// A deletion is final: later states for that channel are ignored (a host that has not
+    /// seen the deletion yet cannot bring the channel back).
     async fn set_channel_state(&self, channel: &str, state: &str) -> Result<(), StoreError>;
 
     /// Every channel's recorded administrative state.

@@ -5,12 +5,16 @@
 //!
 //! A backend implements [`IntakeState`] over its own transaction (sled's transactional trees,
 //! or PostgreSQL rows read up front and written back as sets) and calls [`apply_intake`].
+//!
+//! Text a provider or an agent sends is stored with any NUL character (U+0000) replaced by
+//! U+FFFD on every backend: PostgreSQL's `text` and `jsonb` refuse NUL, and a message that can
+//! never be stored would be retried by its provider until it gives up, then lost.
 
 use std::collections::HashSet;
 
 use crate::model::{
-    Conversation, ConversationState, ConversationTarget, Direction, InboundEvent, IngestReport,
-    Message, MessageStatus, OutboundDraft, Rejection, StoredInbound, status_advances,
+    Attachment, Conversation, ConversationState, ConversationTarget, Direction, InboundEvent,
+    IngestReport, Message, MessageStatus, OutboundDraft, Rejection, StoredInbound, status_advances,
 };
 use crate::store::SendOutcome;
 
@@ -96,8 +100,65 @@ fn retried_senders<'e, S: IntakeState>(
     Ok(retried)
 }
 
-/// Applies one webhook's `events` on `channel` (see [`crate::store::Store::intake_with`]);
-/// the report's `events` are left for the caller to log.
+/// `text` with NUL characters replaced (see the module's doc).
+fn scrub(text: &mut String) {
+    if text.contains('\0') {
+        *text = text.replace('\0', "\u{FFFD}");
+    }
+}
+
+fn scrub_all<'a>(texts: impl IntoIterator<Item = &'a mut String>) {
+    texts.into_iter().for_each(scrub);
+}
+
+fn scrub_attachments(attachments: &mut [Attachment]) {
+    for a in attachments {
+        scrub(&mut a.url);
+        scrub_all(a.content_type.as_mut());
+    }
+}
+
+/// `events` with NUL characters replaced (see the module's doc): every backend's intake
+/// takes its events through this before it reads or writes anything keyed by them.
+pub fn scrub_events(mut events: Vec<InboundEvent>) -> Vec<InboundEvent> {
+    // Each text is searched (a `memchr`); only one with a NUL is copied.
+    for event in &mut events {
+        match event {
+            InboundEvent::Message {
+                provider_id,
+                from,
+                text,
+                attachments,
+                contact_name,
+                thread,
+                note,
+            } => {
+                scrub_all([provider_id, from]);
+                scrub_all(text.as_mut());
+                scrub_all(contact_name.as_mut());
+                scrub_all(note.as_mut());
+                scrub_attachments(attachments);
+                for (k, v) in thread {
+                    scrub_all([k, v]);
+                }
+            }
+            InboundEvent::Status {
+                provider_id, error, ..
+            } => {
+                scrub(provider_id);
+                scrub_all(error.as_mut());
+            }
+            InboundEvent::OptOut(change) | InboundEvent::OptIn(change) => {
+                scrub(&mut change.address);
+                scrub_all(change.provider_id.as_mut());
+            }
+        }
+    }
+    events
+}
+
+/// Applies one webhook's `events` on `channel` (see [`crate::store::Store::intake_with`]),
+/// scrubbed by [`scrub_events`]; the report's `events` are left for the caller to log.
 pub fn apply_intake<S: IntakeState>(
     state: &mut S,
     channel: &str,
@@ -234,9 +295,14 @@ pub fn apply_intake<S: IntakeState>(
 pub fn add_reply(
     conv: &mut Conversation,
     author: Option<&str>,
-    draft: OutboundDraft,
+    mut draft: OutboundDraft,
     now: u64,
 ) -> Result<Message, Rejection> {
+    scrub_all(draft.text.as_mut());
+    scrub_attachments(&mut draft.attachments);
+    if let Some(t) = &mut draft.template {
+        scrub_all([&mut t.name, &mut t.content_sid, &mut t.variables]);
+    }
     if let Some(agent) = author {
         if conv.state == ConversationState::Closed {
             return Err(Rejection::Conflict("the conversation is closed".into()));

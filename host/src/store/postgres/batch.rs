@@ -11,13 +11,15 @@
 //! come last, from the counter row held to commit, so they become visible in id order.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
 
 use deadpool_postgres::{Pool, Transaction};
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 use tokio_postgres::types::Json;
 
-use super::db_error;
+use super::{Reach, db_error};
 use crate::model::{Conversation, InboundEvent, Message, StoredEvent};
 use crate::store::jobs::{Done, Job};
 use crate::store::rules::{self, IntakeState};
@@ -35,10 +37,10 @@ pub(super) struct Batcher {
 }
 
 impl Batcher {
-    /// Starts the intake task on `pool`.
-    pub(super) fn start(pool: Pool) -> Batcher {
+    /// Starts the intake task on `pool`, telling `reach` whether the database answers.
+    pub(super) fn start(pool: Pool, reach: Arc<Reach>) -> Batcher {
         let (jobs, queue) = mpsc::unbounded_channel();
-        tokio::spawn(run(pool, queue));
+        tokio::spawn(run(pool, reach, queue));
         Batcher { jobs }
     }
 
@@ -48,7 +50,7 @@ impl Batcher {
     }
 }
 
-async fn run(pool: Pool, mut queue: mpsc::UnboundedReceiver<Job>) {
+async fn run(pool: Pool, reach: Arc<Reach>, mut queue: mpsc::UnboundedReceiver<Job>) {
     while let Some(first) = queue.recv().await {
         let mut jobs = vec![first];
         while jobs.len() < MAX_BATCH {
@@ -57,52 +59,94 @@ async fn run(pool: Pool, mut queue: mpsc::UnboundedReceiver<Job>) {
                 Err(_) => break,
             }
         }
-        let answers = commit(&pool, &jobs).await;
+        let answers = commit(&pool, &reach, &jobs).await;
         for (job, answer) in jobs.into_iter().zip(answers) {
             job.answer(answer);
         }
     }
 }
 
-/// Commits `jobs` in one transaction (tried again when it loses a race with another host),
-/// or one by one when the batch fails otherwise; one answer per job.
-async fn commit(pool: &Pool, jobs: &[Job]) -> Vec<Result<Done, StoreError>> {
+/// How long one batch may take before it is given up (its connection dropped, the jobs
+/// failed): a database that stops answering mid-batch must not hold this host's intake.
+const BATCH_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Commits `jobs` in one transaction (tried again when it loses a race with another host).
+/// When the batch is refused for its data (one job's input the database will not store), the
+/// jobs are tried one by one so only that one fails; any other failure (the connection, a
+/// timeout) fails them all, for their callers to retry: trying each again would only wait
+/// out the same failure once per job, and could repeat a batch whose commit went through
+/// unacknowledged. One answer per job.
+async fn commit(pool: &Pool, reach: &Reach, jobs: &[Job]) -> Vec<Result<Done, StoreError>> {
     let all: Vec<&Job> = jobs.iter().collect();
-    match commit_with_retries(pool, &all).await {
+    match commit_with_retries(pool, reach, &all).await {
         Ok(done) => done.into_iter().map(Ok).collect(),
-        Err(e) if jobs.len() == 1 => vec![Err(e)],
-        Err(_) => {
+        Err(Failure::Data(_)) if jobs.len() > 1 => {
             let mut answers = Vec::with_capacity(jobs.len());
             for job in jobs {
                 answers.push(
-                    commit_with_retries(pool, &[job])
+                    commit_with_retries(pool, reach, &[job])
                         .await
-                        .map(|mut d| d.remove(0)),
+                        .map(|mut d| d.remove(0))
+                        .map_err(Failure::into_error),
                 );
             }
             answers
         }
-    }
-}
-
-async fn commit_with_retries(pool: &Pool, jobs: &[&Job]) -> Result<Vec<Done>, StoreError> {
-    let mut attempt = 0;
-    loop {
-        match commit_once(pool, jobs).await {
-            Err(Failure::Race(e)) if attempt < RACE_RETRIES => {
-                attempt += 1;
-                tracing::debug!(attempt, "intake batch lost a race, trying again: {e}");
-            }
-            Err(Failure::Race(e)) | Err(Failure::Other(e)) => return Err(e),
-            Ok(done) => return Ok(done),
+        Err(e) => {
+            let e = e.into_error();
+            jobs.iter()
+                .map(|_| Err(StoreError::Backend(e.to_string())))
+                .collect()
         }
     }
 }
 
-/// A batch's failure: a lost race (deadlock, serialization) is worth another try.
+async fn commit_with_retries(
+    pool: &Pool,
+    reach: &Reach,
+    jobs: &[&Job],
+) -> Result<Vec<Done>, Failure> {
+    let mut attempt = 0;
+    loop {
+        let outcome =
+            match tokio::time::timeout(BATCH_TIMEOUT, commit_once(pool, reach, jobs)).await {
+                Ok(outcome) => outcome,
+                Err(_) => {
+                    let why = format!("an intake batch took over {BATCH_TIMEOUT:?}");
+                    reach.unreachable(&why);
+                    Err(Failure::Other(StoreError::Backend(format!(
+                        "postgres: {why}"
+                    ))))
+                }
+            };
+        match outcome {
+            Err(Failure::Race(e)) if attempt < RACE_RETRIES => {
+                attempt += 1;
+                tracing::debug!(attempt, "intake batch lost a race, trying again: {e}");
+            }
+            Ok(done) => {
+                reach.answered();
+                return Ok(done);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// A batch's failure: a lost race (deadlock, serialization) is worth another try; data the
+/// database refuses (SQLSTATE classes 22 and 23) is one job's fault.
 enum Failure {
     Race(StoreError),
+    Data(StoreError),
     Other(StoreError),
+}
+
+impl Failure {
+    fn into_error(self) -> StoreError {
+        match self {
+            Failure::Race(e) | Failure::Data(e) | Failure::Other(e) => e,
+        }
+    }
 }
 
 impl From<tokio_postgres::Error> for Failure {
@@ -111,8 +155,13 @@ impl From<tokio_postgres::Error> for Failure {
         let race = e.code().is_some_and(|c| {
             *c == SqlState::T_R_DEADLOCK_DETECTED || *c == SqlState::T_R_SERIALIZATION_FAILURE
         });
+        let data = e
+            .code()
+            .is_some_and(|c| c.code().starts_with("22") || c.code().starts_with("23"));
         if race {
             Failure::Race(db_error(e))
+        } else if data {
+            Failure::Data(db_error(e))
         } else {
             Failure::Other(db_error(e))
         }
@@ -331,11 +380,11 @@ fn split(keys: &[Key]) -> (Vec<&str>, Vec<&str>) {
     keys.iter().map(|(a, b)| (a.as_str(), b.as_str())).unzip()
 }
 
-async fn commit_once(pool: &Pool, jobs: &[&Job]) -> Result<Vec<Done>, Failure> {
-    let mut client = pool
-        .get()
-        .await
-        .map_err(|e| Failure::Other(super::pool_error(e)))?;
+async fn commit_once(pool: &Pool, reach: &Reach, jobs: &[&Job]) -> Result<Vec<Done>, Failure> {
+    let mut client = pool.get().await.map_err(|e| {
+        reach.note(&e);
+        Failure::Other(super::pool_error(e))
+    })?;
     let tx = client.transaction().await?;
     let wanted = Wanted::of(jobs);
     lock_customers(&tx, wanted.customers.iter().cloned()).await?;
@@ -442,6 +491,7 @@ async fn read_rows(tx: &Transaction<'_>, wanted: &Wanted) -> Result<Rows, Failur
                  FROM unnest($1::text[], $2::text[]) AS k(ch, id)
                  JOIN sent_ids s ON s.channel = k.ch AND s.provider_id = k.id
                  JOIN messages m ON m.conversation = s.conversation AND m.seq = s.seq
+                 ORDER BY m.conversation, m.seq
                  FOR UPDATE OF m",
             )
             .await?;

@@ -7,7 +7,6 @@
 //! one conversation, the second sees the first's change and is refused by its precondition.
 //! The schema is migrated at open under an advisory lock ([`schema`]).
 
-use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -19,6 +18,7 @@ use tokio_postgres::types::{Json, ToSql};
 
 mod batch;
 pub mod schema;
+mod tls;
 
 use crate::model::{
     AgentRecord, Contact, Conversation, ConversationState, ConversationTarget, InboundEvent,
@@ -43,6 +43,8 @@ pub struct PostgresOptions {
     pub pool_size: usize,
     /// How long a request waits for a free connection (or for a new one) before failing.
     pub connect_timeout: Duration,
+    /// More certificate authorities for the server's certificate, over TLS (a PEM file).
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 /// The PostgreSQL store: a connection pool and this host's intake task.
@@ -50,9 +52,51 @@ pub struct PostgresStore {
     options: PostgresOptions,
     pool: Pool,
     batcher: batch::Batcher,
-    /// The last connection failure, cleared by the next connection made.
-    failure: Mutex<Option<String>>,
+    /// Whether the database answers, for `/healthz`.
+    reach: Arc<Reach>,
     claims: std::sync::atomic::AtomicU64,
+}
+
+/// Whether the database answered the last time this host asked: a connection that could not
+/// be made is recorded, a statement that went through clears it.
+#[derive(Default)]
+pub(super) struct Reach {
+    failure: Mutex<Option<String>>,
+}
+
+impl Reach {
+    /// The database answered.
+    pub(super) fn answered(&self) {
+        let mut failure = self.failure.lock().unwrap_or_else(|e| e.into_inner());
+        if failure.is_some() {
+            tracing::info!("the database answers again");
+            *failure = None;
+        }
+    }
+
+    /// The database could not be reached (`why`).
+    pub(super) fn unreachable(&self, why: &str) {
+        *self.failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(why.to_owned());
+    }
+
+    /// Records `e` when it says the database cannot be reached (not when the pool was only
+    /// busy: that is load, which `/healthz` must not turn into a restart).
+    pub(super) fn note(&self, e: &deadpool_postgres::PoolError) {
+        use deadpool_postgres::{PoolError, TimeoutType};
+        if matches!(
+            e,
+            PoolError::Backend(_) | PoolError::Timeout(TimeoutType::Create) | PoolError::Closed
+        ) {
+            self.unreachable(&e.to_string());
+        }
+    }
+
+    fn failure(&self) -> Option<String> {
+        self.failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
 }
 
 /// A database error as a [`StoreError`], with its SQLSTATE when it has one.
@@ -65,8 +109,20 @@ fn db_error(e: tokio_postgres::Error) -> StoreError {
     }
 }
 
+/// No connection could be had: the error and its causes (a TLS handshake's is in the
+/// certificate it refused).
 fn pool_error(e: deadpool_postgres::PoolError) -> StoreError {
-    StoreError::Backend(format!("postgres: no connection: {e}"))
+    let mut text = format!("postgres: no connection: {e}");
+    let mut cause = std::error::Error::source(&e);
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        cause = c.source();
+    }
+    StoreError::Backend(text)
 }
 
 fn decode_error(e: tokio_postgres::Error) -> StoreError {
@@ -79,6 +135,12 @@ fn decode_error(e: tokio_postgres::Error) -> StoreError {
 /// A record as JSON text (cast to `jsonb` in the statement).
 fn json_text<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
     serde_json::to_string(value).map_err(|e| StoreError::Backend(format!("encoding: {e}")))
+}
+
+/// A stored number as PostgreSQL's `bigint`: values past its range (only a client's cursor or
+/// time can be) clamp to the largest, which sorts after every stored one, as on sled.
+fn signed(n: u64) -> i64 {
+    n.min(i64::MAX as u64) as i64
 }
 
 /// How a conversation state is spelled in the `state` column.
@@ -116,30 +178,22 @@ impl PostgresStore {
                 .await
                 .map_err(|e| StoreError::Backend(e.to_string()))?;
         }
+        let reach = Arc::new(Reach::default());
         Ok(Arc::new(PostgresStore {
             options: options.clone(),
-            batcher: batch::Batcher::start(pool.clone()),
+            batcher: batch::Batcher::start(pool.clone(), reach.clone()),
             pool,
-            failure: Mutex::new(None),
+            reach,
             claims: std::sync::atomic::AtomicU64::new(1),
         }))
     }
 
-    /// A connection from the pool (recording a failure to get one for `/healthz`).
+    /// A connection from the pool (recording one that cannot be made, for `/healthz`).
     async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
-        let got = self.pool.get().await;
-        let mut failure = self.failure.lock().unwrap_or_else(|e| e.into_inner());
-        match got {
-            Ok(client) => {
-                *failure = None;
-                Ok(client)
-            }
-            Err(e) => {
-                let e = pool_error(e);
-                *failure = Some(e.to_string());
-                Err(e)
-            }
-        }
+        self.pool.get().await.map_err(|e| {
+            self.reach.note(&e);
+            pool_error(e)
+        })
     }
 
     async fn query(
@@ -149,13 +203,17 @@ impl PostgresStore {
     ) -> Result<Vec<tokio_postgres::Row>, StoreError> {
         let client = self.client().await?;
         let stmt = client.prepare_cached(sql).await.map_err(db_error)?;
-        client.query(&stmt, params).await.map_err(db_error)
+        let rows = client.query(&stmt, params).await.map_err(db_error)?;
+        self.reach.answered();
+        Ok(rows)
     }
 
     async fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, StoreError> {
         let client = self.client().await?;
         let stmt = client.prepare_cached(sql).await.map_err(db_error)?;
-        client.execute(&stmt, params).await.map_err(db_error)
+        let n = client.execute(&stmt, params).await.map_err(db_error)?;
+        self.reach.answered();
+        Ok(n)
     }
 }
 
@@ -167,31 +225,57 @@ impl PostgresStore {
 /// webhook). A plan that must still scan (a table without a usable index) then costs more than
 /// JIT's threshold; compiling it took 290 ms a call, so JIT is off too (an OLTP workload of
 /// small statements gains nothing from it).
+///
+/// The rest make a dead host's session end soon (a machine that vanishes sends no TCP close:
+/// its open transaction would hold the event counter's row lock, and so every host's intake,
+/// for the server's default two hours of keepalive): server-side keepalive probes after 5 s
+/// idle, and an open transaction idle for 10 s ends. Transactions run at read committed
+/// whatever the database's default, which the intake's "lock, then read what the other host
+/// committed" needs.
 fn no_seqscan(given: Option<&str>) -> String {
-    const OURS: &str = "-c enable_seqscan=off -c jit=off";
+    const OURS: &str = "-c enable_seqscan=off -c jit=off \
+        -c tcp_keepalives_idle=5 -c tcp_keepalives_interval=2 -c tcp_keepalives_count=3 \
+        -c idle_in_transaction_session_timeout=10000 \
+        -c default_transaction_isolation=read\\ committed";
     match given {
         Some(given) if !given.is_empty() => format!("{given} {OURS}"),
         _ => OURS.to_owned(),
     }
 }
 
-/// A pool for `options` (connections are made when first needed).
-fn connect(options: &PostgresOptions) -> Result<Pool, StoreError> {
-    let mut config = tokio_postgres::Config::from_str(&options.url)
-        .map_err(|e| StoreError::Backend(format!("storage.url is not a postgres URL: {e}")))?;
+/// The connection settings `options` name (with this backend's server options) and their
+/// transport.
+fn settings(
+    options: &PostgresOptions,
+) -> Result<(tokio_postgres::Config, tls::Transport), StoreError> {
+    let (mut config, transport) = tls::configure(&options.url, options.ca_file.as_deref())?;
     config.connect_timeout(options.connect_timeout);
     if config.get_application_name().is_none() {
         config.application_name("plugboard");
     }
     let server_options = no_seqscan(config.get_options());
     config.options(server_options);
-    let manager = Manager::from_config(
-        config,
-        NoTls,
-        ManagerConfig {
-            recycling_method: RecyclingMethod::Fast,
-        },
-    );
+    // The client side of the same: a connection whose peer stopped answering fails within
+    // ~10 s instead of the kernel's 15 minutes of retransmissions.
+    config
+        .keepalives(true)
+        .keepalives_idle(Duration::from_secs(5))
+        .keepalives_interval(Duration::from_secs(2))
+        .keepalives_retries(3)
+        .tcp_user_timeout(Duration::from_secs(10));
+    Ok((config, transport))
+}
+
+/// A pool for `options` (connections are made when first needed).
+fn connect(options: &PostgresOptions) -> Result<Pool, StoreError> {
+    let (config, transport) = settings(options)?;
+    let manager_config = ManagerConfig {
+        recycling_method: RecyclingMethod::Fast,
+    };
+    let manager = match transport {
+        tls::Transport::Plain => Manager::from_config(config, NoTls, manager_config),
+        tls::Transport::Tls(tls) => Manager::from_config(config, tls, manager_config),
+    };
     Pool::builder(manager)
         .max_size(options.pool_size)
         .runtime(Runtime::Tokio1)
@@ -345,11 +429,11 @@ fn list_sql(query: &ConversationQuery) -> (String, Vec<Box<dyn ToSql + Sync + Se
         common += &format!(" AND owner = {}", param(Box::new(owner.clone())));
     }
     if let Some(since) = query.updated_since {
-        common += &format!(" AND updated_at >= {}", param(Box::new(since as i64)));
+        common += &format!(" AND updated_at >= {}", param(Box::new(signed(since))));
     }
     if let Some(after) = query.after {
-        let u = param(Box::new(after.updated_at as i64));
-        let i = param(Box::new(after.id as i64));
+        let u = param(Box::new(signed(after.updated_at)));
+        let i = param(Box::new(signed(after.id)));
         common += &format!(" AND (updated_at, id) < ({u}, {i})");
     }
     let limit = param(Box::new(query.limit as i64 + 1));
@@ -386,6 +470,10 @@ fn list_sql(query: &ConversationQuery) -> (String, Vec<Box<dyn ToSql + Sync + Se
     (sql, params)
 }
 
+/// The database's clock in Unix milliseconds: hosts' heartbeats are measured with it alone, so
+/// hosts whose clocks disagree never take each other for dead.
+const DB_NOW_MS: &str = "SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint";
+
 /// How often a held role's session is checked; a role whose session stops answering for
 /// [`LEAD_TIMEOUT`] is given up (PostgreSQL ends the session and frees the lock).
 const LEAD_CHECK: Duration = Duration::from_secs(1);
@@ -402,16 +490,27 @@ impl PostgresStore {
     /// Takes `role`'s session-level advisory lock on a connection of its own, kept and
     /// checked by a task until the [`Leadership`] is dropped or the session fails.
     async fn lead(&self, role: &str) -> Result<Option<Leadership>, StoreError> {
-        let mut config = tokio_postgres::Config::from_str(&self.options.url)
-            .map_err(|e| StoreError::Backend(format!("storage.url: {e}")))?;
-        config.connect_timeout(self.options.connect_timeout);
+        let (mut config, transport) = settings(&self.options)?;
         config.application_name(format!("plugboard {role}"));
-        let (client, connection) = config.connect(NoTls).await.map_err(db_error)?;
         let (ended_tx, mut ended) = oneshot::channel::<()>();
-        tokio::spawn(async move {
-            let _ = connection.await;
-            let _ = ended_tx.send(());
-        });
+        let client = match transport {
+            tls::Transport::Plain => {
+                let (client, connection) = config.connect(NoTls).await.map_err(db_error)?;
+                tokio::spawn(async move {
+                    let _ = connection.await;
+                    let _ = ended_tx.send(());
+                });
+                client
+            }
+            tls::Transport::Tls(tls) => {
+                let (client, connection) = config.connect(tls).await.map_err(db_error)?;
+                tokio::spawn(async move {
+                    let _ = connection.await;
+                    let _ = ended_tx.send(());
+                });
+                client
+            }
+        };
         let key = role_lock(role);
         let got: bool = client
             .query_one("SELECT pg_try_advisory_lock($1)", &[&key])
@@ -453,10 +552,11 @@ impl PostgresStore {
 #[async_trait]
 impl Store for PostgresStore {
     fn failure(&self) -> Option<String> {
-        self.failure
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.reach.failure().map(|e| {
+            format!(
+                "the database at storage.url cannot be reached ({e}); nothing is acknowledged until it answers again"
+            )
+        })
     }
 
     fn is_shared(&self) -> bool {
@@ -754,13 +854,15 @@ impl Store for PostgresStore {
         Ok(rows.first().map(outbox_entry_of))
     }
 
-    async fn beat(&self, host: &str, agents: &[String], now: u64) -> Result<(), StoreError> {
+    async fn beat(&self, host: &str, agents: &[String], _now: u64) -> Result<(), StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(db_error)?;
+        // The database's clock, the one every host's beat is compared with.
+        let db_now: i64 = tx.query_one(DB_NOW_MS, &[]).await.map_err(db_error)?.get(0);
         tx.execute(
             "INSERT INTO hosts (host, seen_at) VALUES ($1, $2)
              ON CONFLICT (host) DO UPDATE SET seen_at = EXCLUDED.seen_at",
-            &[&host, &(now as i64)],
+            &[&host, &db_now],
         )
         .await
         .map_err(db_error)?;
@@ -778,17 +880,18 @@ impl Store for PostgresStore {
         tx.commit().await.map_err(db_error)
     }
 
-    async fn orphaned_agents(&self, now: u64, window_ms: u64) -> Result<Vec<String>, StoreError> {
-        let since = now.saturating_sub(window_ms) as i64;
+    async fn orphaned_agents(&self, _now: u64, window_ms: u64) -> Result<Vec<String>, StoreError> {
         let rows = self
             .query(
-                "WITH stale AS (DELETE FROM hosts WHERE seen_at < $1 RETURNING host),
+                "WITH stale AS (DELETE FROM hosts WHERE seen_at <
+                        (extract(epoch FROM clock_timestamp()) * 1000)::bigint - $1
+                    RETURNING host),
                       gone AS (DELETE FROM host_streams WHERE host IN (SELECT host FROM stale)
                                RETURNING agent)
                  SELECT DISTINCT agent FROM gone WHERE agent NOT IN
                     (SELECT agent FROM host_streams WHERE host NOT IN (SELECT host FROM stale))
                  ORDER BY agent",
-                &[&since],
+                &[&signed(window_ms)],
             )
             .await?;
         Ok(rows.iter().map(|r| r.get(0)).collect())
@@ -942,7 +1045,10 @@ impl Store for PostgresStore {
 
     async fn agent_records(&self) -> Result<Vec<(String, AgentRecord)>, StoreError> {
         let rows = self
-            .query("SELECT agent, record FROM agents ORDER BY agent", &[])
+            .query(
+                "SELECT agent, record FROM agents ORDER BY agent COLLATE \"C\"",
+                &[],
+            )
             .await?;
         rows.iter()
             .map(|r| {
@@ -984,7 +1090,10 @@ impl Store for PostgresStore {
 
     async fn contacts(&self) -> Result<Vec<Contact>, StoreError> {
         let rows = self
-            .query("SELECT address, name FROM contacts ORDER BY address", &[])
+            .query(
+                "SELECT address, name FROM contacts ORDER BY address COLLATE \"C\"",
+                &[],
+            )
             .await?;
         Ok(rows.iter().map(contact_of).collect())
     }
@@ -1044,13 +1153,18 @@ impl Store for PostgresStore {
     }
 
     async fn set_channel_state(&self, channel: &str, state: &str) -> Result<(), StoreError> {
+        // A deletion is final on every host, even against one that has not seen it yet.
         if state == "enabled" {
-            self.execute("DELETE FROM channel_states WHERE channel = $1", &[&channel])
-                .await?;
+            self.execute(
+                "DELETE FROM channel_states WHERE channel = $1 AND state <> 'deleted'",
+                &[&channel],
+            )
+            .await?;
         } else {
             self.execute(
                 "INSERT INTO channel_states (channel, state) VALUES ($1, $2)
-                 ON CONFLICT (channel) DO UPDATE SET state = EXCLUDED.state",
+                 ON CONFLICT (channel) DO UPDATE SET state = EXCLUDED.state
+                    WHERE channel_states.state <> 'deleted'",
                 &[&channel, &state],
             )
             .await?;
@@ -1061,7 +1175,7 @@ impl Store for PostgresStore {
     async fn channel_states(&self) -> Result<Vec<(String, String)>, StoreError> {
         let rows = self
             .query(
-                "SELECT channel, state FROM channel_states ORDER BY channel",
+                "SELECT channel, state FROM channel_states ORDER BY channel COLLATE \"C\"",
                 &[],
             )
             .await?;

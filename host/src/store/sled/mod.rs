@@ -266,7 +266,11 @@ impl SledStore {
 #[async_trait]
 impl Store for SledStore {
     fn failure(&self) -> Option<String> {
-        self.durability.failure()
+        self.durability.failure().map(|e| {
+            format!(
+                "storage is out of service since a disk write failed ({e}); nothing more is acknowledged until plugboard is restarted (free disk space first, for a full disk)"
+            )
+        })
     }
 
     async fn close(&self) -> Result<(), StoreError> {
@@ -789,12 +793,19 @@ impl Store for SledStore {
 
     async fn set_channel_state(&self, channel: &str, state: &str) -> Result<(), StoreError> {
         self.writable()?;
+        let key = channel.as_bytes();
+        let deleted = self
+            .channel_admin
+            .get(key)
+            .map_err(|e| self.fail(e))?
+            .is_some_and(|v| &v[..] == b"deleted");
+        if deleted {
+            return Ok(());
+        }
         let written = if state == "enabled" {
-            self.channel_admin.remove(channel.as_bytes()).map(drop)
+            self.channel_admin.remove(key).map(drop)
         } else {
-            self.channel_admin
-                .insert(channel.as_bytes(), state.as_bytes())
-                .map(drop)
+            self.channel_admin.insert(key, state.as_bytes()).map(drop)
         };
         written.map_err(|e| self.fail(e))?;
         self.durable().await
