@@ -40,7 +40,7 @@ CREATE INDEX conversations_by_owner
 CREATE INDEX conversations_closed
     ON conversations (updated_at DESC, id DESC) WHERE state = 'closed';
 CREATE INDEX conversations_handlers
-    ON conversations USING gin ((record -> 'handled_by'));
+    ON conversations USING gin ((record -> 'handled_by')) WHERE state = 'closed';
 
 CREATE TABLE messages (
     conversation bigint NOT NULL,
