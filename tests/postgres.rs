@@ -918,3 +918,78 @@ async fn the_database_is_reached_over_verified_tls_when_the_url_asks() {
     assert_eq!(encrypted, all, "every connection of the host is encrypted");
     assert_eq!(host.messages("1", ALICE).await.len(), 1);
 }
+
+/// A web chat visitor long-polling host A gets a reply an agent sent through host B within
+/// about a second (host A looks at the shared store again every second while it waits),
+/// not at the poll's deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_visitor_polling_one_host_gets_a_reply_sent_through_the_other() {
+    let db = Shared::start().await;
+    let site = "[[channels]]\nname = \"site\"\nplugin = \"webchat\"\nqueue = \"support\"\n";
+    let mut setups = vec![db.setup(None, "", &[]), db.setup(None, "", &[])];
+    for s in &mut setups {
+        s.extra = format!("{site}{}", s.extra);
+    }
+    let mut hosts = start_together(setups);
+    let (a, b) = (hosts.remove(0), hosts.remove(0));
+    let post = |host: &Host, path: &str, token: Option<String>, body: serde_json::Value| {
+        let req = host.http.post(host.url(path)).json(&body);
+        let req = match token {
+            Some(t) => req.bearer_auth(t),
+            None => req,
+        };
+        async move {
+            let resp = req.send().await.unwrap();
+            let status = resp.status().as_u16();
+            (
+                status,
+                resp.json::<serde_json::Value>().await.unwrap_or_default(),
+            )
+        }
+    };
+    let (status, session) = post(&a, "/webchat/site/sessions", None, json!({})).await;
+    assert_eq!(status, 201, "{session}");
+    let token = session["token"].as_str().unwrap().to_owned();
+    let (status, body) = post(
+        &a,
+        "/webchat/site/messages",
+        Some(token.clone()),
+        json!({"text": "hello?", "message_id": "w1"}),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+
+    let poll = tokio::spawn({
+        let url = a.url("/webchat/site/messages?after=1&wait=25");
+        let token = token.clone();
+        async move {
+            reqwest::Client::new()
+                .get(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .json::<serde_json::Value>()
+                .await
+                .unwrap()
+        }
+    });
+    let (status, reply) = b
+        .post_json(
+            "/api/v1/conversations/1/messages",
+            ALICE,
+            json!({"text": "hi, from the other host"}),
+        )
+        .await;
+    assert!((200..=202).contains(&status), "{status} {reply}");
+    let replied = std::time::Instant::now();
+    let answer = tokio::time::timeout(Duration::from_secs(10), poll)
+        .await
+        .expect("the poll on host A answers within 10 s of the reply (its deadline is 25 s)")
+        .expect("the poll");
+    assert_eq!(
+        answer["messages"][0]["text"], "hi, from the other host",
+        "{answer}"
+    );
+    assert!(replied.elapsed() < Duration::from_secs(10));
+}

@@ -545,12 +545,22 @@ pub async fn poll(
         if reads == 1 {
             tracing::debug!(channel = %name, visitor = %visitor.id, "long-poll waiting for new messages");
         }
+        // A host sharing its store is not woken by a reply another host sent: it looks again
+        // every SHARED_RECHECK.
+        let wake = if state.app.storage.is_shared() {
+            deadline.min(tokio::time::Instant::now() + SHARED_RECHECK)
+        } else {
+            deadline
+        };
         tokio::select! {
             _ = &mut notified => {}
-            _ = tokio::time::sleep_until(deadline) => {}
+            _ = tokio::time::sleep_until(wake) => {}
         }
     }
 }
+
+/// How often a waiting long-poll reads storage again when other hosts share it.
+const SHARED_RECHECK: Duration = Duration::from_secs(1);
 
 /// The most messages one poll answers; the widget asks again after the last one it got.
 const MESSAGES_PER_POLL: usize = 200;
