@@ -14,7 +14,7 @@ use serde_json::json;
 use support::postgres::PgCluster;
 use support::{
     ADMIN, ALICE, AUTH_TOKEN, Host, Reply, ScriptedProvider, Setup, Sse, SseStream, eventually,
-    form, inbound_sms, pairs, twilio_created, twilio_signature,
+    form, inbound_sms, pairs, spawn_visitor_poll, twilio_created, twilio_signature,
 };
 
 fn options(url: String) -> PostgresOptions {
@@ -959,21 +959,7 @@ async fn a_visitor_polling_one_host_gets_a_reply_sent_through_the_other() {
     .await;
     assert_eq!(status, 202, "{body}");
 
-    let poll = tokio::spawn({
-        let url = a.url("/webchat/site/messages?after=1&wait=25");
-        let token = token.clone();
-        async move {
-            reqwest::Client::new()
-                .get(url)
-                .bearer_auth(token)
-                .send()
-                .await
-                .unwrap()
-                .json::<serde_json::Value>()
-                .await
-                .unwrap()
-        }
-    });
+    let poll = spawn_visitor_poll(&a, "/webchat/site/messages?after=1&wait=25", &token);
     let (status, reply) = b
         .post_json(
             "/api/v1/conversations/1/messages",

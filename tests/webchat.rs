@@ -83,21 +83,7 @@ async fn a_visitor_talks_to_an_agent_and_sees_only_their_own_conversation() {
     assert_eq!(host.messages(&id, ALICE).await.len(), 1);
 
     // The agent answers; the visitor's long-poll returns it.
-    let poll = tokio::spawn({
-        let url = host.url("/webchat/site/messages?after=1&wait=20");
-        let token = token.clone();
-        async move {
-            reqwest::Client::new()
-                .get(url)
-                .bearer_auth(token)
-                .send()
-                .await
-                .unwrap()
-                .json::<Value>()
-                .await
-                .unwrap()
-        }
-    });
+    let poll = spawn_visitor_poll(&host, "/webchat/site/messages?after=1&wait=20", &token);
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     let (status, m) = host
         .post_json(
@@ -439,21 +425,7 @@ async fn a_long_poll_sleeps_until_the_agent_replies_without_rereading_storage() 
         .unwrap()
         .to_owned();
 
-    let poll = tokio::spawn({
-        let url = host.url("/webchat/chat/messages?after=1&wait=20");
-        let token = token.clone();
-        async move {
-            reqwest::Client::new()
-                .get(url)
-                .bearer_auth(token)
-                .send()
-                .await
-                .unwrap()
-                .json::<Value>()
-                .await
-                .unwrap()
-        }
-    });
+    let poll = spawn_visitor_poll(&host, "/webchat/chat/messages?after=1&wait=20", &token);
     eventually("the long-poll to wait", || async {
         host.log()
             .contains("long-poll waiting for new messages")

@@ -593,6 +593,24 @@ impl SseStream {
     }
 }
 
+/// Starts a web chat visitor's long-poll of `path` (on `host`, with the visitor's `token`) in
+/// a task of its own; the task ends with the poll's JSON answer.
+pub fn spawn_visitor_poll(host: &Host, path: &str, token: &str) -> tokio::task::JoinHandle<Value> {
+    let url = host.url(path);
+    let token = token.to_owned();
+    tokio::spawn(async move {
+        reqwest::Client::new()
+            .get(url)
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap()
+    })
+}
+
 /// Polls `f` until it returns Some, for up to 20 s.
 pub async fn eventually<T, F, Fut>(what: &str, mut f: F) -> T
 where
