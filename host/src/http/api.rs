@@ -24,7 +24,7 @@ use serde_json::json;
 use subtle::ConstantTimeEq;
 
 use crate::config::AgentConfig;
-use crate::http::edge::{AppState, error_response};
+use crate::http::edge::{AppState, error_response, json_body};
 use crate::model::{
     Attachment, Contact, Conversation, ConversationState, Direction, Message, MessageStatus,
     OutboundDraft, Rejection, StoredEvent,
@@ -607,16 +607,6 @@ fn update_error(e: UpdateError, id: &str) -> Response {
         UpdateError::Rejected(Rejection::Conflict(m)) => error_response(StatusCode::CONFLICT, m),
         UpdateError::Rejected(Rejection::Forbidden(m)) => error_response(StatusCode::FORBIDDEN, m),
     }
-}
-
-/// Parses a JSON body, or answers 400 with an example of the expected shape.
-fn json_body<T: serde::de::DeserializeOwned>(body: &[u8], example: &str) -> Result<T, Response> {
-    serde_json::from_slice(body).map_err(|e| {
-        error_response(
-            StatusCode::BAD_REQUEST,
-            format!("body must be JSON like {example}: {e}"),
-        )
-    })
 }
 
 /// `POST /api/v1/conversations/{id}/take`: the agent takes a conversation of their queue.

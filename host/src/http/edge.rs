@@ -62,6 +62,21 @@ pub fn error_response(status: StatusCode, message: impl Into<String>) -> Respons
     (status, Json(serde_json::json!({ "error": message.into() }))).into_response()
 }
 
+/// Parses a JSON body, or answers 400 with an example of the expected shape. (Handlers return
+/// the answer they give as their error, so its size is theirs.)
+#[allow(clippy::result_large_err)]
+pub(crate) fn json_body<T: serde::de::DeserializeOwned>(
+    body: &[u8],
+    example: &str,
+) -> Result<T, Response> {
+    serde_json::from_slice(body).map_err(|e| {
+        error_response(
+            StatusCode::BAD_REQUEST,
+            format!("body must be JSON like {example}: {e}"),
+        )
+    })
+}
+
 /// The request-rate limits the edge enforces.
 pub struct RateLimits {
     /// Per channel webhook (`/webhooks/{channel}`), spent by authenticated calls only.

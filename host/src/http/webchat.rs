@@ -37,7 +37,7 @@ use serde_json::json;
 use sha2::Digest;
 
 use crate::config::WebchatConfig;
-use crate::http::edge::{AppState, Edge, bearer_token, error_response};
+use crate::http::edge::{AppState, Edge, bearer_token, error_response, json_body};
 use crate::model::{ConversationTarget, Direction, Visitor};
 use crate::runtime::bindings::wit;
 use crate::runtime::clock::Clock;
@@ -367,14 +367,9 @@ pub async fn post_message(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let body: VisitorText = match serde_json::from_slice(&body) {
+    let body: VisitorText = match json_body(&body, r#"{"text": "hello"}"#) {
         Ok(b) => b,
-        Err(e) => {
-            return error_response(
-                StatusCode::BAD_REQUEST,
-                format!("body must be JSON like {{\"text\": \"hello\"}}: {e}"),
-            );
-        }
+        Err(r) => return r,
     };
     let forward =
         json!({"message_id": body.message_id.unwrap_or_else(random_id), "text": body.text});
@@ -390,16 +385,12 @@ pub async fn post_offline(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let form: OfflineForm = match serde_json::from_slice(&body) {
+    let form: OfflineForm = match json_body(
+        &body,
+        r#"{"name": "Ann", "email": "ann@example.org", "message": "..."}"#,
+    ) {
         Ok(b) => b,
-        Err(e) => {
-            return error_response(
-                StatusCode::BAD_REQUEST,
-                format!(
-                    "body must be JSON like {{\"name\": \"Ann\", \"email\": \"ann@example.org\", \"message\": \"...\"}}: {e}"
-                ),
-            );
-        }
+        Err(r) => return r,
     };
     let forward = json!({
         "message_id": random_id(),
