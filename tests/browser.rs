@@ -9,89 +9,12 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Read};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::ffi::OsString;
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::json;
+use support::browser::{Driver, prerequisites};
 use support::*;
-
-/// The folder of the Node.js driver and its lock file.
-fn browser_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/browser")
-}
-
-/// The first of `names` found on `PATH`.
-fn on_path(names: &[&str]) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .flat_map(|dir| names.iter().map(move |n| dir.join(n)))
-        .find(|p| p.is_file())
-}
-
-/// Node.js and Chromium, or a failure naming what to install.
-fn prerequisites() -> (PathBuf, PathBuf) {
-    let node = on_path(&["node", "nodejs"]);
-    let chromium = std::env::var_os("PLUGBOARD_CHROMIUM")
-        .map(PathBuf::from)
-        .or_else(|| on_path(&["chromium", "chromium-browser"]));
-    let playwright = browser_dir().join("node_modules/playwright-core/package.json");
-    let mut missing = Vec::new();
-    if node.is_none() {
-        missing.push("Node.js (`apt-get install -y nodejs npm`)");
-    }
-    if chromium.is_none() {
-        missing.push("Chromium (`apt-get install -y chromium`, or set PLUGBOARD_CHROMIUM)");
-    }
-    if !playwright.is_file() {
-        missing.push("the node modules (`npm ci --prefix tests/browser`)");
-    }
-    assert!(
-        missing.is_empty(),
-        "the browser test needs {}; `bash tests/setup.sh` as root installs all of them",
-        missing.join(", ")
-    );
-    (node.unwrap(), chromium.unwrap())
-}
-
-/// The driver process, killed if the test ends early.
-struct Driver {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-}
-
-impl Driver {
-    /// The next JSON line the driver prints, waiting up to `timeout`.
-    async fn next(&mut self, timeout: Duration) -> Value {
-        let line = tokio::task::block_in_place(|| self.lines.recv_timeout(timeout));
-        match line {
-            Ok(line) => serde_json::from_str(&line)
-                .unwrap_or_else(|e| panic!("driver printed {line:?}: {e}")),
-            Err(e) => panic!(
-                "no word from the browser driver within {timeout:?} ({e}); stderr:\n{}",
-                self.stderr()
-            ),
-        }
-    }
-
-    fn stderr(&mut self) -> String {
-        let _ = self.child.kill();
-        let mut err = String::new();
-        if let Some(mut s) = self.child.stderr.take() {
-            let _ = s.read_to_string(&mut err);
-        }
-        err
-    }
-}
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_widget_on_another_origin_talks_to_an_agent_in_chromium() {
@@ -116,30 +39,25 @@ title = "Talk to Acme"
 
     let message = "Do you ship to Osaka?";
     let reply = "Yes, in two days.";
-    let mut child = Command::new(node)
-        .current_dir(browser_dir())
-        .arg("widget.mjs")
-        .args(["--host", &host.base, "--channel", "site"])
-        .args(["--page-port", &page_port.to_string()])
-        .args(["--blocked-port", &blocked_port.to_string()])
-        .arg("--chromium")
-        .arg(&chromium)
-        .args(["--message", message, "--reply", reply])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start node");
-    let stdout = child.stdout.take().unwrap();
-    let (tx, lines) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let mut driver = Driver { child, lines };
+    let (page_port, blocked_port) = (page_port.to_string(), blocked_port.to_string());
+    let mut args = [
+        "--host",
+        host.base.as_str(),
+        "--channel",
+        "site",
+        "--page-port",
+        page_port.as_str(),
+        "--blocked-port",
+        blocked_port.as_str(),
+        "--message",
+        message,
+        "--reply",
+        reply,
+    ]
+    .map(OsString::from)
+    .to_vec();
+    args.extend([OsString::from("--chromium"), chromium.into_os_string()]);
+    let mut driver = Driver::start(&node, "widget.mjs", args);
 
     let sent = driver.next(Duration::from_secs(90)).await;
     assert_eq!(sent["stage"], "sent", "{sent}; host log:\n{}", host.log());
@@ -170,7 +88,7 @@ title = "Talk to Acme"
         blocked.starts_with("blocked"),
         "a page on an origin not in allowed_origins reached the host: {blocked}"
     );
-    let status = tokio::task::block_in_place(|| driver.child.wait()).unwrap();
+    let status = driver.wait();
     assert!(status.success(), "driver exited {status}");
     println!(
         "widget on {} talked to the host at {}; {} was {blocked}",

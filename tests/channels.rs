@@ -7,25 +7,6 @@ mod support;
 use serde_json::{Value, json};
 use support::*;
 
-const WA_FROM: &str = "+14155238886";
-
-fn whatsapp_channel(api_base: &str) -> String {
-    format!(
-        r#"
-[[channels]]
-name = "wa"
-plugin = "twilio-whatsapp"
-queue = "support"
-[channels.settings]
-account_sid = "{ACCOUNT_SID}"
-auth_token = "{AUTH_TOKEN}"
-from = "{WA_FROM}"
-api_base = "{api_base}"
-templates = '[{{"name": "order_update", "language": "en", "content_sid": "HXb5b62575e6e4ff6129ad7c8efe1f983e", "variables": ["1"]}}]'
-"#
-    )
-}
-
 async fn twilio_ok() -> FakeProvider {
     FakeProvider::start(vec![(
         201,
@@ -214,23 +195,6 @@ async fn whatsapp_window_allows_only_templates_outside_24_hours() {
     let conv = &host.conversations(ALICE).await[0];
     assert_eq!(conv["contact_name"], "Wanda");
     assert_eq!(conv["kind"], "whatsapp");
-}
-
-fn status_callback(sid: &str, status: &str, error: Option<&str>) -> Vec<(&'static str, String)> {
-    let mut p = vec![
-        ("MessageSid", sid.to_owned()),
-        ("MessageStatus", status.to_owned()),
-        ("AccountSid", ACCOUNT_SID.to_owned()),
-        ("From", "+15005550006".to_owned()),
-        ("To", "+14155552200".to_owned()),
-        ("ApiVersion", "2010-04-01".to_owned()),
-        ("SmsSid", sid.to_owned()),
-        ("SmsStatus", status.to_owned()),
-    ];
-    if let Some(code) = error {
-        p.push(("ErrorCode", code.to_owned()));
-    }
-    p
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -665,8 +665,11 @@ async fn events_arrive_in_order_and_resume_after_reconnect() {
     assert!(missed.windows(2).all(|w| w[0].id < w[1].id));
     assert_eq!(missed[1].data["data"]["text"], "two");
 
-    // Carol saw the offer to Alice withdrawn? She was never offered; she sees assigned only.
+    // Carol, Alice's colleague, heard her come online, then saw the queued message.
     let mut carol = SseStream::open(&host, CAROL, Some(0)).await;
     let first = carol.next().await;
-    assert_eq!(first.kind, "message", "carol sees the queued message");
+    assert_eq!(first.kind, "presence", "{first:?}");
+    assert_eq!(first.data["data"]["agent"], "alice");
+    let next = carol.next().await;
+    assert_eq!(next.kind, "message", "carol sees the queued message");
 }

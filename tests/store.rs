@@ -64,6 +64,9 @@ sled_cases!(
     channel_states_are_kept,
     nonces_are_claimed_once_per_window,
     nul_characters_are_stored_replaced,
+    notes_are_messages_nothing_sends,
+    read_marks_only_move_forward,
+    sessions_are_kept_until_ended,
 );
 
 /// `conformance::run`, the one call a backend's test file may make instead, passes on sled and

@@ -176,6 +176,19 @@ pub struct ServerConfig {
     /// Bearer token for `/api/v1/admin/...`; admin endpoints are off when absent.
     #[serde(default)]
     pub admin_token: Option<String>,
+    /// The web origins (`https://crm.example.com`) whose pages may call the agent API from a
+    /// browser with a bearer token (CORS); none by default. The console itself is same-origin.
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
+}
+
+impl ServerConfig {
+    /// Whether a browser page from `origin` (an `Origin` header) may call the agent API.
+    pub fn allows_origin(&self, origin: &str) -> bool {
+        self.allowed_origins
+            .iter()
+            .any(|o| normalize_origin(o).is_some_and(|o| o == origin))
+    }
 }
 
 fn default_max_body_bytes() -> usize {
@@ -388,6 +401,19 @@ pub struct QueueConfig {
     /// Offers an agent may let lapse in a row before the host sets them away.
     #[serde(default = "default_missed_offers")]
     pub missed_offers_before_away: u32,
+    /// Canned replies the queue's agents insert with `/shortcut` in the console.
+    #[serde(default)]
+    pub canned: Vec<CannedReply>,
+}
+
+/// One canned reply: the console replaces `/shortcut` with `text`.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CannedReply {
+    /// What follows the `/` (`thanks`).
+    pub shortcut: String,
+    /// The reply's text.
+    pub text: String,
 }
 
 fn yes() -> bool {
@@ -516,6 +542,14 @@ impl Config {
                 "must not carry a query or fragment",
             ));
         }
+        for (j, origin) in self.server.allowed_origins.iter().enumerate() {
+            if normalize_origin(origin).is_none() {
+                return Err(ConfigError::invalid(
+                    format!("server.allowed_origins[{j}]"),
+                    format!("{origin:?} is not an origin; {ORIGIN_FORM}"),
+                ));
+            }
+        }
         if self.server.max_body_bytes == 0 {
             return Err(ConfigError::invalid(
                 "server.max_body_bytes",
@@ -628,6 +662,22 @@ impl Config {
                     ));
                 }
             }
+            let mut shortcuts = HashSet::new();
+            for (j, c) in q.canned.iter().enumerate() {
+                check_name(&format!("queues[{i}].canned[{j}].shortcut"), &c.shortcut)?;
+                if !shortcuts.insert(c.shortcut.as_str()) {
+                    return Err(ConfigError::invalid(
+                        format!("queues[{i}].canned[{j}].shortcut"),
+                        format!("`{}` is used twice in this queue", c.shortcut),
+                    ));
+                }
+                if c.text.trim().is_empty() {
+                    return Err(ConfigError::invalid(
+                        format!("queues[{i}].canned[{j}].text"),
+                        "must not be empty",
+                    ));
+                }
+            }
         }
         let mut agents = HashSet::new();
         let mut tokens = HashSet::new();
@@ -733,14 +783,15 @@ fn check_name(key: &str, name: &str) -> Result<(), ConfigError> {
     }
 }
 
+/// How an allowed origin is written, for the error that refuses one.
+const ORIGIN_FORM: &str = "write scheme, host and optional port, like \"https://shop.example.com\" (no path, no wildcard)";
+
 fn check_webchat(i: usize, c: &ChannelConfig) -> Result<(), ConfigError> {
     for (j, origin) in c.allowed_origins.iter().enumerate() {
         if normalize_origin(origin).is_none() {
             return Err(ConfigError::invalid(
                 format!("channels[{i}].allowed_origins[{j}]"),
-                format!(
-                    "{origin:?} is not an origin; write scheme, host and optional port, like \"https://shop.example.com\" (no path, no wildcard)"
-                ),
+                format!("{origin:?} is not an origin; {ORIGIN_FORM}"),
             ));
         }
     }

@@ -182,6 +182,19 @@ pub struct AgentRecord {
     pub missed_offers: u32,
 }
 
+/// An agent's signed-in console session: the cookie holds its token, the store its hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentSession {
+    /// The agent signed in.
+    pub agent: String,
+    /// The value a state-changing request must carry in `X-CSRF-Token`.
+    pub csrf: String,
+    /// When it began, Unix milliseconds.
+    pub created_at: u64,
+    /// When it ends unless signed out before, Unix milliseconds.
+    pub expires_at: u64,
+}
+
 /// A contact directory entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Contact {
@@ -231,6 +244,8 @@ pub enum Direction {
     Inbound,
     /// From an agent.
     Outbound,
+    /// An internal note: agents see it; nothing sends it.
+    Note,
 }
 
 /// A message's delivery status. Outbound messages move `pending` -> `queued`/`sent` ->
@@ -387,6 +402,23 @@ pub struct IngestReport {
     pub messages: Vec<StoredInbound>,
     /// The events logged with them, in log order.
     pub events: Vec<StoredEvent>,
+    /// The delivery statuses applied, in order.
+    pub status_changes: Vec<StatusChange>,
+    /// The opt-outs (`true`) and opt-ins applied, by customer address, in order.
+    pub opt_changes: Vec<(String, bool)>,
+}
+
+/// A delivery status applied to a stored outbound message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusChange {
+    /// The conversation.
+    pub conversation: u64,
+    /// The message's sequence number.
+    pub seq: u64,
+    /// Its new status.
+    pub status: MessageStatus,
+    /// The provider's error, when failed.
+    pub error: Option<String>,
 }
 
 /// One stored inbound message and the conversation facts its announcement needs (so the

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod postgres;
 
 use std::collections::BTreeMap;
@@ -77,6 +78,8 @@ pub struct Setup {
     pub limits: String,
     /// Environment variables set for the host process (`PLUGBOARD_OUTBOX_MAX_ATTEMPTS`, ...).
     pub env: Vec<(String, String)>,
+    /// Extra TOML lines for the `[server]` table (`allowed_origins = [...]`, ...).
+    pub server: String,
 }
 
 impl Host {
@@ -113,6 +116,7 @@ public_url = "{base}"
 data_dir = "{data}"
 plugins_dir = "{plugins}"
 admin_token = "{ADMIN}"
+{server}
 
 [limits]
 memory_mib = 32
@@ -158,6 +162,7 @@ queues = ["sales"]
             support = setup.support,
             alice = setup.alice,
             limits = setup.limits,
+            server = setup.server,
         );
         let config_path = dir.join("plugboard.toml");
         std::fs::write(&config_path, config).unwrap();
@@ -445,6 +450,77 @@ pub fn inbound_sms(sid: &str, from: &str, body: &str) -> Vec<(&'static str, Stri
     ]
 }
 
+/// A Twilio delivery-status callback for the message `sid` (shape of a real capture).
+pub fn status_callback(
+    sid: &str,
+    status: &str,
+    error: Option<&str>,
+) -> Vec<(&'static str, String)> {
+    let mut p = vec![
+        ("MessageSid", sid.to_owned()),
+        ("MessageStatus", status.to_owned()),
+        ("AccountSid", ACCOUNT_SID.to_owned()),
+        ("From", "+15005550006".to_owned()),
+        ("To", "+14155552200".to_owned()),
+        ("ApiVersion", "2010-04-01".to_owned()),
+        ("SmsSid", sid.to_owned()),
+        ("SmsStatus", status.to_owned()),
+    ];
+    if let Some(code) = error {
+        p.push(("ErrorCode", code.to_owned()));
+    }
+    p
+}
+
+/// The WhatsApp sender number of the `wa` channel [`whatsapp_channel`] configures.
+pub const WA_FROM: &str = "+14155238886";
+
+/// The Content SID of that channel's one approved template, `order_update` (en, variable `1`).
+pub const WA_TEMPLATE_SID: &str = "HXb5b62575e6e4ff6129ad7c8efe1f983e";
+
+/// A Twilio WhatsApp channel `wa` feeding `support` and sending to `api_base`, with one
+/// approved template (for [`Setup::extra`]).
+pub fn whatsapp_channel(api_base: &str) -> String {
+    format!(
+        r#"
+[[channels]]
+name = "wa"
+plugin = "twilio-whatsapp"
+queue = "support"
+[channels.settings]
+account_sid = "{ACCOUNT_SID}"
+auth_token = "{AUTH_TOKEN}"
+from = "{WA_FROM}"
+api_base = "{api_base}"
+templates = '[{{"name": "order_update", "language": "en", "content_sid": "{WA_TEMPLATE_SID}", "variables": ["1"]}}]'
+"#
+    )
+}
+
+/// Dana's token: she works `support` beside Alice ([`console_team`]).
+pub const DANA: &str = "dana-token-12345";
+
+/// Carol's token: she works no queue ([`console_team`]); a test makes her a manager.
+pub const CAROL: &str = "carol-token-1234";
+
+/// Agents Dana and Carol as TOML (for [`Setup::extra`]).
+pub fn console_team() -> String {
+    format!(
+        r#"
+[[agents]]
+id = "dana"
+name = "Dana"
+token = "{DANA}"
+queues = ["support"]
+
+[[agents]]
+id = "carol"
+name = "Carol"
+token = "{CAROL}"
+"#
+    )
+}
+
 /// Borrows owned parameters as `&str` pairs.
 pub fn pairs<'a>(params: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
     params.iter().map(|(k, v)| (*k, v.as_str())).collect()
@@ -530,11 +606,22 @@ pub struct SseStream {
 impl SseStream {
     /// Opens `/api/v1/events` as the agent with `token`, resuming after `last` if given.
     pub async fn open(host: &Host, token: &str, last: Option<u64>) -> SseStream {
-        let client = reqwest::Client::new();
-        let mut req = client
+        let req = reqwest::Client::new()
             .get(host.url("/api/v1/events"))
-            .bearer_auth(token)
-            .header("accept", "text/event-stream");
+            .bearer_auth(token);
+        SseStream::open_request(req, last).await
+    }
+
+    /// Opens `/api/v1/events` with the console's session `cookie` (`name=value`).
+    pub async fn open_cookie(host: &Host, cookie: &str, last: Option<u64>) -> SseStream {
+        let req = reqwest::Client::new()
+            .get(host.url("/api/v1/events"))
+            .header("cookie", cookie);
+        SseStream::open_request(req, last).await
+    }
+
+    async fn open_request(req: reqwest::RequestBuilder, last: Option<u64>) -> SseStream {
+        let mut req = req.header("accept", "text/event-stream");
         if let Some(last) = last {
             req = req.header("last-event-id", last.to_string());
         }

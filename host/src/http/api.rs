@@ -15,7 +15,7 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::Stream;
@@ -26,8 +26,8 @@ use subtle::ConstantTimeEq;
 use crate::config::AgentConfig;
 use crate::http::edge::{AppState, error_response, json_body};
 use crate::model::{
-    Attachment, Contact, Conversation, ConversationState, Direction, Message, MessageStatus,
-    OutboundDraft, Rejection, StoredEvent,
+    AgentSession, Attachment, Contact, Conversation, ConversationState, Direction, Message,
+    MessageStatus, OutboundDraft, Rejection, StoredEvent,
 };
 use crate::runtime::clock::Clock;
 use crate::services::agents::Presence;
@@ -35,22 +35,73 @@ use crate::services::agents::access::{self, Refused, Standing, View};
 use crate::services::channel_rules;
 use crate::services::conversations::{ActionError, StartError};
 use crate::services::replies::{self, DraftError, ReplyRequest};
+use crate::services::search;
+use crate::services::sessions;
 use crate::store::UpdateError;
 
-/// The authenticated agent of a request.
+/// The authenticated agent of a request: by bearer token, or by the console's session cookie
+/// (then a state-changing request must also carry the session's CSRF value in
+/// [`CSRF_HEADER`]; a page on another site can send the cookie but never read that value).
 pub struct Agent(pub AgentConfig);
+
+/// The console session a request was authenticated by (a request extension), when it came
+/// with the cookie rather than a bearer token.
+#[derive(Clone)]
+pub struct CookieSession {
+    /// The cookie's token.
+    pub token: String,
+    /// The stored session.
+    pub session: AgentSession,
+}
+
+/// The session cookie's name.
+pub const SESSION_COOKIE: &str = "plugboard_session";
+
+/// The header a cookie-authenticated state change carries the session's CSRF value in.
+pub const CSRF_HEADER: &str = "x-csrf-token";
 
 impl FromRequestParts<AppState> for Agent {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
-        let token = bearer(parts)?;
-        state
-            .app
-            .agent_by_token(token)
-            .cloned()
-            .map(Agent)
-            .ok_or_else(|| unauthorized("the bearer token matches no agent"))
+        let cookie = crate::http::edge::cookie(&parts.headers, SESSION_COOKIE);
+        let (Some(token), false) = (cookie, parts.headers.contains_key(header::AUTHORIZATION))
+        else {
+            let token = bearer(parts)?;
+            return state
+                .app
+                .agent_by_token(token)
+                .cloned()
+                .map(Agent)
+                .ok_or_else(|| unauthorized("the bearer token matches no agent"));
+        };
+        let token = token.to_owned();
+        let now = Clock::System.now_millis();
+        let session = match sessions::find(state.app.storage.as_ref(), &token, now).await {
+            Ok(Some(s)) => s,
+            Ok(None) => return Err(unauthorized("the session ended or expired; sign in again")),
+            Err(e) => return Err(storage_error(e)),
+        };
+        let Some(agent) = state.app.config.agent(&session.agent).cloned() else {
+            return Err(unauthorized(
+                "the session's agent is no longer configured; sign in again",
+            ));
+        };
+        if !matches!(parts.method, Method::GET | Method::HEAD) {
+            let sent = parts
+                .headers
+                .get(CSRF_HEADER)
+                .map(|v| v.as_bytes())
+                .unwrap_or_default();
+            if !bool::from(sent.ct_eq(session.csrf.as_bytes())) {
+                return Err(error_response(
+                    StatusCode::FORBIDDEN,
+                    "a request signed in by the session cookie must carry the X-CSRF-Token header with the value sign-in returned",
+                ));
+            }
+        }
+        parts.extensions.insert(CookieSession { token, session });
+        Ok(Agent(agent))
     }
 }
 
@@ -77,10 +128,11 @@ impl FromRequestParts<AppState> for Admin {
 }
 
 fn bearer(parts: &Parts) -> Result<&str, Response> {
-    let value = parts
-        .headers
-        .get(header::AUTHORIZATION)
-        .ok_or_else(|| unauthorized("missing Authorization: Bearer <token> header"))?;
+    let value = parts.headers.get(header::AUTHORIZATION).ok_or_else(|| {
+        unauthorized(
+            "missing Authorization: Bearer <token> header (or the console's session cookie)",
+        )
+    })?;
     let value = value
         .to_str()
         .map_err(|_| unauthorized("Authorization header is not ASCII"))?;
@@ -114,14 +166,78 @@ pub struct ConversationView {
     created_at: u64,
     updated_at: u64,
     last_inbound_at: Option<u64>,
+    waiting_since: Option<u64>,
     message_count: u64,
+    unread: u64,
+    preview: Option<Preview>,
+    #[serde(rename = "match", skip_serializing_if = "Option::is_none")]
+    matched: Option<String>,
 }
 
+/// A list row's last message, in short.
+#[derive(Debug, Serialize)]
+struct Preview {
+    text: Option<String>,
+    direction: Direction,
+    at: u64,
+}
+
+/// The longest preview of a last message, in characters.
+const PREVIEW_CHARS: usize = 140;
+
 impl ConversationView {
-    async fn new(state: &AppState, c: Conversation) -> Self {
+    /// The view of `c` for `agent`.
+    async fn new(state: &AppState, agent: &AgentConfig, c: Conversation) -> Self {
+        let unread_from = state
+            .app
+            .storage
+            .read_marks(&agent.id, &[c.id])
+            .await
+            .ok()
+            .and_then(|m| m.first().copied())
+            .unwrap_or(0);
+        ConversationView::with(state, c, unread_from).await
+    }
+
+    /// The views of `list` for `agent`, their read markers read at once.
+    async fn list(state: &AppState, agent: &AgentConfig, list: Vec<Conversation>) -> Vec<Self> {
+        let ids: Vec<u64> = list.iter().map(|c| c.id).collect();
+        let marks = state
+            .app
+            .storage
+            .read_marks(&agent.id, &ids)
+            .await
+            .unwrap_or_else(|_| vec![0; ids.len()]);
+        let mut out = Vec::with_capacity(list.len());
+        for (c, mark) in list.into_iter().zip(marks) {
+            out.push(ConversationView::with(state, c, mark).await);
+        }
+        out
+    }
+
+    /// The view of `c`, whose messages after `read` are unread.
+    async fn with(state: &AppState, c: Conversation, read: u64) -> Self {
         let kind = channel_kind(state, &c.channel);
-        let contact = state.app.storage.contact(&c.customer).await.ok().flatten();
+        let storage = &state.app.storage;
+        let contact = storage.contact(&c.customer).await.ok().flatten();
+        let preview = match c.last_seq {
+            0 => None,
+            seq => storage
+                .message(c.id, seq)
+                .await
+                .ok()
+                .flatten()
+                .map(|m| Preview {
+                    text: m.text.map(|t| t.chars().take(PREVIEW_CHARS).collect()),
+                    direction: m.direction,
+                    at: m.created_at,
+                }),
+        };
         ConversationView {
+            unread: c.last_seq.saturating_sub(read),
+            waiting_since: (c.state == ConversationState::Queued).then_some(c.queued_since),
+            preview,
+            matched: None,
             id: c.id.to_string(),
             kind,
             channel: c.channel,
@@ -146,6 +262,7 @@ impl ConversationView {
 pub struct MessageView {
     id: String,
     conversation: String,
+    seq: u64,
     direction: Direction,
     text: Option<String>,
     attachments: Vec<Attachment>,
@@ -161,9 +278,9 @@ pub struct MessageView {
 }
 
 impl MessageView {
-    /// The view of `m` on a channel of `kind`: phone channels report SMS segments.
+    /// The view of `m` on a channel of `kind`: SMS channels report segments.
     fn on(kind: &str, m: Message) -> MessageView {
-        let segments = channel_rules::is_phone_kind(kind)
+        let segments = channel_rules::counts_segments(kind)
             .then(|| m.text.as_deref().map(channel_rules::segments))
             .flatten();
         MessageView {
@@ -178,6 +295,7 @@ impl From<Message> for MessageView {
         MessageView {
             id: m.id(),
             conversation: m.conversation.to_string(),
+            seq: m.seq,
             direction: m.direction,
             text: m.text,
             attachments: m.attachments,
@@ -248,13 +366,18 @@ async fn conversation_for(
 /// (403), the conversation is closed (409), or what they asked for cannot be done (422).
 fn refused(r: Refused) -> Response {
     let status = match r {
-        Refused::Closed | Refused::OwnedBy { .. } => StatusCode::CONFLICT,
+        Refused::Closed
+        | Refused::OwnedBy { .. }
+        | Refused::NotClosed
+        | Refused::AlreadyInQueue(_) => StatusCode::CONFLICT,
         Refused::NotOwnerOrManager { .. }
         | Refused::MayNotStart
         | Refused::NotSendFrom(_)
         | Refused::ChannelNotYours { .. }
-        | Refused::OtherQueue { .. } => StatusCode::FORBIDDEN,
+        | Refused::OtherQueue { .. }
+        | Refused::NotInQueue { .. } => StatusCode::FORBIDDEN,
         Refused::UnknownAgent(_)
+        | Refused::UnknownQueue(_)
         | Refused::ToYourself
         | Refused::AlreadyOwner(_)
         | Refused::OutsideQueue { .. }
@@ -287,7 +410,11 @@ pub struct ListQuery {
     state: Option<String>,
     channel: Option<String>,
     owner: Option<String>,
+    q: Option<String>,
 }
+
+/// The longest search text `q` takes, in characters.
+const MAX_SEARCH_CHARS: usize = 200;
 
 /// A page of conversations as the API answers it (serialized straight from the views).
 #[derive(Serialize)]
@@ -411,12 +538,12 @@ pub async fn list_conversations(
         after,
         limit,
     };
+    if let Some(q) = q.q.as_deref().filter(|q| !q.trim().is_empty()) {
+        return search(&state, &agent, &query, q).await;
+    }
     match state.app.storage.conversations(&query).await {
         Ok(page) => {
-            let mut views = Vec::with_capacity(page.items.len());
-            for c in page.items {
-                views.push(ConversationView::new(&state, c).await);
-            }
+            let views = ConversationView::list(&state, &agent, page.items).await;
             let next = page.next.map(|c| c.encode());
             Json(ConversationPage {
                 conversations: views,
@@ -426,6 +553,169 @@ pub async fn list_conversations(
         }
         Err(e) => storage_error(e),
     }
+}
+
+/// `?q=`: the view's conversations whose address, contact name or messages contain `q`
+/// ([`search::search`]), each row with `match`, the text that matched.
+async fn search(
+    state: &AppState,
+    agent: &AgentConfig,
+    query: &crate::store::ConversationQuery,
+    q: &str,
+) -> Response {
+    if q.chars().count() > MAX_SEARCH_CHARS {
+        return error_response(
+            StatusCode::BAD_REQUEST,
+            format!("q is longer than {MAX_SEARCH_CHARS} characters"),
+        );
+    }
+    let directory: std::collections::HashMap<String, String> =
+        match state.app.storage.contacts().await {
+            Ok(list) => list.into_iter().map(|c| (c.address, c.name)).collect(),
+            Err(e) => return storage_error(e),
+        };
+    let names = |address: &str| directory.get(address).cloned();
+    match search::search(state.app.storage.as_ref(), query, q, &names).await {
+        Ok(found) => {
+            let (convs, matched): (Vec<_>, Vec<_>) = found
+                .hits
+                .into_iter()
+                .map(|h| (h.conversation, h.matched))
+                .unzip();
+            let mut views = ConversationView::list(state, agent, convs).await;
+            for (view, m) in views.iter_mut().zip(matched) {
+                view.matched = Some(m);
+            }
+            Json(ConversationPage {
+                conversations: views,
+                next_cursor: found.next.map(|c| c.encode()),
+            })
+            .into_response()
+        }
+        Err(e) => storage_error(e),
+    }
+}
+
+/// A conversation with the rules a reply to it must follow.
+#[derive(Serialize)]
+struct ConversationDetail {
+    #[serde(flatten)]
+    conversation: ConversationView,
+    rules: replies::ReplyRules,
+}
+
+/// `GET /api/v1/conversations/{id}`: one conversation the agent can read, with the rules a
+/// reply to it follows (length, SMS segments, attachments, the WhatsApp window, templates,
+/// opt-out).
+pub async fn get_conversation(
+    State(state): State<AppState>,
+    Agent(agent): Agent,
+    Path(id): Path<String>,
+) -> Response {
+    let conv = match conversation_for(&state, &agent, &id, Standing::Reader).await {
+        Ok((c, _)) => c,
+        Err(r) => return r,
+    };
+    let rules = match replies::rules(&state.app, &conv, Clock::System.now_millis()).await {
+        Ok(r) => r,
+        Err(e) => return storage_error(e),
+    };
+    Json(ConversationDetail {
+        conversation: ConversationView::new(&state, &agent, conv).await,
+        rules,
+    })
+    .into_response()
+}
+
+/// The body of a read marker.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReadBody {
+    seq: u64,
+}
+
+/// `POST /api/v1/conversations/{id}/read` `{"seq": n}`: the agent has read up to message
+/// `n` (a marker only moves forward; past the last message it stops there).
+pub async fn mark_read(
+    State(state): State<AppState>,
+    Agent(agent): Agent,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let conv = match conversation_for(&state, &agent, &id, Standing::Reader).await {
+        Ok((c, _)) => c,
+        Err(r) => return r,
+    };
+    let body: ReadBody = match json_body(&body, r#"{"seq": 3}"#) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    match state
+        .app
+        .storage
+        .mark_read(&agent.id, conv.id, body.seq.min(conv.last_seq))
+        .await
+    {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => storage_error(e),
+    }
+}
+
+/// The body of a note.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoteBody {
+    text: String,
+}
+
+/// The longest note, in characters.
+const MAX_NOTE_CHARS: usize = 5_000;
+
+/// `POST /api/v1/conversations/{id}/notes` `{"text": "..."}`: an internal note on a
+/// conversation the agent can read, kept with its history for agents only; nothing sends it.
+pub async fn add_note(
+    State(state): State<AppState>,
+    Agent(agent): Agent,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let conv = match conversation_for(&state, &agent, &id, Standing::Reader).await {
+        Ok((c, _)) => c,
+        Err(r) => return r,
+    };
+    let body: NoteBody = match json_body(&body, r#"{"text": "VIP customer"}"#) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let chars = body.text.chars().count();
+    if body.text.trim().is_empty() || chars > MAX_NOTE_CHARS {
+        return error_response(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("`text` must be 1 to {MAX_NOTE_CHARS} characters (it is {chars})"),
+        );
+    }
+    match state.actions().note(&agent, &conv, &body.text).await {
+        Ok(m) => {
+            let kind = channel_kind(&state, &conv.channel);
+            (StatusCode::CREATED, Json(MessageView::on(&kind, m))).into_response()
+        }
+        Err(e) => update_error(e, &id),
+    }
+}
+
+/// `POST /api/v1/conversations/{id}/reopen`: a closed conversation the agent handled (or whose
+/// queue they manage) is theirs again, with its history.
+pub async fn reopen(
+    State(state): State<AppState>,
+    Agent(agent): Agent,
+    Path(id): Path<String>,
+) -> Response {
+    let before = match conversation_for(&state, &agent, &id, Standing::Colleague).await {
+        Ok((c, _)) => c,
+        Err(r) => return r,
+    };
+    let done = state.actions().reopen(&agent, &before).await;
+    acted(&state, &agent, done, &id).await
 }
 
 /// `GET /api/v1/conversations/{id}/messages?limit=&cursor=`: oldest first, a page of `limit`
@@ -621,9 +911,20 @@ pub async fn take(
         Ok((c, _)) => c,
         Err(r) => return r,
     };
-    match state.actions().take(&agent, &before).await {
-        Ok(after) => Json(ConversationView::new(&state, after).await).into_response(),
-        Err(e) => action_error(e, &id),
+    let done = state.actions().take(&agent, &before).await;
+    acted(&state, &agent, done, &id).await
+}
+
+/// The answer to an action on conversation `id`: its view as it now stands, or why not.
+async fn acted(
+    state: &AppState,
+    agent: &AgentConfig,
+    done: Result<Conversation, ActionError>,
+    id: &str,
+) -> Response {
+    match done {
+        Ok(after) => Json(ConversationView::new(state, agent, after).await).into_response(),
+        Err(e) => action_error(e, id),
     }
 }
 
@@ -644,11 +945,13 @@ fn action_error(e: ActionError, id: &str) -> Response {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TransferBody {
-    agent: String,
+    agent: Option<String>,
+    queue: Option<String>,
 }
 
-/// `POST /api/v1/conversations/{id}/transfer` `{"agent": "..."}`: hands the conversation,
-/// with its whole history, to another agent of its queue (or one of its managers). Only its
+/// `POST /api/v1/conversations/{id}/transfer` `{"agent": "..."}` or `{"queue": "..."}`: hands
+/// the conversation, with its whole history, to another agent of its queue (or one of its
+/// managers), or puts it, unowned, in another queue for its agents to be offered. Only its
 /// owner or a manager of its queue may, and not to themselves.
 pub async fn transfer(
     State(state): State<AppState>,
@@ -660,14 +963,26 @@ pub async fn transfer(
         Ok((c, _)) => c,
         Err(r) => return r,
     };
-    let body: TransferBody = match json_body(&body, r#"{"agent": "bob"}"#) {
+    let body: TransferBody = match json_body(&body, r#"{"agent": "bob"} or {"queue": "sales"}"#) {
         Ok(b) => b,
         Err(r) => return r,
     };
-    match state.actions().transfer(&agent, &before, &body.agent).await {
-        Ok(after) => Json(ConversationView::new(&state, after).await).into_response(),
-        Err(e) => action_error(e, &id),
-    }
+    let done = match (body.agent.as_deref(), body.queue.as_deref()) {
+        (Some(to), None) => state.actions().transfer(&agent, &before, to).await,
+        (None, Some(queue)) => {
+            state
+                .actions()
+                .transfer_to_queue(&agent, &before, queue)
+                .await
+        }
+        _ => {
+            return error_response(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "name exactly one of `agent` (a colleague) or `queue`",
+            );
+        }
+    };
+    acted(&state, &agent, done, &id).await
 }
 
 /// `POST /api/v1/conversations/{id}/close`: resolves and archives it. Its owner, a manager of
@@ -681,10 +996,8 @@ pub async fn close(
         Ok((c, _)) => c,
         Err(r) => return r,
     };
-    match state.actions().close(&agent, &before).await {
-        Ok(after) => Json(ConversationView::new(&state, after).await).into_response(),
-        Err(e) => action_error(e, &id),
-    }
+    let done = state.actions().close(&agent, &before).await;
+    acted(&state, &agent, done, &id).await
 }
 
 /// The body of a presence change.
@@ -784,14 +1097,34 @@ pub async fn start_conversation(
         .ok()
         .flatten()
         .unwrap_or(conv);
-    out["conversation"] = json!(ConversationView::new(&state, conv).await);
+    out["conversation"] = json!(ConversationView::new(&state, &agent, conv).await);
     (StatusCode::CREATED, Json(out)).into_response()
 }
 
-/// `GET /api/v1/contacts`: the directory.
-pub async fn list_contacts(State(state): State<AppState>, _agent: Agent) -> Response {
+/// `?q=` of the contact directory.
+#[derive(Debug, Deserialize)]
+pub struct ContactQuery {
+    q: Option<String>,
+}
+
+/// `GET /api/v1/contacts?q=`: the directory, by address; `q` keeps the contacts whose name or
+/// address contains it, whatever the case.
+pub async fn list_contacts(
+    State(state): State<AppState>,
+    _agent: Agent,
+    Query(query): Query<ContactQuery>,
+) -> Response {
+    let needle = query.q.as_deref().unwrap_or("").trim().to_lowercase();
     match state.app.storage.contacts().await {
-        Ok(list) => Json(json!({ "contacts": list })).into_response(),
+        Ok(mut list) => {
+            if !needle.is_empty() {
+                list.retain(|c| {
+                    c.name.to_lowercase().contains(&needle)
+                        || c.address.to_lowercase().contains(&needle)
+                });
+            }
+            Json(json!({ "contacts": list })).into_response()
+        }
         Err(e) => storage_error(e),
     }
 }

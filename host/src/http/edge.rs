@@ -165,3 +165,16 @@ pub fn too_many_requests(wait: Duration) -> Response {
         .insert(header::RETRY_AFTER, HeaderValue::from(secs));
     response
 }
+
+/// The value of cookie `name` in a request's `Cookie` headers, if sent.
+pub fn cookie<'h>(headers: &'h axum::http::HeaderMap, name: &str) -> Option<&'h str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.trim())
+        .filter(|v| !v.is_empty())
+}

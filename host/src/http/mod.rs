@@ -1,8 +1,10 @@
-//! The HTTP edge: the server and its lifecycle, the agents' and admins' API, provider
-//! webhooks and the web chat endpoints. Handlers parse a request, call a service and map its
+//! The HTTP edge: the server and its lifecycle, the agents' and admins' API, the agent
+//! console, provider webhooks and the web chat endpoints. Handlers parse a request, call a service and map its
 //! answer or typed error to a status code and JSON.
 
 pub mod api;
+pub mod console;
+pub mod cors;
 pub mod edge;
 pub mod server;
 pub mod webchat;

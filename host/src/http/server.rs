@@ -84,6 +84,33 @@ pub fn router_with(
             get(crate::http::api::list_conversations).post(crate::http::api::start_conversation),
         )
         .route(
+            "/api/v1/conversations/{id}",
+            get(crate::http::api::get_conversation),
+        )
+        .route(
+            "/api/v1/conversations/{id}/notes",
+            post(crate::http::api::add_note),
+        )
+        .route(
+            "/api/v1/conversations/{id}/read",
+            post(crate::http::api::mark_read),
+        )
+        .route(
+            "/api/v1/conversations/{id}/reopen",
+            post(crate::http::api::reopen),
+        )
+        .route(
+            "/api/v1/session",
+            post(crate::http::console::sign_in).delete(crate::http::console::sign_out),
+        )
+        .route("/api/v1/agents/me", get(crate::http::console::whoami))
+        .route("/api/v1/agents", get(crate::http::console::colleagues))
+        .route("/api/v1/queues", get(crate::http::console::queues))
+        .route("/api/v1/channels", get(crate::http::console::channels))
+        .route("/console", get(crate::http::console::file))
+        .route("/console/", get(crate::http::console::file))
+        .route("/console/{file}", get(crate::http::console::file))
+        .route(
             "/api/v1/conversations/{id}/messages",
             get(crate::http::api::list_messages).post(crate::http::api::reply),
         )
@@ -125,6 +152,10 @@ pub fn router_with(
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(|| async { error_response(StatusCode::NOT_FOUND, "no such endpoint") })
         .layer(axum::middleware::from_fn(json_errors))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::http::cors::api_cors,
+        ))
         .layer(DefaultBodyLimit::max(max_body))
         .layer(axum::middleware::from_fn_with_state(
             max_body,
@@ -517,7 +548,12 @@ async fn rate_limit(
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(bearer_token);
-        let key = token.map_or(("anonymous", ""), |t| ("token", t));
+        let session = crate::http::edge::cookie(req.headers(), crate::http::api::SESSION_COOKIE);
+        let key = match (token, session) {
+            (Some(t), _) => ("token", t),
+            (None, Some(s)) => ("session", s),
+            (None, None) => ("anonymous", ""),
+        };
         let verdict = limits
             .auth_failures
             .peek((AuthArea::Api, client))

@@ -34,7 +34,6 @@ use axum::routing::{get, post};
 use rand::RngCore;
 use serde::Deserialize;
 use serde_json::json;
-use sha2::Digest;
 
 use crate::config::WebchatConfig;
 use crate::http::edge::{AppState, Edge, bearer_token, error_response, json_body};
@@ -44,6 +43,7 @@ use crate::runtime::clock::Clock;
 use crate::services::agents::Presence;
 use crate::services::catalog::ChannelInstance;
 
+use crate::services::sessions::{secret_token, token_hash};
 /// The longest a long-poll waits for a new message.
 const MAX_WAIT: Duration = Duration::from_secs(25);
 
@@ -213,10 +213,6 @@ fn online(state: &AppState, channel: &ChannelInstance) -> bool {
         .any(|a| state.agents.presence(a) == Presence::Online)
 }
 
-fn token_hash(token: &str) -> Vec<u8> {
-    sha2::Sha256::digest(token.as_bytes()).to_vec()
-}
-
 /// The visitor whose bearer token this request carries, on this channel, if their session has
 /// not expired; a use refreshes the session's last-use time.
 async fn visitor(
@@ -305,9 +301,7 @@ pub async fn start_session(
         return refused(refusal);
     }
     sweep_expired(&state, &edge, &name, &config);
-    let mut raw = [0u8; 32];
-    rand::rng().fill_bytes(&mut raw);
-    let token = hex::encode(raw);
+    let token = secret_token();
     let mut id = [0u8; 8];
     rand::rng().fill_bytes(&mut id);
     let visitor = Visitor {
@@ -589,7 +583,8 @@ async fn messages_after(
     };
     messages
         .into_iter()
-        .filter(|m| m.seq > after)
+        // Internal notes are for agents only.
+        .filter(|m| m.seq > after && m.direction != Direction::Note)
         .map(|m| {
             json!({
                 "seq": m.seq,

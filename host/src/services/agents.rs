@@ -401,6 +401,25 @@ pub mod access {
             /// The conversation's queue.
             queue: String,
         },
+        /// A conversation is reopened only once closed.
+        #[error("the conversation is not closed")]
+        NotClosed,
+        /// The queue named is not configured.
+        #[error("no queue named {0:?}")]
+        UnknownQueue(String),
+        /// A queued conversation transferred to the queue it waits in.
+        #[error("the conversation already waits in queue {0}")]
+        AlreadyInQueue(String),
+        /// The agent neither works nor manages the conversation's queue (any more).
+        #[error(
+            "you neither work nor manage queue {queue}, so you may not {action} its conversation"
+        )]
+        NotInQueue {
+            /// The conversation's queue.
+            queue: String,
+            /// What was asked (`reopen`).
+            action: &'static str,
+        },
         /// The agent's `may_start` is off.
         #[error("you may not start conversations (may_start is off for you)")]
         MayNotStart,
@@ -455,7 +474,8 @@ pub mod access {
                 | Refused::MayNotStart
                 | Refused::NotSendFrom(_)
                 | Refused::ChannelNotYours { .. }
-                | Refused::OtherQueue { .. } => Rejection::Forbidden(r.to_string()),
+                | Refused::OtherQueue { .. }
+                | Refused::NotInQueue { .. } => Rejection::Forbidden(r.to_string()),
                 _ => Rejection::Conflict(r.to_string()),
             }
         }
@@ -576,12 +596,7 @@ pub mod access {
         target: &str,
     ) -> Result<(), Refused> {
         let me = agent.id.as_str();
-        if c.state == ConversationState::Closed {
-            return Err(Refused::Closed);
-        }
-        if c.owner.as_deref() != Some(me) && !config.manages(me, &c.queue) {
-            return Err(not_owner_or_manager(c, "transfer"));
-        }
+        may_hand_on(config, agent, c)?;
         let Some(to) = config.agent(target) else {
             return Err(Refused::UnknownAgent(target.to_owned()));
         };
@@ -598,6 +613,84 @@ pub mod access {
             });
         }
         Ok(())
+    }
+
+    /// Whether `agent` may hand `c` on at all: only while it is open, and only its owner or a
+    /// manager of its queue.
+    fn may_hand_on(config: &Config, agent: &AgentConfig, c: &Conversation) -> Result<(), Refused> {
+        if c.state == ConversationState::Closed {
+            return Err(Refused::Closed);
+        }
+        if c.owner.as_deref() != Some(agent.id.as_str()) && !config.manages(&agent.id, &c.queue) {
+            return Err(not_owner_or_manager(c, "transfer"));
+        }
+        Ok(())
+    }
+
+    /// Whether `agent` may move `c` into `queue`, unowned, for its agents to be offered: only
+    /// its owner or a manager of its queue may, only while it is open, and only into a
+    /// configured queue it does not already wait in.
+    pub fn may_transfer_to_queue(
+        config: &Config,
+        agent: &AgentConfig,
+        c: &Conversation,
+        queue: &str,
+    ) -> Result<(), Refused> {
+        may_hand_on(config, agent, c)?;
+        if config.queue(queue).is_none() {
+            return Err(Refused::UnknownQueue(queue.to_owned()));
+        }
+        if c.state == ConversationState::Queued && c.queue == queue {
+            return Err(Refused::AlreadyInQueue(queue.to_owned()));
+        }
+        Ok(())
+    }
+
+    /// Whether `agent` may reopen `c` and own it again: it must be closed, and they must have
+    /// handled it or manage its queue, and work or manage its queue today (a conversation of a
+    /// channel that feeds one agent directly has no queue).
+    pub fn may_reopen(
+        config: &Config,
+        agent: &AgentConfig,
+        c: &Conversation,
+    ) -> Result<(), Refused> {
+        let me = agent.id.as_str();
+        if c.state != ConversationState::Closed {
+            return Err(Refused::NotClosed);
+        }
+        let manages = config.manages(me, &c.queue);
+        if !manages && !c.handled_by.iter().any(|a| a == me) {
+            return Err(Refused::NotOwnerOrManager {
+                owner: c.owner.clone().unwrap_or_else(|| "nobody".into()),
+                queue: c.queue.clone(),
+                action: "reopen",
+            });
+        }
+        if !c.queue.is_empty() && !manages && !works(agent, &c.queue) {
+            return Err(Refused::NotInQueue {
+                queue: c.queue.clone(),
+                action: "reopen",
+            });
+        }
+        Ok(())
+    }
+
+    /// The agents `agent` works beside: those who share a queue with them, manage one of
+    /// their queues, or work or manage a queue they manage; not `agent` themselves. Their
+    /// presence is what a transfer picks from.
+    pub fn colleagues<'c>(config: &'c Config, agent: &AgentConfig) -> Vec<&'c AgentConfig> {
+        let mine: Vec<&str> = config
+            .queues
+            .iter()
+            .filter(|q| works(agent, &q.name) || q.managers.iter().any(|m| m == &agent.id))
+            .map(|q| q.name.as_str())
+            .collect();
+        config
+            .agents
+            .iter()
+            .filter(|a| a.id != agent.id)
+            .filter(|a| mine.iter().any(|q| works(a, q) || config.manages(&a.id, q)))
+            .collect()
     }
 
     /// The channel `agent` may start a conversation on, given the one they named: they need

@@ -30,6 +30,11 @@ pub fn is_phone_kind(kind: &str) -> bool {
     matches!(kind, "sms" | "whatsapp")
 }
 
+/// Whether texts on channels of `kind` travel as SMS segments (WhatsApp's do not).
+pub fn counts_segments(kind: &str) -> bool {
+    kind == "sms"
+}
+
 /// The largest text for channels of `kind`.
 pub fn max_text_chars(kind: &str) -> usize {
     if is_phone_kind(kind) {

@@ -17,7 +17,7 @@ use crate::services::agents::access::{self, Refused};
 use crate::services::agents::{Agents, Presence};
 use crate::services::app::App;
 use crate::services::channel_rules;
-use crate::services::events::EventHub;
+use crate::services::events::{self, EventHub};
 use crate::services::outbox::Outbox;
 use crate::services::routing::Dispatcher;
 use crate::store::{StoreError, UpdateError};
@@ -84,8 +84,10 @@ impl Actions<'_> {
             .queue_members(&after.queue)
             .map(|a| a.id.clone())
             .collect();
-        if !audience.contains(&owner) {
-            audience.push(owner.clone());
+        for a in events::audience(&self.app.config, after, None) {
+            if !audience.contains(&a) {
+                audience.push(a);
+            }
         }
         self.events
             .publish(
@@ -115,6 +117,20 @@ impl Actions<'_> {
         if before.state == ConversationState::Queued && after.state == ConversationState::Assigned {
             self.announce_assigned(before, &after, "first_reply").await;
         }
+        self.events
+            .publish(
+                "outbound",
+                events::audience(&self.app.config, &after, Some(&agent.id)),
+                Some(after.id),
+                json!({
+                    "seq": message.seq,
+                    "id": message.id(),
+                    "author": agent.id,
+                    "text": message.text,
+                    "status": message.status,
+                }),
+            )
+            .await;
         let rx = self.outbox.watch(message.conversation, message.seq);
         self.outbox.submit(message.conversation, message.seq);
         Ok(self.outbox.wait(rx, SEND_WAIT).await.unwrap_or(message))
@@ -185,10 +201,10 @@ impl Actions<'_> {
         })
         .await?;
         self.agents.assigned(target, now).await;
-        let mut audience = vec![target.to_owned()];
+        let mut audience = events::audience(config, &after, Some(&agent.id));
         if let Some(p) = &previous {
             self.agents.released(p, now).await;
-            if p != target {
+            if !audience.contains(p) {
                 audience.push(p.clone());
             }
         }
@@ -204,6 +220,112 @@ impl Actions<'_> {
             )
             .await;
         Ok(after)
+    }
+
+    /// `agent` moves `before` into `queue`, unowned, with its whole history, for that queue's
+    /// agents to be offered, if the walls allow it.
+    pub async fn transfer_to_queue(
+        &self,
+        agent: &AgentConfig,
+        before: &Conversation,
+        queue: &str,
+    ) -> Result<Conversation, ActionError> {
+        let config = &self.app.config;
+        access::may_transfer_to_queue(config, agent, before, queue)?;
+        let now = Clock::System.now_millis();
+        let (after, previous) = crate::store::update(self.app.storage.as_ref(), before.id, |c| {
+            // Asked again on the current state: it may have moved queue or owner meanwhile.
+            access::may_transfer_to_queue(config, agent, c, queue)?;
+            let previous = c
+                .owner
+                .clone()
+                .filter(|_| c.state == ConversationState::Assigned);
+            c.enqueue(queue, now);
+            c.updated_at = now;
+            Ok(previous)
+        })
+        .await?;
+        if let Some(p) = &previous {
+            self.agents.released(p, now).await;
+        }
+        self.events
+            .offer_withdrawn(before.id, before.offered_to.clone(), "transferred", None)
+            .await;
+        let mut audience = events::audience(config, &after, Some(&agent.id));
+        if let Some(p) = &previous
+            && !audience.contains(p)
+        {
+            audience.push(p.clone());
+        }
+        self.events
+            .publish(
+                "transferred",
+                audience,
+                Some(after.id),
+                json!({"from": previous, "to": null, "queue": queue, "by": agent.id}),
+            )
+            .await;
+        self.dispatcher.kick_conversations(&[after.id]);
+        Ok(after)
+    }
+
+    /// `agent` reopens the closed `before` and owns it again, if the walls allow it.
+    pub async fn reopen(
+        &self,
+        agent: &AgentConfig,
+        before: &Conversation,
+    ) -> Result<Conversation, ActionError> {
+        let config = &self.app.config;
+        access::may_reopen(config, agent, before)?;
+        let now = Clock::System.now_millis();
+        let (after, ()) = crate::store::update(self.app.storage.as_ref(), before.id, |c| {
+            access::may_reopen(config, agent, c)?;
+            c.assign(&agent.id);
+            c.updated_at = now;
+            Ok(())
+        })
+        .await?;
+        self.agents.assigned(&agent.id, now).await;
+        self.events
+            .publish(
+                "reopened",
+                events::audience(config, &after, Some(&agent.id)),
+                Some(after.id),
+                json!({"by": agent.id, "owner": agent.id}),
+            )
+            .await;
+        Ok(after)
+    }
+
+    /// `agent` adds an internal note to `c` (one they read): stored with the history, shown
+    /// to agents, never sent.
+    pub async fn note(
+        &self,
+        agent: &AgentConfig,
+        c: &Conversation,
+        text: &str,
+    ) -> Result<Message, UpdateError> {
+        let now = Clock::System.now_millis();
+        let (after, message) = self
+            .app
+            .storage
+            .add_note(c.id, &agent.id, text, now)
+            .await?;
+        let mut audience = events::audience(&self.app.config, &after, Some(&agent.id));
+        for a in &after.handled_by {
+            if !audience.contains(a) {
+                audience.push(a.clone());
+            }
+        }
+        self.events
+            .publish(
+                "note",
+                audience,
+                Some(after.id),
+                json!({"seq": message.seq, "id": message.id(), "author": agent.id, "text": message.text}),
+            )
+            .await;
+        Ok(message)
     }
 
     /// `agent` resolves and archives `before`, if the walls allow it; closing a closed one
@@ -230,9 +352,11 @@ impl Actions<'_> {
         if let Some(owner) = &after.owner {
             self.agents.released(owner, now).await;
         }
-        let mut audience: Vec<String> = after.handled_by.clone();
-        if !audience.contains(&me) {
-            audience.push(me.clone());
+        let mut audience = events::audience(config, &after, Some(&me));
+        for a in &after.handled_by {
+            if !audience.contains(a) {
+                audience.push(a.clone());
+            }
         }
         self.events
             .publish("closed", audience, Some(after.id), json!({"by": me}))
@@ -247,10 +371,18 @@ impl Actions<'_> {
         self.agents
             .set_presence(agent, presence, Clock::System.now_millis())
             .await;
+        let mut audience = vec![agent.to_owned()];
+        if let Some(me) = self.app.config.agent(agent) {
+            audience.extend(
+                access::colleagues(&self.app.config, me)
+                    .into_iter()
+                    .map(|a| a.id.clone()),
+            );
+        }
         self.events
             .publish(
                 "presence",
-                vec![agent.to_owned()],
+                audience,
                 None,
                 json!({"agent": agent, "presence": presence}),
             )

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, Weak};
 use tokio::sync::{Notify, broadcast};
 
 use crate::config::Config;
-use crate::model::{StoredEvent, StoredInbound};
+use crate::model::{Conversation, ConversationState, StoredEvent, StoredInbound};
 use crate::runtime::clock::Clock;
 use crate::store::{IntakeNotices, NewEvent, Store};
 
@@ -242,6 +242,30 @@ impl EventHub {
     }
 }
 
+/// Who is told about a change to `c`: its owner (or last owner, once closed), the managers of its queue (their monitor
+/// view), the agents of its queue while it waits there, and `also` (an author, a closer).
+pub fn audience(config: &Config, c: &Conversation, also: Option<&str>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut add = |id: &str| {
+        if !out.iter().any(|a| a == id) {
+            out.push(id.to_owned());
+        }
+    };
+    if let Some(owner) = &c.owner {
+        add(owner);
+    }
+    if c.state == ConversationState::Queued {
+        config.queue_members(&c.queue).for_each(|a| add(&a.id));
+    }
+    if let Some(q) = config.queue(&c.queue) {
+        q.managers.iter().for_each(|m| add(m));
+    }
+    if let Some(a) = also {
+        add(a);
+    }
+    out
+}
+
 /// Where the follower pushes what it reads, held weakly: it ends with the hub.
 struct Follower {
     live: broadcast::WeakSender<Arc<StoredEvent>>,
@@ -296,11 +320,14 @@ async fn follow(storage: Arc<dyn Store>, follower: Follower) {
 }
 
 /// What agents are told about a stored inbound message: `message` to its owner (or, while it
-/// waits, to its queue's agents), and `unknown_contact` to the same agents for the first
-/// message of a new conversation from an address the directory does not know.
+/// waits, to its queue's agents) and its queue's managers, and `unknown_contact` to the same
+/// agents for the first message of a new conversation from an address the directory does not
+/// know.
 struct MessageNotices {
     /// Each queue's agents.
     members: HashMap<String, Vec<String>>,
+    /// Each queue's managers.
+    managers: HashMap<String, Vec<String>>,
 }
 
 impl MessageNotices {
@@ -316,16 +343,26 @@ impl MessageNotices {
                 (q.name.clone(), agents)
             })
             .collect();
-        MessageNotices { members }
+        let managers = config
+            .queues
+            .iter()
+            .map(|q| (q.name.clone(), q.managers.clone()))
+            .collect();
+        MessageNotices { members, managers }
     }
 }
 
 impl IntakeNotices for MessageNotices {
     fn notices(&self, channel: &str, m: &StoredInbound, new_contact: bool) -> Vec<NewEvent> {
-        let audience: Vec<String> = match &m.owner {
+        let mut audience: Vec<String> = match &m.owner {
             Some(owner) => vec![owner.clone()],
             None => self.members.get(&m.queue).cloned().unwrap_or_default(),
         };
+        for manager in self.managers.get(&m.queue).into_iter().flatten() {
+            if !audience.contains(manager) {
+                audience.push(manager.clone());
+            }
+        }
         if audience.is_empty() {
             return Vec::new();
         }
@@ -333,7 +370,7 @@ impl IntakeNotices for MessageNotices {
             kind: "message".into(),
             audience: audience.clone(),
             conversation: Some(m.conversation),
-            data: serde_json::json!({"seq": m.seq, "customer": m.customer, "text": m.text}),
+            data: serde_json::json!({"seq": m.seq, "id": format!("{}-{}", m.conversation, m.seq), "customer": m.customer, "text": m.text}),
         }];
         if new_contact {
             out.push(NewEvent {

@@ -10,10 +10,11 @@ use crate::runtime::clock::Clock;
 use crate::services::app::App;
 use crate::services::catalog::ChannelInstance;
 use crate::services::channel_rules;
-use crate::services::events::EventHub;
+use crate::services::events::{self, EventHub};
 use crate::services::nonce::{self, NonceError};
 use crate::services::routing::Dispatcher;
 use crate::store::StoreError;
+use serde_json::json;
 
 /// What intake needs: the application, the event log and the dispatcher.
 #[derive(Clone, Copy)]
@@ -127,7 +128,44 @@ pub async fn accept(
     if !report.to_route.is_empty() {
         state.dispatcher.kick_conversations(&report.to_route);
     }
+    announce_changes(state, &channel.name, &report).await;
     Ok(report)
+}
+
+/// Tells the agents of each conversation a webhook changed without a new message: delivery
+/// statuses (`status`) and opt-outs or opt-ins (`opted_out`, `opted_in`). They follow the
+/// stored change; one lost to a crash in between is seen on the next read of the history.
+async fn announce_changes(state: Services<'_>, channel: &str, report: &IngestReport) {
+    let storage = &state.app.storage;
+    let config = &state.app.config;
+    for s in &report.status_changes {
+        let Ok(Some(conv)) = storage.conversation(s.conversation).await else {
+            continue;
+        };
+        state
+            .events
+            .publish(
+                "status",
+                events::audience(config, &conv, None),
+                Some(conv.id),
+                json!({"seq": s.seq, "id": format!("{}-{}", s.conversation, s.seq), "status": s.status, "error": s.error}),
+            )
+            .await;
+    }
+    for (address, out) in &report.opt_changes {
+        let Ok(Some(conv)) = storage.conversation_by_key(channel, address).await else {
+            continue;
+        };
+        state
+            .events
+            .publish(
+                if *out { "opted_out" } else { "opted_in" },
+                events::audience(config, &conv, None),
+                Some(conv.id),
+                json!({"address": address, "channel": channel}),
+            )
+            .await;
+    }
 }
 
 /// Turns the plugin's events into storage events, dropping (and logging) malformed ones.

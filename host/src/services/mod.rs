@@ -1,6 +1,6 @@
 //! What the host does, over the runtime and the store: intake of webhooks, routing work to
 //! agents, the outbox and its retries, provider tokens, the event log, agents' presence and the
-//! walls between them, visitor sessions, channel health. HTTP handlers call these and map
+//! walls between them, visitor and console sessions, channel health. HTTP handlers call these and map
 //! their typed errors to status codes.
 
 pub mod agents;
@@ -19,5 +19,7 @@ pub mod plugin_watch;
 pub mod ratelimit;
 pub mod replies;
 pub mod routing;
+pub mod search;
+pub mod sessions;
 pub mod tokens;
 pub mod visitors;

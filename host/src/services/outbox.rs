@@ -64,7 +64,7 @@ use crate::runtime::clock::Clock;
 use crate::runtime::provider_http::{ProviderClient, TransportError};
 use crate::runtime::sandbox::PluginError;
 use crate::services::app::App;
-use crate::services::events::EventHub;
+use crate::services::events::{self, EventHub};
 use crate::services::tokens::TokenError;
 use crate::store::StoreError;
 
@@ -497,6 +497,7 @@ impl Outbox {
                     }
                     self.events.conversation_changed(channel, &conv.customer);
                     if let Some(m) = updated {
+                        self.announce_status(&conv, &m).await;
                         self.notify(key, m);
                     }
                     return Ok(());
@@ -567,7 +568,25 @@ impl Outbox {
         }
     }
 
-    /// Tells the message's author and the conversation's owner that a send failed for good.
+    /// Tells the conversation's agents (and the message's author) that the provider took a
+    /// message: its `status` now.
+    async fn announce_status(&self, conv: &Conversation, message: &Message) {
+        self.events
+            .publish(
+                "status",
+                events::audience(&self.app.config, conv, message.author.as_deref()),
+                Some(conv.id),
+                serde_json::json!({
+                    "seq": message.seq,
+                    "id": message.id(),
+                    "status": message.status,
+                    "error": message.error,
+                }),
+            )
+            .await;
+    }
+
+    /// Tells the conversation's agents (and the message's author) that a send failed for good.
     async fn announce_failure(
         &self,
         kind: &str,
@@ -576,12 +595,7 @@ impl Outbox {
         attempts: u32,
         reason: &str,
     ) {
-        let mut audience: Vec<String> = message.author.iter().cloned().collect();
-        if let Some(owner) = &conv.owner
-            && !audience.contains(owner)
-        {
-            audience.push(owner.clone());
-        }
+        let audience = events::audience(&self.app.config, conv, message.author.as_deref());
         self.events
             .publish(
                 kind,
@@ -589,7 +603,9 @@ impl Outbox {
                 Some(conv.id),
                 serde_json::json!({
                     "message": message.id(),
+                    "id": message.id(),
                     "seq": message.seq,
+                    "status": message.status,
                     "attempts": attempts,
                     "error": reason,
                 }),

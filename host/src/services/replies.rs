@@ -177,3 +177,73 @@ pub async fn draft(
         template,
     })
 }
+
+/// What the console's reply box obeys for one conversation: the same rules [`draft`] enforces,
+/// stated ahead so an agent sees them before sending.
+#[derive(Debug, serde::Serialize)]
+pub struct ReplyRules {
+    /// The longest text the channel takes, in characters.
+    pub max_chars: usize,
+    /// Whether texts are counted in SMS segments (SMS channels).
+    pub segments: bool,
+    /// Whether agents may send attachments here.
+    pub attachments: bool,
+    /// WhatsApp's 24-hour window, on WhatsApp channels only.
+    pub window: Option<ReplyWindow>,
+    /// The approved templates the channel offers.
+    pub templates: Vec<channel_rules::Template>,
+    /// Whether the customer opted out of the channel (nothing can be sent).
+    pub opted_out: bool,
+    /// Why nothing can be sent at all (the channel is gone, disabled or deleted), if so.
+    pub read_only: Option<String>,
+}
+
+/// Whether free text may go out on WhatsApp, and until when.
+#[derive(Debug, serde::Serialize)]
+pub struct ReplyWindow {
+    /// Whether the customer wrote within the last 24 hours.
+    pub open: bool,
+    /// When the window closes (or closed), Unix milliseconds; `None` if the customer never wrote.
+    pub closes_at: Option<u64>,
+}
+
+/// The rules a reply to `conv` must follow at `now`.
+pub async fn rules(app: &App, conv: &Conversation, now: u64) -> Result<ReplyRules, StoreError> {
+    let opted_out = app
+        .storage
+        .is_opted_out(&conv.channel, &conv.customer)
+        .await?;
+    let Some(channel) = app.live_channel(&conv.channel) else {
+        return Ok(ReplyRules {
+            max_chars: 0,
+            segments: false,
+            attachments: false,
+            window: None,
+            templates: Vec::new(),
+            opted_out,
+            read_only: Some(format!(
+                "channel {} is {}",
+                conv.channel,
+                match app.channel_state(&conv.channel) {
+                    ChannelState::Enabled => "no longer configured",
+                    other => other.as_str(),
+                }
+            )),
+        });
+    };
+    let kind = channel.kind();
+    Ok(ReplyRules {
+        max_chars: channel_rules::max_text_chars(kind),
+        segments: channel_rules::counts_segments(kind),
+        attachments: channel.agent_attachments && channel.plugin.manifest.attachments,
+        window: (kind == "whatsapp").then(|| ReplyWindow {
+            open: channel_rules::whatsapp_window_open(conv.last_inbound_at, now),
+            closes_at: conv
+                .last_inbound_at
+                .map(|t| t.saturating_add(channel_rules::WHATSAPP_WINDOW_MS)),
+        }),
+        templates: channel.templates.clone(),
+        opted_out,
+        read_only: None,
+    })
+}

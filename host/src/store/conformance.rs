@@ -19,9 +19,9 @@ use serde_json::json;
 use tokio::sync::Barrier;
 
 use crate::model::{
-    AgentRecord, Contact, Conversation, ConversationState, ConversationTarget, Direction,
-    InboundEvent, IngestReport, Message, MessageStatus, OptChange, OutboundDraft, Rejection,
-    StoredInbound, Visitor,
+    AgentRecord, AgentSession, Contact, Conversation, ConversationState, ConversationTarget,
+    Direction, InboundEvent, IngestReport, Message, MessageStatus, OptChange, OutboundDraft,
+    Rejection, StoredInbound, Visitor,
 };
 use crate::store::{
     ConversationCursor, ConversationQuery, IntakeNotices, NewEvent, NonceClaim, Selector, Store,
@@ -60,6 +60,9 @@ cases!(
     channel_states_are_kept,
     nonces_are_claimed_once_per_window,
     nul_characters_are_stored_replaced,
+    notes_are_messages_nothing_sends,
+    read_marks_only_move_forward,
+    sessions_are_kept_until_ended,
 );
 
 /// Runs every case, each on a fresh store from `open`, one after the other; panics naming the
@@ -2692,4 +2695,100 @@ pub async fn nul_characters_are_stored_replaced(store: Arc<dyn Store>) {
         .expect("a reply with a NUL");
     assert_eq!(reply.text.as_deref(), Some("a\u{FFFD}b"));
     assert_eq!(message(s, 1, 2).await.text.as_deref(), Some("a\u{FFFD}b"));
+}
+
+/// A note is the conversation's next message, by its author, open or closed, and never an
+/// outbox entry; a note on a missing conversation is `NotFound`.
+pub async fn notes_are_messages_nothing_sends(store: Arc<dyn Store>) {
+    let s = store.as_ref();
+    let report = intake(s, "sms", queue("support"), vec![inbound("SM1", "+1")], T0).await;
+    let id = report.created[0];
+    let (conv, note) = s
+        .add_note(id, "alice", "VIP customer", T0 + 5)
+        .await
+        .expect("adding a note");
+    assert_eq!((note.seq, conv.last_seq), (2, 2), "the next message");
+    assert_eq!(note.direction, Direction::Note);
+    assert_eq!(note.author.as_deref(), Some("alice"));
+    assert_eq!(note.text.as_deref(), Some("VIP customer"));
+    assert_eq!(
+        conv.state,
+        ConversationState::Queued,
+        "a note takes nothing"
+    );
+    assert_eq!(conv.updated_at, T0 + 5);
+    assert_eq!(message(s, id, 2).await.direction, Direction::Note);
+    assert!(
+        s.pending_sends().await.expect("pending sends").is_empty(),
+        "nothing sends a note"
+    );
+    apply(s, id, |c| {
+        c.close("alice", T0 + 6);
+        Ok(())
+    })
+    .await;
+    let (conv, _) = s
+        .add_note(id, "bob", "closed: refund sent", T0 + 7)
+        .await
+        .expect("a note on a closed conversation");
+    assert_eq!(conv.state, ConversationState::Closed, "it stays closed");
+    assert_eq!(all_messages(s, id).await.len(), 3);
+    assert!(matches!(
+        s.add_note(999, "alice", "x", T0).await,
+        Err(UpdateError::Rejected(Rejection::NotFound))
+    ));
+}
+
+/// Read markers are per agent and conversation, start at 0, and never move back.
+pub async fn read_marks_only_move_forward(store: Arc<dyn Store>) {
+    let s = store.as_ref();
+    let marks = |agent: &'static str, ids: &'static [u64]| async move {
+        s.read_marks(agent, ids).await.expect("read marks")
+    };
+    assert_eq!(marks("alice", &[1, 2]).await, [0, 0]);
+    s.mark_read("alice", 1, 4).await.expect("marking");
+    s.mark_read("alice", 1, 2).await.expect("marking back");
+    s.mark_read("bob", 2, 7).await.expect("marking");
+    assert_eq!(marks("alice", &[1, 2, 3]).await, [4, 0, 0]);
+    assert_eq!(marks("bob", &[2, 1]).await, [7, 0], "in the order asked");
+    assert_eq!(marks("alice", &[]).await, Vec::<u64>::new());
+    s.mark_read("alice", 1, 9).await.expect("marking");
+    assert_eq!(marks("alice", &[1]).await, [9]);
+}
+
+/// Sessions are found by token hash until ended; storing one drops those already expired.
+pub async fn sessions_are_kept_until_ended(store: Arc<dyn Store>) {
+    let s = store.as_ref();
+    let session = |agent: &str, expires_at: u64| AgentSession {
+        agent: agent.into(),
+        csrf: format!("csrf-{agent}"),
+        created_at: T0,
+        expires_at,
+    };
+    assert_eq!(s.session(b"h1").await.expect("a session"), None);
+    s.put_session(b"h1", &session("alice", T0 + 1_000), T0)
+        .await
+        .expect("storing");
+    s.put_session(b"h2", &session("bob", T0 + 10), T0)
+        .await
+        .expect("storing");
+    assert_eq!(
+        s.session(b"h1").await.expect("a session"),
+        Some(session("alice", T0 + 1_000))
+    );
+    s.put_session(b"h3", &session("carol", T0 + 2_000), T0 + 500)
+        .await
+        .expect("storing");
+    assert_eq!(
+        s.session(b"h2").await.expect("a session"),
+        None,
+        "an expired session is dropped when another is stored"
+    );
+    s.end_session(b"h1").await.expect("ending");
+    assert_eq!(s.session(b"h1").await.expect("a session"), None);
+    s.end_session(b"h1").await.expect("ending twice is fine");
+    assert_eq!(
+        s.session(b"h3").await.expect("a session").map(|x| x.agent),
+        Some("carol".into())
+    );
 }

@@ -18,9 +18,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::model::{
-    AgentRecord, Contact, Conversation, ConversationState, ConversationTarget, InboundEvent,
-    IngestReport, Message, OutboundDraft, OutboxEntry, Rejection, StoredEvent, StoredInbound,
-    Visitor,
+    AgentRecord, AgentSession, Contact, Conversation, ConversationState, ConversationTarget,
+    InboundEvent, IngestReport, Message, OutboundDraft, OutboxEntry, Rejection, StoredEvent,
+    StoredInbound, Visitor,
 };
 
 pub mod conformance;
@@ -416,6 +416,38 @@ pub trait Store: Send + Sync {
         draft: OutboundDraft,
         now: u64,
     ) -> Result<(Conversation, Message), UpdateError>;
+
+    /// Adds an internal note by `author` to a conversation, open or closed: a message agents
+    /// see and nothing sends (no outbox entry).
+    async fn add_note(
+        &self,
+        conversation: u64,
+        author: &str,
+        text: &str,
+        now: u64,
+    ) -> Result<(Conversation, Message), UpdateError>;
+
+    /// Records that `agent` has read `conversation` up to `seq`; a marker only moves forward.
+    async fn mark_read(&self, agent: &str, conversation: u64, seq: u64) -> Result<(), StoreError>;
+
+    /// `agent`'s read markers of `conversations`, in their order (0: nothing read yet).
+    async fn read_marks(&self, agent: &str, conversations: &[u64]) -> Result<Vec<u64>, StoreError>;
+
+    /// Keeps a console session under the hash of its token, dropping sessions that ended
+    /// before `now`.
+    async fn put_session(
+        &self,
+        token_hash: &[u8],
+        session: &AgentSession,
+        now: u64,
+    ) -> Result<(), StoreError>;
+
+    /// The session under a token's hash, if it was kept and not ended (its expiry is the
+    /// caller's to check).
+    async fn session(&self, token_hash: &[u8]) -> Result<Option<AgentSession>, StoreError>;
+
+    /// Ends a session (sign-out): later requests with its token find none.
+    async fn end_session(&self, token_hash: &[u8]) -> Result<(), StoreError>;
 
     /// Every send waiting in the outbox, by conversation, then in the order queued.
     async fn pending_sends(&self) -> Result<Vec<OutboxEntry>, StoreError>;

@@ -14,7 +14,8 @@ use std::collections::HashSet;
 
 use crate::model::{
     Attachment, Conversation, ConversationState, ConversationTarget, Direction, InboundEvent,
-    IngestReport, Message, MessageStatus, OutboundDraft, Rejection, StoredInbound, status_advances,
+    IngestReport, Message, MessageStatus, OutboundDraft, Rejection, StatusChange, StoredInbound,
+    status_advances,
 };
 use crate::store::SendOutcome;
 
@@ -262,6 +263,12 @@ pub fn apply_intake<S: IntakeState>(
                 }
                 state.put_message(&message)?;
                 report.statuses += 1;
+                report.status_changes.push(StatusChange {
+                    conversation: message.conversation,
+                    seq: message.seq,
+                    status: message.status,
+                    error: message.error.clone(),
+                });
             }
             // A provider's retry of a message that carried an opt-out or opt-in without an id
             // of its own (a 0.2.0 plugin's) must not apply it again: a retried STOP arriving
@@ -283,6 +290,7 @@ pub fn apply_intake<S: IntakeState>(
                 }
                 let out = matches!(event, InboundEvent::OptOut(_));
                 state.set_opted_out(channel, &change.address, out, now)?;
+                report.opt_changes.push((change.address.clone(), out));
             }
         }
     }
@@ -334,6 +342,29 @@ pub fn add_reply(
         note: None,
         template: draft.template,
     })
+}
+
+/// The internal note `text` by `author` added to `conv` at `now`: the next message of it,
+/// which nothing sends.
+pub fn add_note(conv: &mut Conversation, author: &str, text: &str, now: u64) -> Message {
+    let mut text = text.to_owned();
+    scrub_all([&mut text]);
+    conv.last_seq += 1;
+    conv.updated_at = now;
+    Message {
+        conversation: conv.id,
+        seq: conv.last_seq,
+        direction: Direction::Note,
+        provider_id: None,
+        text: Some(text),
+        attachments: Vec::new(),
+        author: Some(author.to_owned()),
+        created_at: now,
+        status: MessageStatus::Received,
+        error: None,
+        note: None,
+        template: None,
+    }
 }
 
 /// `agent` starting the conversation `conv` (the stored one with that customer, or a new

@@ -21,8 +21,9 @@ pub mod schema;
 mod tls;
 
 use crate::model::{
-    AgentRecord, Contact, Conversation, ConversationState, ConversationTarget, InboundEvent,
-    IngestReport, Message, OutboundDraft, OutboxEntry, Rejection, StoredEvent, Visitor,
+    AgentRecord, AgentSession, Contact, Conversation, ConversationState, ConversationTarget,
+    InboundEvent, IngestReport, Message, OutboundDraft, OutboxEntry, Rejection, StoredEvent,
+    Visitor,
 };
 use crate::store::jobs::{self, Job};
 use crate::store::rules;
@@ -206,6 +207,21 @@ impl PostgresStore {
         let rows = client.query(&stmt, params).await.map_err(db_error)?;
         self.reach.answered();
         Ok(rows)
+    }
+
+    /// The JSON `record` column of the first row `sql` selects, if any.
+    async fn record<T: serde::de::DeserializeOwned>(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<T>, StoreError> {
+        let rows = self.query(sql, params).await?;
+        rows.first()
+            .map(|r| {
+                let Json(v): Json<T> = r.try_get(0).map_err(decode_error)?;
+                Ok(v)
+            })
+            .transpose()
     }
 
     async fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, StoreError> {
@@ -828,6 +844,88 @@ impl Store for PostgresStore {
         Ok((conv, message))
     }
 
+    async fn add_note(
+        &self,
+        conversation: u64,
+        author: &str,
+        text: &str,
+        now: u64,
+    ) -> Result<(Conversation, Message), UpdateError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let Some(mut conv) = locked_conversation(&tx, conversation).await? else {
+            return Err(UpdateError::Rejected(Rejection::NotFound));
+        };
+        let message = rules::add_note(&mut conv, author, text, now);
+        put_messages(&tx, [&message]).await?;
+        put_conversations(&tx, [&conv]).await?;
+        tx.commit().await?;
+        Ok((conv, message))
+    }
+
+    async fn mark_read(&self, agent: &str, conversation: u64, seq: u64) -> Result<(), StoreError> {
+        self.execute(
+            "INSERT INTO read_marks (agent, conversation, seq) VALUES ($1, $2, $3)
+             ON CONFLICT (agent, conversation)
+                DO UPDATE SET seq = GREATEST(read_marks.seq, EXCLUDED.seq)",
+            &[&agent, &(conversation as i64), &(seq as i64)],
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn read_marks(&self, agent: &str, conversations: &[u64]) -> Result<Vec<u64>, StoreError> {
+        let ids: Vec<i64> = conversations.iter().map(|&c| c as i64).collect();
+        let rows = self
+            .query(
+                "SELECT conversation, seq FROM read_marks
+                 WHERE agent = $1 AND conversation = ANY($2)",
+                &[&agent, &ids],
+            )
+            .await?;
+        let marks: std::collections::HashMap<i64, i64> =
+            rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+        Ok(ids
+            .iter()
+            .map(|id| marks.get(id).map_or(0, |&s| s as u64))
+            .collect())
+    }
+
+    async fn put_session(
+        &self,
+        token_hash: &[u8],
+        session: &AgentSession,
+        now: u64,
+    ) -> Result<(), StoreError> {
+        self.execute(
+            "DELETE FROM sessions WHERE expires_at < $1",
+            &[&(now as i64)],
+        )
+        .await?;
+        self.execute(
+            "INSERT INTO sessions (token_hash, expires_at, record) VALUES ($1, $2, $3)
+             ON CONFLICT (token_hash) DO UPDATE
+                SET expires_at = EXCLUDED.expires_at, record = EXCLUDED.record",
+            &[&token_hash, &(session.expires_at as i64), &Json(session)],
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn session(&self, token_hash: &[u8]) -> Result<Option<AgentSession>, StoreError> {
+        self.record(
+            "SELECT record FROM sessions WHERE token_hash = $1",
+            &[&token_hash],
+        )
+        .await
+    }
+
+    async fn end_session(&self, token_hash: &[u8]) -> Result<(), StoreError> {
+        self.execute("DELETE FROM sessions WHERE token_hash = $1", &[&token_hash])
+            .await
+            .map(drop)
+    }
+
     async fn pending_sends(&self) -> Result<Vec<OutboxEntry>, StoreError> {
         let rows = self
             .query(
@@ -1110,18 +1208,11 @@ impl Store for PostgresStore {
     }
 
     async fn visitor(&self, token_hash: &[u8]) -> Result<Option<Visitor>, StoreError> {
-        let rows = self
-            .query(
-                "SELECT record FROM visitors WHERE token_hash = $1",
-                &[&token_hash],
-            )
-            .await?;
-        rows.first()
-            .map(|r| {
-                let Json(v): Json<Visitor> = r.try_get(0).map_err(decode_error)?;
-                Ok(v)
-            })
-            .transpose()
+        self.record(
+            "SELECT record FROM visitors WHERE token_hash = $1",
+            &[&token_hash],
+        )
+        .await
     }
 
     async fn expire_visitors(

@@ -15,7 +15,8 @@ const MIGRATION_LOCK: i64 = 0x706c_7567_626f_6172;
 
 /// Every migration, in order; the schema version is the number applied. A release only ever
 /// appends to this list.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE counters (
     name text PRIMARY KEY,
     value bigint NOT NULL
@@ -137,7 +138,23 @@ CREATE TABLE events (
     data jsonb NOT NULL,
     at bigint NOT NULL
 );
-"#];
+"#,
+    r#"
+CREATE TABLE sessions (
+    token_hash bytea PRIMARY KEY,
+    expires_at bigint NOT NULL,
+    record jsonb NOT NULL
+);
+CREATE INDEX sessions_by_expiry ON sessions (expires_at);
+
+CREATE TABLE read_marks (
+    agent text NOT NULL,
+    conversation bigint NOT NULL,
+    seq bigint NOT NULL,
+    PRIMARY KEY (agent, conversation)
+);
+"#,
+];
 
 /// The schema version this release writes.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;

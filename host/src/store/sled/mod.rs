@@ -30,8 +30,8 @@ use intake::{
 };
 
 use crate::model::{
-    AgentRecord, Contact, Conversation, ConversationTarget, InboundEvent, IngestReport, Message,
-    OutboundDraft, OutboxEntry, Rejection, StoredEvent, Visitor,
+    AgentRecord, AgentSession, Contact, Conversation, ConversationTarget, InboundEvent,
+    IngestReport, Message, OutboundDraft, OutboxEntry, Rejection, StoredEvent, Visitor,
 };
 use crate::store::rules;
 use crate::store::{
@@ -81,6 +81,10 @@ pub struct SledStore {
     channel_admin: sled::Tree,
     visitors: sled::Tree,
     nonces: sled::Tree,
+    /// Console sessions: token hash -> [`AgentSession`].
+    sessions: sled::Tree,
+    /// Read markers: agent, NUL, conversation (8 bytes) -> sequence number (8 bytes).
+    read_marks: sled::Tree,
     claims: AtomicU64,
     durability: Arc<Durability>,
     batcher: batch::Batcher,
@@ -206,6 +210,8 @@ impl SledStore {
             channel_admin: tree("channel_admin")?,
             visitors: tree("visitors")?,
             nonces: tree("nonces")?,
+            sessions: tree("sessions")?,
+            read_marks: tree("read_marks")?,
             claims: AtomicU64::new(1),
             durability,
             batcher,
@@ -558,6 +564,85 @@ impl Store for SledStore {
         Ok(out)
     }
 
+    async fn add_note(
+        &self,
+        conversation: u64,
+        author: &str,
+        text: &str,
+        now: u64,
+    ) -> Result<(Conversation, Message), UpdateError> {
+        self.writable()?;
+        let trees = (&self.conversations, &self.messages, &self.index);
+        let out = trees
+            .transaction(|(convs, msgs, index)| {
+                let Some(old) = lift(tx_conversation(convs, conversation))? else {
+                    return refuse(Rejection::NotFound);
+                };
+                let mut conv = old.clone();
+                let message = rules::add_note(&mut conv, author, text, now);
+                msgs.insert(&message_key(conversation, message.seq), encode(&message))?;
+                lift(put_conversation(convs, index, Some(&old), &conv))?;
+                Ok((conv, message))
+            })
+            .map_err(|e| update_error(&self.durability, e))?;
+        self.durable().await?;
+        Ok(out)
+    }
+
+    async fn mark_read(&self, agent: &str, conversation: u64, seq: u64) -> Result<(), StoreError> {
+        self.writable()?;
+        self.read_marks
+            .fetch_and_update(read_mark_key(agent, conversation), |old| {
+                let before = old.and_then(|v| be_u64("read_marks", v).ok()).unwrap_or(0);
+                Some(before.max(seq).to_be_bytes().to_vec())
+            })
+            .map_err(|e| self.fail(e))?;
+        self.durable().await
+    }
+
+    async fn read_marks(&self, agent: &str, conversations: &[u64]) -> Result<Vec<u64>, StoreError> {
+        conversations
+            .iter()
+            .map(|&c| {
+                let v = self
+                    .read_marks
+                    .get(read_mark_key(agent, c))
+                    .map_err(|e| self.fail(e))?;
+                v.map_or(Ok(0), |v| be_u64("read_marks", &v))
+            })
+            .collect()
+    }
+
+    async fn put_session(
+        &self,
+        token_hash: &[u8],
+        session: &AgentSession,
+        now: u64,
+    ) -> Result<(), StoreError> {
+        self.writable()?;
+        for item in self.sessions.iter() {
+            let (k, v) = item.map_err(|e| self.fail(e))?;
+            // A record this release cannot read is of no use to any agent either.
+            if decode::<AgentSession>("sessions", &v).map_or(true, |s| s.expires_at < now) {
+                self.sessions.remove(k).map_err(|e| self.fail(e))?;
+            }
+        }
+        self.sessions
+            .insert(token_hash, encode(session))
+            .map_err(|e| self.fail(e))?;
+        self.durable().await
+    }
+
+    async fn session(&self, token_hash: &[u8]) -> Result<Option<AgentSession>, StoreError> {
+        self.get(&self.sessions, "sessions", token_hash)
+    }
+
+    async fn end_session(&self, token_hash: &[u8]) -> Result<(), StoreError> {
+        self.writable()?;
+        self.sessions.remove(token_hash).map_err(|e| self.fail(e))?;
+        self.durable().await
+    }
+
     async fn pending_sends(&self) -> Result<Vec<OutboxEntry>, StoreError> {
         self.outbox
             .iter()
@@ -863,4 +948,13 @@ impl SledStore {
             None => Ok(0),
         }
     }
+}
+
+/// The read-marker key of `agent` and `conversation`: agent ids hold no NUL (config checks).
+fn read_mark_key(agent: &str, conversation: u64) -> Vec<u8> {
+    let mut key = Vec::with_capacity(agent.len() + 9);
+    key.extend_from_slice(agent.as_bytes());
+    key.push(0);
+    key.extend_from_slice(&conversation.to_be_bytes());
+    key
 }
