@@ -2,14 +2,20 @@
 //! by `tests/browser/console.mjs` against the real binary and a fake Twilio on loopback. It
 //! proves, through the console's own screens: sign-in with a token (a wrong one refused with
 //! the API's words) and the presence switch; an inbound SMS pops an offer card for both agents
-//! of the queue, one takes it and the other's card vanishes; the reply typed with the segment
-//! counter reaches Twilio once; the delivery callback turns the tick to delivered without a
-//! reload; an internal note shows in the history and never reaches Twilio; a transfer hands
-//! the whole history to a colleague (shown online in the dialog), who closes it; the manager's
-//! Monitor shows it closed with its owner, and both agents' Archived list it; a new WhatsApp
-//! conversation outside the 24-hour window offers only the template picker, and the template
-//! reaches Twilio as a ContentSid; after a network drop the console catches up without a
-//! reload: the new customer's offer (or row) appears and the WhatsApp reply shows exactly once.
+//! of the queue, one takes it and the other's card vanishes; the canned reply `/late` + Tab
+//! fills the reply box (cleared again, so only the typed reply may reach Twilio); the reply
+//! typed with the segment counter reaches Twilio once; the delivery callback turns the tick to
+//! delivered without a reload; an internal note shows in the history and never reaches Twilio,
+//! and the agent's own reply and note leave her row with nothing unread; a search shows the
+//! row with its matching text; a transfer hands the whole history to a colleague (shown online
+//! in the dialog), who closes it; the manager's Monitor, opened once before the customer
+//! wrote, follows the row live from queued to assigned (alice, then dana) to closed, and both
+//! agents' Archived list it; a new WhatsApp conversation outside the 24-hour window offers
+//! only the template picker, and the template reaches Twilio as a ContentSid; after a network
+//! drop the console resumes from the last event id it handled and catches up without a
+//! reload, handling no event twice: the new customer's offer card (from the replayed event,
+//! with its countdown) appears, the row shows 1 unread, and the WhatsApp reply shows exactly
+//! once; j/k and Enter in the list open a conversation.
 //! Screenshots of the main views go to `target/tmp/console-shots/` (printed at the end) for
 //! review, not for pixel assertions.
 //!
@@ -239,9 +245,13 @@ async fn an_agent_shift_in_the_console_in_chromium() {
         1,
         "{stored:#?}"
     );
+    assert!(done["resumed_from"].is_u64(), "{done}");
     println!(
-        "console shift done (stream drop by {}); screenshots in {}:",
+        "console shift done (stream drop by {}, resumed after event {}, {} events handled); \
+         screenshots in {}:",
         offline["drop"],
+        done["resumed_from"],
+        done["handled"],
         shots.display()
     );
     for shot in done["shots"].as_array().unwrap() {

@@ -60,6 +60,16 @@ async fn only(host: &Host, token: &str) -> Value {
     list[0].clone()
 }
 
+/// GETs `path` with the session `cookie`.
+async fn cookie_get(host: &Host, cookie: &str, path: &str) -> reqwest::Response {
+    host.http
+        .get(host.url(path))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap()
+}
+
 /// A console session: the cookie (`name=value`) and the CSRF value.
 async fn sign_in(host: &Host, token: &str) -> (String, String) {
     let resp = host
@@ -756,4 +766,161 @@ async fn cors_answers_configured_origins_only_and_the_console_is_served() {
         body["error"].as_str().unwrap().contains("nope.js"),
         "{body}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_ends_its_stream_and_dies_with_a_changed_token() {
+    let fake = twilio().await;
+    let mut setup = setup(&fake.base);
+    setup
+        .env
+        .push(("PLUGBOARD_SESSION_RECHECK_MS".into(), "300".into()));
+    let mut host = Host::start(setup);
+
+    // Sign-in takes JSON only: a form posted from another page cannot sign a browser in.
+    let form = host
+        .http
+        .post(host.url("/api/v1/session"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("token={ALICE}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(form.status(), 415);
+
+    // A stream opened by cookie ends soon after sign-out (here on the same host; the
+    // session is gone from the shared store for every host).
+    let (cookie, csrf) = sign_in(&host, ALICE).await;
+    let stream = host
+        .http
+        .get(host.url("/api/v1/events"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    let out = host
+        .http
+        .delete(host.url("/api/v1/session"))
+        .header("cookie", &cookie)
+        .header("x-csrf-token", &csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status(), 204);
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(20), stream.bytes()).await;
+    assert!(
+        matches!(ended, Ok(Ok(_))),
+        "the stream of a signed-out session must end: {ended:?}"
+    );
+    // Signing out again with the dead cookie just clears it.
+    let again = host
+        .http
+        .delete(host.url("/api/v1/session"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 204);
+    assert!(
+        again.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .contains("Max-Age=0")
+    );
+
+    // A session begun with a token the operator has since changed no longer works.
+    let (cookie, _) = sign_in(&host, ALICE).await;
+    assert_eq!(
+        cookie_get(&host, &cookie, "/api/v1/agents/me")
+            .await
+            .status(),
+        200
+    );
+    let config = std::fs::read_to_string(host.config_path()).unwrap();
+    std::fs::write(
+        host.config_path(),
+        config.replace(ALICE, "alice-rotated-token-987"),
+    )
+    .unwrap();
+    host.restart();
+    let refused = cookie_get(&host, &cookie, "/api/v1/agents/me").await;
+    assert_eq!(refused.status(), 401);
+    let body: Value = refused.json().await.unwrap();
+    assert!(
+        body["error"].as_str().unwrap().contains("token changed"),
+        "{body}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notes_and_replies_reach_only_those_who_may_read_them() {
+    let fake = twilio().await;
+    let host = Host::start(setup(&fake.base));
+    host.presence(ALICE, "online").await;
+    host.presence(BOB, "online").await;
+    sms(
+        &host,
+        "SMc00000000000000000000000000006",
+        "+14155550123",
+        "hello",
+    )
+    .await;
+    let id = only(&host, ALICE).await["id"].as_str().unwrap().to_owned();
+    let (status, _) = host
+        .post_json(
+            &format!("/api/v1/conversations/{id}/take"),
+            ALICE,
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, _) = host
+        .post_json(
+            &format!("/api/v1/conversations/{id}/transfer"),
+            ALICE,
+            json!({"queue": "sales"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, _) = host
+        .post_json(&format!("/api/v1/conversations/{id}/take"), BOB, json!({}))
+        .await;
+    assert_eq!(status, 200);
+
+    // Bob's note and reply in sales: alice once handled it, but may not read it now.
+    let mut alice = SseStream::open(&host, ALICE, None).await;
+    let (status, _) = host
+        .post_json(
+            &format!("/api/v1/conversations/{id}/notes"),
+            BOB,
+            json!({"text": "secret"}),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let (status, _) = host
+        .post_json(
+            &format!("/api/v1/conversations/{id}/messages"),
+            BOB,
+            json!({"text": "hi from sales"}),
+        )
+        .await;
+    assert_eq!(status, 201);
+    // A signal to wait on: alice's own presence change, after the note and the reply.
+    host.presence(ALICE, "away").await;
+    loop {
+        let e = alice.next().await;
+        assert!(
+            !["note", "outbound", "status"].contains(&e.kind.as_str()),
+            "alice heard about a conversation she cannot read: {e:?}"
+        );
+        if e.kind == "presence" && e.data["data"]["agent"] == "alice" {
+            break;
+        }
+    }
+    // Bob's own reply counts as read for him.
+    let (_, row) = host
+        .get_json(&format!("/api/v1/conversations/{id}"), BOB)
+        .await;
+    assert_eq!(row["unread"], 0, "{row}");
 }

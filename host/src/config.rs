@@ -766,6 +766,16 @@ impl Config {
     }
 }
 
+/// A positive whole number of milliseconds from environment variable `name` (the host's
+/// tuning knobs for operators and tests), if it is set to one.
+pub fn env_millis(name: &str) -> Option<std::time::Duration> {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .filter(|&ms| ms > 0)
+        .map(std::time::Duration::from_millis)
+}
+
 /// Names appear in URLs and storage keys: keep them to a safe alphabet.
 fn check_name(key: &str, name: &str) -> Result<(), ConfigError> {
     let ok = !name.is_empty()

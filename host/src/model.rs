@@ -189,6 +189,10 @@ pub struct AgentSession {
     pub agent: String,
     /// The value a state-changing request must carry in `X-CSRF-Token`.
     pub csrf: String,
+    /// The SHA-256 (hex) of the agent's API token it was begun with: a changed token ends
+    /// every session begun with the old one.
+    #[serde(default)]
+    pub credential: String,
     /// When it began, Unix milliseconds.
     pub created_at: u64,
     /// When it ends unless signed out before, Unix milliseconds.

@@ -9,19 +9,25 @@
 // but the last, waits for one line on stdin (JSON, `{}` when the test has nothing to say)
 // before it goes on. Stages, and what the test does in between:
 //   {"stage":"ready"}                 all three signed in through the form (a wrong token was
-//                                     refused first, with the API's error shown), alice and
-//                                     dana online, every event stream live.
+//                                     refused first with the API's words, "that token belongs
+//                                     to no agent"), alice and dana online, every event stream
+//                                     live, carol's Monitor open (she never clicks it again).
 //                                     -> the test posts an inbound SMS from +14155550123.
 //   {"stage":"replied","conversation":ID}
-//                                     the offer card popped for alice and dana, alice took it,
-//                                     dana's card vanished, alice replied "Sorry! Checking
-//                                     now." (segment counter: 1 segment, GSM-7).
+//                                     the offer card popped for alice and dana and carol's
+//                                     Monitor shows the row queued; alice took it, dana's card
+//                                     vanished, Monitor shows it assigned to alice; alice typed
+//                                     /late + Tab (the canned text filled the box), cleared it
+//                                     and replied "Sorry! Checking now." (segment counter:
+//                                     1 segment, GSM-7).
 //                                     -> the test checks the fake Twilio and posts "delivered".
 //   {"stage":"closed","conversation":ID}
-//                                     the tick turned delivered live, alice noted, transferred
-//                                     to dana (dialog showed dana online), dana saw the whole
-//                                     history and closed it, carol's Monitor shows it closed
-//                                     with owner dana, alice's and dana's Archived list it.
+//                                     the tick turned delivered live, alice noted, and her row
+//                                     shows no unread count; her search for "late" showed the
+//                                     row with its matching text; she transferred to dana
+//                                     (dialog showed dana online), Monitor followed to owner
+//                                     dana; dana saw the whole history and closed it, Monitor
+//                                     followed to closed; alice's and dana's Archived list it.
 //   {"stage":"template_sent","conversation":ID}
 //                                     alice started a WhatsApp conversation on channel `wa`
 //                                     without text: free text off, template picker on; she sent
@@ -30,9 +36,16 @@
 //                                     alice's context is offline and her event stream is down.
 //                                     -> the test posts a new customer's SMS (+14155550188) and
 //                                     a WhatsApp "thanks" into the open conversation.
-//   {"stage":"done","shots":[...]}    back online without a reload: the new customer's offer
-//                                     card (or row) is there, "thanks" shows exactly once, no
-//                                     message id or row appears twice; screenshots saved.
+//   {"stage":"done","shots":[...],"drop":...,"resumed_from":N,"handled":n}
+//                                     back online without a reload: the stream asked to resume
+//                                     from N, the last event id handled before the drop (query
+//                                     `last_event_id` or header Last-Event-ID); the new
+//                                     customer's offer card (from the replayed event, with its
+//                                     countdown) is there and the row shows 1 unread; "thanks"
+//                                     shows exactly once; no event id was handled twice and no
+//                                     message id or row appears twice; j/k and Enter in the
+//                                     list opened the new customer's conversation; screenshots
+//                                     saved.
 // Any failure prints {"stage":"failed","error":...,"at":<step>,"console":[...]}, saves
 // failed-<who>.png for every page into --shots, and exits 1.
 //
@@ -54,6 +67,8 @@ const SECOND = "+14155550188";
 const WA_CUSTOMER = "+14155552100";
 const REPLY = "Sorry! Checking now.";
 const NOTE = "VIP customer, be quick";
+const CANNED = "Sorry for the delay: your order is on its way.";
+const REFUSAL = "that token belongs to no agent";
 
 function args() {
   const out = {};
@@ -136,6 +151,21 @@ async function goOnline(page) {
   await page.locator('[data-testid="presence-online"][aria-pressed="true"]').waitFor();
 }
 
+/** Where an event stream request asks to resume: its Last-Event-ID header, else its query. */
+function resumesFrom(request) {
+  const header = request.headers()["last-event-id"];
+  const query = new URL(request.url()).searchParams.get("last_event_id");
+  const from = header ?? query;
+  return from === null || from === undefined ? null : Number(from);
+}
+
+/** Waits until carol's Monitor row of `id` says `state` with `owner` (she does not click). */
+async function monitorShows(page, id, state, owner) {
+  const attrs = { id, state };
+  if (owner !== undefined) attrs.owner = owner;
+  await byId(page, "row", attrs).waitFor();
+}
+
 async function shot(page, dir, name, list) {
   const file = path.join(dir, name);
   await page.screenshot({ path: file });
@@ -155,6 +185,10 @@ async function main() {
     const { context: aliceContext, page: alice } = await newPage(browser, "alice");
     const { page: dana } = await newPage(browser, "dana");
     const { page: carol } = await newPage(browser, "carol");
+    const streams = [];
+    alice.on("request", (r) => {
+      if (new URL(r.url()).pathname === "/api/v1/events") streams.push(r);
+    });
 
     step("a: a wrong token is refused with the API's error");
     await dana.goto(`${a.host}/console`);
@@ -163,7 +197,8 @@ async function main() {
     await dana.getByTestId("signin-submit").click();
     const refusal = dana.getByTestId("signin-error");
     await refusal.waitFor({ state: "visible" });
-    check((await refusal.textContent()).trim().length > 0, "the sign-in error is empty");
+    const refused = (await refusal.textContent()).trim();
+    check(refused === REFUSAL, `the sign-in error says ${JSON.stringify(refused)}, not the API's words`);
     await shot(dana, a.shots, "dana-signin-refused.png", shots);
 
     step("a: sign in");
@@ -172,6 +207,10 @@ async function main() {
     await signIn(carol, a.host, a.carol);
     check(await carol.getByTestId("tab-monitor").isVisible(), "carol (a manager) has no Monitor tab");
     check(!(await alice.getByTestId("tab-monitor").isVisible()), "alice (not a manager) has a Monitor tab");
+    step("a: carol opens her Monitor");
+    await carol.getByTestId("tab-monitor").click();
+    await carol.locator('[data-testid="tab-monitor"][aria-selected="true"]').waitFor();
+    await carol.locator("#rows .rows-empty").waitFor();
     step("a: presence online");
     await goOnline(alice);
     await goOnline(dana);
@@ -184,16 +223,27 @@ async function main() {
     await danaCard.waitFor({ timeout: 30000 });
     const first = await aliceCard.getAttribute("data-conversation");
     check(first, "the offer card names no conversation");
+    step("b: carol's Monitor shows it queued, live");
+    await monitorShows(carol, first, "queued");
     step("b: alice takes; dana's card vanishes");
     await aliceCard.getByTestId("offer-take").click();
     await danaCard.waitFor({ state: "detached", timeout: 15000 });
     await aliceCard.waitFor({ state: "detached" });
+    step("b: carol's Monitor shows it assigned to alice, live");
+    await monitorShows(carol, first, "assigned", "alice");
     step("b: alice's conversation view shows the inbound text");
     await byId(alice, "conversation", { id: first }).waitFor();
     await message(alice, "inbound", "Hi, my order is late").waitFor();
-    step("b: alice types; the segment counter follows");
+    step("b: /late and Tab insert the canned reply");
     const input = alice.getByTestId("reply-input");
     await input.click();
+    await input.pressSequentially("/late");
+    await alice.getByTestId("canned-suggestion").first().waitFor();
+    await input.press("Tab");
+    const filled = await input.inputValue();
+    check(filled === CANNED, `after /late + Tab the reply box holds ${JSON.stringify(filled)}`);
+    await input.fill("");
+    step("b: alice types; the segment counter follows");
     await input.pressSequentially(REPLY);
     const counter = (await alice.getByTestId("segment-counter").textContent()).trim();
     check(
@@ -222,7 +272,23 @@ async function main() {
       "the note is not marked as internal",
     );
     await alice.getByTestId("note-toggle").click();
+    step("c: alice's own reply and note leave her row with nothing unread");
+    await alice.evaluate(() => window.__plugboard.settled());
+    const aliceRow = byId(alice, "row", { id: first });
+    await aliceRow.and(alice.locator('[data-unread="0"]')).waitFor();
+    check((await aliceRow.getByTestId("row-unread").count()) === 0, "alice's open conversation shows an unread count");
     await shot(alice, a.shots, "alice-conversation.png", shots);
+    step("c: alice searches for 'late' and sees the matching text");
+    const search = alice.getByTestId("search");
+    await search.fill("late");
+    const match = aliceRow.locator('[data-testid="row-preview"].match');
+    await match.waitFor();
+    const matched = await match.textContent();
+    check(/late/i.test(matched), `the search match reads ${JSON.stringify(matched)}`);
+    await shot(alice, a.shots, "alice-search.png", shots);
+    await search.fill("");
+    await match.waitFor({ state: "detached" });
+    await aliceRow.waitFor();
     step("c: alice transfers to dana; the dialog shows dana's presence");
     await alice.getByTestId("transfer-button").click();
     const toDana = byId(alice, "transfer-agent", { agent: "dana" });
@@ -230,6 +296,8 @@ async function main() {
     await shot(alice, a.shots, "alice-transfer-dialog.png", shots);
     await toDana.click();
     await alice.getByTestId("transfer-dialog").waitFor({ state: "hidden" });
+    step("c: carol's Monitor shows it assigned to dana, live");
+    await monitorShows(carol, first, "assigned", "dana");
     step("c: dana sees the conversation with its whole history");
     await byId(dana, "row", { id: first }).click();
     await byId(dana, "conversation", { id: first }).waitFor();
@@ -245,10 +313,9 @@ async function main() {
     await dana.getByTestId("close-button").click();
     await byId(dana, "conversation", { id: first, state: "closed" }).waitFor();
     await dana.getByTestId("reopen-button").waitFor();
-    step("c: carol's Monitor shows it closed with owner dana");
-    await carol.getByTestId("tab-monitor").click();
+    step("c: carol's Monitor shows it closed with owner dana, live");
+    await monitorShows(carol, first, "closed", "dana");
     const monitored = byId(carol, "row", { id: first, state: "closed", owner: "dana" });
-    await monitored.waitFor();
     check((await monitored.getByTestId("row-owner").textContent()).includes("Dana"), "Monitor does not name Dana");
     check((await monitored.getByTestId("row-state").textContent()).includes("closed"), "Monitor does not say closed");
     await shot(carol, a.shots, "carol-monitor.png", shots);
@@ -303,15 +370,28 @@ async function main() {
       await alice.evaluate(() => window.__plugboard.dropStream());
     }
     await byId(alice, "stream-status", { state: "reconnecting" }).waitFor();
+    const lastBefore = await alice.evaluate(() => window.__plugboard.stream().lastEventId);
+    check(Number.isSafeInteger(lastBefore), `no event id handled before the drop: ${lastBefore}`);
+    const streamsBefore = streams.length;
     await stage({ stage: "offline", drop });
 
-    step("e: back online, the console catches up without a reload");
+    step("e: back online, the stream resumes from the last event id handled");
     await aliceContext.setOffline(false);
     await byId(alice, "stream-status", { state: "live" }).waitFor({ timeout: 30000 });
-    await alice
-      .locator(`[data-testid="offer-card"][data-customer="${SECOND}"], [data-testid="row"][data-customer="${SECOND}"]`)
-      .first()
-      .waitFor({ timeout: 30000 });
+    const resumed = streams.slice(streamsBefore).map(resumesFrom);
+    check(resumed.length > 0, "no event stream request after the drop");
+    check(
+      resumed.every((from) => from === lastBefore),
+      `after the drop the stream asked to resume from ${JSON.stringify(resumed)}, not ${lastBefore}`,
+    );
+    step("e: the new customer's offer card, from the replayed event, with its countdown");
+    const secondCard = byId(alice, "offer-card", { customer: SECOND });
+    await secondCard.getByTestId("offer-left").waitFor({ timeout: 30000 });
+    const second = await secondCard.getAttribute("data-conversation");
+    step("e: the new customer's row shows 1 unread");
+    const secondRow = byId(alice, "row", { id: second });
+    await secondRow.and(alice.locator('[data-unread="1"]')).waitFor();
+    check((await secondRow.getByTestId("row-unread").textContent()).trim() === "1", "the new row's unread badge is not 1");
     await byId(alice, "conversation", { id: wa }).waitFor();
     await message(alice, "inbound", "thanks").waitFor({ timeout: 30000 });
     step("e: the window opened: free text is back");
@@ -324,7 +404,25 @@ async function main() {
     check(new Set(ids).size === ids.length, `duplicate message ids in the open view: ${ids}`);
     const rows = await byId(alice, "row").evaluateAll((els) => els.map((e) => e.dataset.id));
     check(new Set(rows).size === rows.length, `duplicate rows in the list: ${rows}`);
+    const handled = await alice.evaluate(() => window.__plugboard.handled());
+    check(new Set(handled).size === handled.length, `event ids handled twice: ${handled}`);
+    check(handled.some((id) => id > lastBefore), `no event after ${lastBefore} was handled: ${handled}`);
     await shot(alice, a.shots, "alice-after-drop.png", shots);
+    step("e: j/k move in the list and Enter opens");
+    const at = rows.indexOf(wa);
+    const to = rows.indexOf(second);
+    check(at >= 0 && to >= 0 && Math.abs(at - to) === 1, `the list reads ${rows}: wa ${wa} and ${second} not neighbours`);
+    const [toward, back] = to > at ? ["j", "k"] : ["k", "j"];
+    const focused = () => alice.evaluate(() => document.activeElement.dataset.id);
+    await byId(alice, "row", { id: wa }).focus();
+    await alice.keyboard.press(toward);
+    check((await focused()) === second, `${toward} did not move to ${second}`);
+    await alice.keyboard.press(back);
+    check((await focused()) === wa, `${back} did not move back to ${wa}`);
+    await alice.keyboard.press(to > at ? "ArrowDown" : "ArrowUp");
+    await alice.keyboard.press("Enter");
+    await byId(alice, "conversation", { id: second }).waitFor();
+    await message(alice, "inbound", "Are you open today?").waitFor();
     step("e: phone width");
     await alice.setViewportSize({ width: 390, height: 844 });
     await shot(alice, a.shots, "alice-phone-conversation.png", shots);
@@ -332,7 +430,7 @@ async function main() {
     await alice.getByTestId("rows").waitFor({ state: "visible" });
     check(!(await alice.getByTestId("conversation").isVisible()), "both panes show at phone width");
     await shot(alice, a.shots, "alice-phone-list.png", shots);
-    say({ stage: "done", shots, drop });
+    say({ stage: "done", shots, drop, resumed_from: lastBefore, handled: handled.length });
   } catch (e) {
     for (const [who, page] of Object.entries(pages)) {
       try {

@@ -60,6 +60,18 @@ pub const SESSION_COOKIE: &str = "plugboard_session";
 /// The header a cookie-authenticated state change carries the session's CSRF value in.
 pub const CSRF_HEADER: &str = "x-csrf-token";
 
+/// The `403` of a state change by cookie without the session's CSRF value.
+pub const CSRF_REFUSAL: &str = "a request signed in by the session cookie must carry the X-CSRF-Token header with the value sign-in returned";
+
+/// Whether `headers` carry `session`'s CSRF value (compared in constant time).
+pub fn csrf_matches(headers: &HeaderMap, session: &AgentSession) -> bool {
+    let sent = headers
+        .get(CSRF_HEADER)
+        .map(|v| v.as_bytes())
+        .unwrap_or_default();
+    bool::from(sent.ct_eq(session.csrf.as_bytes()))
+}
+
 impl FromRequestParts<AppState> for Agent {
     type Rejection = Response;
 
@@ -87,18 +99,15 @@ impl FromRequestParts<AppState> for Agent {
                 "the session's agent is no longer configured; sign in again",
             ));
         };
-        if !matches!(parts.method, Method::GET | Method::HEAD) {
-            let sent = parts
-                .headers
-                .get(CSRF_HEADER)
-                .map(|v| v.as_bytes())
-                .unwrap_or_default();
-            if !bool::from(sent.ct_eq(session.csrf.as_bytes())) {
-                return Err(error_response(
-                    StatusCode::FORBIDDEN,
-                    "a request signed in by the session cookie must carry the X-CSRF-Token header with the value sign-in returned",
-                ));
-            }
+        if !sessions::still_valid_for(&session, &agent) {
+            return Err(unauthorized(
+                "the agent's token changed since this session began; sign in again",
+            ));
+        }
+        if !matches!(parts.method, Method::GET | Method::HEAD)
+            && !csrf_matches(&parts.headers, &session)
+        {
+            return Err(error_response(StatusCode::FORBIDDEN, CSRF_REFUSAL));
         }
         parts.extensions.insert(CookieSession { token, session });
         Ok(Agent(agent))
@@ -182,6 +191,9 @@ struct Preview {
     at: u64,
 }
 
+/// How many list rows read their contact and last message at once.
+const ROW_READS: usize = 8;
+
 /// The longest preview of a last message, in characters.
 const PREVIEW_CHARS: usize = 140;
 
@@ -199,20 +211,26 @@ impl ConversationView {
         ConversationView::with(state, c, unread_from).await
     }
 
-    /// The views of `list` for `agent`, their read markers read at once.
-    async fn list(state: &AppState, agent: &AgentConfig, list: Vec<Conversation>) -> Vec<Self> {
+    /// The views of `list` for `agent`, their read markers read at once and their other
+    /// facts [`ROW_READS`] rows at a time.
+    async fn list(
+        state: &AppState,
+        agent: &AgentConfig,
+        list: Vec<Conversation>,
+    ) -> Result<Vec<Self>, Response> {
+        use futures_util::StreamExt;
         let ids: Vec<u64> = list.iter().map(|c| c.id).collect();
         let marks = state
             .app
             .storage
             .read_marks(&agent.id, &ids)
             .await
-            .unwrap_or_else(|_| vec![0; ids.len()]);
-        let mut out = Vec::with_capacity(list.len());
-        for (c, mark) in list.into_iter().zip(marks) {
-            out.push(ConversationView::with(state, c, mark).await);
-        }
-        out
+            .map_err(storage_error)?;
+        Ok(futures_util::stream::iter(list.into_iter().zip(marks))
+            .map(|(c, mark)| ConversationView::with(state, c, mark))
+            .buffered(ROW_READS)
+            .collect()
+            .await)
     }
 
     /// The view of `c`, whose messages after `read` are unread.
@@ -278,9 +296,10 @@ pub struct MessageView {
 }
 
 impl MessageView {
-    /// The view of `m` on a channel of `kind`: SMS channels report segments.
+    /// The view of `m` on a channel of `kind`: SMS channels report the segments of what goes
+    /// over the air (never of a note).
     fn on(kind: &str, m: Message) -> MessageView {
-        let segments = channel_rules::counts_segments(kind)
+        let segments = (channel_rules::counts_segments(kind) && m.direction != Direction::Note)
             .then(|| m.text.as_deref().map(channel_rules::segments))
             .flatten();
         MessageView {
@@ -375,7 +394,8 @@ fn refused(r: Refused) -> Response {
         | Refused::NotSendFrom(_)
         | Refused::ChannelNotYours { .. }
         | Refused::OtherQueue { .. }
-        | Refused::NotInQueue { .. } => StatusCode::FORBIDDEN,
+        | Refused::NotInQueue { .. }
+        | Refused::NotHandler { .. } => StatusCode::FORBIDDEN,
         Refused::UnknownAgent(_)
         | Refused::UnknownQueue(_)
         | Refused::ToYourself
@@ -543,7 +563,10 @@ pub async fn list_conversations(
     }
     match state.app.storage.conversations(&query).await {
         Ok(page) => {
-            let views = ConversationView::list(&state, &agent, page.items).await;
+            let views = match ConversationView::list(&state, &agent, page.items).await {
+                Ok(v) => v,
+                Err(r) => return r,
+            };
             let next = page.next.map(|c| c.encode());
             Json(ConversationPage {
                 conversations: views,
@@ -569,20 +592,17 @@ async fn search(
             format!("q is longer than {MAX_SEARCH_CHARS} characters"),
         );
     }
-    let directory: std::collections::HashMap<String, String> =
-        match state.app.storage.contacts().await {
-            Ok(list) => list.into_iter().map(|c| (c.address, c.name)).collect(),
-            Err(e) => return storage_error(e),
-        };
-    let names = |address: &str| directory.get(address).cloned();
-    match search::search(state.app.storage.as_ref(), query, q, &names).await {
+    match search::search(state.app.storage.as_ref(), query, q).await {
         Ok(found) => {
             let (convs, matched): (Vec<_>, Vec<_>) = found
                 .hits
                 .into_iter()
                 .map(|h| (h.conversation, h.matched))
                 .unzip();
-            let mut views = ConversationView::list(state, agent, convs).await;
+            let mut views = match ConversationView::list(state, agent, convs).await {
+                Ok(v) => v,
+                Err(r) => return r,
+            };
             for (view, m) in views.iter_mut().zip(matched) {
                 view.matched = Some(m);
             }
@@ -1159,6 +1179,9 @@ pub struct EventsQuery {
     last_event_id: Option<u64>,
 }
 
+/// How often an idle event stream sends its `ping`.
+const PING_EVERY: std::time::Duration = std::time::Duration::from_secs(15);
+
 /// How many log entries one backlog read scans.
 const BACKLOG_CHUNK: usize = 512;
 
@@ -1169,17 +1192,57 @@ struct EventCursor {
     pending: VecDeque<StoredEvent>,
     live: tokio::sync::broadcast::Receiver<std::sync::Arc<StoredEvent>>,
     caught_up: bool,
+    /// The console session the stream was opened with, if any: the stream ends with it.
+    session: Option<CookieSession>,
+    /// When to look at that session again.
+    recheck_at: tokio::time::Instant,
     /// Counts the stream as open on this host while it lives.
     _open: crate::services::agents::StreamGuard,
+}
+
+/// How often a stream opened by cookie checks that its session still stands (signed out on
+/// any host, or expired), ending at once when it does not (override:
+/// `PLUGBOARD_SESSION_RECHECK_MS`).
+fn session_recheck() -> std::time::Duration {
+    crate::config::env_millis("PLUGBOARD_SESSION_RECHECK_MS")
+        .unwrap_or(std::time::Duration::from_secs(30))
+}
+
+impl EventCursor {
+    /// Whether the stream may go on: always by bearer token; by cookie while the session
+    /// stands (looked at again every [`session_recheck`]).
+    async fn session_stands(&mut self) -> bool {
+        let Some(s) = &self.session else {
+            return true;
+        };
+        let now = Clock::System.now_millis();
+        if s.session.expires_at <= now {
+            return false;
+        }
+        let left = std::time::Duration::from_millis(s.session.expires_at - now);
+        match sessions::find(self.state.app.storage.as_ref(), &s.token, now).await {
+            Ok(found) => {
+                self.recheck_at = tokio::time::Instant::now() + session_recheck().min(left);
+                found.is_some()
+            }
+            // Storage unreachable: keep the stream and look again soon.
+            Err(_) => {
+                self.recheck_at = tokio::time::Instant::now() + session_recheck() / 6;
+                true
+            }
+        }
+    }
 }
 
 /// `GET /api/v1/events`: Server-Sent Events of what concerns the agent (offered, offer
 /// withdrawn, message, assigned, transferred, closed, presence, ...). Each event's id is its
 /// position in the durable log; reconnecting with `Last-Event-ID` resumes without loss.
-/// Without it the stream starts with what happens next.
+/// Without it the stream starts with what happens next. A stream opened with the console's
+/// session cookie ends when the session does (signed out, on any host, or expired).
 pub async fn events(
     State(state): State<AppState>,
     Agent(agent): Agent,
+    session: Option<axum::extract::Extension<CookieSession>>,
     headers: HeaderMap,
     Query(q): Query<EventsQuery>,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
@@ -1194,8 +1257,19 @@ pub async fn events(
         None => state.events.last_id().await,
     };
     let open = state.agents.stream_opened(&agent.id);
+    let session = session.map(|axum::extract::Extension(s)| s);
+    let recheck_at = tokio::time::Instant::now()
+        + session.as_ref().map_or(session_recheck(), |s| {
+            let left = s
+                .session
+                .expires_at
+                .saturating_sub(Clock::System.now_millis());
+            session_recheck().min(std::time::Duration::from_millis(left))
+        });
     let start = EventCursor {
         _open: open,
+        session,
+        recheck_at,
         state,
         agent: agent.id,
         cursor,
@@ -1224,7 +1298,20 @@ pub async fn events(
                 c.pending.extend(mine);
                 continue;
             }
-            match c.live.recv().await {
+            let received = if c.session.is_some() {
+                tokio::select! {
+                    r = c.live.recv() => r,
+                    _ = tokio::time::sleep_until(c.recheck_at) => {
+                        if !c.session_stands().await {
+                            return None;
+                        }
+                        continue;
+                    }
+                }
+            } else {
+                c.live.recv().await
+            };
+            match received {
                 Ok(e) if e.id <= c.cursor => {}
                 Ok(e) if e.id > c.cursor + 1 => {
                     // Logged events we have not seen live: read them from the log.
@@ -1241,7 +1328,10 @@ pub async fn events(
             }
         }
     });
-    Sse::new(stream).keep_alive(KeepAlive::default())
+    // A named keep-alive a browser's EventSource can see (comments it cannot): a page that
+    // hears nothing for a while knows its connection is half-open and reconnects.
+    let ping = Event::default().event("ping").data("{}");
+    Sse::new(stream).keep_alive(KeepAlive::new().interval(PING_EVERY).event(ping))
 }
 
 /// `POST /api/v1/admin/channels/{name}/test`: checks the channel's provider credentials with

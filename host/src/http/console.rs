@@ -9,13 +9,13 @@
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Extension, Path, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::config::{AgentConfig, CannedReply};
-use crate::http::api::{Agent, CookieSession, SESSION_COOKIE};
+use crate::http::api::{Agent, CSRF_REFUSAL, CookieSession, SESSION_COOKIE, csrf_matches};
 use crate::http::edge::{AppState, error_response, json_body};
 use crate::runtime::clock::Clock;
 use crate::services::agents::access;
@@ -124,7 +124,23 @@ pub struct SignInBody {
 /// `POST /api/v1/session` `{"token": "<agent API token>"}`: begins a console session. The
 /// answer sets the HttpOnly, SameSite=Strict session cookie (Secure when the public URL is
 /// https) and carries the agent and the CSRF value state changes must echo.
-pub async fn sign_in(State(state): State<AppState>, body: Bytes) -> Response {
+pub async fn sign_in(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    // A form on another page cannot send JSON without a CORS preflight, so it cannot sign a
+    // browser in to an account of its choosing.
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.trim()
+                .to_ascii_lowercase()
+                .starts_with("application/json")
+        });
+    if !json {
+        return error_response(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "sign in with Content-Type: application/json and {\"token\": \"...\"}",
+        );
+    }
     let body: SignInBody = match json_body(&body, r#"{"token": "<your agent token>"}"#) {
         Ok(b) => b,
         Err(r) => return r,
@@ -133,7 +149,7 @@ pub async fn sign_in(State(state): State<AppState>, body: Bytes) -> Response {
         return error_response(StatusCode::UNAUTHORIZED, "that token belongs to no agent");
     };
     let now = Clock::System.now_millis();
-    let signed = match sessions::sign_in(state.app.storage.as_ref(), &agent.id, now).await {
+    let signed = match sessions::sign_in(state.app.storage.as_ref(), &agent, now).await {
         Ok(s) => s,
         Err(e) => {
             tracing::error!("console session: {e}");
@@ -166,26 +182,39 @@ pub async fn sign_in(State(state): State<AppState>, body: Bytes) -> Response {
 }
 
 /// `DELETE /api/v1/session`: ends the console session on the server (the cookie stops working
-/// on every host) and clears the cookie.
-pub async fn sign_out(
-    State(state): State<AppState>,
-    Agent(agent): Agent,
-    session: Option<Extension<CookieSession>>,
-) -> Response {
-    let Some(Extension(session)) = session else {
+/// on every host) and clears the cookie. A live session must carry its CSRF value; a cookie
+/// whose session already ended or expired is simply cleared.
+pub async fn sign_out(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let Some(token) = crate::http::edge::cookie(&headers, SESSION_COOKIE) else {
         return error_response(
             StatusCode::BAD_REQUEST,
-            "this request carries a bearer token, not a session cookie: there is no session to end",
+            "no session cookie: there is no session to end (bearer tokens have none)",
         );
     };
-    if let Err(e) = sessions::sign_out(state.app.storage.as_ref(), &session.token).await {
-        tracing::error!("console sign-out: {e}");
-        return error_response(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "storage unavailable; retry later",
-        );
+    let storage = state.app.storage.as_ref();
+    match sessions::find(storage, token, Clock::System.now_millis()).await {
+        Ok(Some(session)) => {
+            if !csrf_matches(&headers, &session) {
+                return error_response(StatusCode::FORBIDDEN, CSRF_REFUSAL);
+            }
+            if let Err(e) = sessions::sign_out(storage, token).await {
+                tracing::error!("console sign-out: {e}");
+                return error_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "storage unavailable; retry later",
+                );
+            }
+            tracing::info!(agent = %session.agent, "console sign-out");
+        }
+        Ok(None) => {}
+        Err(e) => {
+            tracing::error!("console sign-out: {e}");
+            return error_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage unavailable; retry later",
+            );
+        }
     }
-    tracing::info!(agent = %agent.id, "console sign-out");
     (
         StatusCode::NO_CONTENT,
         [(

@@ -152,10 +152,6 @@ pub fn router_with(
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(|| async { error_response(StatusCode::NOT_FOUND, "no such endpoint") })
         .layer(axum::middleware::from_fn(json_errors))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            crate::http::cors::api_cors,
-        ))
         .layer(DefaultBodyLimit::max(max_body))
         .layer(axum::middleware::from_fn_with_state(
             max_body,
@@ -169,6 +165,12 @@ pub fn router_with(
         .layer(axum::middleware::from_fn_with_state(
             (state.clone(), limits),
             rate_limit,
+        ))
+        // Outermost, so refusals by the layers inside (429, 408, 413) carry CORS headers too
+        // and an allowed page can read them.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::http::cors::api_cors,
         ))
         .with_state(state)
 }
@@ -207,11 +209,7 @@ pub async fn serve_with(app: App, signals: Signals) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", app.config.server.listen))?;
     let limits = Arc::new(RateLimits::from_env());
-    let header_timeout = std::env::var("PLUGBOARD_HEADER_READ_TIMEOUT_MS")
-        .ok()
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .filter(|&ms| ms > 0)
-        .map(Duration::from_millis)
+    let header_timeout = crate::config::env_millis("PLUGBOARD_HEADER_READ_TIMEOUT_MS")
         .unwrap_or(HEADER_READ_TIMEOUT);
     tracing::info!(
         listen = %listener.local_addr()?,
@@ -518,8 +516,10 @@ async fn end_streams_on_shutdown(
 /// client address has failed authentication too often (then before its credentials are
 /// looked at). A webhook call spends its channel's limit only once the plugin authenticated it
 /// ([`Edge::webhook_authenticated`]), so unsigned junk cannot use up a channel's budget.
-/// Unknown channels share one bucket, and so do API requests without a bearer token, so a
-/// flood of made-up names cannot crowd out the real ones.
+/// Unknown channels share one bucket, so a flood of made-up names cannot crowd out the real
+/// ones. API requests are limited per bearer token, per console session cookie, and, without
+/// either (sign-ins, preflights), per client address: one client's flood of sign-ins cannot
+/// keep the others out.
 async fn rate_limit(
     State((state, limits)): State<(AppState, Arc<RateLimits>)>,
     mut req: Request,
@@ -549,15 +549,15 @@ async fn rate_limit(
             .and_then(|v| v.to_str().ok())
             .and_then(bearer_token);
         let session = crate::http::edge::cookie(req.headers(), crate::http::api::SESSION_COOKIE);
-        let key = match (token, session) {
-            (Some(t), _) => ("token", t),
-            (None, Some(s)) => ("session", s),
-            (None, None) => ("anonymous", ""),
-        };
+        let signing_in = path == "/api/v1/session" && req.method() == axum::http::Method::POST;
         let verdict = limits
             .auth_failures
             .peek((AuthArea::Api, client))
-            .and_then(|()| limits.api.check(key));
+            .and_then(|()| match (token, session) {
+                (Some(t), _) if !signing_in => limits.api.check(("token", t)),
+                (None, Some(s)) if !signing_in => limits.api.check(("session", s)),
+                _ => limits.api.check(("address", client)),
+            });
         (Some(AuthArea::Api), verdict)
     } else if path.starts_with("/webchat/") {
         let verdict = limits.auth_failures.peek((AuthArea::Webchat, client));

@@ -557,34 +557,42 @@ async fn messages_after(
     address: &str,
     after: u64,
 ) -> Vec<serde_json::Value> {
-    let messages = match state
-        .app
-        .storage
-        .conversation_by_key(channel, address)
-        .await
-    {
-        Ok(Some(conv)) => match state
-            .app
-            .storage
-            .messages(conv.id, Some(after), MESSAGES_PER_POLL)
-            .await
-        {
-            Ok(page) => page.items,
-            Err(e) => {
-                tracing::error!("visitor poll: {e}");
-                Vec::new()
-            }
-        },
-        Ok(None) => Vec::new(),
+    let storage = &state.app.storage;
+    let conv = match storage.conversation_by_key(channel, address).await {
+        Ok(Some(conv)) => conv,
+        Ok(None) => return Vec::new(),
         Err(e) => {
             tracing::error!("visitor poll: {e}");
-            Vec::new()
+            return Vec::new();
         }
     };
+    // Internal notes are for agents only: pages of nothing but notes are read past, a few at
+    // a time (a visitor whose cursor stops short of them polls on from there).
+    let mut messages = Vec::new();
+    let mut cursor = after;
+    for _ in 0..NOTE_PAGES {
+        let page = match storage
+            .messages(conv.id, Some(cursor), MESSAGES_PER_POLL)
+            .await
+        {
+            Ok(page) => page,
+            Err(e) => {
+                tracing::error!("visitor poll: {e}");
+                return Vec::new();
+            }
+        };
+        messages.extend(
+            page.items
+                .into_iter()
+                .filter(|m| m.seq > after && m.direction != Direction::Note),
+        );
+        match page.next {
+            Some(next) if messages.is_empty() => cursor = next,
+            _ => break,
+        }
+    }
     messages
         .into_iter()
-        // Internal notes are for agents only.
-        .filter(|m| m.seq > after && m.direction != Direction::Note)
         .map(|m| {
             json!({
                 "seq": m.seq,
@@ -595,6 +603,9 @@ async fn messages_after(
         })
         .collect()
 }
+
+/// How many pages of internal notes in a row one visitor poll reads past.
+const NOTE_PAGES: usize = 4;
 
 /// `GET /webchat/{channel}/widget.js`: the widget, configured from the channel's settings.
 pub async fn widget(State(state): State<AppState>, Path(name): Path<String>) -> Response {

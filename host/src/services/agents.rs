@@ -410,6 +410,13 @@ pub mod access {
         /// A queued conversation transferred to the queue it waits in.
         #[error("the conversation already waits in queue {0}")]
         AlreadyInQueue(String),
+        /// Only an agent who handled a closed conversation, or a manager of its queue, may
+        /// reopen it.
+        #[error("only an agent who handled it or a manager of queue {queue} may reopen it")]
+        NotHandler {
+            /// The conversation's queue.
+            queue: String,
+        },
         /// The agent neither works nor manages the conversation's queue (any more).
         #[error(
             "you neither work nor manage queue {queue}, so you may not {action} its conversation"
@@ -475,7 +482,8 @@ pub mod access {
                 | Refused::NotSendFrom(_)
                 | Refused::ChannelNotYours { .. }
                 | Refused::OtherQueue { .. }
-                | Refused::NotInQueue { .. } => Rejection::Forbidden(r.to_string()),
+                | Refused::NotInQueue { .. }
+                | Refused::NotHandler { .. } => Rejection::Forbidden(r.to_string()),
                 _ => Rejection::Conflict(r.to_string()),
             }
         }
@@ -660,10 +668,8 @@ pub mod access {
         }
         let manages = config.manages(me, &c.queue);
         if !manages && !c.handled_by.iter().any(|a| a == me) {
-            return Err(Refused::NotOwnerOrManager {
-                owner: c.owner.clone().unwrap_or_else(|| "nobody".into()),
+            return Err(Refused::NotHandler {
                 queue: c.queue.clone(),
-                action: "reopen",
             });
         }
         if !c.queue.is_empty() && !manages && !works(agent, &c.queue) {

@@ -55,12 +55,7 @@ pub fn start(cluster: Cluster) {
 }
 
 fn heartbeat_window() -> Duration {
-    std::env::var("PLUGBOARD_HEARTBEAT_WINDOW_MS")
-        .ok()
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .filter(|&ms| ms > 0)
-        .map(Duration::from_millis)
-        .unwrap_or(HEARTBEAT_WINDOW)
+    crate::config::env_millis("PLUGBOARD_HEARTBEAT_WINDOW_MS").unwrap_or(HEARTBEAT_WINDOW)
 }
 
 /// Beats every [`BEAT`], then sets offline the agents whose streams a silent host held, and

@@ -233,29 +233,36 @@ impl Actions<'_> {
         let config = &self.app.config;
         access::may_transfer_to_queue(config, agent, before, queue)?;
         let now = Clock::System.now_millis();
-        let (after, previous) = crate::store::update(self.app.storage.as_ref(), before.id, |c| {
-            // Asked again on the current state: it may have moved queue or owner meanwhile.
-            access::may_transfer_to_queue(config, agent, c, queue)?;
-            let previous = c
-                .owner
-                .clone()
-                .filter(|_| c.state == ConversationState::Assigned);
-            c.enqueue(queue, now);
-            c.updated_at = now;
-            Ok(previous)
-        })
-        .await?;
+        let (after, (previous, offered, was)) =
+            crate::store::update(self.app.storage.as_ref(), before.id, |c| {
+                // Asked again on the current state: it may have moved queue or owner meanwhile.
+                access::may_transfer_to_queue(config, agent, c, queue)?;
+                let was = c.clone();
+                let previous = c
+                    .owner
+                    .clone()
+                    .filter(|_| c.state == ConversationState::Assigned);
+                let offered = std::mem::take(&mut c.offered_to);
+                c.enqueue(queue, now);
+                // Put back by its owner: not offered straight back to them first.
+                c.tried.extend(previous.clone());
+                c.updated_at = now;
+                Ok((previous, offered, was))
+            })
+            .await?;
         if let Some(p) = &previous {
             self.agents.released(p, now).await;
         }
         self.events
-            .offer_withdrawn(before.id, before.offered_to.clone(), "transferred", None)
+            .offer_withdrawn(before.id, offered, "transferred", None)
             .await;
-        let mut audience = events::audience(config, &after, Some(&agent.id));
-        if let Some(p) = &previous
-            && !audience.contains(p)
-        {
-            audience.push(p.clone());
+        // Those who saw it where it was (its owner, the old queue's agents and managers) hear
+        // that it left; the new queue's hear that it arrived.
+        let mut audience = events::audience(config, &was, None);
+        for a in events::audience(config, &after, Some(&agent.id)) {
+            if !audience.contains(&a) {
+                audience.push(a);
+            }
         }
         self.events
             .publish(
@@ -311,16 +318,10 @@ impl Actions<'_> {
             .storage
             .add_note(c.id, &agent.id, text, now)
             .await?;
-        let mut audience = events::audience(&self.app.config, &after, Some(&agent.id));
-        for a in &after.handled_by {
-            if !audience.contains(a) {
-                audience.push(a.clone());
-            }
-        }
         self.events
             .publish(
                 "note",
-                audience,
+                events::audience(&self.app.config, &after, Some(&agent.id)),
                 Some(after.id),
                 json!({"seq": message.seq, "id": message.id(), "author": agent.id, "text": message.text}),
             )
@@ -352,10 +353,11 @@ impl Actions<'_> {
         if let Some(owner) = &after.owner {
             self.agents.released(owner, now).await;
         }
-        let mut audience = events::audience(config, &after, Some(&me));
-        for a in &after.handled_by {
-            if !audience.contains(a) {
-                audience.push(a.clone());
+        // Those who saw it open (a queue's agents, its owner) hear that it left their view.
+        let mut audience = events::audience(config, before, None);
+        for a in events::audience(config, &after, Some(&me)) {
+            if !audience.contains(&a) {
+                audience.push(a);
             }
         }
         self.events
@@ -371,18 +373,10 @@ impl Actions<'_> {
         self.agents
             .set_presence(agent, presence, Clock::System.now_millis())
             .await;
-        let mut audience = vec![agent.to_owned()];
-        if let Some(me) = self.app.config.agent(agent) {
-            audience.extend(
-                access::colleagues(&self.app.config, me)
-                    .into_iter()
-                    .map(|a| a.id.clone()),
-            );
-        }
         self.events
             .publish(
                 "presence",
-                audience,
+                events::presence_audience(&self.app.config, agent),
                 None,
                 json!({"agent": agent, "presence": presence}),
             )

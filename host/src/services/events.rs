@@ -11,6 +11,7 @@ use tokio::sync::{Notify, broadcast};
 use crate::config::Config;
 use crate::model::{Conversation, ConversationState, StoredEvent, StoredInbound};
 use crate::runtime::clock::Clock;
+use crate::services::agents::access::{self, Standing};
 use crate::store::{IntakeNotices, NewEvent, Store};
 
 /// How many events a slow live stream may fall behind before it re-reads the log.
@@ -242,8 +243,10 @@ impl EventHub {
     }
 }
 
-/// Who is told about a change to `c`: its owner (or last owner, once closed), the managers of its queue (their monitor
-/// view), the agents of its queue while it waits there, and `also` (an author, a closer).
+/// Who is told about a change to `c`: exactly the agents who may read it now (its owner, the
+/// managers of its queue, the agents of its queue while it waits there, and once it is closed
+/// those who handled it), and `also` (an author, a closer) only if they may read it too. No
+/// one else hears its content.
 pub fn audience(config: &Config, c: &Conversation, also: Option<&str>) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     let mut add = |id: &str| {
@@ -251,17 +254,38 @@ pub fn audience(config: &Config, c: &Conversation, also: Option<&str>) -> Vec<St
             out.push(id.to_owned());
         }
     };
-    if let Some(owner) = &c.owner {
+    if let Some(owner) = c
+        .owner
+        .as_ref()
+        .filter(|_| c.state == ConversationState::Assigned)
+    {
         add(owner);
     }
-    if c.state == ConversationState::Queued {
-        config.queue_members(&c.queue).for_each(|a| add(&a.id));
+    match c.state {
+        ConversationState::Queued => config.queue_members(&c.queue).for_each(|a| add(&a.id)),
+        ConversationState::Closed => c.handled_by.iter().for_each(|a| add(a)),
+        ConversationState::Assigned => {}
     }
     if let Some(q) = config.queue(&c.queue) {
         q.managers.iter().for_each(|m| add(m));
     }
-    if let Some(a) = also {
-        add(a);
+    if let Some(a) = also.and_then(|a| config.agent(a))
+        && access::standing(config, a, c) == Standing::Reader
+    {
+        add(&a.id);
+    }
+    out
+}
+
+/// Who hears `agent`'s presence: they and their colleagues ([`access::colleagues`]).
+pub fn presence_audience(config: &Config, agent: &str) -> Vec<String> {
+    let mut out = vec![agent.to_owned()];
+    if let Some(me) = config.agent(agent) {
+        out.extend(
+            access::colleagues(config, me)
+                .into_iter()
+                .map(|a| a.id.clone()),
+        );
     }
     out
 }

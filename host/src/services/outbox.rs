@@ -558,6 +558,7 @@ impl Outbox {
                         .complete_send(channel, conversation, seq, Err(reason.clone()))
                         .await?;
                     if let Some(m) = updated {
+                        self.announce_status(&conv, &m).await;
                         self.announce_failure(kind, &conv, &m, attempt_no, &reason)
                             .await;
                         self.notify(key, m);
@@ -568,8 +569,8 @@ impl Outbox {
         }
     }
 
-    /// Tells the conversation's agents (and the message's author) that the provider took a
-    /// message: its `status` now.
+    /// Tells the conversation's agents (and the message's author) where a send stands once it
+    /// is settled: its `status` now (taken by the provider, or failed for good).
     async fn announce_status(&self, conv: &Conversation, message: &Message) {
         self.events
             .publish(

@@ -365,7 +365,7 @@ impl Dispatcher {
                     self.agents.set_presence(agent, Presence::Away, now).await;
                     self.events.publish(
                         "presence",
-                        vec![agent.clone()],
+                        crate::services::events::presence_audience(&self.app.config, agent),
                         None,
                         json!({"agent": agent, "presence": "away", "reason": format!("missed {missed} offers in a row")}),
                     ).await;

@@ -1,9 +1,9 @@
 //! Search over the conversations an agent can see: a case-insensitive match on the customer's
 //! address, the contact's name (from the provider or the directory) and the text of messages
 //! and notes. It walks the agent's view most recently updated first, through the same indexes
-//! as the lists, and reads a bounded number of conversations and messages per request, so a
-//! search costs at most [`SCAN_CONVERSATIONS`] conversations of [`SCAN_MESSAGES`] messages
-//! each; the cursor it answers resumes the walk where it stopped.
+//! as the lists, and reads a bounded amount per request: at most [`SCAN_CONVERSATIONS`]
+//! conversations, [`SCAN_MESSAGES`] messages of each and [`SCAN_MESSAGES_TOTAL`] in all; the
+//! cursor it answers resumes the walk where it stopped.
 
 use crate::model::Conversation;
 use crate::store::{ConversationCursor, ConversationQuery, Store, StoreError};
@@ -13,6 +13,9 @@ pub const SCAN_CONVERSATIONS: usize = 500;
 
 /// The most messages of one conversation a search reads (its first ones, in order).
 pub const SCAN_MESSAGES: usize = 1_000;
+
+/// The most messages one search request reads in all.
+pub const SCAN_MESSAGES_TOTAL: usize = 20_000;
 
 /// The longest match excerpt handed back, in characters.
 const EXCERPT_CHARS: usize = 120;
@@ -34,17 +37,17 @@ pub struct Hits {
 }
 
 /// Searches `query`'s conversations (its selectors are the agent's view) for `needle`, up to
-/// `query.limit` hits. `names` gives the directory name of an address, if any.
+/// `query.limit` hits.
 pub async fn search(
     store: &dyn Store,
     query: &ConversationQuery,
     needle: &str,
-    names: &(dyn Fn(&str) -> Option<String> + Sync),
 ) -> Result<Hits, StoreError> {
     let needle = needle.trim().to_lowercase();
     let want = query.limit;
     let mut hits = Vec::new();
     let mut scanned = 0;
+    let mut budget = SCAN_MESSAGES_TOTAL;
     let mut walk = query.clone();
     walk.limit = want.clamp(20, 100);
     loop {
@@ -53,13 +56,13 @@ pub async fn search(
         for c in page.items {
             scanned += 1;
             let cursor = ConversationCursor::of(&c);
-            if let Some(matched) = matches(store, &c, &needle, names).await? {
+            if let Some(matched) = matches(store, &c, &needle, &mut budget).await? {
                 hits.push(Hit {
                     conversation: c,
                     matched,
                 });
             }
-            if hits.len() == want || scanned == SCAN_CONVERSATIONS {
+            if hits.len() == want || scanned == SCAN_CONVERSATIONS || budget == 0 {
                 return Ok(Hits {
                     hits,
                     next: Some(cursor),
@@ -73,14 +76,16 @@ pub async fn search(
     }
 }
 
-/// What of `c` contains `needle` (lower case), if anything.
+/// What of `c` contains `needle` (lower case), if anything, reading at most `budget` of its
+/// messages (and spending what it reads).
 async fn matches(
     store: &dyn Store,
     c: &Conversation,
     needle: &str,
-    names: &(dyn Fn(&str) -> Option<String> + Sync),
+    budget: &mut usize,
 ) -> Result<Option<String>, StoreError> {
-    let name = names(&c.customer).or_else(|| c.contact_name.clone());
+    let directory = store.contact(&c.customer).await?.map(|k| k.name);
+    let name = directory.or_else(|| c.contact_name.clone());
     for fact in [Some(c.customer.clone()), name].into_iter().flatten() {
         if fact.to_lowercase().contains(needle) {
             return Ok(Some(fact));
@@ -88,11 +93,11 @@ async fn matches(
     }
     let mut after = None;
     let mut read = 0;
-    while read < SCAN_MESSAGES {
-        let page = store
-            .messages(c.id, after, (SCAN_MESSAGES - read).min(200))
-            .await?;
+    while read < SCAN_MESSAGES && *budget > 0 {
+        let take = (SCAN_MESSAGES - read).min(200).min(*budget);
+        let page = store.messages(c.id, after, take).await?;
         read += page.items.len();
+        *budget = budget.saturating_sub(page.items.len().max(1));
         for m in &page.items {
             if let Some(text) = &m.text
                 && let Some(excerpt) = excerpt(text, needle)

@@ -6,6 +6,7 @@
 use rand::RngCore;
 use sha2::Digest;
 
+use crate::config::AgentConfig;
 use crate::model::AgentSession;
 use crate::store::{Store, StoreError};
 
@@ -32,12 +33,17 @@ pub struct SignedIn {
     pub session: AgentSession,
 }
 
-/// Begins a session for `agent` at `now`.
-pub async fn sign_in(store: &dyn Store, agent: &str, now: u64) -> Result<SignedIn, StoreError> {
+/// Begins a session for `agent` at `now`, tied to their current API token.
+pub async fn sign_in(
+    store: &dyn Store,
+    agent: &AgentConfig,
+    now: u64,
+) -> Result<SignedIn, StoreError> {
     let token = secret_token();
     let session = AgentSession {
-        agent: agent.to_owned(),
+        agent: agent.id.clone(),
         csrf: secret_token(),
+        credential: credential_of(agent),
         created_at: now,
         expires_at: now.saturating_add(SESSION_TTL_MS),
     };
@@ -45,6 +51,22 @@ pub async fn sign_in(store: &dyn Store, agent: &str, now: u64) -> Result<SignedI
         .put_session(&token_hash(&token), &session, now)
         .await?;
     Ok(SignedIn { token, session })
+}
+
+/// What a session keeps of the agent's API token: its SHA-256, hex.
+pub fn credential_of(agent: &AgentConfig) -> String {
+    hex::encode(sha2::Sha256::digest(agent.token.as_bytes()))
+}
+
+/// Whether `session` was begun with `agent`'s current API token.
+pub fn still_valid_for(session: &AgentSession, agent: &AgentConfig) -> bool {
+    use subtle::ConstantTimeEq;
+    bool::from(
+        session
+            .credential
+            .as_bytes()
+            .ct_eq(credential_of(agent).as_bytes()),
+    )
 }
 
 /// The live session of a cookie's token at `now`, if any.

@@ -526,7 +526,7 @@ pub async fn opt_changes_apply_once(store: Arc<dyn Store>) {
     let s = store.as_ref();
     let sq = || queue("support");
     assert!(!opted_out(s, "sms", "+1").await);
-    intake(
+    let r = intake(
         s,
         "sms",
         sq(),
@@ -535,9 +535,14 @@ pub async fn opt_changes_apply_once(store: Arc<dyn Store>) {
     )
     .await;
     assert!(opted_out(s, "sms", "+1").await, "an opt-out applies");
+    assert_eq!(
+        r.opt_changes,
+        [("+1".to_owned(), true)],
+        "the report names it"
+    );
     assert!(!opted_out(s, "wa", "+1").await, "only on its channel");
     assert!(!opted_out(s, "sms", "+2").await, "only for its address");
-    intake(
+    let r = intake(
         s,
         "sms",
         sq(),
@@ -546,6 +551,7 @@ pub async fn opt_changes_apply_once(store: Arc<dyn Store>) {
     )
     .await;
     assert!(!opted_out(s, "sms", "+1").await, "an opt-in undoes it");
+    assert_eq!(r.opt_changes, [("+1".to_owned(), false)]);
 
     intake(
         s,
@@ -772,9 +778,21 @@ pub async fn statuses_never_move_backwards(store: Arc<dyn Store>) {
         let r = intake(s, channel, sq(), events, at).await;
         at += 1;
         assert_eq!((r.statuses, r.statuses_ignored), want, "{what}");
+        assert_eq!(
+            r.status_changes.len(),
+            r.statuses,
+            "{what}: the report names each"
+        );
         if let Some(expected) = first_after {
             let seq = if i == 7 { sent[1] } else { sent[0] };
             assert_eq!(status_of(seq).await, expected, "{what}");
+            if let Some(last) = r.status_changes.last() {
+                assert_eq!(
+                    (last.conversation, last.seq, last.status),
+                    (1, seq, expected),
+                    "{what}"
+                );
+            }
         }
     }
 
@@ -2718,6 +2736,11 @@ pub async fn notes_are_messages_nothing_sends(store: Arc<dyn Store>) {
     );
     assert_eq!(conv.updated_at, T0 + 5);
     assert_eq!(message(s, id, 2).await.direction, Direction::Note);
+    assert_eq!(
+        s.read_marks("alice", &[id]).await.expect("read marks"),
+        [2],
+        "the author has read their own note"
+    );
     assert!(
         s.pending_sends().await.expect("pending sends").is_empty(),
         "nothing sends a note"
@@ -2739,21 +2762,43 @@ pub async fn notes_are_messages_nothing_sends(store: Arc<dyn Store>) {
     ));
 }
 
-/// Read markers are per agent and conversation, start at 0, and never move back.
+/// Read markers are per agent and conversation, start at 0, and never move back; an agent's
+/// own reply moves theirs up to it (the host's own message moves none).
 pub async fn read_marks_only_move_forward(store: Arc<dyn Store>) {
     let s = store.as_ref();
+    let report = intake(s, "sms", queue("support"), vec![inbound("SM9", "+9")], T0).await;
+    let c = report.created[0];
+    s.add_outbound(c, None, draft("offline notice"), T0 + 1)
+        .await
+        .expect("the host's notice");
+    assert_eq!(s.read_marks("alice", &[c]).await.expect("read marks"), [0]);
+    let (_, reply) = s
+        .add_outbound(c, Some("alice"), draft("on it"), T0 + 2)
+        .await
+        .expect("alice's reply");
+    assert_eq!(reply.seq, 3);
+    assert_eq!(
+        s.read_marks("alice", &[c]).await.expect("read marks"),
+        [3],
+        "alice has read up to her own reply"
+    );
+    assert_eq!(s.read_marks("bob", &[c]).await.expect("read marks"), [0]);
     let marks = |agent: &'static str, ids: &'static [u64]| async move {
         s.read_marks(agent, ids).await.expect("read marks")
     };
-    assert_eq!(marks("alice", &[1, 2]).await, [0, 0]);
-    s.mark_read("alice", 1, 4).await.expect("marking");
-    s.mark_read("alice", 1, 2).await.expect("marking back");
-    s.mark_read("bob", 2, 7).await.expect("marking");
-    assert_eq!(marks("alice", &[1, 2, 3]).await, [4, 0, 0]);
-    assert_eq!(marks("bob", &[2, 1]).await, [7, 0], "in the order asked");
+    assert_eq!(marks("alice", &[101, 102]).await, [0, 0]);
+    s.mark_read("alice", 101, 4).await.expect("marking");
+    s.mark_read("alice", 101, 2).await.expect("marking back");
+    s.mark_read("bob", 102, 7).await.expect("marking");
+    assert_eq!(marks("alice", &[101, 102, 103]).await, [4, 0, 0]);
+    assert_eq!(
+        marks("bob", &[102, 101]).await,
+        [7, 0],
+        "in the order asked"
+    );
     assert_eq!(marks("alice", &[]).await, Vec::<u64>::new());
-    s.mark_read("alice", 1, 9).await.expect("marking");
-    assert_eq!(marks("alice", &[1]).await, [9]);
+    s.mark_read("alice", 101, 9).await.expect("marking");
+    assert_eq!(marks("alice", &[101]).await, [9]);
 }
 
 /// Sessions are found by token hash until ended; storing one drops those already expired.
@@ -2762,6 +2807,7 @@ pub async fn sessions_are_kept_until_ended(store: Arc<dyn Store>) {
     let session = |agent: &str, expires_at: u64| AgentSession {
         agent: agent.into(),
         csrf: format!("csrf-{agent}"),
+        credential: format!("hash-of-{agent}"),
         created_at: T0,
         expires_at,
     };

@@ -408,7 +408,7 @@ pub trait Store: Send + Sync {
     /// Adds a message to a conversation and queues it for sending, atomically. With an agent
     /// as `author`, a closed conversation or one another agent owns is refused, and the first
     /// agent to reply to a queued conversation takes it. `author = None` is the host itself
-    /// (an offline notice): it takes nothing.
+    /// (an offline notice): it takes nothing. An agent's read marker moves up to their reply.
     async fn add_outbound(
         &self,
         conversation: u64,
@@ -418,7 +418,7 @@ pub trait Store: Send + Sync {
     ) -> Result<(Conversation, Message), UpdateError>;
 
     /// Adds an internal note by `author` to a conversation, open or closed: a message agents
-    /// see and nothing sends (no outbox entry).
+    /// see and nothing sends (no outbox entry). The author's read marker moves up to it.
     async fn add_note(
         &self,
         conversation: u64,

@@ -1,17 +1,28 @@
 // The reply box, obeying the conversation's `rules`: a character counter against max_chars
 // (and an SMS segment counter where `segments` is set), WhatsApp's 24-hour window (outside it
-// the free text is off and a template picker with one field per variable takes its place),
-// an attachment URL only where the channel takes attachments, opted-out customers, canned
-// replies typed as /shortcut (Tab or Enter inserts the text), and a Note switch that posts an
-// internal note instead. Enter sends, Shift+Enter is a new line; the API's refusal is shown
-// under the box as it words it.
+// the free text is off and a template picker with one field per variable takes its place; a
+// window that closes while the conversation is open closes here on time), an attachment URL
+// only where the channel takes attachments, opted-out customers and read-only conversations
+// (nothing can be sent; notes still work), canned replies typed as /shortcut (Tab or Enter
+// inserts the text), and a Note switch that posts an internal note instead. Enter sends,
+// Shift+Enter is a new line; the API's refusal is shown under the box as it words it. What
+// the agent typed while a send was on its way stays.
 
 import { conv, post } from "./api.js";
 import { $, fill, h, kindName, timer } from "./dom.js";
 import { cannedFor } from "./people.js";
 import { characters, segments } from "./sms.js";
 
-const NO_RULES = { max_chars: 5000, segments: false, attachments: false, window: null, templates: [], opted_out: false };
+const NOTE_MAX_CHARS = 5000;
+const NO_RULES = {
+  max_chars: NOTE_MAX_CHARS,
+  segments: false,
+  attachments: false,
+  window: null,
+  templates: [],
+  opted_out: false,
+  read_only: null,
+};
 const WINDOW_CLOSED = "24-hour window closed: only templates";
 
 let current = null;
@@ -19,6 +30,7 @@ let noteMode = false;
 let sending = false;
 let templatesShown = "";
 let suggestions = null;
+let windowTimer = null;
 let onSent = () => {};
 
 /** Wires the box; `sent(msg)` gets each message or note the API accepted. */
@@ -75,6 +87,8 @@ export function updateConversation(row) {
 /** No conversation open. */
 export function clearComposer() {
   current = null;
+  clearTimeout(windowTimer);
+  windowTimer = null;
   hideSuggestions();
 }
 
@@ -82,12 +96,24 @@ function rules() {
   return { ...NO_RULES, ...(current && current.rules) };
 }
 
+/** Whether WhatsApp's window is closed now (the host said so, or its closing time passed). */
 function windowClosed(r) {
-  return Boolean(r.window && !r.window.open);
+  if (!r.window) return false;
+  return !r.window.open || (Number.isFinite(r.window.closes_at) && Date.now() >= r.window.closes_at);
+}
+
+/** Applies the rules again when an open window closes. */
+function watchWindow(r) {
+  clearTimeout(windowTimer);
+  windowTimer = null;
+  if (r.window && !windowClosed(r) && Number.isFinite(r.window.closes_at)) {
+    windowTimer = setTimeout(apply, r.window.closes_at - Date.now());
+  }
 }
 
 /** Why free text cannot go out now, or null. */
 function blocked(r) {
+  if (r.read_only) return `Nothing can be sent: ${r.read_only}.`;
   if (r.opted_out) return "The customer opted out: nothing can be sent until they opt back in.";
   if (windowClosed(r)) return WINDOW_CLOSED;
   return null;
@@ -103,8 +129,9 @@ function apply() {
   toggle.setAttribute("aria-pressed", String(noteMode));
   toggle.textContent = noteMode ? "Note: on" : "Note";
   banner(r);
+  watchWindow(r);
   const picker = $("template-picker");
-  picker.hidden = noteMode || r.opted_out || !windowClosed(r);
+  picker.hidden = noteMode || r.opted_out || Boolean(r.read_only) || !windowClosed(r);
   if (!picker.hidden) templates(r.templates);
   input.disabled = !noteMode && reason !== null;
   input.setAttribute("aria-label", noteMode ? "Internal note" : "Reply");
@@ -120,9 +147,12 @@ function apply() {
 function banner(r) {
   const p = $("composer-banner");
   p.className = "banner";
-  if (r.opted_out) {
+  if (r.read_only || r.opted_out) {
     p.classList.add("banner-warn");
-    fill(p, h("span", { "data-testid": "opted-out", text: "Opted out. " }), blocked(r), noteMode ? "" : " Notes still work.");
+    const label = r.read_only
+      ? h("span", { "data-testid": "read-only", text: "Read only. " })
+      : h("span", { "data-testid": "opted-out", text: "Opted out. " });
+    fill(p, label, blocked(r), noteMode ? "" : " Notes still work.");
   } else if (windowClosed(r)) {
     p.classList.add("banner-warn");
     fill(p, WINDOW_CLOSED);
@@ -175,14 +205,15 @@ function counter() {
   const r = rules();
   const text = $("reply-input").value;
   const n = characters(text);
-  let line = `${n} / ${r.max_chars}`;
+  const max = noteMode ? NOTE_MAX_CHARS : r.max_chars;
+  let line = `${n} / ${max}`;
   if (r.segments && !noteMode) {
     const s = segments(text);
     line += ` · ${s.segments} segment${s.segments === 1 ? "" : "s"} (${s.encoding})`;
   }
   const el = $("segment-counter");
   el.textContent = line;
-  el.classList.toggle("over", n > r.max_chars);
+  el.classList.toggle("over", n > max);
 }
 
 function showError(text) {
@@ -212,8 +243,8 @@ async function send() {
     if (url && r.attachments) body.attachments = [{ url }];
   }
   await submit(path, body, () => {
-    input.value = "";
-    $("attachment-url").value = "";
+    if (input.value === text) input.value = "";
+    if (body.attachments && $("attachment-url").value.trim() === url) $("attachment-url").value = "";
     counter();
   });
 }
@@ -222,12 +253,19 @@ async function sendTemplate() {
   if (!current) return;
   const t = rules().templates[Number($("template-select").value)];
   if (!t) return;
+  const inputs = [...$("template-variables").querySelectorAll("input")];
+  const empty = inputs.find((input) => !input.value.trim());
+  if (empty) {
+    showError(`Fill in the template variable {{${empty.dataset.name}}}.`);
+    empty.focus();
+    return;
+  }
   const values = {};
-  for (const input of $("template-variables").querySelectorAll("input")) values[input.dataset.name] = input.value;
+  for (const input of inputs) values[input.dataset.name] = input.value;
   const template = { name: t.name, variables: values };
   if (t.language) template.language = t.language;
   await submit(conv(current.id, "/messages"), { template }, () => {
-    for (const input of $("template-variables").querySelectorAll("input")) input.value = "";
+    for (const input of inputs) if (input.value === values[input.dataset.name]) input.value = "";
   });
 }
 

@@ -4,15 +4,15 @@
 //
 // Test hooks on `window.__plugboard`: `dropStream()` closes the event stream as a network drop
 // would (it comes back through the normal reconnect path with ?last_event_id), `stream()`
-// tells its state ({readyState, lastEventId, troubled}), and `settled()` resolves once no
-// refresh is waiting or running.
+// tells its state ({readyState, lastEventId, troubled}), `handled()` lists the ids of the
+// last events handled, and `settled()` resolves once no refresh is waiting or running.
 
 import { ApiError, del, get, post, put, setCsrf, whenSignedOut } from "./api.js";
 import { $, toast } from "./dom.js";
 import { getMe, loadDirectory, nameOf, setMe, setPresence, watchMyPresence } from "./people.js";
-import { dropStream, startStream, stopStream, streamInfo } from "./stream.js";
+import { dropStream, handledIds, startStream, stopStream, streamInfo } from "./stream.js";
 import { initList, refreshRow, reload, removeRow, resetList, selectRow, setQuery, setView, upsertRow } from "./list.js";
-import { clearOffers, enableTake, hideOffer, initOffers, showOffer, syncOffer } from "./offers.js";
+import { clearOffers, enableTake, hideOffer, initOffers, offerClock, showOffer, syncOffer } from "./offers.js";
 import { addMessage, closeConversation, initConversation, openConversation, openConversationId, patchStatus, refreshOpen } from "./conversation.js";
 import { initComposer } from "./composer.js";
 import { initTransfer } from "./transfer.js";
@@ -60,6 +60,11 @@ function leave(message) {
   resetList();
   setCsrf(null);
   pending = new Set();
+  tab = "recent";
+  for (const dialog of document.querySelectorAll("dialog[open]")) dialog.close();
+  $("app").classList.remove("show-conversation");
+  $("search").value = "";
+  $("me-name").textContent = "";
   showSignIn(message);
 }
 
@@ -123,7 +128,7 @@ async function switchTab(next) {
       $("load-more").hidden = true;
       await loadContacts($("search").value);
     } else {
-      await setView(next);
+      await setView(next, $("search").value);
     }
   } catch (e) {
     background(e);
@@ -155,6 +160,8 @@ function onEvent(ev) {
       showOffer(id, ev.data);
       break;
     case "offer_withdrawn":
+    case "assigned":
+    case "closed":
       hideOffer(id);
       break;
     case "presence":
@@ -162,6 +169,10 @@ function onEvent(ev) {
       break;
     case "status":
       if (id === openConversationId()) patchStatus(ev.data);
+      break;
+    case "send_failed":
+    case "dead_lettered":
+      if (id === openConversationId()) patchStatus({ id: ev.data.id, status: "failed", error: ev.data.error });
       break;
     default:
       break;
@@ -229,7 +240,7 @@ async function take(id) {
 function open(id) {
   selectRow(id);
   $("app").classList.add("show-conversation");
-  openConversation(id);
+  track(openConversation(id));
 }
 
 function back() {
@@ -255,10 +266,7 @@ function wire() {
     searchTimer = setTimeout(onSearch, SEARCH_PAUSE_MS);
   });
   watchMyPresence(showPresence);
-  initList({
-    onOpen: open,
-    onRow: (row, listing) => syncOffer(row, listing),
-  });
+  initList({ onOpen: open, onRow: syncOffer, listingStarts: offerClock });
   initOffers(take);
   initConversation({
     onRow: upsertRow,
@@ -267,18 +275,18 @@ function wire() {
       toast("That conversation is no longer yours to see.");
       back();
     },
-    onRead: (id) => refreshRow(id).catch(background),
+    onRead: (id) => track(refreshRow(id).catch(background)),
     onTake: take,
     onBack: back,
   });
-  initComposer(addMessage);
+  initComposer((m) => track(addMessage(m)));
   initTransfer();
   initStart(({ conversation }) => {
     upsertRow(conversation);
     open(conversation.id);
   });
   initContacts();
-  window.__plugboard = { dropStream, stream: streamInfo, settled };
+  window.__plugboard = { dropStream, stream: streamInfo, handled: handledIds, settled };
 }
 
 async function boot() {

@@ -1,8 +1,11 @@
 // The conversation view: the header (who, channel, queue, state, owner) with Take, Transfer,
 // Close and Reopen; the whole history oldest first (paged until the end), each message once
-// (by id) with its delivery mark, attachments, internal notes and host remarks; the read
-// marker after showing messages; and live refreshes that fetch only what came after the last
-// sequence number shown.
+// (by id) with its delivery mark, attachments (images load on request), internal notes and
+// host remarks; the read marker after showing messages; and live refreshes that fetch only
+// what came after the last sequence number listed. Only listing pages move that cursor: a
+// message the agent just sent shows at once but may be ahead of one not fetched yet. Delivery
+// marks only move forward (pending, queued, sent, delivered, read; failed is final), whichever
+// copy of a message or status event arrives last.
 
 import { conv, get, post, withQuery } from "./api.js";
 import { $, displayAddress, fill, formatTime, h, kindBadge, kindName, statusIcon, timer, webUrl } from "./dom.js";
@@ -11,13 +14,16 @@ import { clearComposer, setConversation, updateConversation } from "./composer.j
 import { openTransfer } from "./transfer.js";
 
 const PAGE = 200;
+const RANK = { pending: 0, queued: 1, sent: 2, delivered: 3, read: 4, failed: 5 };
 
 let openId = null;
 let row = null;
 let generation = 0;
-let lastSeq = 0;
+let listedSeq = 0;
 let readSeq = 0;
 let elements = new Map();
+let statuses = new Map();
+let revealed = new Set();
 let running = null;
 let again = false;
 let hooks = null;
@@ -46,9 +52,11 @@ export async function openConversation(id) {
   const gen = ++generation;
   openId = id;
   row = null;
-  lastSeq = 0;
+  listedSeq = 0;
   readSeq = 0;
   elements = new Map();
+  statuses = new Map();
+  revealed = new Set();
   const pane = $("conversation");
   pane.dataset.id = id;
   $("conv-empty").hidden = true;
@@ -75,6 +83,8 @@ export function closeConversation() {
   openId = null;
   row = null;
   elements = new Map();
+  statuses = new Map();
+  revealed = new Set();
   delete $("conversation").dataset.id;
   delete $("conversation").dataset.state;
   $("conv-empty").hidden = false;
@@ -122,44 +132,49 @@ async function refreshOnce() {
   }
 }
 
-/** Applies a delivery status event to the message it names, at once. */
+/**
+ * Applies a delivery status event (`{id, status, error}`) of the open conversation at once,
+ * and remembers it for a message not shown yet.
+ */
 export function patchStatus(data) {
+  if (!data || typeof data.id !== "string") return;
+  statuses.set(data.id, further({ status: data.status, error: data.error ?? null }, statuses.get(data.id)));
   const li = elements.get(data.id);
-  if (!li) return;
-  const m = { ...li.message, status: data.status, error: data.error ?? li.message.error };
-  place(m);
+  if (li) place(li.message);
 }
 
 /**
- * Shows a message the console itself just sent or noted (the refresh that follows dedupes);
- * the agent has read their own words, so the read marker moves past it.
+ * Shows a message the console itself just sent or noted, then refreshes from the last one
+ * listed (so nothing that came before it is skipped), which moves the read marker past it.
  */
 export function addMessage(m) {
-  if (m && m.conversation === openId) {
-    place(m);
-    scrollToEnd();
-    markRead();
-  }
+  if (!m || m.conversation !== openId) return Promise.resolve();
+  place(m);
+  scrollToEnd();
+  return refreshOpen();
 }
 
 /**
- * Pages through the messages after the last sequence shown (the message cursor is "after this
- * sequence number", so the last seq shown is a valid cursor), then moves the read marker.
+ * Pages through the messages after the last sequence listed (the message cursor is "after
+ * this sequence number", so the last seq listed is a valid cursor), then moves the read marker.
  */
 async function loadMessages(gen) {
   const first = elements.size === 0;
   const history = $("history");
   const nearEnd = history.scrollHeight - history.scrollTop - history.clientHeight < 80;
-  let cursor = lastSeq > 0 ? String(lastSeq) : null;
+  let cursor = listedSeq > 0 ? String(listedSeq) : null;
   let added = false;
   do {
     const page = await get(withQuery(conv(openId, "/messages"), { limit: PAGE, cursor }));
     if (gen !== generation) return;
-    for (const m of page.messages) added = place(m) || added;
+    for (const m of page.messages) {
+      added = place(m) || added;
+      if (Number.isSafeInteger(m.seq)) listedSeq = Math.max(listedSeq, m.seq);
+    }
     cursor = page.next_cursor;
   } while (cursor);
   if (first || (added && nearEnd)) scrollToEnd();
-  markRead();
+  await markRead();
 }
 
 function scrollToEnd() {
@@ -167,12 +182,20 @@ function scrollToEnd() {
   history.scrollTop = history.scrollHeight;
 }
 
-/** Puts `m` in the history in sequence order, replacing its earlier version; true if new. */
+/** The further along of two delivery states `{status, error}` (on a tie, `a`). */
+function further(a, b) {
+  return b && (RANK[b.status] ?? -1) > (RANK[a.status] ?? -1) ? b : a;
+}
+
+/**
+ * Puts `m` in the history in sequence order, replacing its earlier version, with the furthest
+ * delivery state any copy or event told; true if new.
+ */
 function place(m) {
-  const el = messageEl(m);
   const old = elements.get(m.id);
+  const best = further(further({ status: m.status, error: m.error }, old && old.message), statuses.get(m.id));
+  const el = messageEl({ ...m, status: best.status, error: best.error ?? m.error });
   elements.set(m.id, el);
-  if (Number.isSafeInteger(m.seq)) lastSeq = Math.max(lastSeq, m.seq);
   if (old) {
     old.replaceWith(el);
     return false;
@@ -183,17 +206,19 @@ function place(m) {
   return true;
 }
 
-function markRead() {
-  if (!openId || lastSeq <= readSeq) return;
+/** Moves my read marker to the last message listed (once per new one). */
+async function markRead() {
+  if (!openId || listedSeq <= readSeq) return;
   const id = openId;
-  const seq = lastSeq;
+  const seq = listedSeq;
   readSeq = seq;
-  post(conv(id, "/read"), { seq }).then(
-    () => hooks.onRead(id),
-    () => {
-      if (readSeq === seq) readSeq = 0;
-    },
-  );
+  try {
+    await post(conv(id, "/read"), { seq });
+  } catch {
+    if (id === openId && readSeq === seq) readSeq = 0;
+    return;
+  }
+  hooks.onRead(id);
 }
 
 function messageEl(m) {
@@ -236,18 +261,15 @@ function messageEl(m) {
   return li;
 }
 
+/**
+ * An attachment: an https link (an image shows only once asked for, so opening a conversation
+ * tells no image host anything); any other address only as text.
+ */
 function attachmentEl(a) {
   const url = webUrl(a.url);
   const type = a.content_type || "";
-  if (!url) return h("p", { class: "attachment", text: `Attachment: ${a.url}` });
-  if (type.startsWith("image/")) {
-    return h(
-      "a",
-      { class: "attachment attachment-image", href: url, target: "_blank", rel: "noopener noreferrer" },
-      h("img", { src: url, alt: "Image attachment", loading: "lazy", "data-testid": "attachment-image" }),
-    );
-  }
-  return h("a", {
+  if (!url) return h("p", { class: "attachment", "data-testid": "attachment-text", text: `Attachment: ${a.url}` });
+  const link = h("a", {
     class: "attachment",
     href: url,
     target: "_blank",
@@ -255,6 +277,23 @@ function attachmentEl(a) {
     "data-testid": "attachment-link",
     text: `${type || "File"}: ${new URL(url).pathname.split("/").pop() || url}`,
   });
+  if (!type.startsWith("image/")) return link;
+  const box = h("div", { class: "attachment-image" });
+  const reveal = () => {
+    revealed.add(url);
+    const img = h("img", { src: url, alt: "Image attachment", "data-testid": "attachment-image" });
+    fill(box, h("a", { href: url, target: "_blank", rel: "noopener noreferrer" }, img));
+  };
+  const ask = h("button", {
+    type: "button",
+    class: "quiet",
+    "data-testid": "attachment-show",
+    text: "Show image",
+    on: { click: reveal },
+  });
+  if (revealed.has(url)) reveal();
+  else fill(box, ask, link);
+  return box;
 }
 
 function renderHead() {

@@ -199,11 +199,14 @@ export function displayAddress(address) {
   return String(address || "").replace(/^whatsapp:/, "");
 }
 
-/** Whether `url` is a web address safe to link or load (http or https only). */
+/**
+ * `url` if it is an absolute https address, safe to link or load; else null. A relative one
+ * would reach this host with the agent's cookie, and plain http is not worth a link.
+ */
 export function webUrl(url) {
   try {
-    const u = new URL(url, location.href);
-    return u.protocol === "https:" || u.protocol === "http:" ? u.href : null;
+    const u = new URL(url);
+    return u.protocol === "https:" ? u.href : null;
   } catch {
     return null;
   }

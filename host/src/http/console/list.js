@@ -1,28 +1,34 @@
 // The conversation list: the Recent, Archived and Monitor views (with search), one row per
 // conversation, kept current from events without re-listing (`refreshRow` fetches one row and
 // places, moves or drops it), paged with "Load more", and worked from the keyboard
-// (ArrowUp/ArrowDown or k/j move, Enter opens).
+// (ArrowUp/ArrowDown or k/j move, Enter opens). A listing page may be older than a row
+// refreshed while it was on its way, so every row asked for meanwhile is refreshed again
+// after the page. Rows that events add beyond the pages loaded are capped (oldest go first).
 
 import { conv, get, withQuery } from "./api.js";
-import { $, displayAddress, fill, formatTime, h, kindBadge, timer } from "./dom.js";
+import { $, displayAddress, fill, formatTime, h, kindBadge, timer, toast } from "./dom.js";
 import { getMe, nameOf } from "./people.js";
 
 const PAGE = 50;
+const SPARE = 200;
 
 let view = "recent";
 let query = "";
 let rows = new Map();
 let nextCursor = null;
+let loaded = 0;
 let generation = 0;
 let selected = null;
 let epoch = 0;
 let asks = 0;
 const latestAsk = new Map();
-let hooks = { onOpen: () => {}, onRow: () => {} };
+const watchers = new Set();
+let hooks = null;
 
 /**
- * Wires the list: `onOpen(id)` opens a conversation, `onRow(row, listing)` sees every row
- * fetched (`listing` when it came from a listing rather than one conversation's refresh).
+ * Wires the list: `onOpen(id)` opens a conversation, `onRow(row, listedAt)` sees every row
+ * fetched (`listedAt` is what `listingStarts()` said when the listing that brought it began,
+ * null for one conversation's refresh or an action's answer).
  */
 export function initList(handlers) {
   hooks = handlers;
@@ -32,7 +38,7 @@ export function initList(handlers) {
     if (li) hooks.onOpen(li.dataset.id);
   });
   ul.addEventListener("keydown", onKey);
-  $("load-more").addEventListener("click", () => loadMore());
+  $("load-more").addEventListener("click", () => loadMore().catch((e) => toast(e.message, "error")));
 }
 
 /** Forgets everything (sign-out). */
@@ -42,15 +48,17 @@ export function resetList() {
   latestAsk.clear();
   rows = new Map();
   nextCursor = null;
+  loaded = 0;
   selected = null;
   view = "recent";
   query = "";
   render();
 }
 
-/** Switches view and lists it. */
-export function setView(next) {
+/** Switches view (searching `q` in it) and lists it. */
+export function setView(next, q) {
   view = next;
+  query = q.trim();
   return reload();
 }
 
@@ -61,33 +69,42 @@ export function setQuery(q) {
 }
 
 /** Lists the current view from its first page (also the catch-up after a stream drop). */
-export async function reload() {
-  const gen = ++generation;
-  const page = await get(withQuery("/api/v1/conversations", { view, q: query, limit: PAGE }));
-  if (gen !== generation) return [];
-  rows = new Map();
-  for (const row of page.conversations) {
-    rows.set(row.id, row);
-    hooks.onRow(row, true);
-  }
-  nextCursor = page.next_cursor;
-  render();
-  return page.conversations;
+export function reload() {
+  return listPage(null);
 }
 
-async function loadMore() {
-  if (!nextCursor) return;
-  const gen = generation;
-  const page = await get(
-    withQuery("/api/v1/conversations", { view, q: query, limit: PAGE, cursor: nextCursor }),
-  );
+function loadMore() {
+  return nextCursor ? listPage(nextCursor) : Promise.resolve();
+}
+
+/**
+ * Lists one page (the first, which replaces the rows, or the one at `cursor`), then refreshes
+ * again every conversation asked for while the page was on its way.
+ */
+async function listPage(cursor) {
+  const gen = cursor ? generation : ++generation;
+  const listedAt = hooks.listingStarts();
+  const asked = new Set();
+  watchers.add(asked);
+  let page;
+  try {
+    page = await get(withQuery("/api/v1/conversations", { view, q: query, limit: PAGE, cursor }));
+  } finally {
+    watchers.delete(asked);
+  }
   if (gen !== generation) return;
+  if (!cursor) {
+    rows = new Map();
+    loaded = 0;
+  }
   for (const row of page.conversations) {
     rows.set(row.id, row);
-    hooks.onRow(row, true);
+    hooks.onRow(row, listedAt);
   }
+  loaded += page.conversations.length;
   nextCursor = page.next_cursor;
   render();
+  await Promise.all([...asked].map((id) => refreshRow(id)));
 }
 
 /**
@@ -97,29 +114,43 @@ async function loadMore() {
 export async function refreshRow(id) {
   const asked = ++asks;
   latestAsk.set(id, asked);
+  for (const listing of watchers) listing.add(id);
   const at = epoch;
-  let row;
+  const latest = () => at === epoch && latestAsk.get(id) === asked;
+  let row = null;
   try {
     row = await get(conv(id));
   } catch (e) {
-    if (e.status !== 404 && e.status !== 403) throw e;
-    row = null;
+    if (e.status !== 404 && e.status !== 403) {
+      if (latest()) latestAsk.delete(id);
+      throw e;
+    }
   }
-  if (at !== epoch || latestAsk.get(id) !== asked) return;
+  if (!latest()) return;
+  latestAsk.delete(id);
   if (row) upsertRow(row);
   else removeRow(id);
 }
 
 /** Places a row the console got from an action (take, transfer, ...) or a refresh. */
 export function upsertRow(row) {
-  hooks.onRow(row, false);
+  hooks.onRow(row, null);
   if (!inView(row)) {
     rows.delete(row.id);
   } else if (rows.has(row.id) || !query) {
     // A search lists only what matched; a new conversation joins it at the next search.
     rows.set(row.id, row);
+    trim();
   }
   render();
+}
+
+/** Keeps at most SPARE rows beyond the pages loaded, dropping the least recently updated. */
+function trim() {
+  const extra = rows.size - loaded - SPARE;
+  if (extra <= 0) return;
+  const oldest = sorted().filter((row) => row.id !== selected).slice(-extra);
+  for (const row of oldest) rows.delete(row.id);
 }
 
 /** Drops a row from the list. */
@@ -192,6 +223,7 @@ function rowEl(row) {
       "data-owner": row.owner || "",
       "data-customer": row.customer,
       "data-known": row.known_contact ? "true" : "false",
+      "data-unread": row.unread,
       role: "option",
       "aria-selected": row.id === selected ? "true" : "false",
       "aria-label": `${name}, ${row.state}${row.unread ? `, ${row.unread} unread` : ""}`,

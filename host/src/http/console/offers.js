@@ -1,12 +1,17 @@
 // Offer cards: an `offered` event pops a card (customer, channel, queue, time left) with Take;
 // the card goes when the offer is withdrawn (taken, expired, transferred, closed, ...) or when
 // the conversation is seen assigned or closed. A conversation that was offered to me while the
-// page was away (seen in a listing: queued, me among `offered_to`) gets its card too.
+// page was away (seen in a listing: queued, me among `offered_to`) gets its card too, unless
+// its offer was seen ending after that listing began (the listing is older than that news).
 
 import { $, displayAddress, h, kindBadge, timer } from "./dom.js";
 import { getMe } from "./people.js";
 
+const ENDED_KEPT = 500;
+
 const cards = new Map();
+const ended = new Map();
+let clock = 0;
 let onTake = () => {};
 
 /** `take(id)` runs when an agent presses a card's Take. */
@@ -18,6 +23,12 @@ export function initOffers(take) {
 export function clearOffers() {
   for (const card of cards.values()) card.remove();
   cards.clear();
+  ended.clear();
+}
+
+/** A mark of the offer endings seen so far, taken when a listing begins (see `syncOffer`). */
+export function offerClock() {
+  return clock;
 }
 
 /** Shows (or refreshes) the card of conversation `id` from an `offered` event's data. */
@@ -54,8 +65,11 @@ export function showOffer(id, { customer, channel, queue, expires_at: expiresAt 
   cards.set(id, card);
 }
 
-/** Hides the card of conversation `id`, if any. */
+/** Hides the card of conversation `id`, if any, noting that its offer ended now. */
 export function hideOffer(id) {
+  ended.delete(id);
+  ended.set(id, ++clock);
+  if (ended.size > ENDED_KEPT) ended.delete(ended.keys().next().value);
   const card = cards.get(id);
   if (!card) return;
   card.remove();
@@ -64,16 +78,18 @@ export function hideOffer(id) {
 
 /**
  * Follows what a row says: a card goes once the conversation is no longer queued; a card
- * shows the contact's name and channel icon; with `listing`, a queued row offered to me that
- * has no card gets one.
+ * shows the contact's name and channel icon; a queued row offered to me that has no card gets
+ * one when it came from a listing begun at `listedAt` (an `offerClock()` mark) and no ending
+ * of its offer was seen since.
  */
-export function syncOffer(row, listing = false) {
+export function syncOffer(row, listedAt = null) {
   if (row.state !== "queued") {
     hideOffer(row.id);
     return;
   }
   const me = getMe();
-  if (listing && !cards.has(row.id) && (row.offered_to || []).includes(me.id)) {
+  const fresh = listedAt !== null && (ended.get(row.id) || 0) <= listedAt;
+  if (fresh && !cards.has(row.id) && (row.offered_to || []).includes(me.id)) {
     showOffer(row.id, { customer: row.customer, channel: row.channel, queue: row.queue });
   }
   const card = cards.get(row.id);

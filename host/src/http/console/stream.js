@@ -4,17 +4,22 @@
 // connection by itself (Last-Event-ID); when it gives up (readyState CLOSED) or the console
 // drops the stream on purpose, a new EventSource resumes with ?last_event_id=<last handled>
 // after a growing pause. Whenever the stream opens again after trouble the console is told,
-// so it can re-list what it shows (cheap catch-up).
+// so it can re-list what it shows (cheap catch-up). The host sends a named `ping` every 15 s
+// of quiet: it is no event, only a sign of life. A stream silent for 45 s (a half-open
+// connection) is dropped and reopened; a page coming back into view checks at once.
 
 import { get } from "./api.js";
 
 /** Every kind the host sends (an EventSource only delivers named events it listens for). */
 const KINDS = [
-  "offered", "offer_withdrawn", "message", "outbound", "status", "note", "assigned",
-  "transferred", "closed", "reopened", "presence", "opted_out", "opted_in", "unknown_contact",
+  "offered", "offer_withdrawn", "overflowed", "message", "outbound", "status", "send_failed",
+  "dead_lettered", "note", "assigned", "transferred", "closed", "reopened", "presence",
+  "opted_out", "opted_in", "unknown_contact",
 ];
 const FIRST_PAUSE_MS = 500;
 const LONGEST_PAUSE_MS = 10000;
+const SILENT_MS = 45000;
+const HANDLED_KEPT = 1000;
 
 let source = null;
 let lastId = null;
@@ -22,6 +27,9 @@ let troubled = false;
 let pause = FIRST_PAUSE_MS;
 let retry = null;
 let hooks = null;
+let heard = 0;
+let watchdog = null;
+let handled = [];
 
 /**
  * Opens the stream after event `from` (the log's end when the console read who it is, so
@@ -33,13 +41,18 @@ export function startStream(handlers, from) {
   stopStream();
   hooks = handlers;
   lastId = Number.isSafeInteger(from) ? from : null;
+  troubled = false;
+  pause = FIRST_PAUSE_MS;
+  handled = [];
   connect();
 }
 
 /** Closes the stream for good (sign-out). */
 export function stopStream() {
   clearTimeout(retry);
+  clearTimeout(watchdog);
   retry = null;
+  watchdog = null;
   if (source) source.close();
   source = null;
   hooks = null;
@@ -48,6 +61,7 @@ export function stopStream() {
 /** Closes the connection as a network drop would; the normal reconnect path brings it back. */
 export function dropStream() {
   if (!hooks) return;
+  clearTimeout(watchdog);
   if (source) source.close();
   source = null;
   trouble();
@@ -63,12 +77,19 @@ export function streamInfo() {
   };
 }
 
+/** The ids of the last events handled, oldest first (for tests: none may repeat). */
+export function handledIds() {
+  return [...handled];
+}
+
 function connect() {
   const url = lastId === null ? "/api/v1/events" : `/api/v1/events?last_event_id=${lastId}`;
   const es = new EventSource(url);
   source = es;
+  alive();
   es.addEventListener("open", () => {
     if (source !== es) return;
+    alive();
     pause = FIRST_PAUSE_MS;
     hooks.onState("live");
     if (troubled) {
@@ -84,11 +105,15 @@ function connect() {
       later();
     }
   });
+  es.addEventListener("ping", () => {
+    if (source === es) alive();
+  });
   for (const kind of KINDS) es.addEventListener(kind, (e) => handle(es, e));
 }
 
 function handle(es, e) {
   if (source !== es) return;
+  alive();
   const id = Number(e.lastEventId);
   if (!Number.isSafeInteger(id)) return;
   if (lastId !== null && id <= lastId) return;
@@ -99,7 +124,28 @@ function handle(es, e) {
     return;
   }
   lastId = id;
+  handled.push(id);
+  if (handled.length > HANDLED_KEPT) handled.shift();
   hooks.onEvent({ ...event, id });
+}
+
+/** Something came from the host: the silence count starts again. */
+function alive() {
+  heard = Date.now();
+  clearTimeout(watchdog);
+  watchdog = setTimeout(checkSilence, SILENT_MS);
+}
+
+/** Drops a stream silent too long, else looks again when it would be (timers may run late). */
+function checkSilence() {
+  if (!source) return;
+  const quiet = Date.now() - heard;
+  if (quiet >= SILENT_MS) {
+    dropStream();
+  } else {
+    clearTimeout(watchdog);
+    watchdog = setTimeout(checkSilence, SILENT_MS - quiet);
+  }
 }
 
 function trouble() {
@@ -125,6 +171,10 @@ async function reopen() {
   }
   if (hooks && !source) connect();
 }
+
+document.addEventListener("visibilitychange", () => {
+  if (document.visibilityState === "visible") checkSilence();
+});
 
 addEventListener("online", () => {
   if (hooks && !source && retry) {

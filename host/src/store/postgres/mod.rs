@@ -233,6 +233,25 @@ impl PostgresStore {
     }
 }
 
+/// Moves an agent's read marker forward (never back).
+const MARK_READ: &str = "INSERT INTO read_marks (agent, conversation, seq) VALUES ($1, $2, $3)
+     ON CONFLICT (agent, conversation)
+        DO UPDATE SET seq = GREATEST(read_marks.seq, EXCLUDED.seq)";
+
+/// [`MARK_READ`] inside `tx` (an agent's own message: they have read up to it).
+async fn tx_mark_read(
+    tx: &deadpool_postgres::Transaction<'_>,
+    agent: &str,
+    conversation: u64,
+    seq: u64,
+) -> Result<(), StoreError> {
+    let stmt = tx.prepare_cached(MARK_READ).await.map_err(db_error)?;
+    tx.execute(&stmt, &[&agent, &(conversation as i64), &(seq as i64)])
+        .await
+        .map_err(db_error)?;
+    Ok(())
+}
+
 /// The connection's server options with sequential scans and JIT compilation off. Every
 /// statement of this backend is written for an index, and a prepared statement's plan is
 /// cached: planned while a table was nearly empty (a new deployment's first minute, before
@@ -839,6 +858,9 @@ impl Store for PostgresStore {
             .await?;
         tx.execute(&stmt, &[&(conversation as i64), &(message.seq as i64)])
             .await?;
+        if let Some(agent) = author {
+            tx_mark_read(&tx, agent, conversation, message.seq).await?;
+        }
         put_conversations(&tx, [&conv]).await?;
         tx.commit().await?;
         Ok((conv, message))
@@ -858,20 +880,16 @@ impl Store for PostgresStore {
         };
         let message = rules::add_note(&mut conv, author, text, now);
         put_messages(&tx, [&message]).await?;
+        tx_mark_read(&tx, author, conversation, message.seq).await?;
         put_conversations(&tx, [&conv]).await?;
         tx.commit().await?;
         Ok((conv, message))
     }
 
     async fn mark_read(&self, agent: &str, conversation: u64, seq: u64) -> Result<(), StoreError> {
-        self.execute(
-            "INSERT INTO read_marks (agent, conversation, seq) VALUES ($1, $2, $3)
-             ON CONFLICT (agent, conversation)
-                DO UPDATE SET seq = GREATEST(read_marks.seq, EXCLUDED.seq)",
-            &[&agent, &(conversation as i64), &(seq as i64)],
-        )
-        .await
-        .map(drop)
+        self.execute(MARK_READ, &[&agent, &(conversation as i64), &(seq as i64)])
+            .await
+            .map(drop)
     }
 
     async fn read_marks(&self, agent: &str, conversations: &[u64]) -> Result<Vec<u64>, StoreError> {

@@ -534,9 +534,10 @@ impl Store for SledStore {
             &self.messages,
             &self.outbox,
             &self.index,
+            &self.read_marks,
         );
         let out = trees
-            .transaction(|(convs, msgs, outbox, index)| {
+            .transaction(|(convs, msgs, outbox, index, marks)| {
                 let Some(old) = lift(tx_conversation(convs, conversation))? else {
                     return refuse(Rejection::NotFound);
                 };
@@ -547,6 +548,9 @@ impl Store for SledStore {
                 };
                 let key = message_key(conversation, message.seq);
                 msgs.insert(&key, encode(&message))?;
+                if let Some(agent) = author {
+                    tx_mark_read(marks, agent, conversation, message.seq)?;
+                }
                 outbox.insert(
                     &key,
                     encode(&OutboxEntry {
@@ -572,15 +576,21 @@ impl Store for SledStore {
         now: u64,
     ) -> Result<(Conversation, Message), UpdateError> {
         self.writable()?;
-        let trees = (&self.conversations, &self.messages, &self.index);
+        let trees = (
+            &self.conversations,
+            &self.messages,
+            &self.index,
+            &self.read_marks,
+        );
         let out = trees
-            .transaction(|(convs, msgs, index)| {
+            .transaction(|(convs, msgs, index, marks)| {
                 let Some(old) = lift(tx_conversation(convs, conversation))? else {
                     return refuse(Rejection::NotFound);
                 };
                 let mut conv = old.clone();
                 let message = rules::add_note(&mut conv, author, text, now);
                 msgs.insert(&message_key(conversation, message.seq), encode(&message))?;
+                tx_mark_read(marks, author, conversation, message.seq)?;
                 lift(put_conversation(convs, index, Some(&old), &conv))?;
                 Ok((conv, message))
             })
@@ -957,4 +967,23 @@ fn read_mark_key(agent: &str, conversation: u64) -> Vec<u8> {
     key.push(0);
     key.extend_from_slice(&conversation.to_be_bytes());
     key
+}
+
+/// Moves `agent`'s read marker of `conversation` up to `seq` inside a transaction (their own
+/// message: they have read up to it).
+fn tx_mark_read(
+    marks: &sled::transaction::TransactionalTree,
+    agent: &str,
+    conversation: u64,
+    seq: u64,
+) -> Result<(), ConflictableTransactionError<UpdateError>> {
+    let key = read_mark_key(agent, conversation);
+    let before = marks
+        .get(&key)?
+        .and_then(|v| be_u64("read_marks", &v).ok())
+        .unwrap_or(0);
+    if seq > before {
+        marks.insert(key, &seq.to_be_bytes())?;
+    }
+    Ok(())
 }
