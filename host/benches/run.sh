@@ -6,7 +6,8 @@
 #   PLUGIN_CALLS [3000] calls per plugin-call microbenchmark
 #   OUTBOUND_MESSAGES [4000] agent replies drained to the fake provider
 #   STARTUP_RUNS [5] starts per start-up figure (cold and warm)
-#   BENCH_ONLY [all] comma list of calls,ingest,outbound,startup,memory,isolation
+#   BENCH_ONLY [all] comma list of calls,ingest,metrics,outbound,startup,memory,isolation
+#   METRICS_ROUNDS [2] windows per server (metrics off, on) of the metrics item
 #   ISOLATION_WEBHOOKS [5000] healthy webhooks per phase of the isolation section
 #   BENCH_ONLY=storage (never in the default run: it loads minutes of data) with
 #     BENCH_STORAGE_CONVERSATIONS [1000000] conversations loaded, BENCH_STORAGE_REQUESTS [2000]

@@ -65,6 +65,8 @@ use plugboard::runtime::engine::Allocator;
 use plugboard::runtime::plugin::PluginSet;
 use plugboard::runtime::sandbox::{InstanceReuse, Sandbox, SandboxOptions};
 
+/// The metrics token of the metrics-on server of item 2m.
+const METRICS_TOKEN: &str = "bench-metrics-token";
 const AUTH_TOKEN: &str = "bench-auth-token";
 const AGENT_TOKEN: &str = "alice-bench-token";
 const PUBLIC_URL: &str = "http://bench.example";
@@ -1162,6 +1164,128 @@ fn ingest_section(rt: &tokio::runtime::Runtime, rows: &mut Vec<Row>) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// 2m. Ingest with metrics on against off (issue 15)
+
+/// Two servers at once, metrics off and on (scraped every second while measured), measured in
+/// turn `METRICS_ROUNDS` times each, so the machine's drift falls on both alike.
+fn metrics_section(rt: &tokio::runtime::Runtime, rows: &mut Vec<Row>) {
+    let connections = env_num("CONNECTIONS", 32);
+    let seconds = env_num("SECONDS", 5);
+    let rounds = env_num("METRICS_ROUNDS", 2);
+    let window = Until::Elapsed(Duration::from_secs(seconds));
+    println!("== 2m. ingest, metrics off and on: {rounds} rounds of {seconds} s each ==");
+    let provider = rt.block_on(fake_provider());
+    let dir = tempfile::tempdir().unwrap();
+    let off = Server::start_sms(dir.path(), "data-m-off", provider.addr);
+    let on = {
+        let data = dir.path().join("data-m-on");
+        let port = free_port();
+        let config = write_config(
+            dir.path(),
+            &Setup {
+                port,
+                data_dir: &data,
+                plugins_dir: None,
+                channels: vec!["sms".into()],
+                provider: provider.addr,
+            },
+        );
+        let text = std::fs::read_to_string(&config).unwrap().replacen(
+            "[server]\n",
+            &format!("[server]\nmetrics_token = \"{METRICS_TOKEN}\"\n"),
+            1,
+        );
+        std::fs::write(&config, text).unwrap();
+        Server::start_config(&config, port, &[], Stdio::inherit())
+    };
+    let mut totals = [Totals::default(), Totals::default()];
+    for round in 0..rounds {
+        for (i, server) in [&off, &on].into_iter().enumerate() {
+            let base = 20_000_000 * (round + 1) + 10_000_000 * i as u64;
+            let make: MakeRequest = Arc::new(move |n| webhook("sms", base + n));
+            let scraping = (i == 1).then(|| {
+                let addr = server.addr;
+                rt.spawn(async move {
+                    let auth = vec![(
+                        "authorization".to_owned(),
+                        format!("Bearer {METRICS_TOKEN}"),
+                    )];
+                    loop {
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        let (status, _) =
+                            request(addr, "GET", "/metrics", &auth, String::new()).await;
+                        assert_eq!(status, 200, "scraping /metrics");
+                    }
+                })
+            });
+            let (result, before) = warm_then_measure(rt, server, connections, window, make);
+            if let Some(task) = scraping {
+                task.abort();
+            }
+            totals[i].add(result, cpu_time(server.pid()).saturating_sub(before));
+        }
+    }
+    let ratio = 100.0 * totals[1].rate() / totals[0].rate().max(1.0);
+    let cpu_more = 100.0 * (totals[1].cpu_per() / totals[0].cpu_per().max(f64::MIN_POSITIVE) - 1.0);
+    println!("metrics on: rate {ratio:.1}% of off, CPU/req {cpu_more:+.1}%");
+    rows.push(totals[0].row(
+        &format!("ingest, metrics off ({rounds} rounds)"),
+        off.pid(),
+        String::new(),
+    ));
+    rows.push(totals[1].row(
+        "… metrics on, scraped every 1 s",
+        on.pid(),
+        format!("rate {ratio:.1}% of off, CPU/req {cpu_more:+.1}% (target: rate ≥ 95%)"),
+    ));
+}
+
+/// Load windows of one server added up.
+#[derive(Default)]
+struct Totals {
+    requests: u64,
+    errors: u64,
+    elapsed: Duration,
+    cpu: Duration,
+    latencies: Vec<Duration>,
+}
+
+impl Totals {
+    fn add(&mut self, r: LoadResult, cpu: Duration) {
+        self.requests += r.requests;
+        self.errors += r.errors;
+        self.elapsed += r.elapsed;
+        self.cpu += cpu;
+        self.latencies.extend(r.latencies);
+    }
+
+    fn rate(&self) -> f64 {
+        self.requests as f64 / self.elapsed.as_secs_f64()
+    }
+
+    fn cpu_per(&self) -> f64 {
+        self.cpu.as_secs_f64() / self.requests.max(1) as f64
+    }
+
+    fn row(&self, what: &str, pid: u32, note: String) -> Row {
+        Row {
+            item: "2m",
+            what: what.to_owned(),
+            rate: Some(self.rate()),
+            p50: Some(percentile(&self.latencies, 0.5)),
+            p99: Some(percentile(&self.latencies, 0.99)),
+            cpu: Some(self.cpu / self.requests.max(1) as u32),
+            rss_kib: Some(status_kib(pid, "VmHWM")),
+            note: if self.errors > 0 {
+                format!("{note}; {} errors", self.errors)
+            } else {
+                note
+            },
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // 4. Outbound
 
 fn outbound_section(rt: &tokio::runtime::Runtime, rows: &mut Vec<Row>) {
@@ -2189,6 +2313,9 @@ fn main() {
     }
     if wanted("ingest") {
         ingest_section(&rt, &mut rows);
+    }
+    if wanted("metrics") {
+        metrics_section(&rt, &mut rows);
     }
     if wanted("outbound") {
         outbound_section(&rt, &mut rows);

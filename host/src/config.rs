@@ -176,6 +176,14 @@ pub struct ServerConfig {
     /// Bearer token for `/api/v1/admin/...`; admin endpoints are off when absent.
     #[serde(default)]
     pub admin_token: Option<String>,
+    /// Bearer token for `GET /metrics` on the main listener; metrics are off when neither it
+    /// nor `metrics_listen` is set.
+    #[serde(default)]
+    pub metrics_token: Option<String>,
+    /// A second listener serving only `GET /metrics`, without a token (meant for a private
+    /// interface).
+    #[serde(default)]
+    pub metrics_listen: Option<String>,
     /// The web origins (`https://crm.example.com`) whose pages may call the agent API from a
     /// browser with a bearer token (CORS); none by default. The console itself is same-origin.
     #[serde(default)]
@@ -183,6 +191,11 @@ pub struct ServerConfig {
 }
 
 impl ServerConfig {
+    /// Whether metrics are recorded and served.
+    pub fn metrics_on(&self) -> bool {
+        self.metrics_token.is_some() || self.metrics_listen.is_some()
+    }
+
     /// Whether a browser page from `origin` (an `Origin` header) may call the agent API.
     pub fn allows_origin(&self, origin: &str) -> bool {
         self.allowed_origins
@@ -509,6 +522,11 @@ impl Config {
                 .map_err(|r| ConfigError::invalid("server.admin_token", r))?;
             self.server.admin_token = Some(expanded);
         }
+        if let Some(token) = &self.server.metrics_token {
+            let expanded = expand_env(token, env)
+                .map_err(|r| ConfigError::invalid("server.metrics_token", r))?;
+            self.server.metrics_token = Some(expanded);
+        }
         if let Some(url) = &self.storage.url {
             let expanded =
                 expand_env(url, env).map_err(|r| ConfigError::invalid("storage.url", r))?;
@@ -558,6 +576,31 @@ impl Config {
         }
         if let Some(token) = &self.server.admin_token {
             check_token("server.admin_token", token)?;
+        }
+        if let Some(token) = &self.server.metrics_token {
+            check_token("server.metrics_token", token)?;
+            let reused = self.server.admin_token.as_ref() == Some(token)
+                || self.agents.iter().any(|a| &a.token == token);
+            if reused {
+                return Err(ConfigError::invalid(
+                    "server.metrics_token",
+                    "must differ from the admin token and every agent's token",
+                ));
+            }
+        }
+        if let Some(addr) = &self.server.metrics_listen {
+            let parsed = addr.parse::<std::net::SocketAddr>().map_err(|e| {
+                ConfigError::invalid(
+                    "server.metrics_listen",
+                    format!("not a socket address ({e}); write e.g. \"127.0.0.1:9090\""),
+                )
+            })?;
+            if self.server.listen.parse::<std::net::SocketAddr>().ok() == Some(parsed) {
+                return Err(ConfigError::invalid(
+                    "server.metrics_listen",
+                    "must differ from server.listen (the main listener serves /metrics with metrics_token)",
+                ));
+            }
         }
         if self.limits.memory_mib == 0 || self.limits.memory_mib > 4096 {
             return Err(ConfigError::invalid(
@@ -977,6 +1020,32 @@ queues = ["support"]
         let err = Config::parse(&text, "t", &env).unwrap_err().to_string();
         assert!(err.contains("channels[0].queue"), "{err}");
         assert!(err.contains("sales"), "{err}");
+    }
+
+    #[test]
+    fn metrics_keys_are_checked_and_name_themselves() {
+        let with = |lines: &str| {
+            BASE.replace(
+                "data_dir = \"/tmp/x\"",
+                &format!("data_dir = \"/tmp/x\"\n{lines}"),
+            )
+        };
+        let err = |lines: &str| {
+            Config::parse(&with(lines), "t", &env)
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(err("metrics_token = \"alice-token\"").contains("server.metrics_token"));
+        assert!(err("metrics_token = \"short\"").contains("server.metrics_token"));
+        let e = err("metrics_listen = \"127.0.0.1:0\"");
+        assert!(
+            e.contains("server.metrics_listen") && e.contains("differ"),
+            "{e}"
+        );
+        assert!(err("metrics_listen = \"nowhere\"").contains("server.metrics_listen"));
+        let ok = Config::parse(&with("metrics_token = \"metrics-token-123\""), "t", &env).unwrap();
+        assert!(ok.server.metrics_on());
+        assert!(!Config::parse(BASE, "t", &env).unwrap().server.metrics_on());
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! integrations are sandboxed WebAssembly components.
 //!
 //! The crate is layered, each layer using only those below it:
-//! - [`model`] and [`config`]: the domain types and their transitions, and the configuration;
+//! - [`model`], [`config`] and [`metrics`]: the domain types and their transitions, the
+//!   configuration, and the metric families every layer records into;
 //! - [`store`]: the storage interface and its backends (sled, the embedded default);
 //! - [`runtime`]: the wasmtime engine, the sandbox and the plugins loaded into it;
 //! - [`services`]: intake, routing, the outbox, tokens, events, agents and their walls;
@@ -15,6 +16,7 @@
 pub mod cli;
 pub mod config;
 pub mod http;
+pub mod metrics;
 pub mod model;
 pub mod runtime;
 pub mod services;

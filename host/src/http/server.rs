@@ -77,6 +77,7 @@ pub fn router_with(
     let max_body = state.app.config.server.max_body_bytes;
     axum::Router::new()
         .route("/healthz", get(healthz))
+        .route("/metrics", get(crate::http::metrics::scrape))
         .route("/webhooks/{channel}", any(crate::http::webhook::handle))
         .merge(crate::http::webchat::routes(state.clone()))
         .route(
@@ -172,6 +173,10 @@ pub fn router_with(
             state.clone(),
             crate::http::cors::api_cors,
         ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::http::metrics::record_request,
+        ))
         .with_state(state)
 }
 
@@ -228,6 +233,18 @@ pub async fn serve_with(app: App, signals: Signals) -> anyhow::Result<()> {
         dispatcher,
     };
     let (stop, stopping) = watch::channel(false);
+    if let Some(addr) = &app.config.server.metrics_listen {
+        let private = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {addr} (server.metrics_listen): {e}"))?;
+        tracing::info!(metrics_listen = %private.local_addr()?, "metrics served without a token on this address");
+        tokio::spawn(accept_loop(
+            private,
+            crate::http::metrics::private_router(state.clone()),
+            header_timeout,
+            stopping.clone(),
+        ));
+    }
     let service = router_with(state, limits, stopping.clone());
     let connections = tokio::spawn(accept_loop(listener, service, header_timeout, stopping));
 
@@ -562,6 +579,10 @@ async fn rate_limit(
     } else if path.starts_with("/webchat/") {
         let verdict = limits.auth_failures.peek((AuthArea::Webchat, client));
         (Some(AuthArea::Webchat), verdict)
+    } else if path == "/metrics" {
+        // Wrong metrics tokens count against the address like the API's.
+        let verdict = limits.auth_failures.peek((AuthArea::Api, client));
+        (Some(AuthArea::Api), verdict)
     } else {
         (None, Ok(()))
     };

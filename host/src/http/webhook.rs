@@ -20,13 +20,33 @@ use crate::services::intake::{self, IntakeError, check_outcome_size};
 /// channel's rate limit; a refused one counts against the caller's address instead.
 pub async fn handle(
     State(state): State<AppState>,
-    Extension(edge): Extension<Edge>,
+    edge: Extension<Edge>,
     Path(channel_name): Path<String>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    let response = answer(&state, edge, &channel_name, method, uri, headers, body).await;
+    let app = &state.app;
+    if app.metrics.is_on() {
+        let channel = crate::metrics::channel_label(&app.config, &channel_name);
+        app.metrics.webhook(&channel, response.status().as_u16());
+    }
+    response
+}
+
+/// The answer to one webhook call (what [`handle`] counts).
+async fn answer(
+    state: &AppState,
+    Extension(edge): Extension<Edge>,
+    channel_name: &str,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let channel_name = channel_name.to_owned();
     let app = &state.app;
     let Some(channel) = app
         .live_channel(&channel_name)

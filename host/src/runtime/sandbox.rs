@@ -38,6 +38,7 @@ use wasmtime::{ResourceLimiter, Store, Trap};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::config::LimitsConfig;
+use crate::metrics::{CallOutcome, Metrics};
 use crate::runtime::bindings::{channel, wit, wit_host};
 use crate::runtime::clock::Clock;
 use crate::runtime::engine::{Allocator, EngineOptions, POOL_COMPONENT_INSTANCES, PluginEngine};
@@ -99,6 +100,17 @@ pub enum PluginError {
         /// The bound, in MiB.
         limit_mib: usize,
     },
+}
+
+/// The metrics outcome of a failed call.
+fn outcome_of(e: &PluginError) -> CallOutcome {
+    match e {
+        PluginError::Trap { .. } => CallOutcome::Trap,
+        PluginError::Timeout { .. } => CallOutcome::Timeout,
+        PluginError::OutOfMemory { .. } => CallOutcome::OutOfMemory,
+        PluginError::Busy { .. } => CallOutcome::Busy,
+        PluginError::OutputTooLarge { .. } => CallOutcome::OutputTooLarge,
+    }
 }
 
 impl PluginError {
@@ -427,6 +439,7 @@ pub struct Sandbox {
     clock: Clock,
     reuse: InstanceReuse,
     idle_total: Arc<AtomicUsize>,
+    metrics: Metrics,
 }
 
 /// The most plugin calls running at once; the rest wait for a slot.
@@ -480,7 +493,14 @@ impl Sandbox {
             clock,
             reuse: options.reuse,
             idle_total: Arc::new(AtomicUsize::new(0)),
+            metrics: Metrics::off(),
         })
+    }
+
+    /// This sandbox recording its calls, instantiations and memory into `metrics`.
+    pub fn with_metrics(mut self, metrics: Metrics) -> Sandbox {
+        self.metrics = metrics;
+        self
     }
 
     /// The wasmtime engine.
@@ -538,15 +558,8 @@ impl Sandbox {
         store
     }
 
-    /// Waits for a call slot, then runs `f` where it may block without stalling the runtime.
-    ///
-    /// On a multi-thread runtime that is this thread, through `block_in_place`: tokio hands
-    /// this worker's queue to another thread and the call starts at once, with no thread
-    /// hand-off on the call's path (the hand-off through `spawn_blocking` added a median of
-    /// about 50 µs per call measured from a worker on the 2-core machine, against under 1 µs
-    /// this way; see BENCHMARKS.md). Elsewhere (a current-thread runtime, as `plugboard replay` and
-    /// tests use) it is a `spawn_blocking` thread. Either way a long call (up to its deadline)
-    /// never holds up other tasks.
+    /// Waits for a call slot, then runs `f` where it may block without stalling the runtime
+    /// ([`Sandbox::slotted`]), and records the call's outcome and time in the metrics.
     async fn on_call_slot<R, F>(
         self: &Arc<Self>,
         ctx: CallContext,
@@ -572,9 +585,42 @@ impl Sandbox {
             Ok((Ok(key), Ok(host))) => (key, host),
             _ => {
                 tracing::warn!(plugin = %ctx.plugin, channel = ctx.channel.as_deref().unwrap_or("-"), function, "no call slot free within {SLOT_WAIT:?}");
+                self.metrics
+                    .plugin_call(&ctx.plugin, function, CallOutcome::Busy, None);
                 return Err(busy());
             }
         };
+        let plugin = ctx.plugin.clone();
+        let started = Instant::now();
+        let result = self.slotted(ctx, function, f).await;
+        let outcome = match &result {
+            Ok(_) => CallOutcome::Ok,
+            Err(e) => outcome_of(e),
+        };
+        self.metrics
+            .plugin_call(&plugin, function, outcome, Some(started.elapsed()));
+        result
+    }
+
+    /// The call of [`Sandbox::on_call_slot`] once it holds its slots, where it may block.
+    ///
+    /// On a multi-thread runtime that is this thread, through `block_in_place`: tokio hands
+    /// this worker's queue to another thread and the call starts at once, with no thread
+    /// hand-off on the call's path (the hand-off through `spawn_blocking` added a median of
+    /// about 50 µs per call measured from a worker on the 2-core machine, against under 1 µs
+    /// this way; see BENCHMARKS.md). Elsewhere (a current-thread runtime, as `plugboard replay` and
+    /// tests use) it is a `spawn_blocking` thread. Either way a long call (up to its deadline)
+    /// never holds up other tasks.
+    async fn slotted<R, F>(
+        self: &Arc<Self>,
+        ctx: CallContext,
+        function: &'static str,
+        f: F,
+    ) -> Result<R, PluginError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Sandbox, &CallContext) -> Result<R, PluginError> + Send + 'static,
+    {
         let plugin = ctx.plugin.to_string();
         let multi_thread = tokio::runtime::Handle::try_current()
             .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
@@ -640,7 +686,11 @@ impl Sandbox {
         F: FnOnce(&mut Store<HostState>) -> wasmtime::Result<R>,
     {
         let mut store = self.new_store(ctx);
+        // A fresh store always instantiates the plugin inside `call`.
+        self.metrics.plugin_instantiated(&ctx.plugin);
         let result = call(&mut store);
+        self.metrics
+            .plugin_memory(&ctx.plugin, store.data().limiter.used);
         let stderr = self.drain_stderr(ctx, function, &store);
         result.map_err(|err| self.classify(ctx, function, &store, err, &stderr))
     }
@@ -697,6 +747,7 @@ impl Sandbox {
             None => {
                 let mut store = self.new_store(ctx);
                 pool.instantiations.fetch_add(1, Ordering::Relaxed);
+                self.metrics.plugin_instantiated(&ctx.plugin);
                 match instantiate(&mut store) {
                     Ok(instance) => Warm {
                         store,
@@ -713,6 +764,8 @@ impl Sandbox {
         };
         let result = call(&warm.instance, &mut warm.store);
         warm.calls += 1;
+        self.metrics
+            .plugin_memory(&ctx.plugin, warm.store.data().limiter.used);
         let stderr = self.drain_stderr(ctx, function, &warm.store);
         match result {
             Ok(value) => {

@@ -51,7 +51,8 @@ impl Presence {
         }
     }
 
-    fn as_str(self) -> &'static str {
+    /// The presence as the API and metrics name it.
+    pub fn as_str(self) -> &'static str {
         match self {
             Presence::Online => "online",
             Presence::Away => "away",
@@ -159,6 +160,16 @@ impl Agents {
         })
         .await
         .unwrap_or(Presence::Offline)
+    }
+
+    /// How many event streams are open on this host.
+    pub fn open_streams(&self) -> u64 {
+        self.streams
+            .lock()
+            .expect("agent streams lock")
+            .values()
+            .map(|&n| n as u64)
+            .sum()
     }
 
     /// Notes an event stream of `agent` open on this host until the guard is dropped.

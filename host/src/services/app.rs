@@ -114,6 +114,8 @@ pub struct App {
     pub config: Config,
     /// Runs plugin calls.
     pub sandbox: Arc<Sandbox>,
+    /// The metric families (off unless the configuration serves them).
+    pub metrics: crate::metrics::Metrics,
     /// The plugins and what the configuration built from them; swapped whole by a reload.
     catalog: std::sync::RwLock<Arc<Catalog>>,
     /// Serializes reloads.
@@ -149,7 +151,15 @@ impl App {
     }
 
     async fn build_with_storage(config: Config, storage: Arc<dyn Store>) -> anyhow::Result<App> {
-        let sandbox = Arc::new(Sandbox::new(config.limits.clone(), Clock::System)?);
+        let metrics = if config.server.metrics_on() {
+            crate::metrics::Metrics::on()
+        } else {
+            crate::metrics::Metrics::off()
+        };
+        storage.observe(metrics.clone());
+        let sandbox = Arc::new(
+            Sandbox::new(config.limits.clone(), Clock::System)?.with_metrics(metrics.clone()),
+        );
         let cache_dir = config.server.data_dir.join("plugin-cache");
         let plugins = PluginSet::load(
             &sandbox,
@@ -205,6 +215,7 @@ impl App {
         Ok(App {
             config,
             sandbox,
+            metrics,
             catalog: std::sync::RwLock::new(Arc::new(Catalog {
                 channels,
                 ..catalog

@@ -6,6 +6,7 @@
 use serde_json::json;
 
 use crate::config::AgentConfig;
+use crate::metrics::OfferOutcome;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -75,6 +76,10 @@ impl Actions<'_> {
             .filter(|a| **a != owner)
             .cloned()
             .collect();
+        let taken = u64::from(before.offered_to.len() > others.len());
+        let metrics = &self.app.metrics;
+        metrics.offers(&before.queue, OfferOutcome::Taken, taken);
+        metrics.offers(&before.queue, OfferOutcome::Withdrawn, others.len() as u64);
         self.events
             .offer_withdrawn(after.id, others, "taken", Some(&owner))
             .await;
@@ -114,6 +119,13 @@ impl Actions<'_> {
             .storage
             .add_outbound(before.id, Some(&agent.id), draft, now)
             .await?;
+        // The send starts first: telling the agents waits for the log's write, the provider
+        // need not.
+        let rx = self.outbox.watch(message.conversation, message.seq);
+        self.outbox.submit(message.conversation, message.seq);
+        self.app
+            .metrics
+            .messages(&after.channel, crate::metrics::Direction::Outbound, 1);
         if before.state == ConversationState::Queued && after.state == ConversationState::Assigned {
             self.announce_assigned(before, &after, "first_reply").await;
         }
@@ -131,8 +143,6 @@ impl Actions<'_> {
                 }),
             )
             .await;
-        let rx = self.outbox.watch(message.conversation, message.seq);
-        self.outbox.submit(message.conversation, message.seq);
         Ok(self.outbox.wait(rx, SEND_WAIT).await.unwrap_or(message))
     }
 
@@ -208,6 +218,11 @@ impl Actions<'_> {
                 audience.push(p.clone());
             }
         }
+        self.app.metrics.offers(
+            &before.queue,
+            OfferOutcome::Withdrawn,
+            before.offered_to.len() as u64,
+        );
         self.events
             .offer_withdrawn(before.id, before.offered_to.clone(), "transferred", None)
             .await;
@@ -253,6 +268,9 @@ impl Actions<'_> {
         if let Some(p) = &previous {
             self.agents.released(p, now).await;
         }
+        self.app
+            .metrics
+            .offers(&was.queue, OfferOutcome::Withdrawn, offered.len() as u64);
         self.events
             .offer_withdrawn(before.id, offered, "transferred", None)
             .await;
@@ -347,6 +365,11 @@ impl Actions<'_> {
         if !changed {
             return Ok(after);
         }
+        self.app.metrics.offers(
+            &before.queue,
+            OfferOutcome::Withdrawn,
+            before.offered_to.len() as u64,
+        );
         self.events
             .offer_withdrawn(before.id, before.offered_to.clone(), "closed", None)
             .await;

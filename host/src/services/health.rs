@@ -115,6 +115,11 @@ impl ChannelHealth {
         }
     }
 
+    /// Whether `channel` is quarantined now.
+    pub fn is_quarantined(&self, channel: &str) -> bool {
+        self.check(channel).is_err()
+    }
+
     /// Every channel that has failed at least once.
     pub fn views(&self) -> Vec<HealthView> {
         let now = Instant::now();

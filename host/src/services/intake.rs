@@ -4,6 +4,7 @@
 //! handed to the dispatcher. Webhooks and the web chat share it; each maps [`IntakeError`] to
 //! its own answer.
 
+use crate::metrics::Direction;
 use crate::model::{Attachment, InboundEvent, IngestReport, MessageStatus, OptChange};
 use crate::runtime::bindings::wit;
 use crate::runtime::clock::Clock;
@@ -116,6 +117,11 @@ pub async fn accept(
             tracing::error!(channel = %channel.name, "storing events failed: {e}");
             IntakeError::Storage(e)
         })?;
+    let metrics = &app.metrics;
+    metrics.messages(&channel.name, Direction::Inbound, report.stored as u64);
+    for s in &report.status_changes {
+        metrics.delivery(&channel.name, s.status);
+    }
     tracing::info!(
         channel = %channel.name,
         stored = report.stored,

@@ -11,6 +11,7 @@ pub mod cluster;
 pub mod conversations;
 pub mod credential;
 pub mod events;
+pub mod gauges;
 pub mod health;
 pub mod intake;
 pub mod nonce;

@@ -58,6 +58,7 @@ use std::time::Duration;
 
 use tokio::sync::{Semaphore, oneshot, watch};
 
+use crate::metrics::AttemptOutcome;
 use crate::model::{Attachment, Conversation, Message, OutboxEntry};
 use crate::runtime::bindings::{describe_send_error, wit};
 use crate::runtime::clock::Clock;
@@ -496,9 +497,12 @@ impl Outbox {
                         }
                     }
                     self.events.conversation_changed(channel, &conv.customer);
+                    self.app.metrics.attempt(channel, AttemptOutcome::Sent);
                     if let Some(m) = updated {
+                        self.app.metrics.delivery(channel, m.status);
+                        // The waiting agent hears first; the log's write need not hold them up.
+                        self.notify(key, m.clone());
                         self.announce_status(&conv, &m).await;
-                        self.notify(key, m);
                     }
                     return Ok(());
                 }
@@ -522,15 +526,17 @@ impl Outbox {
                     let updated = storage
                         .record_retry(conversation, seq, attempt_no, next_at, &note)
                         .await?;
+                    self.app.metrics.attempt(channel, AttemptOutcome::Retry);
                     match updated {
                         Some(m) => self.notify(key, m),
                         None => return Ok(()),
                     }
                 }
                 (Err(failure), None) => {
-                    let (kind, reason) = match failure {
+                    let (kind, outcome, reason) = match failure {
                         Failure::Retryable { reason, .. } => (
                             "dead_lettered",
+                            AttemptOutcome::DeadLettered,
                             format!("dead-lettered after {attempt_no} attempts: {reason}"),
                         ),
                         Failure::OptedOut(reason) => {
@@ -542,9 +548,11 @@ impl Outbox {
                                     Clock::System.now_millis(),
                                 )
                                 .await?;
-                            ("send_failed", reason.clone())
+                            ("send_failed", AttemptOutcome::OptedOut, reason.clone())
                         }
-                        Failure::Permanent(reason) => ("send_failed", reason.clone()),
+                        Failure::Permanent(reason) => {
+                            ("send_failed", AttemptOutcome::Failed, reason.clone())
+                        }
                     };
                     tracing::warn!(
                         event = kind,
@@ -557,11 +565,13 @@ impl Outbox {
                     let updated = storage
                         .complete_send(channel, conversation, seq, Err(reason.clone()))
                         .await?;
+                    self.app.metrics.attempt(channel, outcome);
                     if let Some(m) = updated {
+                        self.app.metrics.delivery(channel, m.status);
+                        self.notify(key, m.clone());
                         self.announce_status(&conv, &m).await;
                         self.announce_failure(kind, &conv, &m, attempt_no, &reason)
                             .await;
-                        self.notify(key, m);
                     }
                     return Ok(());
                 }

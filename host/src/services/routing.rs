@@ -20,6 +20,7 @@
 //! already waiting. Every offer, withdrawal, overflow and presence change is an event. The router
 //! is pure: the host gathers every fact and the plugin only decides.
 
+use crate::metrics::OfferOutcome;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -315,6 +316,9 @@ impl Dispatcher {
                 Ok(())
             })
             .await?;
+            self.app
+                .metrics
+                .offers(&queue.name, OfferOutcome::Withdrawn, withdrawn.len() as u64);
             self.events
                 .offer_withdrawn(moved.id, withdrawn, "overflow", None)
                 .await;
@@ -354,6 +358,9 @@ impl Dispatcher {
                 Ok(())
             })
             .await?;
+            self.app
+                .metrics
+                .offers(&queue.name, OfferOutcome::Expired, lapsed.len() as u64);
             self.events
                 .offer_withdrawn(updated.id, lapsed.clone(), "timeout", None)
                 .await;
@@ -455,6 +462,9 @@ impl Dispatcher {
                 })
                 .await?;
                 park(expires);
+                self.app
+                    .metrics
+                    .offers(&queue.name, OfferOutcome::Made, ids.len() as u64);
                 self.agents.offered(&ids, now);
                 self.events.publish(
                     "offered",
@@ -540,6 +550,9 @@ impl Dispatcher {
                 .add_outbound(conv.id, None, draft, now)
                 .await?;
             self.outbox.submit(message.conversation, message.seq);
+            self.app
+                .metrics
+                .messages(&conv.channel, crate::metrics::Direction::Outbound, 1);
             tracing::info!(
                 event = "offline_message",
                 conversation = conv.id,

@@ -2211,12 +2211,15 @@ pub async fn owned_counts_and_queued_ids_follow_the_state(store: Arc<dyn Store>)
         ids
     };
     let owned = |agent: &'static str| async move { s.owned_count(agent).await.expect("counting") };
+    let waiting = |q: &'static str| async move { s.queued_count(q).await.expect("counting") };
     assert_eq!(queued().await, [1, 2, 3, 4]);
+    assert_eq!((waiting("support").await, waiting("sales").await), (4, 0));
     assert_eq!(owned("alice").await, 0);
     apply(s, 1, take("alice", T0 + 1)).await;
     apply(s, 2, take("alice", T0 + 2)).await;
     apply(s, 3, take("bob", T0 + 3)).await;
     assert_eq!(queued().await, [4]);
+    assert_eq!(waiting("support").await, 1);
     assert_eq!(
         (
             owned("alice").await,
@@ -2249,6 +2252,11 @@ pub async fn owned_counts_and_queued_ids_follow_the_state(store: Arc<dyn Store>)
     )
     .await;
     assert_eq!(queued().await, [1, 3, 4], "a reopened one is queued");
+    assert_eq!(
+        (waiting("support").await, waiting("sales").await),
+        (2, 1),
+        "per queue: the requeued one waits in sales"
+    );
 }
 
 /// `conversation_by_key` finds a customer's conversation on a channel; `start_conversation`

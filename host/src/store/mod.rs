@@ -310,6 +310,12 @@ pub trait Store: Send + Sync {
         Ok(Some(Leadership::sole()))
     }
 
+    /// Records each intake batch's size and commit time into `metrics` from now on (the first
+    /// call wins; a backend without batches records nothing).
+    fn observe(&self, metrics: crate::metrics::Metrics) {
+        let _ = metrics;
+    }
+
     /// Makes everything durable before the process exits (a clean shutdown).
     async fn close(&self) -> Result<(), StoreError>;
 
@@ -374,6 +380,9 @@ pub trait Store: Send + Sync {
 
     /// How many open conversations `agent` owns.
     async fn owned_count(&self, agent: &str) -> Result<u32, StoreError>;
+
+    /// How many conversations wait in `queue`, counted from its index.
+    async fn queued_count(&self, queue: &str) -> Result<u64, StoreError>;
 
     /// Changes one conversation atomically: `change` sees the current record and changes it
     /// or refuses ([`UpdateError::Rejected`]; `NotFound` when there is none).

@@ -38,9 +38,9 @@ pub(super) struct Batcher {
 
 impl Batcher {
     /// Starts the intake task on `pool`, telling `reach` whether the database answers.
-    pub(super) fn start(pool: Pool, reach: Arc<Reach>) -> Batcher {
+    pub(super) fn start(pool: Pool, reach: Arc<Reach>, metrics: Observed) -> Batcher {
         let (jobs, queue) = mpsc::unbounded_channel();
-        tokio::spawn(run(pool, reach, queue));
+        tokio::spawn(run(pool, reach, metrics, queue));
         Batcher { jobs }
     }
 
@@ -50,7 +50,15 @@ impl Batcher {
     }
 }
 
-async fn run(pool: Pool, reach: Arc<Reach>, mut queue: mpsc::UnboundedReceiver<Job>) {
+/// Where the intake task records each batch's size and commit time, once set.
+pub(super) type Observed = Arc<std::sync::OnceLock<crate::metrics::Metrics>>;
+
+async fn run(
+    pool: Pool,
+    reach: Arc<Reach>,
+    metrics: Observed,
+    mut queue: mpsc::UnboundedReceiver<Job>,
+) {
     while let Some(first) = queue.recv().await {
         let mut jobs = vec![first];
         while jobs.len() < MAX_BATCH {
@@ -59,7 +67,11 @@ async fn run(pool: Pool, reach: Arc<Reach>, mut queue: mpsc::UnboundedReceiver<J
                 Err(_) => break,
             }
         }
+        let started = std::time::Instant::now();
         let answers = commit(&pool, &reach, &jobs).await;
+        if let Some(m) = metrics.get() {
+            m.batch(jobs.len(), started.elapsed());
+        }
         for (job, answer) in jobs.into_iter().zip(answers) {
             job.answer(answer);
         }

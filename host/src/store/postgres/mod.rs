@@ -56,6 +56,8 @@ pub struct PostgresStore {
     /// Whether the database answers, for `/healthz`.
     reach: Arc<Reach>,
     claims: std::sync::atomic::AtomicU64,
+    /// Shared with the intake task: where it records its batches.
+    metrics: Arc<std::sync::OnceLock<crate::metrics::Metrics>>,
 }
 
 /// Whether the database answered the last time this host asked: a connection that could not
@@ -180,12 +182,14 @@ impl PostgresStore {
                 .map_err(|e| StoreError::Backend(e.to_string()))?;
         }
         let reach = Arc::new(Reach::default());
+        let metrics = Arc::new(std::sync::OnceLock::new());
         Ok(Arc::new(PostgresStore {
             options: options.clone(),
-            batcher: batch::Batcher::start(pool.clone(), reach.clone()),
+            batcher: batch::Batcher::start(pool.clone(), reach.clone(), metrics.clone()),
             pool,
             reach,
             claims: std::sync::atomic::AtomicU64::new(1),
+            metrics,
         }))
     }
 
@@ -586,6 +590,10 @@ impl PostgresStore {
 
 #[async_trait]
 impl Store for PostgresStore {
+    fn observe(&self, metrics: crate::metrics::Metrics) {
+        let _ = self.metrics.set(metrics);
+    }
+
     fn failure(&self) -> Option<String> {
         self.reach.failure().map(|e| {
             format!(
@@ -747,6 +755,16 @@ impl Store for PostgresStore {
             )
             .await?;
         Ok(rows.first().map_or(0, |r| r.get::<_, i64>(0)) as u32)
+    }
+
+    async fn queued_count(&self, queue: &str) -> Result<u64, StoreError> {
+        let rows = self
+            .query(
+                "SELECT count(*) FROM conversations WHERE queue = $1 AND state = 'queued'",
+                &[&queue],
+            )
+            .await?;
+        Ok(rows.first().map_or(0, |r| r.get::<_, i64>(0)) as u64)
     }
 
     async fn update_conversation(

@@ -39,6 +39,8 @@ pub(crate) struct Intake {
     pub(crate) db: sled::Db,
     /// Where a failed disk write is recorded.
     pub(crate) durability: Arc<Durability>,
+    /// Where each batch's size and commit time go, once set ([`crate::store::Store::observe`]).
+    pub(crate) metrics: Arc<std::sync::OnceLock<crate::metrics::Metrics>>,
 }
 
 /// The most jobs one transaction carries (a bound on the transaction's size).
@@ -101,6 +103,7 @@ fn run(intake: &Intake, queue: &mpsc::Receiver<Job>, mut next_event: u64) {
                 Err(_) => break,
             }
         }
+        let started = std::time::Instant::now();
         let answers = commit(intake, &jobs, &mut next_event);
         // One flush covers the whole batch (and anything else written before it).
         let flushed = if answers.iter().any(Result::is_ok) {
@@ -108,6 +111,9 @@ fn run(intake: &Intake, queue: &mpsc::Receiver<Job>, mut next_event: u64) {
         } else {
             Ok(())
         };
+        if let Some(m) = intake.metrics.get() {
+            m.batch(jobs.len(), started.elapsed());
+        }
         for (job, answer) in jobs.into_iter().zip(answers) {
             let answer = match (&flushed, answer) {
                 (Err(e), Ok(_)) => Err(intake.durability.error(e.clone())),

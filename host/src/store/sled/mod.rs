@@ -88,6 +88,8 @@ pub struct SledStore {
     claims: AtomicU64,
     durability: Arc<Durability>,
     batcher: batch::Batcher,
+    /// Shared with the intake thread: where it records its batches.
+    metrics: Arc<std::sync::OnceLock<crate::metrics::Metrics>>,
 }
 
 /// Runs `f`, turning a panic on this thread into `Err(its message)` without printing it (the
@@ -188,11 +190,13 @@ impl SledStore {
         }
         let intake = IntakeTrees::open(&db).map_err(open_error)?;
         let durability = Arc::new(Durability::new(mark));
+        let metrics = Arc::new(std::sync::OnceLock::new());
         let batcher = batch::Batcher::start(batch::Intake {
             trees: intake,
             contacts: db.open_tree("contacts").map_err(open_error)?,
             db: db.clone(),
             durability: durability.clone(),
+            metrics: metrics.clone(),
         })?;
         let tree = |name: &str| db.open_tree(name).map_err(open_error);
         Ok(Arc::new(SledStore {
@@ -215,6 +219,7 @@ impl SledStore {
             claims: AtomicU64::new(1),
             durability,
             batcher,
+            metrics,
             db,
         }))
     }
@@ -271,6 +276,10 @@ impl SledStore {
 
 #[async_trait]
 impl Store for SledStore {
+    fn observe(&self, metrics: crate::metrics::Metrics) {
+        let _ = self.metrics.set(metrics);
+    }
+
     fn failure(&self) -> Option<String> {
         self.durability.failure().map(|e| {
             format!(
@@ -431,6 +440,19 @@ impl Store for SledStore {
     async fn owned_count(&self, agent: &str) -> Result<u32, StoreError> {
         let prefix = index::prefix(&crate::store::Selector::OwnedBy(agent.to_owned()));
         let mut n = 0u32;
+        for item in self.index.scan_prefix(prefix).keys() {
+            item.map_err(|e| self.fail(e))?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    async fn queued_count(&self, queue: &str) -> Result<u64, StoreError> {
+        let prefix = index::prefix(&crate::store::Selector::Queue {
+            queue: queue.to_owned(),
+            state: crate::model::ConversationState::Queued,
+        });
+        let mut n = 0u64;
         for item in self.index.scan_prefix(prefix).keys() {
             item.map_err(|e| self.fail(e))?;
             n += 1;
