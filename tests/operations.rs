@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use support::*;
 
 /// Carol's bearer token (queues `night` and `last` in the overflow test).
@@ -516,4 +516,93 @@ fn replay_exit_codes_do_not_collide_with_the_usage_error() {
     codes.sort();
     codes.dedup();
     assert_eq!(codes.len(), 5, "every outcome has its own exit code");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_carry_an_audit_line_for_every_agent_and_admin_action() {
+    let host = Host::start(Setup {
+        server: "log_format = \"json\"".into(),
+        ..Setup::default()
+    });
+    host.presence(ALICE, "online").await;
+    assert_eq!(
+        inbound(
+            &host,
+            "SMlog0000000000000000000000000001",
+            "+14155550100",
+            "hi"
+        )
+        .await,
+        200
+    );
+    let id = host.conversations(ALICE).await[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let id_num: u64 = id.parse().unwrap();
+    for action in ["take", "close"] {
+        let (status, _) = host
+            .post_json(
+                &format!("/api/v1/conversations/{id}/{action}"),
+                ALICE,
+                json!({}),
+            )
+            .await;
+        assert_eq!(status, 200, "{action}");
+    }
+    let (status, _) = host
+        .post_json("/api/v1/admin/channels/sms/disable", ADMIN, json!({}))
+        .await;
+    assert_eq!(status, 200);
+    // The audit lines are written before the answers: they are in the log now.
+    let lines: Vec<serde_json::Value> = host
+        .log()
+        .lines()
+        .map(|l| {
+            serde_json::from_str(l)
+                .unwrap_or_else(|e| panic!("a log line is not JSON ({e}): {l:?}"))
+        })
+        .collect();
+    let audit: Vec<(String, String, Option<u64>)> = lines
+        .iter()
+        .filter(|l| l["target"] == "plugboard::audit")
+        .map(|l| {
+            (
+                l["who"].as_str().unwrap_or_default().to_owned(),
+                l["action"].as_str().unwrap_or_default().to_owned(),
+                l["conversation"].as_u64(),
+            )
+        })
+        .collect();
+    for want in [
+        ("alice".to_owned(), "presence".to_owned(), None),
+        ("alice".to_owned(), "take".to_owned(), Some(id_num)),
+        ("alice".to_owned(), "close".to_owned(), Some(id_num)),
+        ("admin".to_owned(), "channel.disabled".to_owned(), None),
+    ] {
+        assert!(
+            audit.contains(&want),
+            "{want:?} missing from the audit lines {audit:?}"
+        );
+    }
+    assert!(
+        lines.iter().any(|l| l["message"] == "plugboard ready"),
+        "the ready line is JSON too"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_logs_carry_no_colour_codes_when_not_on_a_terminal() {
+    let host = Host::start(Setup::default());
+    host.presence(ALICE, "online").await;
+    let log = host.log();
+    assert!(log.contains("plugboard ready"), "{log}");
+    assert!(
+        !log.contains('\u{1b}'),
+        "colour codes in a log file:\n{log}"
+    );
+    assert!(
+        log.contains("plugboard::audit"),
+        "the audit line of the presence change:\n{log}"
+    );
 }

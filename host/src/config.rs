@@ -109,6 +109,17 @@ pub struct StorageConfig {
     pub ca_file: Option<PathBuf>,
 }
 
+/// How the host writes its log (to standard error).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Lines for people; colour only on a terminal.
+    #[default]
+    Plain,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
 /// Which backend keeps the host's state.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -184,6 +195,9 @@ pub struct ServerConfig {
     /// interface).
     #[serde(default)]
     pub metrics_listen: Option<String>,
+    /// How the log is written: `plain` (the default) or `json`.
+    #[serde(default)]
+    pub log_format: LogFormat,
     /// The web origins (`https://crm.example.com`) whose pages may call the agent API from a
     /// browser with a bearer token (CORS); none by default. The console itself is same-origin.
     #[serde(default)]

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
-use plugboard::config::Config;
+use plugboard::config::{Config, LogFormat};
 use plugboard::services::app::App;
 
 /// Omnichannel messaging host with WebAssembly channel and routing plugins.
@@ -64,14 +64,41 @@ fn load(config: Option<&PathBuf>) -> anyhow::Result<Config> {
     })
 }
 
+/// Starts the log on standard error in `format`: JSON lines, or plain lines with colour only
+/// on a terminal. The filter comes from `RUST_LOG` (default `info`).
+fn init_log(format: LogFormat) {
+    use std::io::IsTerminal;
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let log = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => log.json().flatten_event(true).init(),
+        LogFormat::Plain => log.with_ansi(std::io::stderr().is_terminal()).init(),
+    }
+}
+
+/// The log format of the configuration `cli` names (plain when it cannot be read: the error
+/// is told once the log is up).
+fn log_format(cli: &Cli) -> LogFormat {
+    let path = match &cli.command {
+        Command::Serve { config } | Command::Migrate { config } => config.as_ref(),
+        Command::Check { config } => Some(config),
+        _ => None,
+    };
+    match path {
+        Some(p) => Config::load(p)
+            .map(|c| c.server.log_format)
+            .unwrap_or_default(),
+        None => LogFormat::Plain,
+    }
+}
+
 fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    match run(Cli::parse()) {
+    let cli = Cli::parse();
+    init_log(log_format(&cli));
+    match run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("plugboard: {e:#}");

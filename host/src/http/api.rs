@@ -1358,6 +1358,7 @@ pub async fn test_channel(
             );
         }
     };
+    crate::services::audit::record("admin", "channel.test", None, &name);
     let outcome = crate::services::credential::check(&state.app.sandbox, &client, &channel).await;
     Json(json!({"channel": name, "outcome": outcome})).into_response()
 }
@@ -1413,6 +1414,12 @@ async fn channel_admin(
     }
     match state.app.set_channel_state(name, target).await {
         Ok(()) => {
+            crate::services::audit::record(
+                "admin",
+                &format!("channel.{}", target.as_str()),
+                None,
+                name,
+            );
             tracing::info!(
                 channel = name,
                 state = target.as_str(),
@@ -1428,6 +1435,7 @@ async fn channel_admin(
 /// report (loaded, unchanged, refused, kept previous), or 409 when the configuration no longer
 /// resolves against the new plugins (nothing changes then).
 pub async fn reload(State(state): State<AppState>, _admin: Admin) -> Response {
+    crate::services::audit::record("admin", "plugins.reload", None, "");
     let app = state.app.clone();
     match tokio::task::spawn_blocking(move || app.reload()).await {
         Ok(Ok(report)) => Json(json!({"reloaded": true, "report": report})).into_response(),

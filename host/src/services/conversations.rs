@@ -17,6 +17,7 @@ use crate::runtime::clock::Clock;
 use crate::services::agents::access::{self, Refused};
 use crate::services::agents::{Agents, Presence};
 use crate::services::app::App;
+use crate::services::audit;
 use crate::services::channel_rules;
 use crate::services::events::{self, EventHub};
 use crate::services::outbox::Outbox;
@@ -123,6 +124,7 @@ impl Actions<'_> {
         // need not.
         let rx = self.outbox.watch(message.conversation, message.seq);
         self.outbox.submit(message.conversation, message.seq);
+        audit::record(&agent.id, "reply", Some(after.id), &message.id());
         self.app
             .metrics
             .messages(&after.channel, crate::metrics::Direction::Outbound, 1);
@@ -175,6 +177,7 @@ impl Actions<'_> {
         match result {
             Ok((after, changed)) => {
                 if changed {
+                    audit::record(&me, "take", Some(after.id), "");
                     self.announce_assigned(before, &after, "take").await;
                 }
                 Ok(after)
@@ -210,6 +213,7 @@ impl Actions<'_> {
             Ok(c.transfer(target, now))
         })
         .await?;
+        audit::record(&agent.id, "transfer", Some(after.id), target);
         self.agents.assigned(target, now).await;
         let mut audience = events::audience(config, &after, Some(&agent.id));
         if let Some(p) = &previous {
@@ -265,6 +269,12 @@ impl Actions<'_> {
                 Ok((previous, offered, was))
             })
             .await?;
+        audit::record(
+            &agent.id,
+            "transfer",
+            Some(after.id),
+            &format!("queue {queue}"),
+        );
         if let Some(p) = &previous {
             self.agents.released(p, now).await;
         }
@@ -310,6 +320,7 @@ impl Actions<'_> {
             Ok(())
         })
         .await?;
+        audit::record(&agent.id, "reopen", Some(after.id), "");
         self.agents.assigned(&agent.id, now).await;
         self.events
             .publish(
@@ -336,6 +347,7 @@ impl Actions<'_> {
             .storage
             .add_note(c.id, &agent.id, text, now)
             .await?;
+        audit::record(&agent.id, "note", Some(after.id), &message.id());
         self.events
             .publish(
                 "note",
@@ -365,6 +377,7 @@ impl Actions<'_> {
         if !changed {
             return Ok(after);
         }
+        audit::record(&me, "close", Some(after.id), "");
         self.app.metrics.offers(
             &before.queue,
             OfferOutcome::Withdrawn,
@@ -393,6 +406,7 @@ impl Actions<'_> {
     /// Sets `agent`'s presence, tells them, and has waiting work looked at again when they
     /// come online.
     pub async fn set_presence(&self, agent: &str, presence: Presence) {
+        audit::record(agent, "presence", None, presence.as_str());
         self.agents
             .set_presence(agent, presence, Clock::System.now_millis())
             .await;
@@ -463,6 +477,7 @@ impl Actions<'_> {
                     .await?
             }
         };
+        audit::record(&agent.id, "start", Some(conv.id), &conv.customer);
         match &existing {
             Some(before) if before.state == ConversationState::Queued => {
                 self.announce_assigned(before, &conv, "started").await;

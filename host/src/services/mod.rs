@@ -5,6 +5,7 @@
 
 pub mod agents;
 pub mod app;
+pub mod audit;
 pub mod catalog;
 pub mod channel_rules;
 pub mod cluster;
