@@ -297,66 +297,34 @@ async fn one_conversation_with_its_rules_unread_counts_and_notes_never_sent() {
     assert_eq!(status, 404, "bob works sales: not his to see");
 
     // Reading moves the marker; a new message is unread again.
-    let (status, body) = host
-        .post_json(
-            &format!("/api/v1/conversations/{id}/read"),
-            ALICE,
-            json!({"seq": 1}),
-        )
-        .await;
+    let (status, body) = host.act(&id, "read", ALICE, json!({"seq": 1})).await;
     assert_eq!(status, 204, "{body}");
     assert_eq!(only(&host, ALICE).await["unread"], 0);
     let (_, dana_view) = host
         .get_json(&format!("/api/v1/conversations/{id}"), DANA)
         .await;
     assert_eq!(dana_view["unread"], 1, "markers are per agent");
-    let (status, body) = host
-        .post_json(
-            &format!("/api/v1/conversations/{id}/read"),
-            ALICE,
-            json!({"seq": "x"}),
-        )
-        .await;
+    let (status, body) = host.act(&id, "read", ALICE, json!({"seq": "x"})).await;
     assert_eq!(status, 400, "{body}");
 
     // A note: stored with the history, told to the agents, never sent.
     let mut carol = SseStream::open(&host, CAROL, None).await;
     let (status, note) = host
-        .post_json(
-            &format!("/api/v1/conversations/{id}/notes"),
-            ALICE,
-            json!({"text": "VIP customer"}),
-        )
+        .act(&id, "notes", ALICE, json!({"text": "VIP customer"}))
         .await;
     assert_eq!(status, 201, "{note}");
     assert_eq!(note["direction"], "note");
     assert_eq!(note["author"], "alice");
     let told = carol.next_of("note").await;
     assert_eq!(told.data["data"]["id"], note["id"]);
-    let (status, body) = host
-        .post_json(
-            &format!("/api/v1/conversations/{id}/notes"),
-            ALICE,
-            json!({"text": "  "}),
-        )
-        .await;
+    let (status, body) = host.act(&id, "notes", ALICE, json!({"text": "  "})).await;
     assert_eq!(status, 422, "{body}");
-    let (status, _) = host
-        .post_json(
-            &format!("/api/v1/conversations/{id}/notes"),
-            BOB,
-            json!({"text": "x"}),
-        )
-        .await;
+    let (status, _) = host.act(&id, "notes", BOB, json!({"text": "x"})).await;
     assert_eq!(status, 404);
 
     // A reply is told to the manager as `outbound`, then its status as the provider takes it.
     let (status, sent) = host
-        .post_json(
-            &format!("/api/v1/conversations/{id}/messages"),
-            ALICE,
-            json!({"text": "Checking now"}),
-        )
+        .act(&id, "messages", ALICE, json!({"text": "Checking now"}))
         .await;
     assert_eq!(status, 201, "{sent}");
     let outbound = carol.next_of("outbound").await;
@@ -516,21 +484,11 @@ async fn transfer_to_a_queue_reopen_and_search() {
         .as_str()
         .unwrap()
         .to_owned();
-    let (status, _) = host
-        .post_json(
-            &format!("/api/v1/conversations/{id}/take"),
-            ALICE,
-            json!({}),
-        )
-        .await;
+    let (status, _) = host.act(&id, "take", ALICE, json!({})).await;
     assert_eq!(status, 200);
     let mut bob = SseStream::open(&host, BOB, None).await;
     let (status, body) = host
-        .post_json(
-            &format!("/api/v1/conversations/{id}/transfer"),
-            ALICE,
-            json!({"queue": "nope"}),
-        )
+        .act(&id, "transfer", ALICE, json!({"queue": "nope"}))
         .await;
     assert_eq!(status, 422, "{body}");
     assert!(
@@ -538,19 +496,16 @@ async fn transfer_to_a_queue_reopen_and_search() {
         "{body}"
     );
     let (status, body) = host
-        .post_json(
-            &format!("/api/v1/conversations/{id}/transfer"),
+        .act(
+            &id,
+            "transfer",
             ALICE,
             json!({"queue": "sales", "agent": "dana"}),
         )
         .await;
     assert_eq!(status, 422, "one target only: {body}");
     let (status, moved) = host
-        .post_json(
-            &format!("/api/v1/conversations/{id}/transfer"),
-            ALICE,
-            json!({"queue": "sales"}),
-        )
+        .act(&id, "transfer", ALICE, json!({"queue": "sales"}))
         .await;
     assert_eq!(status, 200, "{moved}");
     assert_eq!(
@@ -565,40 +520,18 @@ async fn transfer_to_a_queue_reopen_and_search() {
     assert_eq!(status, 404, "no longer alice's to read");
 
     // Bob takes and closes it; he may reopen it, alice (of another queue) may not.
-    let (status, _) = host
-        .post_json(&format!("/api/v1/conversations/{id}/take"), BOB, json!({}))
-        .await;
+    let (status, _) = host.act(&id, "take", BOB, json!({})).await;
     assert_eq!(status, 200);
-    let (status, body) = host
-        .post_json(
-            &format!("/api/v1/conversations/{id}/reopen"),
-            BOB,
-            json!({}),
-        )
-        .await;
+    let (status, body) = host.act(&id, "reopen", BOB, json!({})).await;
     assert_eq!(status, 409, "open conversations are not reopened: {body}");
-    let (status, _) = host
-        .post_json(&format!("/api/v1/conversations/{id}/close"), BOB, json!({}))
-        .await;
+    let (status, _) = host.act(&id, "close", BOB, json!({})).await;
     assert_eq!(status, 200);
-    let (status, body) = host
-        .post_json(
-            &format!("/api/v1/conversations/{id}/reopen"),
-            ALICE,
-            json!({}),
-        )
-        .await;
+    let (status, body) = host.act(&id, "reopen", ALICE, json!({})).await;
     assert_eq!(
         status, 403,
         "alice handled it but no longer works its queue: {body}"
     );
-    let (status, reopened) = host
-        .post_json(
-            &format!("/api/v1/conversations/{id}/reopen"),
-            BOB,
-            json!({}),
-        )
-        .await;
+    let (status, reopened) = host.act(&id, "reopen", BOB, json!({})).await;
     assert_eq!(status, 200, "{reopened}");
     assert_eq!(
         (reopened["state"].clone(), reopened["owner"].clone()),
@@ -637,19 +570,11 @@ async fn a_note_never_reaches_the_web_chat_visitor() {
     assert!(resp.status().is_success(), "{}", resp.text().await.unwrap());
     let id = only(&host, ALICE).await["id"].as_str().unwrap().to_owned();
     let (status, _) = host
-        .post_json(
-            &format!("/api/v1/conversations/{id}/notes"),
-            ALICE,
-            json!({"text": "internal"}),
-        )
+        .act(&id, "notes", ALICE, json!({"text": "internal"}))
         .await;
     assert_eq!(status, 201);
     let (status, _) = host
-        .post_json(
-            &format!("/api/v1/conversations/{id}/messages"),
-            ALICE,
-            json!({"text": "Hello!"}),
-        )
+        .act(&id, "messages", ALICE, json!({"text": "Hello!"}))
         .await;
     assert!(status == 201 || status == 202);
     let poll: Value = host
@@ -867,43 +792,21 @@ async fn notes_and_replies_reach_only_those_who_may_read_them() {
     )
     .await;
     let id = only(&host, ALICE).await["id"].as_str().unwrap().to_owned();
-    let (status, _) = host
-        .post_json(
-            &format!("/api/v1/conversations/{id}/take"),
-            ALICE,
-            json!({}),
-        )
-        .await;
+    let (status, _) = host.act(&id, "take", ALICE, json!({})).await;
     assert_eq!(status, 200);
     let (status, _) = host
-        .post_json(
-            &format!("/api/v1/conversations/{id}/transfer"),
-            ALICE,
-            json!({"queue": "sales"}),
-        )
+        .act(&id, "transfer", ALICE, json!({"queue": "sales"}))
         .await;
     assert_eq!(status, 200);
-    let (status, _) = host
-        .post_json(&format!("/api/v1/conversations/{id}/take"), BOB, json!({}))
-        .await;
+    let (status, _) = host.act(&id, "take", BOB, json!({})).await;
     assert_eq!(status, 200);
 
     // Bob's note and reply in sales: alice once handled it, but may not read it now.
     let mut alice = SseStream::open(&host, ALICE, None).await;
-    let (status, _) = host
-        .post_json(
-            &format!("/api/v1/conversations/{id}/notes"),
-            BOB,
-            json!({"text": "secret"}),
-        )
-        .await;
+    let (status, _) = host.act(&id, "notes", BOB, json!({"text": "secret"})).await;
     assert_eq!(status, 201);
     let (status, _) = host
-        .post_json(
-            &format!("/api/v1/conversations/{id}/messages"),
-            BOB,
-            json!({"text": "hi from sales"}),
-        )
+        .act(&id, "messages", BOB, json!({"text": "hi from sales"}))
         .await;
     assert_eq!(status, 201);
     // A signal to wait on: alice's own presence change, after the note and the reply.

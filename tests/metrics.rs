@@ -348,20 +348,10 @@ async fn families_move_with_traffic_and_labels_stay_bounded() {
         .as_str()
         .unwrap()
         .to_owned();
-    let (status, _) = host
-        .post_json(
-            &format!("/api/v1/conversations/{id}/take"),
-            ALICE,
-            json!({}),
-        )
-        .await;
+    let (status, _) = host.act(&id, "take", ALICE, json!({})).await;
     assert_eq!(status, 200);
     let (status, sent) = host
-        .post_json(
-            &format!("/api/v1/conversations/{id}/messages"),
-            ALICE,
-            json!({"text": "on it"}),
-        )
+        .act(&id, "messages", ALICE, json!({"text": "on it"}))
         .await;
     assert_eq!(status, 201, "{sent}");
     let (status, _) = host
@@ -455,11 +445,7 @@ async fn families_move_with_traffic_and_labels_stay_bounded() {
     // The provider fails for good: two attempts, one retry, one dead letter.
     twilio.answer(vec![(500, json!({"message": "boom"}))]);
     let (status, _) = host
-        .post_json(
-            &format!("/api/v1/conversations/{id}/messages"),
-            ALICE,
-            json!({"text": "again"}),
-        )
+        .act(&id, "messages", ALICE, json!({"text": "again"}))
         .await;
     assert!(status == 201 || status == 202, "{status}");
     let e = until(&host, "the dead letter counted", |e| {

@@ -541,13 +541,7 @@ async fn json_logs_carry_an_audit_line_for_every_agent_and_admin_action() {
         .to_owned();
     let id_num: u64 = id.parse().unwrap();
     for action in ["take", "close"] {
-        let (status, _) = host
-            .post_json(
-                &format!("/api/v1/conversations/{id}/{action}"),
-                ALICE,
-                json!({}),
-            )
-            .await;
+        let (status, _) = host.act(&id, action, ALICE, json!({})).await;
         assert_eq!(status, 200, "{action}");
     }
     let (status, _) = host

@@ -319,6 +319,13 @@ queues = ["sales"]
         (status, resp.json().await.unwrap_or(Value::Null))
     }
 
+    /// POSTs `body` to `/api/v1/conversations/{id}/{action}` (`take`, `close`, `notes`, ...) as
+    /// the agent with `token`.
+    pub async fn act(&self, id: &str, action: &str, token: &str, body: Value) -> (u16, Value) {
+        self.post_json(&format!("/api/v1/conversations/{id}/{action}"), token, body)
+            .await
+    }
+
     /// POSTs JSON to an API path as the agent with `token`.
     pub async fn post_json(&self, path: &str, token: &str, body: Value) -> (u16, Value) {
         let resp = self
