@@ -488,13 +488,8 @@ async fn acknowledged_data_survives_a_kill_and_restart() {
     assert_eq!(host.conversations(ALICE).await.len(), 20);
 }
 
-#[test]
-fn config_errors_name_the_key() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("bad.toml");
-    std::fs::write(
-        &path,
-        r#"
+/// A server and one queue: the start of the files the `check` tests write.
+const CHECK_HEAD: &str = r#"
 [server]
 listen = "127.0.0.1:0"
 public_url = "http://127.0.0.1"
@@ -502,6 +497,16 @@ data_dir = "data"
 [[queues]]
 name = "support"
 router = "ring-all"
+"#;
+
+#[test]
+fn config_errors_name_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"{CHECK_HEAD}
 [[channels]]
 name = "sms"
 plugin = "twilio-sms"
@@ -509,7 +514,8 @@ queue = "support"
 [channels.settings]
 account_sid = "AC1"
 from = "+15005550006"
-"#,
+"#
+        ),
     )
     .unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_plugboard"))
@@ -525,4 +531,80 @@ from = "+15005550006"
         "{stderr}"
     );
     assert!(stderr.contains("requires"), "{stderr}");
+}
+
+/// `plugboard check` names every problem of a file in one run, including settings that cannot
+/// work (a `from` that is not E.164, an `api_base` that is not http(s)), and refuses the file.
+#[test]
+fn check_reports_every_problem_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    let run = |text: &str| {
+        std::fs::write(&path, text).unwrap();
+        std::process::Command::new(env!("CARGO_BIN_EXE_plugboard"))
+            .args(["check", "--config"])
+            .arg(&path)
+            .current_dir(dir.path())
+            .output()
+            .unwrap()
+    };
+    let out = run(&format!(
+        r#"{CHECK_HEAD}
+offer_timeout = 0
+[[channels]]
+name = "sms"
+plugin = "twilio-sms"
+queue = "nowhere"
+[[agents]]
+id = "alice"
+name = "Alice"
+token = "short"
+queues = ["support"]
+"#
+    ));
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for key in [
+        "3 problems",
+        "queues[0].offer_timeout",
+        "channels[0].queue",
+        "agents[0].token",
+    ] {
+        assert!(stderr.contains(key), "{key} missing from: {stderr}");
+    }
+
+    let out = run(&format!(
+        r#"{CHECK_HEAD}
+[[channels]]
+name = "sms"
+plugin = "twilio-sms"
+queue = "support"
+[channels.settings]
+account_sid = "AC1"
+auth_token = "secret"
+from = "Plugboard"
+api_base = "ftp://127.0.0.1:1"
+[[channels]]
+name = "wa"
+plugin = "twilio-whatsapp"
+queue = "support"
+[channels.settings]
+account_sid = "AC1"
+auth_token = "secret"
+from = "whatsapp:+15005550006"
+api_base = "http://127.0.0.1:1"
+"#
+    ));
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("2 problems"), "{stderr}");
+    assert!(
+        stderr.contains("channels[0].settings.from") && stderr.contains("E.164"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("channels[0].settings.api_base") && stderr.contains("http"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("channels[1]"), "{stderr}");
 }

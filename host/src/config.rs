@@ -44,6 +44,56 @@ pub enum ConfigError {
         /// What is wrong with it.
         reason: String,
     },
+    /// Several problems, every one a check found (never empty, never one).
+    #[error("{} problems:\n{}", .0.len(), list(.0))]
+    Many(Vec<ConfigError>),
+}
+
+fn list(problems: &[ConfigError]) -> String {
+    problems
+        .iter()
+        .map(|p| format!("  - {p}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Collects every problem the checks of a configuration find, so one `plugboard check` (or one
+/// refused reload) names them all instead of stopping at the first.
+#[derive(Debug, Default)]
+pub struct Problems(Vec<ConfigError>);
+
+impl Problems {
+    /// Notes that the value at `key` is wrong and why.
+    pub fn invalid(&mut self, key: impl Into<String>, reason: impl Into<String>) {
+        self.0.push(ConfigError::invalid(key, reason));
+    }
+
+    /// Notes `error` (each of them, for [`ConfigError::Many`]).
+    pub fn push(&mut self, error: ConfigError) {
+        match error {
+            ConfigError::Many(all) => self.0.extend(all),
+            one => self.0.push(one),
+        }
+    }
+
+    /// How many problems were found so far.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether nothing was found.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// `Ok` when nothing was found, else the one problem or all of them.
+    pub fn finish(mut self) -> Result<(), ConfigError> {
+        match self.0.len() {
+            0 => Ok(()),
+            1 => Err(self.0.remove(0)),
+            _ => Err(ConfigError::Many(self.0)),
+        }
+    }
 }
 
 impl ConfigError {
@@ -504,7 +554,8 @@ impl Config {
         })
     }
 
-    /// Parses TOML text; `env` resolves `${VAR}` references.
+    /// Parses TOML text; `env` resolves `${VAR}` references. Every problem found is reported
+    /// (as [`ConfigError::Many`] when there are several), not only the first.
     pub fn parse(
         text: &str,
         origin: &str,
@@ -514,262 +565,245 @@ impl Config {
             origin: origin.to_owned(),
             message: e.to_string().trim_end().to_owned(),
         })?;
-        config.expand(env)?;
-        config.validate()?;
+        let mut problems = Problems::default();
+        config.expand(env, &mut problems);
+        config.validate(&mut problems);
+        problems.finish()?;
         Ok(config)
     }
 
-    fn expand(&mut self, env: &dyn Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+    fn expand(&mut self, env: &dyn Fn(&str) -> Option<String>, p: &mut Problems) {
+        let mut expand = |key: String, value: &mut String| match expand_env(value, env) {
+            Ok(expanded) => *value = expanded,
+            Err(reason) => p.invalid(key, reason),
+        };
         for (i, channel) in self.channels.iter_mut().enumerate() {
             for (name, value) in channel.settings.iter_mut() {
-                *value = expand_env(value, env).map_err(|r| {
-                    ConfigError::invalid(format!("channels[{i}].settings.{name}"), r)
-                })?;
+                expand(format!("channels[{i}].settings.{name}"), value);
             }
         }
         for (i, agent) in self.agents.iter_mut().enumerate() {
-            agent.token = expand_env(&agent.token, env)
-                .map_err(|r| ConfigError::invalid(format!("agents[{i}].token"), r))?;
+            expand(format!("agents[{i}].token"), &mut agent.token);
         }
-        if let Some(token) = &self.server.admin_token {
-            let expanded = expand_env(token, env)
-                .map_err(|r| ConfigError::invalid("server.admin_token", r))?;
-            self.server.admin_token = Some(expanded);
+        if let Some(token) = &mut self.server.admin_token {
+            expand("server.admin_token".into(), token);
         }
-        if let Some(token) = &self.server.metrics_token {
-            let expanded = expand_env(token, env)
-                .map_err(|r| ConfigError::invalid("server.metrics_token", r))?;
-            self.server.metrics_token = Some(expanded);
+        if let Some(token) = &mut self.server.metrics_token {
+            expand("server.metrics_token".into(), token);
         }
-        if let Some(url) = &self.storage.url {
-            let expanded =
-                expand_env(url, env).map_err(|r| ConfigError::invalid("storage.url", r))?;
-            self.storage.url = Some(expanded);
+        if let Some(url) = &mut self.storage.url {
+            expand("storage.url".into(), url);
         }
-        Ok(())
     }
 
-    fn validate(&self) -> Result<(), ConfigError> {
-        self.server
-            .listen
-            .parse::<std::net::SocketAddr>()
-            .map_err(|e| {
-                ConfigError::invalid(
-                    "server.listen",
-                    format!("not a socket address ({e}); write e.g. \"127.0.0.1:8080\""),
-                )
-            })?;
-        let public = url::Url::parse(&self.server.public_url).map_err(|e| {
-            ConfigError::invalid("server.public_url", format!("not an absolute URL ({e})"))
-        })?;
-        if !matches!(public.scheme(), "http" | "https") {
-            return Err(ConfigError::invalid(
-                "server.public_url",
-                "must start with http:// or https://",
-            ));
-        }
-        if public.query().is_some() || public.fragment().is_some() {
-            return Err(ConfigError::invalid(
-                "server.public_url",
-                "must not carry a query or fragment",
-            ));
-        }
-        for (j, origin) in self.server.allowed_origins.iter().enumerate() {
-            if normalize_origin(origin).is_none() {
-                return Err(ConfigError::invalid(
-                    format!("server.allowed_origins[{j}]"),
-                    format!("{origin:?} is not an origin; {ORIGIN_FORM}"),
-                ));
-            }
-        }
-        if self.server.max_body_bytes == 0 {
-            return Err(ConfigError::invalid(
-                "server.max_body_bytes",
-                "must be above 0",
-            ));
-        }
-        if let Some(token) = &self.server.admin_token {
-            check_token("server.admin_token", token)?;
-        }
-        if let Some(token) = &self.server.metrics_token {
-            check_token("server.metrics_token", token)?;
-            let reused = self.server.admin_token.as_ref() == Some(token)
-                || self.agents.iter().any(|a| &a.token == token);
-            if reused {
-                return Err(ConfigError::invalid(
-                    "server.metrics_token",
-                    "must differ from the admin token and every agent's token",
-                ));
-            }
-        }
-        if let Some(addr) = &self.server.metrics_listen {
-            let parsed = addr.parse::<std::net::SocketAddr>().map_err(|e| {
-                ConfigError::invalid(
-                    "server.metrics_listen",
-                    format!("not a socket address ({e}); write e.g. \"127.0.0.1:9090\""),
-                )
-            })?;
-            if self.server.listen.parse::<std::net::SocketAddr>().ok() == Some(parsed) {
-                return Err(ConfigError::invalid(
-                    "server.metrics_listen",
-                    "must differ from server.listen (the main listener serves /metrics with metrics_token)",
-                ));
-            }
-        }
+    fn validate(&self, p: &mut Problems) {
+        self.validate_server(p);
         if self.limits.memory_mib == 0 || self.limits.memory_mib > 4096 {
-            return Err(ConfigError::invalid(
-                "limits.memory_mib",
-                "must be between 1 and 4096",
-            ));
+            p.invalid("limits.memory_mib", "must be between 1 and 4096");
+        }
+        if self.limits.call_timeout_ms == 0 {
+            p.invalid("limits.call_timeout_ms", "must be above 0");
         }
         if !(8..=65_536).contains(&self.storage.cache_mib) {
-            return Err(ConfigError::invalid(
-                "storage.cache_mib",
-                "must be between 8 and 65536",
-            ));
+            p.invalid("storage.cache_mib", "must be between 8 and 65536");
         }
-        self.validate_postgres()?;
-        if self.limits.call_timeout_ms == 0 {
-            return Err(ConfigError::invalid(
-                "limits.call_timeout_ms",
-                "must be above 0",
-            ));
-        }
+        self.validate_postgres(p);
+        let queues = self.validate_queues(p);
+        self.validate_channels(&queues, p);
+        self.validate_agents(&queues, p);
+    }
 
+    fn validate_server(&self, p: &mut Problems) {
+        let server = &self.server;
+        let listen = match server.listen.parse::<std::net::SocketAddr>() {
+            Ok(addr) => Some(addr),
+            Err(e) => {
+                p.invalid(
+                    "server.listen",
+                    format!("not a socket address ({e}); write e.g. \"127.0.0.1:8080\""),
+                );
+                None
+            }
+        };
+        match url::Url::parse(&server.public_url) {
+            Err(e) => p.invalid("server.public_url", format!("not an absolute URL ({e})")),
+            Ok(public) if !matches!(public.scheme(), "http" | "https") => {
+                p.invalid("server.public_url", "must start with http:// or https://")
+            }
+            Ok(public) if public.query().is_some() || public.fragment().is_some() => {
+                p.invalid("server.public_url", "must not carry a query or fragment")
+            }
+            Ok(_) => {}
+        }
+        for (j, origin) in server.allowed_origins.iter().enumerate() {
+            if normalize_origin(origin).is_none() {
+                p.invalid(
+                    format!("server.allowed_origins[{j}]"),
+                    format!("{origin:?} is not an origin; {ORIGIN_FORM}"),
+                );
+            }
+        }
+        if server.max_body_bytes == 0 {
+            p.invalid("server.max_body_bytes", "must be above 0");
+        }
+        if let Some(token) = &server.admin_token {
+            check_token("server.admin_token", token, p);
+        }
+        if let Some(token) = &server.metrics_token {
+            check_token("server.metrics_token", token, p);
+            let reused = server.admin_token.as_ref() == Some(token)
+                || self.agents.iter().any(|a| &a.token == token);
+            if reused {
+                p.invalid(
+                    "server.metrics_token",
+                    "must differ from the admin token and every agent's token",
+                );
+            }
+        }
+        if let Some(addr) = &server.metrics_listen {
+            match addr.parse::<std::net::SocketAddr>() {
+                Err(e) => p.invalid(
+                    "server.metrics_listen",
+                    format!("not a socket address ({e}); write e.g. \"127.0.0.1:9090\""),
+                ),
+                Ok(parsed) if listen == Some(parsed) => p.invalid(
+                    "server.metrics_listen",
+                    "must differ from server.listen (the main listener serves /metrics with metrics_token)",
+                ),
+                Ok(_) => {}
+            }
+        }
+    }
+
+    /// Checks the queues; returns the names defined.
+    fn validate_queues(&self, p: &mut Problems) -> HashSet<&str> {
         let mut queues = HashSet::new();
         for (i, q) in self.queues.iter().enumerate() {
-            check_name(&format!("queues[{i}].name"), &q.name)?;
+            check_name(&format!("queues[{i}].name"), &q.name, p);
             if !queues.insert(q.name.as_str()) {
-                return Err(ConfigError::invalid(
+                p.invalid(
                     format!("queues[{i}].name"),
                     format!("queue `{}` is defined twice", q.name),
-                ));
-            }
-        }
-        let mut channels = HashSet::new();
-        for (i, c) in self.channels.iter().enumerate() {
-            check_name(&format!("channels[{i}].name"), &c.name)?;
-            if !channels.insert(c.name.as_str()) {
-                return Err(ConfigError::invalid(
-                    format!("channels[{i}].name"),
-                    format!("channel `{}` is defined twice", c.name),
-                ));
-            }
-            if c.skills.len() > MAX_WORK_SKILLS {
-                return Err(ConfigError::invalid(
-                    format!("channels[{i}].skills"),
-                    format!(
-                        "{} skills listed; a channel's work may require at most {MAX_WORK_SKILLS}",
-                        c.skills.len()
-                    ),
-                ));
-            }
-            check_webchat(i, c)?;
-            match (&c.queue, &c.agent) {
-                (Some(q), None) => {
-                    if !queues.contains(q.as_str()) {
-                        return Err(ConfigError::invalid(
-                            format!("channels[{i}].queue"),
-                            format!("no queue named `{q}` is defined under [[queues]]"),
-                        ));
-                    }
-                }
-                (None, Some(a)) => {
-                    if !self.agents.iter().any(|x| &x.id == a) {
-                        return Err(ConfigError::invalid(
-                            format!("channels[{i}].agent"),
-                            format!("no agent with id `{a}` is defined under [[agents]]"),
-                        ));
-                    }
-                }
-                _ => {
-                    return Err(ConfigError::invalid(
-                        format!("channels[{i}]"),
-                        "set exactly one of `queue` or `agent`",
-                    ));
-                }
+                );
             }
         }
         for (i, q) in self.queues.iter().enumerate() {
             if let Some(o) = &q.overflow {
                 if !queues.contains(o.as_str()) || o == &q.name {
-                    return Err(ConfigError::invalid(
+                    p.invalid(
                         format!("queues[{i}].overflow"),
                         format!("`{o}` must name another queue defined under [[queues]]"),
-                    ));
+                    );
                 }
                 if q.max_wait.is_none() {
-                    return Err(ConfigError::invalid(
+                    p.invalid(
                         format!("queues[{i}].max_wait"),
                         "an overflow queue needs `max_wait` (seconds)",
-                    ));
+                    );
                 }
             }
             if q.offer_timeout == 0 {
-                return Err(ConfigError::invalid(
+                p.invalid(
                     format!("queues[{i}].offer_timeout"),
                     "must be at least 1 second",
-                ));
+                );
             }
             for m in &q.managers {
-                if !self.agents.iter().any(|a| &a.id == m) {
-                    return Err(ConfigError::invalid(
+                if self.agent(m).is_none() {
+                    p.invalid(
                         format!("queues[{i}].managers"),
                         format!("no agent with id `{m}` is defined under [[agents]]"),
-                    ));
+                    );
                 }
             }
             let mut shortcuts = HashSet::new();
             for (j, c) in q.canned.iter().enumerate() {
-                check_name(&format!("queues[{i}].canned[{j}].shortcut"), &c.shortcut)?;
+                check_name(&format!("queues[{i}].canned[{j}].shortcut"), &c.shortcut, p);
                 if !shortcuts.insert(c.shortcut.as_str()) {
-                    return Err(ConfigError::invalid(
+                    p.invalid(
                         format!("queues[{i}].canned[{j}].shortcut"),
                         format!("`{}` is used twice in this queue", c.shortcut),
-                    ));
+                    );
                 }
                 if c.text.trim().is_empty() {
-                    return Err(ConfigError::invalid(
-                        format!("queues[{i}].canned[{j}].text"),
-                        "must not be empty",
-                    ));
+                    p.invalid(format!("queues[{i}].canned[{j}].text"), "must not be empty");
                 }
             }
         }
+        queues
+    }
+
+    fn validate_channels(&self, queues: &HashSet<&str>, p: &mut Problems) {
+        let mut channels = HashSet::new();
+        for (i, c) in self.channels.iter().enumerate() {
+            check_name(&format!("channels[{i}].name"), &c.name, p);
+            if !channels.insert(c.name.as_str()) {
+                p.invalid(
+                    format!("channels[{i}].name"),
+                    format!("channel `{}` is defined twice", c.name),
+                );
+            }
+            if c.skills.len() > MAX_WORK_SKILLS {
+                p.invalid(
+                    format!("channels[{i}].skills"),
+                    format!(
+                        "{} skills listed; a channel's work may require at most {MAX_WORK_SKILLS}",
+                        c.skills.len()
+                    ),
+                );
+            }
+            check_webchat(i, c, p);
+            match (&c.queue, &c.agent) {
+                (Some(q), None) if !queues.contains(q.as_str()) => p.invalid(
+                    format!("channels[{i}].queue"),
+                    format!("no queue named `{q}` is defined under [[queues]]"),
+                ),
+                (None, Some(a)) if self.agent(a).is_none() => p.invalid(
+                    format!("channels[{i}].agent"),
+                    format!("no agent with id `{a}` is defined under [[agents]]"),
+                ),
+                (Some(_), None) | (None, Some(_)) => {}
+                _ => p.invalid(
+                    format!("channels[{i}]"),
+                    "set exactly one of `queue` or `agent`",
+                ),
+            }
+        }
+    }
+
+    fn validate_agents(&self, queues: &HashSet<&str>, p: &mut Problems) {
         let mut agents = HashSet::new();
         let mut tokens = HashSet::new();
         for (i, a) in self.agents.iter().enumerate() {
-            check_name(&format!("agents[{i}].id"), &a.id)?;
+            check_name(&format!("agents[{i}].id"), &a.id, p);
             if !agents.insert(a.id.as_str()) {
-                return Err(ConfigError::invalid(
+                p.invalid(
                     format!("agents[{i}].id"),
                     format!("agent `{}` is defined twice", a.id),
-                ));
+                );
             }
-            check_token(&format!("agents[{i}].token"), &a.token)?;
+            check_token(&format!("agents[{i}].token"), &a.token, p);
             if !tokens.insert(a.token.as_str()) {
-                return Err(ConfigError::invalid(
+                p.invalid(
                     format!("agents[{i}].token"),
                     "two agents share this token; every agent needs their own",
-                ));
+                );
             }
             for q in &a.queues {
                 if !queues.contains(q.as_str()) {
-                    return Err(ConfigError::invalid(
+                    p.invalid(
                         format!("agents[{i}].queues"),
                         format!("no queue named `{q}` is defined under [[queues]]"),
-                    ));
+                    );
                 }
             }
             if let Some(ch) = &a.send_from {
-                let Some(channel) = self.channel(ch) else {
-                    return Err(ConfigError::invalid(
+                match self.channel(ch) {
+                    None => p.invalid(
                         format!("agents[{i}].send_from"),
                         format!("no channel named `{ch}` is defined under [[channels]]"),
-                    ));
-                };
-                if !channel.feeds(a) {
-                    return Err(ConfigError::invalid(
+                    ),
+                    Some(channel) if !channel.feeds(a) => p.invalid(
                         format!("agents[{i}].send_from"),
                         format!(
                             "agent `{}` may not send from channel `{ch}`: it feeds {}, and an agent sends only from a channel that feeds one of their queues ({}) or them directly",
@@ -781,17 +815,45 @@ impl Config {
                                 a.queues.join(", ")
                             }
                         ),
-                    ));
+                    ),
+                    Some(_) => {}
                 }
             }
             if a.capacity == 0 {
-                return Err(ConfigError::invalid(
-                    format!("agents[{i}].capacity"),
-                    "must be at least 1",
-                ));
+                p.invalid(format!("agents[{i}].capacity"), "must be at least 1");
             }
         }
-        Ok(())
+    }
+
+    fn validate_postgres(&self, p: &mut Problems) {
+        let storage = &self.storage;
+        match (storage.backend, &storage.url) {
+            (StorageBackend::Postgres, None) => p.invalid(
+                "storage.url",
+                "backend = \"postgres\" needs the database's URL, e.g. url = \"${DATABASE_URL}\"",
+            ),
+            (StorageBackend::Postgres, Some(url))
+                if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) =>
+            {
+                p.invalid("storage.url", "must be a postgres:// URL")
+            }
+            (StorageBackend::Sled, Some(_)) => {
+                p.invalid("storage.url", "is only used with backend = \"postgres\"")
+            }
+            _ => {}
+        }
+        if storage.ca_file.is_some() && storage.backend != StorageBackend::Postgres {
+            p.invalid(
+                "storage.ca_file",
+                "is only used with backend = \"postgres\"",
+            );
+        }
+        if !(1..=1024).contains(&storage.pool_size) {
+            p.invalid("storage.pool_size", "must be between 1 and 1024");
+        }
+        if storage.connect_timeout_ms == 0 {
+            p.invalid("storage.connect_timeout_ms", "must be above 0");
+        }
     }
 
     /// The channel instance with this name.
@@ -834,101 +896,45 @@ pub fn env_millis(name: &str) -> Option<std::time::Duration> {
 }
 
 /// Names appear in URLs and storage keys: keep them to a safe alphabet.
-fn check_name(key: &str, name: &str) -> Result<(), ConfigError> {
+fn check_name(key: &str, name: &str, p: &mut Problems) {
     let ok = !name.is_empty()
         && name.len() <= 64
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    if ok {
-        Ok(())
-    } else {
-        Err(ConfigError::invalid(
+    if !ok {
+        p.invalid(
             key,
             format!("`{name}` must be 1 to 64 characters of a-z, A-Z, 0-9, `-` or `_`"),
-        ))
+        );
     }
 }
 
 /// How an allowed origin is written, for the error that refuses one.
 const ORIGIN_FORM: &str = "write scheme, host and optional port, like \"https://shop.example.com\" (no path, no wildcard)";
 
-fn check_webchat(i: usize, c: &ChannelConfig) -> Result<(), ConfigError> {
+fn check_webchat(i: usize, c: &ChannelConfig, p: &mut Problems) {
     for (j, origin) in c.allowed_origins.iter().enumerate() {
         if normalize_origin(origin).is_none() {
-            return Err(ConfigError::invalid(
+            p.invalid(
                 format!("channels[{i}].allowed_origins[{j}]"),
                 format!("{origin:?} is not an origin; {ORIGIN_FORM}"),
-            ));
+            );
         }
     }
     if c.webchat.session_idle_secs == 0 {
-        return Err(ConfigError::invalid(
+        p.invalid(
             format!("channels[{i}].webchat.session_idle_secs"),
             "must be at least 1 second",
-        ));
-    }
-    Ok(())
-}
-
-impl Config {
-    fn validate_postgres(&self) -> Result<(), ConfigError> {
-        let storage = &self.storage;
-        match (storage.backend, &storage.url) {
-            (StorageBackend::Postgres, None) => {
-                return Err(ConfigError::invalid(
-                    "storage.url",
-                    "backend = \"postgres\" needs the database's URL, e.g. url = \"${DATABASE_URL}\"",
-                ));
-            }
-            (StorageBackend::Postgres, Some(url)) => {
-                if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-                    return Err(ConfigError::invalid(
-                        "storage.url",
-                        "must be a postgres:// URL",
-                    ));
-                }
-            }
-            (StorageBackend::Sled, Some(_)) => {
-                return Err(ConfigError::invalid(
-                    "storage.url",
-                    "is only used with backend = \"postgres\"",
-                ));
-            }
-            (StorageBackend::Sled, None) => {}
-        }
-        if storage.ca_file.is_some() && storage.backend != StorageBackend::Postgres {
-            return Err(ConfigError::invalid(
-                "storage.ca_file",
-                "is only used with backend = \"postgres\"",
-            ));
-        }
-        if !(1..=1024).contains(&storage.pool_size) {
-            return Err(ConfigError::invalid(
-                "storage.pool_size",
-                "must be between 1 and 1024",
-            ));
-        }
-        if storage.connect_timeout_ms == 0 {
-            return Err(ConfigError::invalid(
-                "storage.connect_timeout_ms",
-                "must be above 0",
-            ));
-        }
-        Ok(())
+        );
     }
 }
 
-fn check_token(key: &str, token: &str) -> Result<(), ConfigError> {
+fn check_token(key: &str, token: &str, p: &mut Problems) {
     if token.len() < 8 {
-        return Err(ConfigError::invalid(
-            key,
-            "tokens must be at least 8 characters",
-        ));
+        p.invalid(key, "tokens must be at least 8 characters");
     }
-    Ok(())
 }
-
 /// Replaces every `${NAME}` in `value` from `env`. A missing variable is an error, never an
 /// empty credential.
 fn expand_env(value: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
@@ -1163,6 +1169,30 @@ queues = ["support"]
         assert_eq!(c.channels[0].webchat.messages_per_minute, 20);
         assert_eq!(normalize_origin("*"), None);
         assert_eq!(normalize_origin("https://a.example?x"), None);
+    }
+
+    #[test]
+    fn every_problem_is_reported_not_only_the_first() {
+        let text = BASE
+            .replace("listen = \"127.0.0.1:0\"", "listen = \"nowhere\"")
+            .replace("${TOKEN}", "${NOPE}")
+            .replace("token = \"alice-token\"", "token = \"short\"");
+        let err = Config::parse(&text, "t", &env).unwrap_err();
+        let ConfigError::Many(all) = &err else {
+            panic!("expected several problems, got {err}");
+        };
+        assert_eq!(all.len(), 3, "{err}");
+        let text = err.to_string();
+        for key in [
+            "3 problems",
+            "server.listen",
+            "channels[0].settings.auth_token",
+            "agents[0].token",
+        ] {
+            assert!(text.contains(key), "{key}: {text}");
+        }
+        let one = Config::parse(&BASE.replace("${TOKEN}", "${NOPE}"), "t", &env).unwrap_err();
+        assert!(matches!(one, ConfigError::Invalid { .. }), "{one}");
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use subtle::ConstantTimeEq;
 
-use crate::config::{AgentConfig, Config, StorageBackend};
+use crate::config::{AgentConfig, Config, Problems, StorageBackend};
 use crate::runtime::clock::Clock;
 use crate::runtime::plugin::PluginSet;
 use crate::runtime::sandbox::Sandbox;
@@ -179,14 +179,17 @@ impl App {
             )
         })?;
         let mut unavailable = unavailable_channels(&config, &plugins);
+        let mut problems = Problems::default();
         let mut channels = resolve_channels(
             &config,
             &plugins,
             &sandbox,
             &BTreeMap::new(),
             &mut unavailable,
-        )?;
-        let queues = resolve_queues(&config, &plugins)?;
+            &mut problems,
+        );
+        let queues = resolve_queues(&config, &plugins, &mut problems);
+        problems.finish()?;
         let catalog = Catalog {
             plugins,
             channels: BTreeMap::new(),
@@ -311,14 +314,17 @@ impl App {
         }
         report.refused = fresh.refused;
         let mut unavailable = unavailable_channels(&self.config, &merged);
+        let mut problems = Problems::default();
         let mut channels = resolve_channels(
             &self.config,
             &merged,
             &self.sandbox,
             &old.channels,
             &mut unavailable,
-        )?;
-        let queues = resolve_queues(&self.config, &merged)?;
+            &mut problems,
+        );
+        let queues = resolve_queues(&self.config, &merged, &mut problems);
+        problems.finish()?;
         for (name, state) in self
             .channel_states
             .read()

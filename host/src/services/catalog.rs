@@ -6,11 +6,11 @@
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, Problems};
 use crate::model::ConversationTarget;
 use crate::runtime::plugin::{ChannelPlugin, PluginSet, RouterPlugin};
 use crate::runtime::sandbox::Sandbox;
-use crate::services::channel_rules::{Template, parse_templates};
+use crate::services::channel_rules::{Template, is_phone_kind, parse_templates, phone_of};
 
 /// A channel instance: a plugin plus an operator's settings and the queue it feeds.
 pub struct ChannelInstance {
@@ -156,7 +156,8 @@ pub(super) fn resolve_channels(
     sandbox: &Sandbox,
     prior: &BTreeMap<String, Arc<ChannelInstance>>,
     failed: &mut BTreeMap<String, String>,
-) -> Result<BTreeMap<String, Arc<ChannelInstance>>, ConfigError> {
+    p: &mut Problems,
+) -> BTreeMap<String, Arc<ChannelInstance>> {
     let mut out = BTreeMap::new();
     for (i, c) in config.channels.iter().enumerate() {
         if plugins.is_refused_channel(&c.plugin) {
@@ -166,16 +167,18 @@ pub(super) fn resolve_channels(
         let plugin = match plugins.channels.get(&c.plugin) {
             Some(p) => p.clone(),
             None if plugins.routers.contains_key(&c.plugin) => {
-                return Err(invalid(
+                p.invalid(
                     format!("channels[{i}].plugin"),
                     format!("`{}` is a router plugin, not a channel plugin", c.plugin),
-                ));
+                );
+                continue;
             }
             None => {
-                return Err(invalid(
+                p.invalid(
                     format!("channels[{i}].plugin"),
                     refused_reason(plugins, &c.plugin),
-                ));
+                );
+                continue;
             }
         };
         let known: HashSet<&str> = plugin
@@ -184,21 +187,22 @@ pub(super) fn resolve_channels(
             .iter()
             .map(|s| s.name.as_str())
             .collect();
+        let before = p.len();
         for spec in &plugin.manifest.settings {
             let value = c.settings.get(&spec.name).map(|v| v.trim());
             if spec.required && value.is_none_or(str::is_empty) {
-                return Err(invalid(
+                p.invalid(
                     format!("channels[{i}].settings.{}", spec.name),
                     format!(
                         "plugin `{}` requires this setting ({})",
                         c.plugin, spec.description
                     ),
-                ));
+                );
             }
         }
         for name in c.settings.keys() {
             if !known.contains(name.as_str()) {
-                return Err(invalid(
+                p.invalid(
                     format!("channels[{i}].settings.{name}"),
                     format!(
                         "plugin `{}` takes no such setting (it takes: {})",
@@ -211,8 +215,12 @@ pub(super) fn resolve_channels(
                             .collect::<Vec<_>>()
                             .join(", ")
                     ),
-                ));
+                );
             }
+        }
+        check_setting_values(i, c, plugin.manifest.kind.as_str(), p);
+        if p.len() > before {
+            continue;
         }
         let settings = plugin_settings(config, c);
         // At start every channel's settings are checked; at a reload only those whose plugin
@@ -238,10 +246,11 @@ pub(super) fn resolve_channels(
             }
             match problem {
                 Err(reason) => {
-                    return Err(invalid(
+                    p.invalid(
                         format!("channels[{i}].settings"),
                         format!("plugin `{}` refuses these settings: {reason}", c.plugin),
-                    ));
+                    );
+                    continue;
                 }
                 Ok(e) => {
                     // The plugin's fault, not the operator's: the channel is unavailable and the
@@ -263,8 +272,13 @@ pub(super) fn resolve_channels(
             &plugin.manifest.api_hosts,
             c.settings.values().map(String::as_str),
         );
-        let templates = parse_templates(c.settings.get("templates").map(String::as_str))
-            .map_err(|reason| invalid(format!("channels[{i}].settings.templates"), reason))?;
+        let templates = match parse_templates(c.settings.get("templates").map(String::as_str)) {
+            Ok(templates) => templates,
+            Err(reason) => {
+                p.invalid(format!("channels[{i}].settings.templates"), reason);
+                continue;
+            }
+        };
         out.insert(
             c.name.clone(),
             Arc::new(ChannelInstance {
@@ -285,7 +299,37 @@ pub(super) fn resolve_channels(
             }),
         );
     }
-    Ok(out)
+    out
+}
+
+/// Flags settings that cannot work whatever the plugin does with them: a URL setting
+/// (`api_base`, `*_url`) that is not an http(s) URL, and a `from` number on a phone channel
+/// that is not E.164.
+fn check_setting_values(i: usize, c: &crate::config::ChannelConfig, kind: &str, p: &mut Problems) {
+    for (name, value) in &c.settings {
+        let is_url = name == "api_base" || name.ends_with("_url");
+        if is_url {
+            let ok = url::Url::parse(value.trim())
+                .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
+            if !ok {
+                p.invalid(
+                    format!("channels[{i}].settings.{name}"),
+                    format!("{value:?} is not an http:// or https:// URL"),
+                );
+            }
+        }
+    }
+    if is_phone_kind(kind)
+        && let Some(from) = c.settings.get("from")
+        && let Err(e) = plugboard_sdk::E164::parse(phone_of(kind, from.trim()))
+    {
+        p.invalid(
+            format!("channels[{i}].settings.from"),
+            format!(
+                "{from:?} is not an E.164 number ({e}); a {kind} channel sends from a number like +14155550100"
+            ),
+        );
+    }
 }
 
 /// The setting the host adds to every channel's settings: the channel's public webhook URL,
@@ -312,22 +356,25 @@ fn plugin_settings(config: &Config, c: &crate::config::ChannelConfig) -> Vec<(St
 pub(super) fn resolve_queues(
     config: &Config,
     plugins: &PluginSet,
-) -> Result<BTreeMap<String, QueueInstance>, ConfigError> {
+    p: &mut Problems,
+) -> BTreeMap<String, QueueInstance> {
     let mut out = BTreeMap::new();
     for (i, q) in config.queues.iter().enumerate() {
         let router = match plugins.routers.get(&q.router) {
             Some(r) => r.clone(),
             None if plugins.channels.contains_key(&q.router) => {
-                return Err(invalid(
+                p.invalid(
                     format!("queues[{i}].router"),
                     format!("`{}` is a channel plugin, not a router plugin", q.router),
-                ));
+                );
+                continue;
             }
             None => {
-                return Err(invalid(
+                p.invalid(
                     format!("queues[{i}].router"),
                     refused_reason(plugins, &q.router),
-                ));
+                );
+                continue;
             }
         };
         out.insert(
@@ -338,9 +385,5 @@ pub(super) fn resolve_queues(
             },
         );
     }
-    Ok(out)
-}
-
-fn invalid(key: String, reason: String) -> ConfigError {
-    ConfigError::Invalid { key, reason }
+    out
 }
