@@ -549,15 +549,7 @@ async fn a_note_never_reaches_the_web_chat_visitor() {
     let fake = twilio().await;
     let host = Host::start(setup(&fake.base));
     host.presence(ALICE, "online").await;
-    let resp = host
-        .http
-        .post(host.url("/webchat/site/sessions"))
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 201);
-    let session: Value = resp.json().await.unwrap();
+    let session = host.webchat_session("site").await;
     let token = session["token"].as_str().unwrap().to_owned();
     let resp = host
         .http

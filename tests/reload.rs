@@ -193,3 +193,164 @@ async fn replacing_a_plugin_file_is_picked_up_without_a_call() {
     assert_eq!(webhook(&host, 4).await, 200);
     assert!(host.log().contains("plugin files changed; reloading"));
 }
+
+/// The new file of the configuration test: `legacy` removed, `fresh` added, agent `carol`
+/// added, `bob`'s token changed, and a restart-only key changed.
+fn reconfigured(original: &str) -> String {
+    let mut text = original
+        .replace(BOB, "bob-new-token-678")
+        .replace("memory_mib = 32", "memory_mib = 48");
+    let legacy = text.find("\n[[channels]]\nname = \"legacy\"").unwrap();
+    let end = text[legacy + 1..]
+        .find("\n[[")
+        .map_or(text.len(), |e| legacy + 1 + e);
+    text.replace_range(legacy..end, "");
+    text.push_str(&LEGACY.replace("legacy", "fresh"));
+    text.push_str(
+        "\n[[agents]]\nid = \"carol\"\nname = \"Carol\"\ntoken = \"carol-token-123\"\nqueues = [\"support\"]\n",
+    );
+    text
+}
+
+const LEGACY: &str = "\n[[channels]]\nname = \"legacy\"\nplugin = \"twilio-sms\"\nqueue = \"support\"\n[channels.settings]\naccount_sid = \"ACtest000000000000000000000000000\"\nauth_token = \"test-auth-token-0123456789\"\nfrom = \"+15005550006\"\n";
+
+async fn webhook_to(host: &Host, channel: &str, sid: &str) -> u16 {
+    let params = inbound_sms(sid, "+14155550199", "hi");
+    host.post_twilio(channel, &pairs(&params), Some(AUTH_TOKEN))
+        .await
+        .status()
+        .as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_reload_under_load_changes_agents_and_channels_without_failing_a_request() {
+    let host = Host::start(Setup {
+        extra: LEGACY.to_owned(),
+        env: vec![("PLUGBOARD_SESSION_RECHECK_MS".into(), "200".into())],
+        ..Setup::default()
+    });
+    let original = std::fs::read_to_string(host.config_path()).unwrap();
+    assert_eq!(webhook_to(&host, "legacy", "SMlegacy-before").await, 200);
+    let bob_stream = host
+        .http
+        .get(host.url("/api/v1/events"))
+        .bearer_auth(BOB)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bob_stream.status(), 200);
+
+    let host = std::sync::Arc::new(host);
+    let mut load = Vec::new();
+    for t in 0..3u32 {
+        let host = host.clone();
+        load.push(tokio::spawn(async move {
+            let mut statuses = Vec::new();
+            for i in 0..60u32 {
+                statuses.push(webhook_to(&host, "sms", &format!("SMload-{t}-{i}")).await);
+                let (status, _) = host.get_json("/api/v1/conversations", ALICE).await;
+                statuses.push(status);
+            }
+            statuses
+        }));
+    }
+
+    // A file with problems is refused whole, every problem named; the old one keeps serving.
+    let broken = original
+        .replace("queue = \"support\"\n[channels.settings]\naccount_sid = \"ACtest000000000000000000000000000\"\nauth_token = \"test-auth-token-0123456789\"", "queue = \"nowhere\"\n[channels.settings]\naccount_sid = \"ACtest000000000000000000000000000\"\nauth_token = \"test-auth-token-0123456789\"")
+        .replace(BOB, "short");
+    std::fs::write(host.config_path(), &broken).unwrap();
+    let (status, body) = reload(&host).await;
+    assert_eq!(status, 422, "{body}");
+    let error = body["error"].as_str().unwrap();
+    assert!(
+        error.contains("2 problems")
+            && error.contains("channels[1].queue")
+            && error.contains("agents[1].token"),
+        "{error}"
+    );
+    assert_eq!(webhook_to(&host, "legacy", "SMlegacy-refused").await, 200);
+    assert_eq!(host.get_json("/api/v1/agents/me", BOB).await.0, 200);
+
+    // The good file, by SIGHUP.
+    std::fs::write(host.config_path(), reconfigured(&original)).unwrap();
+    let pid = host.pid().unwrap().to_string();
+    let sent = std::process::Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    eventually("the SIGHUP reload to apply", || async {
+        (host
+            .get_json("/api/v1/agents/me", "carol-token-123")
+            .await
+            .0
+            == 200)
+            .then_some(())
+    })
+    .await;
+    assert_eq!(host.get_json("/api/v1/agents/me", BOB).await.0, 401);
+    assert_eq!(
+        host.get_json("/api/v1/agents/me", "bob-new-token-678")
+            .await
+            .0,
+        200
+    );
+    assert_eq!(webhook_to(&host, "legacy", "SMlegacy-after").await, 404);
+    assert_eq!(webhook_to(&host, "fresh", "SMfresh-1").await, 200);
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(20), bob_stream.bytes()).await;
+    assert!(
+        matches!(ended, Ok(Ok(_))),
+        "the stream opened with bob's old token ends: {ended:?}"
+    );
+
+    let mut statuses = Vec::new();
+    for l in load {
+        statuses.extend(l.await.unwrap());
+    }
+    assert_eq!(statuses.len(), 360);
+    assert!(
+        statuses.iter().all(|s| *s == 200),
+        "no request failed across the reloads: {statuses:?}"
+    );
+
+    // The same file again changes nothing but still names the key only a restart applies.
+    let (status, body) = reload(&host).await;
+    assert_eq!(status, 200, "{body}");
+    let changes = &body["report"]["config"];
+    for list in [
+        "agents_added",
+        "agents_removed",
+        "agents_changed",
+        "channels_added",
+        "channels_removed",
+        "channels_changed",
+        "queues_added",
+        "queues_removed",
+        "queues_changed",
+    ] {
+        assert_eq!(changes[list], serde_json::json!([]), "{list}: {body}");
+    }
+    assert_eq!(
+        changes["restart_required"],
+        serde_json::json!(["limits.memory_mib"]),
+        "{body}"
+    );
+    let log = host.log();
+    assert!(
+        log.contains("configuration reloaded") && log.contains("carol"),
+        "{log}"
+    );
+
+    // Nothing accepted was lost: every webhook's message is stored, the legacy channel's too.
+    let conversations = host.conversations(ALICE).await;
+    let mut stored = 0;
+    for c in &conversations {
+        stored += host.messages(c["id"].as_str().unwrap(), ALICE).await.len();
+    }
+    assert_eq!(
+        stored,
+        180 + 3,
+        "180 load webhooks, two on legacy, one on fresh"
+    );
+}

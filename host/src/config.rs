@@ -106,7 +106,7 @@ impl ConfigError {
 }
 
 /// The whole configuration file.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Listener, public URL and directories.
@@ -133,7 +133,7 @@ pub struct Config {
 
 /// `[storage]`: where the host keeps its state: the embedded sled database (the default) or
 /// a PostgreSQL database that several hosts share.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct StorageConfig {
     /// `sled` (embedded, in `data_dir`) or `postgres` (`url`).
@@ -160,7 +160,7 @@ pub struct StorageConfig {
 }
 
 /// How the host writes its log (to standard error).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     /// Lines for people; colour only on a terminal.
@@ -171,7 +171,7 @@ pub enum LogFormat {
 }
 
 /// Which backend keeps the host's state.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum StorageBackend {
     /// The embedded database in `data_dir`: one host.
@@ -207,7 +207,7 @@ fn default_connect_timeout_ms() -> u64 {
 }
 
 /// `[[contacts]]`: a known customer address and the name agents see.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ContactConfig {
     /// The name shown to agents.
@@ -217,7 +217,7 @@ pub struct ContactConfig {
 }
 
 /// `[server]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServerConfig {
     /// Socket address to listen on, e.g. `127.0.0.1:8080`.
@@ -273,7 +273,7 @@ fn default_max_body_bytes() -> usize {
 }
 
 /// `[limits]`: what one plugin call may use.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct LimitsConfig {
     /// Linear memory cap per plugin call, in MiB.
@@ -325,7 +325,7 @@ impl LimitsConfig {
 }
 
 /// `[[channels]]`: one channel instance (a plugin plus an operator's settings).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChannelConfig {
     /// The instance name; its webhook is `/webhooks/{name}`.
@@ -361,7 +361,7 @@ pub struct ChannelConfig {
 
 /// `[channels.webchat]`: what one web chat visitor may do. Counts are per minute, all of
 /// which may come at once; `0` turns a limit off.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebchatConfig {
     /// New visitor sessions per client address.
@@ -453,7 +453,7 @@ impl ChannelConfig {
 }
 
 /// `[[queues]]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct QueueConfig {
     /// The queue name.
@@ -469,9 +469,16 @@ pub struct QueueConfig {
     /// The queue work moves to after `max_wait`.
     #[serde(default)]
     pub overflow: Option<String>,
-    /// Sent to the customer once per conversation when no agent of the queue is online.
+    /// Sent to the customer once per wait when the queue is open but no agent of it is online.
     #[serde(default)]
     pub offline_message: Option<String>,
+    /// When the queue is open (`[queues.hours]`); absent: always.
+    #[serde(default)]
+    pub hours: Option<crate::hours::HoursConfig>,
+    /// Sent to the customer once per wait when work arrives while the queue is closed (outside
+    /// `hours`); the work waits and is offered when the queue opens.
+    #[serde(default)]
+    pub closed_message: Option<String>,
     /// Agents who may monitor, transfer and close any of the queue's conversations.
     #[serde(default)]
     pub managers: Vec<String>,
@@ -505,7 +512,7 @@ fn default_missed_offers() -> u32 {
 }
 
 /// `[[agents]]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AgentConfig {
     /// A stable id used in the API and events.
@@ -701,6 +708,18 @@ impl Config {
                         "an overflow queue needs `max_wait` (seconds)",
                     );
                 }
+            }
+            match &q.hours {
+                Some(hours) => {
+                    if let Err((key, reason)) = crate::hours::Hours::parse(hours) {
+                        p.invalid(format!("queues[{i}].hours.{key}"), reason);
+                    }
+                }
+                None if q.closed_message.is_some() => p.invalid(
+                    format!("queues[{i}].closed_message"),
+                    "is sent outside business hours: set `[queues.hours]` too",
+                ),
+                None => {}
             }
             if q.offer_timeout == 0 {
                 p.invalid(
@@ -1193,6 +1212,37 @@ queues = ["support"]
         }
         let one = Config::parse(&BASE.replace("${TOKEN}", "${NOPE}"), "t", &env).unwrap_err();
         assert!(matches!(one, ConfigError::Invalid { .. }), "{one}");
+    }
+
+    #[test]
+    fn business_hours_are_checked_with_the_key() {
+        let queue = |lines: &str| {
+            BASE.replace(
+                "router = \"ring-all\"",
+                &format!("router = \"ring-all\"\n{lines}"),
+            )
+        };
+        let err = |lines: &str| {
+            Config::parse(&queue(lines), "t", &env)
+                .unwrap_err()
+                .to_string()
+        };
+        let e = err("hours = { timezone = \"Asia/Tokyo\", mon = \"18:00-09:00\" }");
+        assert!(e.contains("queues[0].hours.mon"), "{e}");
+        let e = err("hours = { timezone = \"Tokyo\" }");
+        assert!(e.contains("queues[0].hours.timezone"), "{e}");
+        let e = err("closed_message = \"closed\"");
+        assert!(e.contains("queues[0].closed_message"), "{e}");
+        let c = Config::parse(
+            &queue("closed_message = \"closed\"\nhours = { timezone = \"Asia/Tokyo\", mon = \"09:00-18:00\" }"),
+            "t",
+            &env,
+        )
+        .unwrap();
+        assert_eq!(
+            c.queues[0].hours.as_ref().unwrap().mon.as_deref(),
+            Some("09:00-18:00")
+        );
     }
 
     #[test]

@@ -15,6 +15,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod hours;
 pub mod http;
 pub mod metrics;
 pub mod model;

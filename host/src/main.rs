@@ -115,8 +115,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve { config } => runtime.block_on(async {
             // First, so SIGHUP, SIGINT or SIGTERM during start-up is never a kill.
             let signals = plugboard::http::server::Signals::install()?;
-            let config = load(config.as_ref())?;
-            let app = App::build(config).await?;
+            let app = App::build(load(config.as_ref())?).await?;
+            let app = match config {
+                Some(path) => app.with_config_file(path),
+                None => app,
+            };
             plugboard::http::server::serve_with(app, signals).await
         }),
         Command::Migrate { config } => runtime.block_on(async {
@@ -136,7 +139,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 "ok: {} channel(s), {} queue(s), {} agent(s); plugins: {} channel, {} router, {} refused",
                 catalog.channels.len(),
                 catalog.queues.len(),
-                app.config.agents.len(),
+                app.config().agents.len(),
                 catalog.plugins.channels.len(),
                 catalog.plugins.routers.len(),
                 catalog.plugins.refused.len()
@@ -165,7 +168,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 .cloned()
                 .ok_or_else(|| anyhow::anyhow!("no channel named {name:?} in the configuration"))?;
             let client = plugboard::runtime::provider_http::ProviderClient::new(
-                app.config.limits.provider_timeout(),
+                app.config().limits.provider_timeout(),
             )?;
             let outcome = plugboard::services::credential::check(&app.sandbox, &client, &channel).await;
             println!("{}", serde_json::json!({"channel": name, "outcome": outcome}));

@@ -57,6 +57,9 @@ pub struct Conversation {
     /// Whether the queue's offline message was sent for this conversation.
     #[serde(default)]
     pub offline_notified: bool,
+    /// Whether the queue's closed message (outside business hours) was sent for this wait.
+    #[serde(default)]
+    pub closed_notified: bool,
     /// Every agent who has owned it, for the archived view.
     #[serde(default)]
     pub handled_by: Vec<String>,
@@ -86,6 +89,7 @@ impl Conversation {
             offer_expires_at: None,
             queued_since: now,
             offline_notified: false,
+            closed_notified: false,
             handled_by: Vec::new(),
             skills: Vec::new(),
         }
@@ -139,11 +143,12 @@ impl Conversation {
         self.offer_expires_at = None;
         self.queued_since = now;
         self.offline_notified = false;
+        self.closed_notified = false;
     }
 }
 
 /// Where a channel's new conversations go.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum ConversationTarget {
     /// Into a queue, with the skills the channel asks for.
     Queue {

@@ -353,6 +353,20 @@ queues = ["sales"]
         assert_eq!(resp.status(), 200);
     }
 
+    /// Starts a web chat visitor's session on `channel` (asserting `201`); its JSON answer
+    /// (`token`, `online`, ...).
+    pub async fn webchat_session(&self, channel: &str) -> Value {
+        let resp = self
+            .http
+            .post(self.url(&format!("/webchat/{channel}/sessions")))
+            .json(&serde_json::json!({}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 201);
+        resp.json().await.unwrap()
+    }
+
     /// The conversations `token`'s agent sees, every page of them.
     pub async fn conversations(&self, token: &str) -> Vec<Value> {
         self.all_pages("/api/v1/conversations?limit=200", "conversations", token)

@@ -32,6 +32,7 @@ use crate::model::{
 use crate::runtime::clock::Clock;
 use crate::services::agents::Presence;
 use crate::services::agents::access::{self, Refused, Standing, View};
+use crate::services::app::ReloadError;
 use crate::services::channel_rules;
 use crate::services::conversations::{ActionError, StartError};
 use crate::services::replies::{self, DraftError, ReplyRequest};
@@ -83,7 +84,6 @@ impl FromRequestParts<AppState> for Agent {
             return state
                 .app
                 .agent_by_token(token)
-                .cloned()
                 .map(Agent)
                 .ok_or_else(|| unauthorized("the bearer token matches no agent"));
         };
@@ -94,7 +94,7 @@ impl FromRequestParts<AppState> for Agent {
             Ok(None) => return Err(unauthorized("the session ended or expired; sign in again")),
             Err(e) => return Err(storage_error(e)),
         };
-        let Some(agent) = state.app.config.agent(&session.agent).cloned() else {
+        let Some(agent) = state.app.config().agent(&session.agent).cloned() else {
             return Err(unauthorized(
                 "the session's agent is no longer configured; sign in again",
             ));
@@ -121,7 +121,7 @@ impl FromRequestParts<AppState> for Admin {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
-        let Some(expected) = &state.app.config.server.admin_token else {
+        let Some(expected) = &state.app.config().server.admin_token else {
             return Err(error_response(
                 StatusCode::NOT_FOUND,
                 "admin API is off: set server.admin_token to enable it",
@@ -369,7 +369,7 @@ async fn conversation_for(
     };
     match state.app.storage.conversation(n).await {
         Ok(Some(c)) => {
-            let standing = access::standing(&state.app.config, agent, &c);
+            let standing = access::standing(&state.app.config(), agent, &c);
             if standing >= need {
                 Ok((c, standing))
             } else {
@@ -524,7 +524,7 @@ pub async fn list_conversations(
             format!("unknown view {name:?}: use recent, archived or monitor"),
         );
     };
-    let config = &state.app.config;
+    let config = &state.app.config();
     if view == View::Monitor && !access::manages_any(config, &agent) {
         return error_response(
             StatusCode::FORBIDDEN,
@@ -1194,25 +1194,39 @@ struct EventCursor {
     caught_up: bool,
     /// The console session the stream was opened with, if any: the stream ends with it.
     session: Option<CookieSession>,
+    /// The agent's token when the stream opened: the stream ends when a reload removes the
+    /// agent or changes their token.
+    token: String,
     /// When to look at that session again.
     recheck_at: tokio::time::Instant,
     /// Counts the stream as open on this host while it lives.
     _open: crate::services::agents::StreamGuard,
 }
 
-/// How often a stream opened by cookie checks that its session still stands (signed out on
-/// any host, or expired), ending at once when it does not (override:
-/// `PLUGBOARD_SESSION_RECHECK_MS`).
+/// How often a stream checks that its agent is still configured with the same token and, if
+/// opened by cookie, that its session still stands (signed out on any host, or expired),
+/// ending at once when not (override: `PLUGBOARD_SESSION_RECHECK_MS`).
 fn session_recheck() -> std::time::Duration {
     crate::config::env_millis("PLUGBOARD_SESSION_RECHECK_MS")
         .unwrap_or(std::time::Duration::from_secs(30))
 }
 
 impl EventCursor {
-    /// Whether the stream may go on: always by bearer token; by cookie while the session
-    /// stands (looked at again every [`session_recheck`]).
-    async fn session_stands(&mut self) -> bool {
+    /// Whether the stream may go on (looked at again every [`session_recheck`]): while the
+    /// agent is configured with the token the stream opened under and, by cookie, while the
+    /// session stands.
+    async fn still_entitled(&mut self) -> bool {
+        let configured = self
+            .state
+            .app
+            .config()
+            .agent(&self.agent)
+            .is_some_and(|a| bool::from(a.token.as_bytes().ct_eq(self.token.as_bytes())));
+        if !configured {
+            return false;
+        }
         let Some(s) = &self.session else {
+            self.recheck_at = tokio::time::Instant::now() + session_recheck();
             return true;
         };
         let now = Clock::System.now_millis();
@@ -1237,8 +1251,9 @@ impl EventCursor {
 /// `GET /api/v1/events`: Server-Sent Events of what concerns the agent (offered, offer
 /// withdrawn, message, assigned, transferred, closed, presence, ...). Each event's id is its
 /// position in the durable log; reconnecting with `Last-Event-ID` resumes without loss.
-/// Without it the stream starts with what happens next. A stream opened with the console's
-/// session cookie ends when the session does (signed out, on any host, or expired).
+/// Without it the stream starts with what happens next. A stream ends when a reload removes
+/// the agent or changes their token, and one opened with the console's session cookie when
+/// the session does (signed out, on any host, or expired).
 pub async fn events(
     State(state): State<AppState>,
     Agent(agent): Agent,
@@ -1271,6 +1286,7 @@ pub async fn events(
         session,
         recheck_at,
         state,
+        token: agent.token,
         agent: agent.id,
         cursor,
         pending: VecDeque::new(),
@@ -1298,18 +1314,14 @@ pub async fn events(
                 c.pending.extend(mine);
                 continue;
             }
-            let received = if c.session.is_some() {
-                tokio::select! {
-                    r = c.live.recv() => r,
-                    _ = tokio::time::sleep_until(c.recheck_at) => {
-                        if !c.session_stands().await {
-                            return None;
-                        }
-                        continue;
+            let received = tokio::select! {
+                r = c.live.recv() => r,
+                _ = tokio::time::sleep_until(c.recheck_at) => {
+                    if !c.still_entitled().await {
+                        return None;
                     }
+                    continue;
                 }
-            } else {
-                c.live.recv().await
             };
             match received {
                 Ok(e) if e.id <= c.cursor => {}
@@ -1348,7 +1360,7 @@ pub async fn test_channel(
         );
     };
     let client = match crate::runtime::provider_http::ProviderClient::new(
-        state.app.config.limits.provider_timeout(),
+        state.app.config().limits.provider_timeout(),
     ) {
         Ok(c) => c,
         Err(e) => {
@@ -1431,21 +1443,18 @@ async fn channel_admin(
     }
 }
 
-/// `POST /api/v1/admin/reload`: reloads the plugins directory without a restart. Answers the
-/// report (loaded, unchanged, refused, kept previous), or 409 when the configuration no longer
-/// resolves against the new plugins (nothing changes then).
+/// `POST /api/v1/admin/reload`: re-reads the configuration file and the plugins directory
+/// without a restart (as SIGHUP does). Answers the report (what the configuration changed;
+/// plugins loaded, unchanged, refused, kept previous); `422` naming every problem of a file
+/// that is refused, or `409` when the configuration does not resolve against the plugins.
+/// Either way nothing changes.
 pub async fn reload(State(state): State<AppState>, _admin: Admin) -> Response {
-    crate::services::audit::record("admin", "plugins.reload", None, "");
-    let app = state.app.clone();
-    match tokio::task::spawn_blocking(move || app.reload()).await {
-        Ok(Ok(report)) => Json(json!({"reloaded": true, "report": report})).into_response(),
-        Ok(Err(e)) => error_response(
-            StatusCode::CONFLICT,
-            format!("reload refused, the previous plugins keep serving: {e:#}"),
-        ),
-        Err(e) => error_response(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("reload failed: {e}"),
-        ),
+    crate::services::audit::record("admin", "config.reload", None, "");
+    match state.reloader().reload().await {
+        Ok(report) => Json(json!({"reloaded": true, "report": report})).into_response(),
+        Err(e @ ReloadError::File(_)) => {
+            error_response(StatusCode::UNPROCESSABLE_ENTITY, e.to_string())
+        }
+        Err(e @ ReloadError::Refused(_)) => error_response(StatusCode::CONFLICT, e.to_string()),
     }
 }

@@ -82,7 +82,7 @@ struct Me<'a> {
     id: &'a str,
     name: &'a str,
     queues: &'a [String],
-    manages: Vec<&'a str>,
+    manages: Vec<String>,
     may_start: bool,
     send_from: Option<&'a str>,
     presence: crate::services::agents::Presence,
@@ -101,11 +101,11 @@ async fn me<'a>(state: &'a AppState, agent: &'a AgentConfig, csrf: Option<&'a st
         queues: &agent.queues,
         manages: state
             .app
-            .config
+            .config()
             .queues
             .iter()
             .filter(|q| q.managers.contains(&agent.id))
-            .map(|q| q.name.as_str())
+            .map(|q| q.name.clone())
             .collect(),
         may_start: agent.may_start,
         send_from: agent.send_from.as_deref(),
@@ -145,7 +145,7 @@ pub async fn sign_in(State(state): State<AppState>, headers: HeaderMap, body: By
         Ok(b) => b,
         Err(r) => return r,
     };
-    let Some(agent) = state.app.agent_by_token(&body.token).cloned() else {
+    let Some(agent) = state.app.agent_by_token(&body.token) else {
         return error_response(StatusCode::UNAUTHORIZED, "that token belongs to no agent");
     };
     let now = Clock::System.now_millis();
@@ -160,7 +160,7 @@ pub async fn sign_in(State(state): State<AppState>, headers: HeaderMap, body: By
         }
     };
     tracing::info!(agent = %agent.id, "console sign-in");
-    let secure = if state.app.config.server.public_url.starts_with("https://") {
+    let secure = if state.app.config().server.public_url.starts_with("https://") {
         "; Secure"
     } else {
         ""
@@ -239,7 +239,7 @@ pub async fn whoami(
 /// `GET /api/v1/agents`: the colleagues of the agent's queues (and of those they manage) with
 /// their presence, to pick a transfer target from.
 pub async fn colleagues(State(state): State<AppState>, Agent(agent): Agent) -> Response {
-    let list: Vec<_> = access::colleagues(&state.app.config, &agent)
+    let list: Vec<_> = access::colleagues(&state.app.config(), &agent)
         .into_iter()
         .map(|a| {
             json!({
@@ -259,13 +259,14 @@ pub async fn channels(State(state): State<AppState>, Agent(agent): Agent) -> Res
     let catalog = state.app.catalog();
     let list: Vec<_> = state
         .app
-        .config
+        .config()
         .channels
         .iter()
         .filter(|c| c.feeds(&agent))
         .filter_map(|c| {
             let live = catalog.channels.get(&c.name)?;
-            let startable = access::start_channel(&state.app.config, &agent, Some(&c.name)).is_ok()
+            let startable = access::start_channel(&state.app.config(), &agent, Some(&c.name))
+                .is_ok()
                 && crate::services::channel_rules::is_phone_kind(live.kind());
             Some(json!({
                 "name": c.name,
@@ -285,23 +286,34 @@ struct QueueView<'a> {
     member: bool,
     manages: bool,
     canned: &'a [CannedReply],
+    /// Whether it is within its business hours now.
+    open: bool,
+    /// When it next opens (Unix ms), while closed; absent when open or never opening.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    opens_at: Option<u64>,
 }
 
 /// `GET /api/v1/queues`: every queue (any is a transfer target), whether the agent works or
-/// manages it, and the canned replies of those they do.
+/// manages it, the canned replies of those they do, and whether each is open (business hours).
 pub async fn queues(State(state): State<AppState>, Agent(agent): Agent) -> Response {
-    let config = &state.app.config;
+    let config = &state.app.config();
+    let catalog = state.app.catalog();
+    let now = Clock::System.now_millis();
     let list: Vec<QueueView> = config
         .queues
         .iter()
         .map(|q| {
             let member = agent.queues.contains(&q.name);
             let manages = q.managers.contains(&agent.id);
+            let hours = catalog.queues.get(&q.name).and_then(|q| q.hours.as_ref());
+            let open = hours.is_none_or(|h| h.is_open(now));
             QueueView {
                 name: &q.name,
                 member,
                 manages,
                 canned: if member || manages { &q.canned } else { &[] },
+                open,
+                opens_at: hours.filter(|_| !open).and_then(|h| h.next_open(now)),
             }
         })
         .collect();

@@ -26,7 +26,7 @@ pub async fn api_cors(State(state): State<AppState>, req: Request, next: Next) -
     let origin = req.headers().get(header::ORIGIN).cloned();
     let allowed = origin.as_ref().filter(|o| {
         o.to_str()
-            .is_ok_and(|o| state.app.config.server.allows_origin(o))
+            .is_ok_and(|o| state.app.config().server.allows_origin(o))
     });
     let is_preflight = req.method() == Method::OPTIONS
         && req

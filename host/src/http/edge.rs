@@ -36,6 +36,16 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// What a reload of the configuration reaches.
+    pub fn reloader(&self) -> crate::services::reload::Reloader {
+        crate::services::reload::Reloader {
+            app: self.app.clone(),
+            agents: self.agents.clone(),
+            events: self.events.clone(),
+            dispatcher: self.dispatcher.clone(),
+        }
+    }
+
     /// The agents' actions on conversations, borrowed from this state.
     pub fn actions(&self) -> crate::services::conversations::Actions<'_> {
         crate::services::conversations::Actions {

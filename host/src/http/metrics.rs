@@ -16,7 +16,7 @@ use crate::metrics::UNMATCHED;
 
 /// `GET /metrics` on the main listener: the token must match `server.metrics_token`.
 pub async fn scrape(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let Some(expected) = &state.app.config.server.metrics_token else {
+    let Some(expected) = &state.app.config().server.metrics_token else {
         return error_response(
             StatusCode::NOT_FOUND,
             "metrics are off on this listener: set server.metrics_token (or read them on server.metrics_listen)",

@@ -13,7 +13,7 @@
 //!
 //! On SIGTERM or SIGINT the host stops accepting, lets in-flight requests finish (live event
 //! streams are ended), waits for in-flight provider sends ([`Outbox::drain`]), all within
-//! [`DRAIN_TIMEOUT`], then flushes storage and exits 0. SIGHUP reloads the plugins ([`Signals`]).
+//! [`DRAIN_TIMEOUT`], then flushes storage and exits 0. SIGHUP re-reads the configuration and the plugins ([`Signals`]).
 //! Every error answer outside `/webhooks` is JSON, axum's own included ([`json_errors`]).
 
 use std::net::{IpAddr, Ipv4Addr};
@@ -74,7 +74,7 @@ pub fn router_with(
     limits: Arc<RateLimits>,
     shutdown: watch::Receiver<bool>,
 ) -> axum::Router {
-    let max_body = state.app.config.server.max_body_bytes;
+    let max_body = state.app.config().server.max_body_bytes;
     axum::Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(crate::http::metrics::scrape))
@@ -181,7 +181,7 @@ pub fn router_with(
 }
 
 /// Builds the host from `app`, serves until SIGINT or SIGTERM, drains, then flushes storage;
-/// SIGHUP reloads the plugins (see [`Signals`]).
+/// SIGHUP re-reads the configuration and the plugins (see [`Signals`]).
 pub async fn serve(app: App) -> anyhow::Result<()> {
     serve_with(app, Signals::install()?).await
 }
@@ -195,12 +195,10 @@ pub async fn serve_with(app: App, signals: Signals) -> anyhow::Result<()> {
         hangup,
     } = signals;
     let app = Arc::new(app);
-    #[cfg(unix)]
-    tokio::spawn(reload_on_hangup(app.clone(), hangup));
-    let client = ProviderClient::new(app.config.limits.provider_timeout())?;
-    let events = Arc::new(EventHub::new(app.storage.clone(), &app.config));
+    let client = ProviderClient::new(app.config().limits.provider_timeout())?;
+    let events = Arc::new(EventHub::new(app.storage.clone(), &app.config()));
     let outbox = Outbox::start(app.clone(), client, events.clone()).await?;
-    let agents = Arc::new(Agents::load(&app.config, app.storage.clone()).await?);
+    let agents = Arc::new(Agents::load(&app.config(), app.storage.clone()).await?);
     let dispatcher = Dispatcher::start(app.clone(), agents.clone(), events.clone(), outbox.clone());
     crate::services::cluster::start(crate::services::cluster::Cluster {
         app: app.clone(),
@@ -210,15 +208,15 @@ pub async fn serve_with(app: App, signals: Signals) -> anyhow::Result<()> {
         outbox: outbox.clone(),
     });
     crate::services::plugin_watch::spawn(app.clone());
-    let listener = tokio::net::TcpListener::bind(&app.config.server.listen)
+    let listener = tokio::net::TcpListener::bind(&app.config().server.listen)
         .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", app.config.server.listen))?;
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", app.config().server.listen))?;
     let limits = Arc::new(RateLimits::from_env());
     let header_timeout = crate::config::env_millis("PLUGBOARD_HEADER_READ_TIMEOUT_MS")
         .unwrap_or(HEADER_READ_TIMEOUT);
     tracing::info!(
         listen = %listener.local_addr()?,
-        public_url = %app.config.server.public_url,
+        public_url = %app.config().server.public_url,
         channels = app.catalog().channels.len(),
         webhook_rate = limits.webhook.rate(),
         api_rate = limits.api.rate(),
@@ -232,8 +230,10 @@ pub async fn serve_with(app: App, signals: Signals) -> anyhow::Result<()> {
         events,
         dispatcher,
     };
+    #[cfg(unix)]
+    tokio::spawn(reload_on_hangup(state.reloader(), hangup));
     let (stop, stopping) = watch::channel(false);
-    if let Some(addr) = &app.config.server.metrics_listen {
+    if let Some(addr) = &app.config().server.metrics_listen {
         let private = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {addr} (server.metrics_listen): {e}"))?;
@@ -342,8 +342,8 @@ async fn stopped(stopping: &mut watch::Receiver<bool>) {
 }
 
 /// The process signals the server handles: SIGINT and SIGTERM stop it gracefully; SIGHUP
-/// (which would otherwise kill the process) reloads the plugins, as `POST
-/// /api/v1/admin/reload` does, and never stops the server. Install them before start-up work.
+/// (which would otherwise kill the process) re-reads the configuration and the plugins, as
+/// `POST /api/v1/admin/reload` does, and never stops the server. Install them before start-up work.
 pub struct Signals {
     shutdown: ShutdownSignal,
     #[cfg(unix)]
@@ -363,20 +363,19 @@ impl Signals {
     }
 }
 
-/// Reloads the plugins on every SIGHUP (the configuration file is read only at start).
+/// Re-reads the configuration file and the plugins on every SIGHUP, as `POST
+/// /api/v1/admin/reload` does; a refused reload changes nothing and is logged.
 #[cfg(unix)]
-async fn reload_on_hangup(app: Arc<App>, mut hangup: tokio::signal::unix::Signal) {
+async fn reload_on_hangup(
+    reloader: crate::services::reload::Reloader,
+    mut hangup: tokio::signal::unix::Signal,
+) {
     while hangup.recv().await.is_some() {
         tracing::info!(
-            "SIGHUP received: reloading plugins, as POST /api/v1/admin/reload does (the configuration file is read only at start)"
+            "SIGHUP received: re-reading the configuration and the plugins, as POST /api/v1/admin/reload does"
         );
-        let app = app.clone();
-        match tokio::task::spawn_blocking(move || app.reload()).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => tracing::error!(
-                "SIGHUP plugin reload refused; the previous plugins keep serving: {e:#}"
-            ),
-            Err(e) => tracing::error!("SIGHUP plugin reload failed: {e}"),
+        if let Err(e) = reloader.reload().await {
+            tracing::error!("SIGHUP reload: {e}");
         }
     }
 }

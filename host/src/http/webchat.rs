@@ -73,7 +73,7 @@ pub fn routes(state: AppState) -> axum::Router<AppState> {
 fn limits_of(state: &AppState, name: &str) -> WebchatConfig {
     state
         .app
-        .config
+        .config()
         .channel(name)
         .map(|c| c.webchat.clone())
         .unwrap_or_default()
@@ -85,7 +85,7 @@ fn allowed_origin(state: &AppState, name: &str, headers: &HeaderMap) -> Option<H
     let text = origin.to_str().ok()?;
     state
         .app
-        .config
+        .config()
         .channel(name)
         .is_some_and(|c| c.allows_origin(text))
         .then(|| origin.clone())
@@ -197,15 +197,27 @@ fn setting<'a>(channel: &'a ChannelInstance, name: &str) -> Option<&'a str> {
         .filter(|v| !v.is_empty())
 }
 
-/// Whether an agent who could answer this channel is online.
+/// Whether an agent who could answer this channel is online, within its queue's business
+/// hours (outside them the widget shows the offline form).
 fn online(state: &AppState, channel: &ChannelInstance) -> bool {
     let members: Vec<String> = match &channel.target {
-        ConversationTarget::Queue { queue, .. } => state
-            .app
-            .config
-            .queue_members(queue)
-            .map(|a| a.id.clone())
-            .collect(),
+        ConversationTarget::Queue { queue, .. } => {
+            let open = state
+                .app
+                .catalog()
+                .queues
+                .get(queue)
+                .is_none_or(|q| q.is_open(Clock::System.now_millis()));
+            if !open {
+                return false;
+            }
+            state
+                .app
+                .config()
+                .queue_members(queue)
+                .map(|a| a.id.clone())
+                .collect()
+        }
         ConversationTarget::Agent(a) => vec![a.clone()],
     };
     members
@@ -430,7 +442,7 @@ async fn forward_to_plugin(
         method: "POST".into(),
         url: format!(
             "{}/webchat/{name}/{endpoint}",
-            state.app.config.server.public_url.trim_end_matches('/')
+            state.app.config().server.public_url.trim_end_matches('/')
         ),
         headers: vec![
             ("content-type".into(), "application/json".into()),
@@ -614,7 +626,7 @@ pub async fn widget(State(state): State<AppState>, Path(name): Path<String>) -> 
         Err(r) => return r,
     };
     let config = json!({
-        "base": format!("{}/webchat/{name}", state.app.config.server.public_url.trim_end_matches('/')),
+        "base": format!("{}/webchat/{name}", state.app.config().server.public_url.trim_end_matches('/')),
         "title": setting(&channel, "title").unwrap_or("Chat with us"),
         "color": setting(&channel, "color").unwrap_or("#2563eb"),
         "intro": setting(&channel, "intro").unwrap_or("Hi! How can we help?"),

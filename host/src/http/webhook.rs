@@ -30,7 +30,7 @@ pub async fn handle(
     let response = answer(&state, edge, &channel_name, method, uri, headers, body).await;
     let app = &state.app;
     if app.metrics.is_on() {
-        let channel = crate::metrics::channel_label(&app.config, &channel_name);
+        let channel = crate::metrics::channel_label(&app.config(), &channel_name);
         app.metrics.webhook(&channel, response.status().as_u16());
     }
     response
@@ -73,7 +73,7 @@ async fn answer(
         }
         return r;
     }
-    let limit = app.config.server.max_body_bytes;
+    let limit = app.config().server.max_body_bytes;
     let body = match read_limited(body, &headers, limit).await {
         Ok(b) => b,
         Err(resp) => return resp,
@@ -81,7 +81,7 @@ async fn answer(
 
     let mut url = format!(
         "{}/webhooks/{}",
-        app.config.server.public_url.trim_end_matches('/'),
+        app.config().server.public_url.trim_end_matches('/'),
         channel.name
     );
     if let Some(q) = uri.query() {

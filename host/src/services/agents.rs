@@ -93,24 +93,40 @@ pub struct Agents {
 impl Agents {
     /// Loads stored facts for the configured agents; new agents start offline.
     pub async fn load(config: &Config, storage: Arc<dyn Store>) -> Result<Agents, StoreError> {
-        let stored: HashMap<_, _> = storage.agent_records().await?.into_iter().collect();
-        let records = config
-            .agents
-            .iter()
-            .map(|a| {
+        let agents = Agents {
+            storage,
+            records: Mutex::new(HashMap::new()),
+            streams: Arc::default(),
+            writes: tokio::sync::Mutex::new(()),
+        };
+        agents.adopt(config).await?;
+        Ok(agents)
+    }
+
+    /// Takes in the agents of a (reloaded) configuration: one added since starts from what is
+    /// stored for them, or offline; the others keep their live facts. A removed agent's
+    /// facts stay, unused (routing asks only configured agents), until they come back.
+    pub async fn adopt(&self, config: &Config) -> Result<(), StoreError> {
+        let missing = {
+            let records = self.records.lock().expect("agents lock");
+            config.agents.iter().any(|a| !records.contains_key(&a.id))
+        };
+        if !missing {
+            return Ok(());
+        }
+        let stored: HashMap<_, _> = self.storage.agent_records().await?.into_iter().collect();
+        let _order = self.writes.lock().await;
+        let mut records = self.records.lock().expect("agents lock");
+        for a in &config.agents {
+            records.entry(a.id.clone()).or_insert_with(|| {
                 let mut r = stored.get(&a.id).cloned().unwrap_or_default();
                 if r.presence.is_empty() {
                     r.presence = "offline".into();
                 }
-                (a.id.clone(), r)
-            })
-            .collect();
-        Ok(Agents {
-            storage,
-            records: Mutex::new(records),
-            streams: Arc::default(),
-            writes: tokio::sync::Mutex::new(()),
-        })
+                r
+            });
+        }
+        Ok(())
     }
 
     async fn with<T>(&self, agent: &str, f: impl FnOnce(&mut AgentRecord) -> T) -> Option<T> {

@@ -5,7 +5,7 @@
 //! setting is an error naming the key.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -108,10 +108,24 @@ fn postgres_options(config: &Config) -> PostgresOptions {
     }
 }
 
+/// Why a reload changed nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The configuration file has problems (each one named); the running one keeps serving.
+    #[error("the configuration file is refused, the running configuration keeps serving: {0}")]
+    File(#[source] crate::config::ConfigError),
+    /// The configuration does not resolve against the plugins (a channel's plugin gone, a
+    /// setting a new version refuses), or the plugins directory cannot be read.
+    #[error("reload refused, the previous configuration and plugins keep serving: {0:#}")]
+    Refused(anyhow::Error),
+}
+
 /// Everything request handlers and workers share.
 pub struct App {
-    /// The validated configuration.
-    pub config: Config,
+    /// The configuration in force; swapped whole by a reload of the file.
+    config: arc_swap::ArcSwap<Config>,
+    /// The file the configuration is re-read from at a reload (`None`: the embedded default).
+    config_file: Option<PathBuf>,
     /// Runs plugin calls.
     pub sandbox: Arc<Sandbox>,
     /// The metric families (off unless the configuration serves them).
@@ -216,7 +230,8 @@ impl App {
             channel_states.insert(name, state);
         }
         Ok(App {
-            config,
+            config: arc_swap::ArcSwap::from_pointee(config),
+            config_file: None,
             sandbox,
             metrics,
             catalog: std::sync::RwLock::new(Arc::new(Catalog {
@@ -255,19 +270,81 @@ impl App {
             .flatten()
     }
 
+    /// The configuration in force. A request takes one snapshot and keeps it, so a reload
+    /// never changes the rules under it.
+    pub fn config(&self) -> Arc<Config> {
+        self.config.load_full()
+    }
+
+    /// Makes reloads re-read the configuration from `path` (the file `serve --config` read).
+    pub fn with_config_file(mut self, path: PathBuf) -> App {
+        self.config_file = Some(path);
+        self
+    }
+
     /// Reloads the plugins directory and swaps the catalog: changed files are loaded aside
     /// and checked, unchanged ones are kept (warm instances included), and a plugin whose new
     /// file is refused keeps its previous version. Calls in flight finish on what they started
     /// with. A configuration that no longer resolves (a channel's plugin missing) refuses the
     /// whole reload and nothing changes. Blocking: compiles changed components.
-    pub fn reload(&self) -> anyhow::Result<ReloadReport> {
+    pub fn reload_plugins(&self) -> Result<ReloadReport, ReloadError> {
         let _one_at_a_time = self.reloading.lock().expect("reload lock");
+        self.rebuild(self.config()).map_err(ReloadError::Refused)
+    }
+
+    /// Re-reads the configuration file and the plugins directory, and swaps both in: agents,
+    /// tokens, queues, channels and their settings change in place. A file with any problem
+    /// is refused whole (every problem named) and the running configuration keeps serving.
+    /// Keys that only a restart applies (listeners, directories, storage, limits, the log
+    /// format, metrics on or off) keep their running values and are named in the report.
+    /// Blocking: reads the file and compiles changed components.
+    pub fn reload_config(&self) -> Result<ReloadReport, ReloadError> {
+        let _one_at_a_time = self.reloading.lock().expect("reload lock");
+        let old = self.config();
+        let Some(path) = &self.config_file else {
+            let mut report = self.rebuild(old).map_err(ReloadError::Refused)?;
+            report.config = Some(crate::services::catalog::ConfigChanges::embedded());
+            return Ok(report);
+        };
+        let mut fresh = Config::load(path).map_err(ReloadError::File)?;
+        let restart_required = keep_restart_only(&old, &mut fresh);
+        let fresh = Arc::new(fresh);
+        let mut report = self.rebuild(fresh.clone()).map_err(ReloadError::Refused)?;
+        let mut changes =
+            crate::services::catalog::ConfigChanges::between(&old, &fresh, restart_required);
+        changes.source = path.display().to_string();
+        for name in changes
+            .channels_changed
+            .iter()
+            .chain(&changes.channels_removed)
+        {
+            self.tokens.invalidate(name);
+        }
+        tracing::info!(
+            file = %path.display(),
+            agents_added = ?changes.agents_added,
+            agents_removed = ?changes.agents_removed,
+            channels_added = ?changes.channels_added,
+            channels_changed = ?changes.channels_changed,
+            channels_removed = ?changes.channels_removed,
+            queues_added = ?changes.queues_added,
+            queues_removed = ?changes.queues_removed,
+            restart_required = ?changes.restart_required,
+            "configuration reloaded"
+        );
+        report.config = Some(changes);
+        Ok(report)
+    }
+
+    /// Loads the plugins directory, resolves `config` against it and swaps both in (the
+    /// caller holds the reload lock).
+    fn rebuild(&self, config: Arc<Config>) -> anyhow::Result<ReloadReport> {
         let old = self.catalog();
-        let cache_dir = self.config.server.data_dir.join("plugin-cache");
+        let cache_dir = config.server.data_dir.join("plugin-cache");
         let fresh = PluginSet::load(
             &self.sandbox,
             plugboard_artifacts::BUNDLED,
-            self.config.server.plugins_dir.as_deref(),
+            config.server.plugins_dir.as_deref(),
             &cache_dir,
         )?;
         let mut report = ReloadReport::default();
@@ -313,17 +390,17 @@ impl App {
             }
         }
         report.refused = fresh.refused;
-        let mut unavailable = unavailable_channels(&self.config, &merged);
+        let mut unavailable = unavailable_channels(&config, &merged);
         let mut problems = Problems::default();
         let mut channels = resolve_channels(
-            &self.config,
+            &config,
             &merged,
             &self.sandbox,
             &old.channels,
             &mut unavailable,
             &mut problems,
         );
-        let queues = resolve_queues(&self.config, &merged, &mut problems);
+        let queues = resolve_queues(&config, &merged, &mut problems);
         problems.finish()?;
         for (name, state) in self
             .channel_states
@@ -335,10 +412,10 @@ impl App {
                 channels.remove(name);
             }
         }
-        // Channels whose plugin did not change keep their instance (and its warm plugin pool).
+        // Channels that did not change keep their instance (and its warm plugin pool).
         for (name, instance) in channels.iter_mut() {
             if let Some(prev) = old.channels.get(name)
-                && Arc::ptr_eq(&prev.plugin, &instance.plugin)
+                && prev.same_as(instance)
             {
                 *instance = prev.clone();
             }
@@ -349,6 +426,7 @@ impl App {
             unavailable,
             queues,
         });
+        self.config.store(config);
         tracing::info!(
             loaded = ?report.loaded,
             kept_previous = ?report.kept_previous,
@@ -404,13 +482,45 @@ impl App {
     }
 
     /// The agent whose token this is, compared in constant time against every agent's.
-    pub fn agent_by_token(&self, token: &str) -> Option<&AgentConfig> {
+    pub fn agent_by_token(&self, token: &str) -> Option<AgentConfig> {
+        let config = self.config();
         let mut found = None;
-        for agent in &self.config.agents {
+        for agent in &config.agents {
             if bool::from(agent.token.as_bytes().ct_eq(token.as_bytes())) {
                 found = Some(agent);
             }
         }
-        found
+        found.cloned()
     }
+}
+
+/// Carries over from `old` to `fresh` the keys a running host cannot change (what it
+/// listens on, where its data is, its storage, the sandbox's limits, the log format, whether
+/// metrics are recorded), and names those that differed.
+fn keep_restart_only(old: &Config, fresh: &mut Config) -> Vec<String> {
+    let mut differ = Vec::new();
+    let metrics_switch = old.server.metrics_on() != fresh.server.metrics_on();
+    macro_rules! keep {
+        ($key:literal, $($field:tt)+) => {
+            if old.$($field)+ != fresh.$($field)+ {
+                differ.push($key.to_owned());
+                fresh.$($field)+ = old.$($field)+.clone();
+            }
+        };
+    }
+    keep!("server.listen", server.listen);
+    keep!("server.data_dir", server.data_dir);
+    keep!("server.plugins_dir", server.plugins_dir);
+    keep!("server.max_body_bytes", server.max_body_bytes);
+    keep!("server.metrics_listen", server.metrics_listen);
+    keep!("server.log_format", server.log_format);
+    keep!("limits.memory_mib", limits.memory_mib);
+    keep!("limits.call_timeout_ms", limits.call_timeout_ms);
+    keep!("limits.provider_timeout_ms", limits.provider_timeout_ms);
+    keep!("storage", storage);
+    if metrics_switch {
+        differ.push("server.metrics_token (metrics on or off)".to_owned());
+        fresh.server.metrics_token = old.server.metrics_token.clone();
+    }
+    differ
 }

@@ -35,6 +35,17 @@ pub struct ChannelInstance {
 }
 
 impl ChannelInstance {
+    /// Whether `other` is this same channel: the same plugin, settings, destination and rules
+    /// (a reload keeps this instance then).
+    pub fn same_as(&self, other: &ChannelInstance) -> bool {
+        Arc::ptr_eq(&self.plugin, &other.plugin)
+            && self.settings == other.settings
+            && self.target == other.target
+            && self.templates == other.templates
+            && self.customer_attachments == other.customer_attachments
+            && self.agent_attachments == other.agent_attachments
+    }
+
     /// The channel kind from the plugin's manifest (`sms`, `whatsapp`, ...).
     pub fn kind(&self) -> &str {
         &self.plugin.manifest.kind
@@ -47,6 +58,15 @@ pub struct QueueInstance {
     pub name: String,
     /// The router plugin.
     pub router: Arc<RouterPlugin>,
+    /// When it is open (absent: always).
+    pub hours: Option<Arc<crate::hours::Hours>>,
+}
+
+impl QueueInstance {
+    /// Whether the queue is open at `now` (Unix milliseconds).
+    pub fn is_open(&self, now: u64) -> bool {
+        self.hours.as_ref().is_none_or(|h| h.is_open(now))
+    }
 }
 
 /// Whether a channel instance takes traffic.
@@ -105,6 +125,103 @@ pub struct ReloadReport {
     pub refused: Vec<crate::runtime::plugin::RefusedPlugin>,
     /// Plugins whose new file was refused: the previous version keeps serving.
     pub kept_previous: Vec<String>,
+    /// What a reload of the configuration file changed (absent for a reload of plugins only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub config: Option<ConfigChanges>,
+}
+
+/// What a reload of the configuration changed, by name.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct ConfigChanges {
+    /// The file read, or `embedded default` (nothing to re-read).
+    pub source: String,
+    /// Agents added.
+    pub agents_added: Vec<String>,
+    /// Agents removed: they can no longer sign in; what they own stays theirs.
+    pub agents_removed: Vec<String>,
+    /// Agents whose token, name, queues, skills, capacity or permissions changed.
+    pub agents_changed: Vec<String>,
+    /// Channels added.
+    pub channels_added: Vec<String>,
+    /// Channels removed: their webhooks answer 404; their conversations stay readable.
+    pub channels_removed: Vec<String>,
+    /// Channels whose plugin, settings, destination or rules changed.
+    pub channels_changed: Vec<String>,
+    /// Queues added.
+    pub queues_added: Vec<String>,
+    /// Queues removed.
+    pub queues_removed: Vec<String>,
+    /// Queues whose settings changed.
+    pub queues_changed: Vec<String>,
+    /// Keys that differ in the file but take effect only at a restart (kept as they run).
+    pub restart_required: Vec<String>,
+}
+
+impl ConfigChanges {
+    /// A reload of a host started on the embedded default: nothing to re-read.
+    pub fn embedded() -> ConfigChanges {
+        ConfigChanges {
+            source: "embedded default".into(),
+            ..ConfigChanges::default()
+        }
+    }
+
+    /// What changed from `old` to `new` (compared by their TOML form, key by key).
+    pub fn between(old: &Config, new: &Config, restart_required: Vec<String>) -> ConfigChanges {
+        fn diff<T: serde::Serialize>(
+            old: &[T],
+            new: &[T],
+            name: impl Fn(&T) -> &str,
+        ) -> (Vec<String>, Vec<String>, Vec<String>) {
+            let by_name = |items: &[T]| -> BTreeMap<String, serde_json::Value> {
+                items
+                    .iter()
+                    .map(|i| {
+                        (
+                            name(i).to_owned(),
+                            serde_json::to_value(i).unwrap_or_default(),
+                        )
+                    })
+                    .collect()
+            };
+            let (old, new) = (by_name(old), by_name(new));
+            let added = new
+                .keys()
+                .filter(|k| !old.contains_key(*k))
+                .cloned()
+                .collect();
+            let removed = old
+                .keys()
+                .filter(|k| !new.contains_key(*k))
+                .cloned()
+                .collect();
+            let changed = new
+                .iter()
+                .filter(|(k, v)| old.get(*k).is_some_and(|o| o != *v))
+                .map(|(k, _)| k.clone())
+                .collect();
+            (added, removed, changed)
+        }
+        let (agents_added, agents_removed, agents_changed) =
+            diff(&old.agents, &new.agents, |a| &a.id);
+        let (channels_added, channels_removed, channels_changed) =
+            diff(&old.channels, &new.channels, |c| &c.name);
+        let (queues_added, queues_removed, queues_changed) =
+            diff(&old.queues, &new.queues, |q| &q.name);
+        ConfigChanges {
+            source: String::new(),
+            agents_added,
+            agents_removed,
+            agents_changed,
+            channels_added,
+            channels_removed,
+            channels_changed,
+            queues_added,
+            queues_removed,
+            queues_changed,
+            restart_required,
+        }
+    }
 }
 
 fn refused_reason(plugins: &PluginSet, name: &str) -> String {
@@ -224,10 +341,10 @@ pub(super) fn resolve_channels(
         }
         let settings = plugin_settings(config, c);
         // At start every channel's settings are checked; at a reload only those whose plugin
-        // changed (the configuration is read once, so the settings did not).
+        // or settings changed.
         let unchanged = prior
             .get(&c.name)
-            .is_some_and(|p| Arc::ptr_eq(&p.plugin, &plugin));
+            .is_some_and(|p| Arc::ptr_eq(&p.plugin, &plugin) && *p.settings == settings);
         let problem = match unchanged {
             true => None,
             false => match plugin.check_settings(sandbox, &c.name, &settings) {
@@ -382,6 +499,12 @@ pub(super) fn resolve_queues(
             QueueInstance {
                 name: q.name.clone(),
                 router,
+                // Checked with the configuration (`Config::validate`).
+                hours: q
+                    .hours
+                    .as_ref()
+                    .and_then(|h| crate::hours::Hours::parse(h).ok())
+                    .map(Arc::new),
             },
         );
     }

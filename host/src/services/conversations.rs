@@ -86,11 +86,11 @@ impl Actions<'_> {
             .await;
         let mut audience: Vec<String> = self
             .app
-            .config
+            .config()
             .queue_members(&after.queue)
             .map(|a| a.id.clone())
             .collect();
-        for a in events::audience(&self.app.config, after, None) {
+        for a in events::audience(&self.app.config(), after, None) {
             if !audience.contains(&a) {
                 audience.push(a);
             }
@@ -134,7 +134,7 @@ impl Actions<'_> {
         self.events
             .publish(
                 "outbound",
-                events::audience(&self.app.config, &after, Some(&agent.id)),
+                events::audience(&self.app.config(), &after, Some(&agent.id)),
                 Some(after.id),
                 json!({
                     "seq": message.seq,
@@ -204,7 +204,7 @@ impl Actions<'_> {
         before: &Conversation,
         target: &str,
     ) -> Result<Conversation, ActionError> {
-        let config = &self.app.config;
+        let config = &self.app.config();
         access::may_transfer(config, agent, before, target)?;
         let now = Clock::System.now_millis();
         let (after, previous) = crate::store::update(self.app.storage.as_ref(), before.id, |c| {
@@ -249,7 +249,7 @@ impl Actions<'_> {
         before: &Conversation,
         queue: &str,
     ) -> Result<Conversation, ActionError> {
-        let config = &self.app.config;
+        let config = &self.app.config();
         access::may_transfer_to_queue(config, agent, before, queue)?;
         let now = Clock::System.now_millis();
         let (after, (previous, offered, was)) =
@@ -310,7 +310,7 @@ impl Actions<'_> {
         agent: &AgentConfig,
         before: &Conversation,
     ) -> Result<Conversation, ActionError> {
-        let config = &self.app.config;
+        let config = &self.app.config();
         access::may_reopen(config, agent, before)?;
         let now = Clock::System.now_millis();
         let (after, ()) = crate::store::update(self.app.storage.as_ref(), before.id, |c| {
@@ -351,7 +351,7 @@ impl Actions<'_> {
         self.events
             .publish(
                 "note",
-                events::audience(&self.app.config, &after, Some(&agent.id)),
+                events::audience(&self.app.config(), &after, Some(&agent.id)),
                 Some(after.id),
                 json!({"seq": message.seq, "id": message.id(), "author": agent.id, "text": message.text}),
             )
@@ -367,7 +367,7 @@ impl Actions<'_> {
         before: &Conversation,
     ) -> Result<Conversation, ActionError> {
         let me = agent.id.clone();
-        let config = &self.app.config;
+        let config = &self.app.config();
         let now = Clock::System.now_millis();
         let (after, changed) = crate::store::update(self.app.storage.as_ref(), before.id, |c| {
             access::may_close(config, agent, c)?;
@@ -413,7 +413,7 @@ impl Actions<'_> {
         self.events
             .publish(
                 "presence",
-                events::presence_audience(&self.app.config, agent),
+                events::presence_audience(&self.app.config(), agent),
                 None,
                 json!({"agent": agent, "presence": presence}),
             )
@@ -431,7 +431,7 @@ impl Actions<'_> {
         channel: Option<&str>,
         to: &str,
     ) -> Result<Conversation, StartError> {
-        let channel_name = access::start_channel(&self.app.config, agent, channel)?;
+        let channel_name = access::start_channel(&self.app.config(), agent, channel)?;
         let Some(channel) = self.app.live_channel(&channel_name) else {
             return Err(StartError::ChannelUnavailable(channel_name));
         };

@@ -39,7 +39,7 @@ pub struct EventHub {
     /// only): the follower skips them, they were pushed to live streams already.
     own: Arc<Mutex<HashSet<u64>>>,
     /// What intake logs about each stored message.
-    notices: Arc<MessageNotices>,
+    notices: arc_swap::ArcSwap<MessageNotices>,
     /// Wake-ups for those waiting on one conversation, by (channel, customer address).
     watchers: Arc<Watchers>,
 }
@@ -93,7 +93,7 @@ impl EventHub {
             live,
             remote,
             own,
-            notices: Arc::new(MessageNotices::new(config)),
+            notices: arc_swap::ArcSwap::from_pointee(MessageNotices::new(config)),
             watchers: Arc::default(),
         }
     }
@@ -181,7 +181,12 @@ impl EventHub {
     /// What intake logs about the messages it stores: pass to [`Store::intake_with`], then
     /// [`EventHub::broadcast`] what it logged.
     pub fn intake_notices(&self) -> Arc<dyn IntakeNotices> {
-        self.notices.clone()
+        self.notices.load_full()
+    }
+
+    /// Takes in a reloaded configuration: who is told about new messages of each queue.
+    pub fn reconfigure(&self, config: &Config) {
+        self.notices.store(Arc::new(MessageNotices::new(config)));
     }
 
     /// Pushes events already in the log to live streams.

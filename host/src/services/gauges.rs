@@ -8,7 +8,7 @@ use crate::services::app::App;
 
 /// The gauges' values now.
 pub async fn snapshot(app: &App, agents: &Agents) -> Snapshot {
-    let config = &app.config;
+    let config = &app.config();
     let storage = &app.storage;
     let outbox_pending = storage.pending_sends().await.ok().map(|p| p.len() as u64);
     let mut waiting = Vec::with_capacity(config.queues.len());

@@ -143,7 +143,7 @@ pub async fn accept(
 /// stored change; one lost to a crash in between is seen on the next read of the history.
 async fn announce_changes(state: Services<'_>, channel: &str, report: &IngestReport) {
     let storage = &state.app.storage;
-    let config = &state.app.config;
+    let config = &state.app.config();
     for s in &report.status_changes {
         let Ok(Some(conv)) = storage.conversation(s.conversation).await else {
             continue;

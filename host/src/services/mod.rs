@@ -19,6 +19,7 @@ pub mod nonce;
 pub mod outbox;
 pub mod plugin_watch;
 pub mod ratelimit;
+pub mod reload;
 pub mod replies;
 pub mod routing;
 pub mod search;

@@ -272,7 +272,7 @@ impl Outbox {
         policy: RetryPolicy,
     ) -> Result<Arc<Outbox>, StoreError> {
         let (drain_signal, _) = watch::channel(false);
-        let provider_timeout = app.config.limits.provider_timeout();
+        let provider_timeout = app.config().limits.provider_timeout();
         let holder = app.host_id.clone();
         let outbox = Arc::new(Outbox {
             app,
@@ -585,7 +585,7 @@ impl Outbox {
         self.events
             .publish(
                 "status",
-                events::audience(&self.app.config, conv, message.author.as_deref()),
+                events::audience(&self.app.config(), conv, message.author.as_deref()),
                 Some(conv.id),
                 serde_json::json!({
                     "seq": message.seq,
@@ -606,7 +606,7 @@ impl Outbox {
         attempts: u32,
         reason: &str,
     ) {
-        let audience = events::audience(&self.app.config, conv, message.author.as_deref());
+        let audience = events::audience(&self.app.config(), conv, message.author.as_deref());
         self.events
             .publish(
                 kind,

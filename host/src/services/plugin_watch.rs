@@ -35,7 +35,7 @@ fn fingerprint(dir: &Path) -> Vec<(String, u64, Option<SystemTime>)> {
 
 /// Starts the watcher if the configuration has a plugins directory.
 pub fn spawn(app: Arc<App>) {
-    let Some(dir) = app.config.server.plugins_dir.clone() else {
+    let Some(dir) = app.config().server.plugins_dir.clone() else {
         return;
     };
     tokio::spawn(async move {
@@ -49,7 +49,7 @@ pub fn spawn(app: Arc<App>) {
             seen = now;
             tracing::info!(dir = %dir.display(), "plugin files changed; reloading");
             let app = app.clone();
-            match tokio::task::spawn_blocking(move || app.reload()).await {
+            match tokio::task::spawn_blocking(move || app.reload_plugins()).await {
                 Ok(Ok(_)) => {}
                 Ok(Err(e)) => tracing::error!(
                     "plugin reload refused; the previous plugins keep serving: {e:#}"

@@ -41,9 +41,35 @@ use crate::store::UpdateError;
 /// was sent the first queue's offline message is not sent the overflow queue's too (the
 /// offline message goes out once per conversation; a reopened conversation starts a new wait).
 fn overflow(c: &mut Conversation, target: &str, now: u64) {
-    let notified = c.offline_notified;
+    let notified = (c.offline_notified, c.closed_notified);
     c.enqueue(target, now);
-    c.offline_notified = notified;
+    (c.offline_notified, c.closed_notified) = notified;
+}
+
+/// What the host tells a waiting customer by itself, once per wait.
+#[derive(Debug, Clone, Copy)]
+enum Notice {
+    /// The queue is open but nobody in it is online (`offline_message`).
+    Offline,
+    /// The queue is closed: outside its business hours (`closed_message`).
+    Closed,
+}
+
+impl Notice {
+    /// The conversation's flag that says it was sent.
+    fn sent(self, c: &mut Conversation) -> &mut bool {
+        match self {
+            Notice::Offline => &mut c.offline_notified,
+            Notice::Closed => &mut c.closed_notified,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Notice::Offline => "offline_message",
+            Notice::Closed => "closed_message",
+        }
+    }
 }
 
 /// How often scheduled looks (lapsed offers, overflow, router rechecks) are due at the latest.
@@ -280,7 +306,7 @@ impl Dispatcher {
 
     fn members(&self, queue: &str) -> Vec<String> {
         self.app
-            .config
+            .config()
             .queue_members(queue)
             .map(|a| a.id.clone())
             .collect()
@@ -294,7 +320,7 @@ impl Dispatcher {
                 return Ok(());
             }
         };
-        let Some(queue) = self.app.config.queue(&conv.queue).cloned() else {
+        let Some(queue) = self.app.config().queue(&conv.queue).cloned() else {
             self.schedule().remove(id);
             return Ok(());
         };
@@ -372,7 +398,7 @@ impl Dispatcher {
                     self.agents.set_presence(agent, Presence::Away, now).await;
                     self.events.publish(
                         "presence",
-                        crate::services::events::presence_audience(&self.app.config, agent),
+                        crate::services::events::presence_audience(&self.app.config(), agent),
                         None,
                         json!({"agent": agent, "presence": "away", "reason": format!("missed {missed} offers in a row")}),
                     ).await;
@@ -380,6 +406,26 @@ impl Dispatcher {
                 }
             }
             conv = updated;
+        }
+
+        // Closed (outside business hours): say so once per wait, offer nothing, and look
+        // again when it opens.
+        let hours = self
+            .app
+            .catalog()
+            .queues
+            .get(&queue.name)
+            .and_then(|q| q.hours.clone());
+        if let Some(hours) = hours
+            && !hours.is_open(now)
+        {
+            if let Some(text) = queue.closed_message.as_deref()
+                && !conv.closed_notified
+            {
+                self.send_notice(&conv, Notice::Closed, text, now).await?;
+            }
+            park(hours.next_open(now).unwrap_or(u64::MAX));
+            return Ok(());
         }
 
         let members = self.members(&queue.name);
@@ -394,15 +440,19 @@ impl Dispatcher {
                 .collect(),
             tried: conv.tried.clone(),
         };
-        let view = self.agents.states(&self.app.config, &members, &facts).await;
+        let view = self
+            .agents
+            .states(&self.app.config(), &members, &facts)
+            .await;
         if !view
             .agents
             .iter()
             .any(|a| matches!(a.presence, wit::Presence::Online))
         {
-            if !conv.offline_notified && queue.offline_message.is_some() {
-                self.send_offline_message(&conv, queue.offline_message.as_deref(), now)
-                    .await?;
+            if let Some(text) = queue.offline_message.as_deref()
+                && !conv.offline_notified
+            {
+                self.send_notice(&conv, Notice::Offline, text, now).await?;
             }
             // Nobody can take it until an agent comes online (a full kick) or it overflows.
             park(u64::MAX);
@@ -523,42 +573,43 @@ impl Dispatcher {
         self.kick.notify_one();
     }
 
-    async fn send_offline_message(
+    /// Sends `text` as the `notice` of `conv`'s wait, unless it went out already (the flag
+    /// and the message are written before the send, so it goes out once).
+    async fn send_notice(
         &self,
         conv: &Conversation,
-        text: Option<&str>,
+        notice: Notice,
+        text: &str,
         now: u64,
     ) -> Result<(), UpdateError> {
-        let (updated, first) = crate::store::update(self.app.storage.as_ref(), conv.id, |c| {
-            let first = !c.offline_notified;
-            c.offline_notified = true;
+        let (_, first) = crate::store::update(self.app.storage.as_ref(), conv.id, |c| {
+            let first = !*notice.sent(c);
+            *notice.sent(c) = true;
             Ok(first)
         })
         .await?;
         if !first {
             return Ok(());
         }
-        let _ = updated;
-        if let Some(text) = text {
-            let draft = crate::model::OutboundDraft {
-                text: Some(text.to_owned()),
-                ..Default::default()
-            };
-            let (_, message) = self
-                .app
-                .storage
-                .add_outbound(conv.id, None, draft, now)
-                .await?;
-            self.outbox.submit(message.conversation, message.seq);
-            self.app
-                .metrics
-                .messages(&conv.channel, crate::metrics::Direction::Outbound, 1);
-            tracing::info!(
-                event = "offline_message",
-                conversation = conv.id,
-                "no agent online; offline message sent"
-            );
-        }
+        let draft = crate::model::OutboundDraft {
+            text: Some(text.to_owned()),
+            ..Default::default()
+        };
+        let (_, message) = self
+            .app
+            .storage
+            .add_outbound(conv.id, None, draft, now)
+            .await?;
+        self.outbox.submit(message.conversation, message.seq);
+        self.app
+            .metrics
+            .messages(&conv.channel, crate::metrics::Direction::Outbound, 1);
+        tracing::info!(
+            event = notice.name(),
+            conversation = conv.id,
+            "{} sent",
+            notice.name()
+        );
         Ok(())
     }
 }
