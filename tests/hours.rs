@@ -6,11 +6,11 @@
 
 mod support;
 
-use serde_json::{Value, json};
+use serde_json::Value;
 use support::*;
 
-/// The host's clock starts here: a Tuesday, 15 s before the queue opens at 09:00 in Tokyo.
-const START: &str = "2026-12-01T08:59:45+09:00";
+/// The host's clock starts here: a Tuesday, 20 s before the queue opens at 09:00 in Tokyo.
+const START: &str = "2026-12-01T08:59:40+09:00";
 /// When the queue opens, Unix milliseconds (2026-12-01T00:00:00Z).
 const OPENS_MS: u64 = 1_796_083_200_000;
 const CLOSED: &str = "We are closed; we answer from 09:00 Tokyo time.";
@@ -49,14 +49,10 @@ async fn support_queue(host: &Host) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn closed_work_waits_for_the_opening_and_offline_is_not_closed() {
     assert_eq!(
-        START.parse::<jiff::Timestamp>().unwrap().as_millisecond() as u64 + 15_000,
+        START.parse::<jiff::Timestamp>().unwrap().as_millisecond() as u64 + 20_000,
         OPENS_MS
     );
-    let twilio = FakeProvider::start(vec![(
-        201,
-        json!({"sid": "SMout0000000000000000000000000001"}),
-    )])
-    .await;
+    let twilio = FakeProvider::accepting().await;
     let host = Host::start(Setup {
         twilio_api_base: Some(twilio.base.clone()),
         support: format!(
@@ -83,6 +79,10 @@ async fn closed_work_waits_for_the_opening_and_offline_is_not_closed() {
     })
     .await;
     inbound(&host, "SMhours0000000000000000000000002", "+14155550901").await;
+    // Alice going away and back looks at all waiting work again while closed: the closed
+    // message must not go out a second time.
+    host.presence(ALICE, "away").await;
+    host.presence(ALICE, "online").await;
     assert_eq!(
         support_queue(&host).await["open"],
         false,

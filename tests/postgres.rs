@@ -23,6 +23,7 @@ fn options(url: String) -> PostgresOptions {
         pool_size: 8,
         connect_timeout: Duration::from_secs(10),
         ca_file: None,
+        zone: jiff::tz::TimeZone::UTC,
     }
 }
 

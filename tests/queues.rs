@@ -86,11 +86,7 @@ async fn conversation(host: &Host, token: &str, id: &str) -> Value {
 }
 
 async fn twilio_ok() -> FakeProvider {
-    FakeProvider::start(vec![(
-        201,
-        json!({"sid": "SMout000000000000000000000000001"}),
-    )])
-    .await
+    FakeProvider::accepting().await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

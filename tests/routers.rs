@@ -8,9 +8,9 @@
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
+use plugboard::clock::Clock;
 use plugboard::config::LimitsConfig;
 use plugboard::runtime::bindings::wit::{AgentState, Decision, Presence, WaitingWork};
-use plugboard::runtime::clock::Clock;
 use plugboard::runtime::plugin::PluginSet;
 use plugboard::runtime::sandbox::Sandbox;
 

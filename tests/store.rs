@@ -67,6 +67,7 @@ sled_cases!(
     notes_are_messages_nothing_sends,
     read_marks_only_move_forward,
     sessions_are_kept_until_ended,
+    statistics_count_each_write_once,
 );
 
 /// `conformance::run`, the one call a backend's test file may make instead, passes on sled and

@@ -58,9 +58,9 @@ use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
+use plugboard::clock::Clock;
 use plugboard::config::LimitsConfig;
 use plugboard::runtime::bindings::wit;
-use plugboard::runtime::clock::Clock;
 use plugboard::runtime::engine::Allocator;
 use plugboard::runtime::plugin::PluginSet;
 use plugboard::runtime::sandbox::{InstanceReuse, Sandbox, SandboxOptions};
@@ -1871,6 +1871,7 @@ fn load_storage(data_dir: &Path, conversations: u64, cache_mib: u64) -> StorageD
             &db,
             SledOptions {
                 cache_bytes: cache_mib << 20,
+                ..SledOptions::default()
             },
         )
         .unwrap()

@@ -248,13 +248,27 @@ pub struct ServerConfig {
     /// How the log is written: `plain` (the default) or `json`.
     #[serde(default)]
     pub log_format: LogFormat,
+    /// The deployment's IANA time zone (`Europe/Berlin`): the days statistics count in.
+    #[serde(default = "default_timezone")]
+    pub timezone: String,
     /// The web origins (`https://crm.example.com`) whose pages may call the agent API from a
     /// browser with a bearer token (CORS); none by default. The console itself is same-origin.
     #[serde(default)]
     pub allowed_origins: Vec<String>,
 }
 
+fn default_timezone() -> String {
+    "UTC".to_owned()
+}
+
 impl ServerConfig {
+    /// The deployment's time zone (`timezone`, checked at load; UTC if it cannot be found).
+    pub fn zone(&self) -> jiff::tz::TimeZone {
+        jiff::tz::db()
+            .get(&self.timezone)
+            .unwrap_or(jiff::tz::TimeZone::UTC)
+    }
+
     /// Whether metrics are recorded and served.
     pub fn metrics_on(&self) -> bool {
         self.metrics_token.is_some() || self.metrics_listen.is_some()
@@ -652,6 +666,15 @@ impl Config {
         }
         if server.max_body_bytes == 0 {
             p.invalid("server.max_body_bytes", "must be above 0");
+        }
+        if jiff::tz::db().get(&server.timezone).is_err() {
+            p.invalid(
+                "server.timezone",
+                format!(
+                    "{:?} is not an IANA time zone name (write e.g. \"UTC\", \"Asia/Tokyo\" or \"Europe/London\")",
+                    server.timezone
+                ),
+            );
         }
         if let Some(token) = &server.admin_token {
             check_token("server.admin_token", token, p);

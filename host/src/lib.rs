@@ -2,8 +2,9 @@
 //! integrations are sandboxed WebAssembly components.
 //!
 //! The crate is layered, each layer using only those below it:
-//! - [`model`], [`config`] and [`metrics`]: the domain types and their transitions, the
-//!   configuration, and the metric families every layer records into;
+//! - [`model`], [`clock`], [`hours`], [`stats`], [`config`] and [`metrics`]: the domain types
+//!   and their transitions, the host's clock, business hours, the statistics each change
+//!   counts, the configuration, and the metric families every layer records into;
 //! - [`store`]: the storage interface and its backends (sled, the embedded default);
 //! - [`runtime`]: the wasmtime engine, the sandbox and the plugins loaded into it;
 //! - [`services`]: intake, routing, the outbox, tokens, events, agents and their walls;
@@ -14,6 +15,7 @@
 //! ([`http::api`]) go through the [`services::outbox`] to the provider client.
 
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod hours;
 pub mod http;
@@ -21,4 +23,5 @@ pub mod metrics;
 pub mod model;
 pub mod runtime;
 pub mod services;
+pub mod stats;
 pub mod store;

@@ -60,6 +60,10 @@ pub struct Conversation {
     /// Whether the queue's closed message (outside business hours) was sent for this wait.
     #[serde(default)]
     pub closed_notified: bool,
+    /// When an agent first replied since it last entered its queue, Unix milliseconds (the
+    /// statistics' first response; none at close: abandoned).
+    #[serde(default)]
+    pub first_reply_at: Option<u64>,
     /// Every agent who has owned it, for the archived view.
     #[serde(default)]
     pub handled_by: Vec<String>,
@@ -90,6 +94,7 @@ impl Conversation {
             queued_since: now,
             offline_notified: false,
             closed_notified: false,
+            first_reply_at: None,
             handled_by: Vec::new(),
             skills: Vec::new(),
         }
@@ -144,6 +149,7 @@ impl Conversation {
         self.queued_since = now;
         self.offline_notified = false;
         self.closed_notified = false;
+        self.first_reply_at = None;
     }
 }
 

@@ -329,6 +329,20 @@ async function main() {
     await byId(alice, "row", { id: first }).waitFor({ state: "detached" });
     await stage({ stage: "closed", conversation: first });
 
+    step("c: carol's Reports count the work: dana resolved it, support handled one");
+    await carol.getByTestId("tab-reports").click();
+    const danaLine = carol.getByTestId("report-agents-dana");
+    await danaLine.waitFor();
+    const metric = async (line, name) => (await line.locator(`[data-metric="${name}"]`).textContent()).trim();
+    check((await metric(danaLine, "handled")) === "1", `dana's line says handled ${await metric(danaLine, "handled")}, not 1`);
+    const supportLine = carol.getByTestId("report-queues-support");
+    await supportLine.waitFor();
+    check((await metric(supportLine, "handled")) === "1", "the support queue's line does not say handled 1");
+    check((await metric(supportLine, "transfers")) === "1", "the support queue's line does not count the transfer");
+    await carol.getByTestId("report-channels-sms").waitFor();
+    await shot(carol, a.shots, "carol-reports.png", shots);
+    await carol.getByTestId("tab-monitor").click();
+
     step("d: alice starts a WhatsApp conversation without text");
     await alice.getByTestId("new-conversation").click();
     await alice.getByTestId("start-to").fill(WA_CUSTOMER);

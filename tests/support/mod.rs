@@ -580,6 +580,15 @@ pub struct FakeProvider {
 }
 
 impl FakeProvider {
+    /// A fake Twilio that accepts every send (`201` with a message sid).
+    pub async fn accepting() -> FakeProvider {
+        FakeProvider::start(vec![(
+            201,
+            serde_json::json!({"sid": "SMout000000000000000000000000001"}),
+        )])
+        .await
+    }
+
     /// Starts the server on a free port in the current tokio runtime.
     pub async fn start(script: Vec<Answer>) -> FakeProvider {
         let inner = ScriptedProvider::start(replies(script)).await;

@@ -29,9 +29,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use anyhow::Context as _;
 use serde_json::{Value, json};
 
+use crate::clock::Clock;
 use crate::config::LimitsConfig;
 use crate::runtime::bindings::wit;
-use crate::runtime::clock::Clock;
 use crate::runtime::plugin::PluginSet;
 use crate::runtime::sandbox::Sandbox;
 

@@ -23,13 +23,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use subtle::ConstantTimeEq;
 
+use crate::clock::Clock;
 use crate::config::AgentConfig;
 use crate::http::edge::{AppState, error_response, json_body};
 use crate::model::{
     AgentSession, Attachment, Contact, Conversation, ConversationState, Direction, Message,
     MessageStatus, OutboundDraft, Rejection, StoredEvent,
 };
-use crate::runtime::clock::Clock;
 use crate::services::agents::Presence;
 use crate::services::agents::access::{self, Refused, Standing, View};
 use crate::services::app::ReloadError;
@@ -341,7 +341,7 @@ fn channel_kind(state: &AppState, channel: &str) -> String {
         .unwrap_or_default()
 }
 
-fn storage_error(e: impl std::fmt::Display) -> Response {
+pub(crate) fn storage_error(e: impl std::fmt::Display) -> Response {
     tracing::error!("storage: {e}");
     error_response(
         StatusCode::SERVICE_UNAVAILABLE,

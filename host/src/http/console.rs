@@ -14,10 +14,10 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use crate::clock::Clock;
 use crate::config::{AgentConfig, CannedReply};
 use crate::http::api::{Agent, CSRF_REFUSAL, CookieSession, SESSION_COOKIE, csrf_matches};
 use crate::http::edge::{AppState, error_response, json_body};
-use crate::runtime::clock::Clock;
 use crate::services::agents::access;
 use crate::services::sessions::{self, SESSION_TTL_MS};
 
@@ -38,6 +38,7 @@ const FILES: &[(&str, &str, &str)] = &[
     ("list.js", JS, include_str!("console/list.js")),
     ("offers.js", JS, include_str!("console/offers.js")),
     ("people.js", JS, include_str!("console/people.js")),
+    ("reports.js", JS, include_str!("console/reports.js")),
     ("sms.js", JS, include_str!("console/sms.js")),
     ("start.js", JS, include_str!("console/start.js")),
     ("stream.js", JS, include_str!("console/stream.js")),

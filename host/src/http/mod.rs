@@ -8,5 +8,6 @@ pub mod cors;
 pub mod edge;
 pub mod metrics;
 pub mod server;
+pub mod stats;
 pub mod webchat;
 pub mod webhook;

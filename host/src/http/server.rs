@@ -107,6 +107,7 @@ pub fn router_with(
         .route("/api/v1/agents/me", get(crate::http::console::whoami))
         .route("/api/v1/agents", get(crate::http::console::colleagues))
         .route("/api/v1/queues", get(crate::http::console::queues))
+        .route("/api/v1/stats/{scope}", get(crate::http::stats::stats))
         .route("/api/v1/channels", get(crate::http::console::channels))
         .route("/console", get(crate::http::console::file))
         .route("/console/", get(crate::http::console::file))

@@ -35,11 +35,11 @@ use rand::RngCore;
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::clock::Clock;
 use crate::config::WebchatConfig;
 use crate::http::edge::{AppState, Edge, bearer_token, error_response, json_body};
 use crate::model::{ConversationTarget, Direction, Visitor};
 use crate::runtime::bindings::wit;
-use crate::runtime::clock::Clock;
 use crate::services::agents::Presence;
 use crate::services::catalog::ChannelInstance;
 

@@ -3,7 +3,6 @@
 //! the HTTP client plugins reach providers through. Knows nothing of conversations or agents.
 
 pub mod bindings;
-pub mod clock;
 pub mod engine;
 pub mod plugin;
 pub mod provider_http;

@@ -973,8 +973,8 @@ mod tests {
 
     mod reuse {
         use super::super::*;
+        use crate::clock::Clock;
         use crate::config::LimitsConfig;
-        use crate::runtime::clock::Clock;
         use crate::runtime::sandbox::{InstanceReuse, SandboxOptions};
 
         fn sandbox(reuse: InstanceReuse) -> Arc<Sandbox> {

@@ -37,10 +37,10 @@ use wasmtime::component::{HasSelf, Linker, ResourceTable};
 use wasmtime::{ResourceLimiter, Store, Trap};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+use crate::clock::Clock;
 use crate::config::LimitsConfig;
 use crate::metrics::{CallOutcome, Metrics};
 use crate::runtime::bindings::{channel, wit, wit_host};
-use crate::runtime::clock::Clock;
 use crate::runtime::engine::{Allocator, EngineOptions, POOL_COMPONENT_INSTANCES, PluginEngine};
 use crate::runtime::wasi::{CallDeadline, CallOutput};
 /// The most bytes one `log` call may carry.

@@ -42,7 +42,7 @@ use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder, 
 use wasmtime_wasi_io::bindings::wasi::io::poll as async_poll;
 use wasmtime_wasi_io::poll::DynPollable;
 
-use crate::runtime::clock::Clock;
+use crate::clock::Clock;
 
 /// The most bytes one `wasi:random` call returns.
 const MAX_RANDOM_BYTES: u64 = 64 * 1024;

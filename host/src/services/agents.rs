@@ -104,11 +104,17 @@ impl Agents {
     }
 
     /// Takes in the agents of a (reloaded) configuration: one added since starts from what is
-    /// stored for them, or offline; the others keep their live facts. A removed agent's
-    /// facts stay, unused (routing asks only configured agents), until they come back.
+    /// stored for them, or offline; the others keep their live facts. A removed agent is set
+    /// offline here (routing asks only configured agents) and starts offline if they come back.
     pub async fn adopt(&self, config: &Config) -> Result<(), StoreError> {
         let missing = {
-            let records = self.records.lock().expect("agents lock");
+            let mut records = self.records.lock().expect("agents lock");
+            // A removed agent is offline here: back in a later file, they start offline.
+            for (id, r) in records.iter_mut() {
+                if config.agent(id).is_none() {
+                    r.presence = "offline".into();
+                }
+            }
             config.agents.iter().any(|a| !records.contains_key(&a.id))
         };
         if !missing {
@@ -133,7 +139,13 @@ impl Agents {
         let _order = self.writes.lock().await;
         let (out, record) = {
             let mut records = self.records.lock().expect("agents lock");
-            let record = records.get_mut(agent)?;
+            // An agent a reload added before `adopt` read their stored facts starts offline.
+            let record = records
+                .entry(agent.to_owned())
+                .or_insert_with(|| AgentRecord {
+                    presence: "offline".into(),
+                    ..AgentRecord::default()
+                });
             (f(record), record.clone())
         };
         if let Err(e) = self.storage.put_agent_record(agent, &record).await {

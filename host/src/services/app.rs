@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use subtle::ConstantTimeEq;
 
+use crate::clock::Clock;
 use crate::config::{AgentConfig, Config, Problems, StorageBackend};
-use crate::runtime::clock::Clock;
 use crate::runtime::plugin::PluginSet;
 use crate::runtime::sandbox::Sandbox;
 use crate::services::catalog::{
@@ -51,6 +51,7 @@ pub async fn open_storage(
     };
     let options = SledOptions {
         cache_bytes: storage.cache_mib << 20,
+        zone: config.server.zone(),
     };
     let store: Arc<dyn Store> = SledStore::open(&db, options).map_err(|e| match e {
         // Named by the directory the operator configured.
@@ -105,6 +106,7 @@ fn postgres_options(config: &Config) -> PostgresOptions {
         pool_size: storage.pool_size,
         connect_timeout: Duration::from_millis(storage.connect_timeout_ms),
         ca_file: storage.ca_file.clone(),
+        zone: config.server.zone(),
     }
 }
 
@@ -122,8 +124,6 @@ pub enum ReloadError {
 
 /// Everything request handlers and workers share.
 pub struct App {
-    /// The configuration in force; swapped whole by a reload of the file.
-    config: arc_swap::ArcSwap<Config>,
     /// The file the configuration is re-read from at a reload (`None`: the embedded default).
     config_file: Option<PathBuf>,
     /// Runs plugin calls.
@@ -209,6 +209,7 @@ impl App {
             channels: BTreeMap::new(),
             unavailable,
             queues,
+            config: Arc::new(config.clone()),
         };
         for contact in &config.contacts {
             storage
@@ -230,7 +231,6 @@ impl App {
             channel_states.insert(name, state);
         }
         Ok(App {
-            config: arc_swap::ArcSwap::from_pointee(config),
             config_file: None,
             sandbox,
             metrics,
@@ -273,7 +273,7 @@ impl App {
     /// The configuration in force. A request takes one snapshot and keeps it, so a reload
     /// never changes the rules under it.
     pub fn config(&self) -> Arc<Config> {
-        self.config.load_full()
+        self.catalog().config.clone()
     }
 
     /// Makes reloads re-read the configuration from `path` (the file `serve --config` read).
@@ -313,17 +313,11 @@ impl App {
         let mut changes =
             crate::services::catalog::ConfigChanges::between(&old, &fresh, restart_required);
         changes.source = path.display().to_string();
-        for name in changes
-            .channels_changed
-            .iter()
-            .chain(&changes.channels_removed)
-        {
-            self.tokens.invalidate(name);
-        }
         tracing::info!(
             file = %path.display(),
             agents_added = ?changes.agents_added,
             agents_removed = ?changes.agents_removed,
+            agents_changed = ?changes.agents_changed,
             channels_added = ?changes.channels_added,
             channels_changed = ?changes.channels_changed,
             channels_removed = ?changes.channels_removed,
@@ -420,13 +414,36 @@ impl App {
                 *instance = prev.clone();
             }
         }
+        // Invalidated on both sides of the swap: no new instance starts from a token taken
+        // with the settings it replaces.
+        let renewed: Vec<String> = channels
+            .iter()
+            .filter(|(name, instance)| {
+                old.channels
+                    .get(*name)
+                    .is_some_and(|prev| !Arc::ptr_eq(prev, instance))
+            })
+            .map(|(name, _)| name.clone())
+            .chain(
+                old.channels
+                    .keys()
+                    .filter(|n| !channels.contains_key(*n))
+                    .cloned(),
+            )
+            .collect();
+        for name in &renewed {
+            self.tokens.invalidate(name);
+        }
         *self.catalog.write().expect("catalog lock") = Arc::new(Catalog {
             plugins: merged,
             channels,
             unavailable,
             queues,
+            config,
         });
-        self.config.store(config);
+        for name in &renewed {
+            self.tokens.invalidate(name);
+        }
         tracing::info!(
             loaded = ?report.loaded,
             kept_previous = ?report.kept_previous,
@@ -514,6 +531,7 @@ fn keep_restart_only(old: &Config, fresh: &mut Config) -> Vec<String> {
     keep!("server.max_body_bytes", server.max_body_bytes);
     keep!("server.metrics_listen", server.metrics_listen);
     keep!("server.log_format", server.log_format);
+    keep!("server.timezone", server.timezone);
     keep!("limits.memory_mib", limits.memory_mib);
     keep!("limits.call_timeout_ms", limits.call_timeout_ms);
     keep!("limits.provider_timeout_ms", limits.provider_timeout_ms);

@@ -112,6 +112,8 @@ pub struct Catalog {
     pub unavailable: BTreeMap<String, String>,
     /// Queues by name.
     pub queues: BTreeMap<String, QueueInstance>,
+    /// The configuration these were resolved from: swapped with them, in one step.
+    pub config: Arc<Config>,
 }
 
 /// What a reload did.
@@ -354,9 +356,14 @@ pub(super) fn resolve_channels(
             },
         };
         if let Some(problem) = problem {
-            // A new version that cannot serve this channel is refused for it: the previous
-            // version keeps serving, as for a file refused at load.
-            if let Some(previous) = prior.get(&c.name) {
+            // A new version of the same plugin that cannot serve this channel's unchanged
+            // settings is refused for it: the previous version keeps serving, as for a file
+            // refused at load. Settings or a plugin the operator changed are the operator's
+            // to fix: the reload is refused.
+            if let Some(previous) = prior.get(&c.name)
+                && previous.plugin.info.name == plugin.info.name
+                && *previous.settings == settings
+            {
                 tracing::error!(channel = %c.name, plugin = %c.plugin, "the new version of the plugin cannot serve this channel (check-settings: {}); the previous version keeps serving it", match &problem { Err(reason) => reason.clone(), Ok(e) => e.to_string() });
                 out.insert(c.name.clone(), previous.clone());
                 continue;
@@ -423,7 +430,8 @@ pub(super) fn resolve_channels(
 /// (`api_base`, `*_url`) that is not an http(s) URL, and a `from` number on a phone channel
 /// that is not E.164.
 fn check_setting_values(i: usize, c: &crate::config::ChannelConfig, kind: &str, p: &mut Problems) {
-    for (name, value) in &c.settings {
+    // An empty value is an absent one (the plugin's default): nothing to flag.
+    for (name, value) in c.settings.iter().filter(|(_, v)| !v.trim().is_empty()) {
         let is_url = name == "api_base" || name.ends_with("_url");
         if is_url {
             let ok = url::Url::parse(value.trim())
@@ -437,7 +445,7 @@ fn check_setting_values(i: usize, c: &crate::config::ChannelConfig, kind: &str, 
         }
     }
     if is_phone_kind(kind)
-        && let Some(from) = c.settings.get("from")
+        && let Some(from) = c.settings.get("from").filter(|f| !f.trim().is_empty())
         && let Err(e) = plugboard_sdk::E164::parse(phone_of(kind, from.trim()))
     {
         p.invalid(

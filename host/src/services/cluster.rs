@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use tokio::sync::broadcast::error::RecvError;
 
+use crate::clock::Clock;
 use crate::model::StoredEvent;
-use crate::runtime::clock::Clock;
 use crate::services::agents::{Agents, Presence};
 use crate::services::app::App;
 use crate::services::conversations::Actions;

@@ -10,10 +10,10 @@ use crate::metrics::OfferOutcome;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::clock::Clock;
 use crate::model::{
     Conversation, ConversationState, ConversationTarget, Message, OutboundDraft, Rejection,
 };
-use crate::runtime::clock::Clock;
 use crate::services::agents::access::{self, Refused};
 use crate::services::agents::{Agents, Presence};
 use crate::services::app::App;

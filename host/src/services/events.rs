@@ -8,9 +8,9 @@ use std::sync::{Arc, Mutex, Weak};
 
 use tokio::sync::{Notify, broadcast};
 
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::model::{Conversation, ConversationState, StoredEvent, StoredInbound};
-use crate::runtime::clock::Clock;
 use crate::services::agents::access::{self, Standing};
 use crate::store::{IntakeNotices, NewEvent, Store};
 

@@ -4,10 +4,10 @@
 //! handed to the dispatcher. Webhooks and the web chat share it; each maps [`IntakeError`] to
 //! its own answer.
 
+use crate::clock::Clock;
 use crate::metrics::Direction;
 use crate::model::{Attachment, InboundEvent, IngestReport, MessageStatus, OptChange};
 use crate::runtime::bindings::wit;
-use crate::runtime::clock::Clock;
 use crate::services::app::App;
 use crate::services::catalog::ChannelInstance;
 use crate::services::channel_rules;

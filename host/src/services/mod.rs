@@ -21,6 +21,7 @@ pub mod plugin_watch;
 pub mod ratelimit;
 pub mod reload;
 pub mod replies;
+pub mod reports;
 pub mod routing;
 pub mod search;
 pub mod sessions;

@@ -58,10 +58,10 @@ use std::time::Duration;
 
 use tokio::sync::{Semaphore, oneshot, watch};
 
+use crate::clock::Clock;
 use crate::metrics::AttemptOutcome;
 use crate::model::{Attachment, Conversation, Message, OutboxEntry};
 use crate::runtime::bindings::{describe_send_error, wit};
-use crate::runtime::clock::Clock;
 use crate::runtime::provider_http::{ProviderClient, TransportError};
 use crate::runtime::sandbox::PluginError;
 use crate::services::app::App;

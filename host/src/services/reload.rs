@@ -26,8 +26,17 @@ pub struct Reloader {
 
 impl Reloader {
     /// Re-reads the configuration file and the plugins and applies them; nothing changes
-    /// when either is refused. Work in flight finishes under what it started with.
+    /// when either is refused. Work in flight finishes under what it started with. Runs in a
+    /// task of its own, so a caller that goes away (a timed-out request) never leaves a reload
+    /// half applied.
     pub async fn reload(&self) -> Result<ReloadReport, ReloadError> {
+        let this = self.clone();
+        tokio::spawn(async move { this.apply().await })
+            .await
+            .map_err(|e| ReloadError::Refused(anyhow::anyhow!("the reload task failed: {e}")))?
+    }
+
+    async fn apply(&self) -> Result<ReloadReport, ReloadError> {
         let app = self.app.clone();
         let report = tokio::task::spawn_blocking(move || app.reload_config())
             .await

@@ -28,9 +28,9 @@ use std::time::Duration;
 use serde_json::json;
 use tokio::sync::Notify;
 
+use crate::clock::Clock;
 use crate::model::{Conversation, ConversationState, Rejection};
 use crate::runtime::bindings::wit;
-use crate::runtime::clock::Clock;
 use crate::services::agents::{Agents, Presence, WorkFacts};
 use crate::services::app::App;
 use crate::services::events::EventHub;

@@ -63,6 +63,7 @@ cases!(
     notes_are_messages_nothing_sends,
     read_marks_only_move_forward,
     sessions_are_kept_until_ended,
+    statistics_count_each_write_once,
 );
 
 /// Runs every case, each on a fresh store from `open`, one after the other; panics naming the
@@ -2844,5 +2845,88 @@ pub async fn sessions_are_kept_until_ended(store: Arc<dyn Store>) {
     assert_eq!(
         s.session(b"h3").await.expect("a session").map(|x| x.agent),
         Some("carol".into())
+    );
+}
+
+/// Each write adds what it counts to the statistics in the same write, once: a message
+/// received (a provider's retry is not counted again), a send the provider took, a wait ended,
+/// a first response, a resolution, a conversation closed unanswered; reads return the days
+/// asked for and nothing else.
+pub async fn statistics_count_each_write_once(store: Arc<dyn Store>) {
+    use crate::stats::{Scope, day_of};
+    let s = store.as_ref();
+    let zone = jiff::tz::TimeZone::UTC;
+    for _ in 0..2 {
+        intake(
+            s,
+            "sms",
+            queue("support"),
+            vec![inbound("SM1", "+1"), inbound("SM2", "+2")],
+            T0,
+        )
+        .await;
+    }
+    apply(s, 1, take("alice", T0 + 1)).await;
+    let (_, reply) = s
+        .add_outbound(1, Some("alice"), draft("hello"), T0 + 2)
+        .await
+        .expect("reply");
+    s.complete_send("sms", 1, reply.seq, Ok("OUT-1".into()))
+        .await
+        .expect("send outcome");
+    apply(s, 1, close(T0 + 3)).await;
+    apply(s, 2, |c: &mut Conversation| {
+        c.close("alice", T0 + 4);
+        Ok(())
+    })
+    .await;
+
+    let first = day_of(T0, &zone) - 1;
+    let last = day_of(crate::clock::Clock::System.now_millis(), &zone) + 1;
+    let sum = |scope: Scope, name: &'static str, metric: &'static str| async move {
+        s.statistics(scope, first, last)
+            .await
+            .expect("statistics")
+            .iter()
+            .filter(|c| {
+                c.name == name
+                    && (c.metric == metric || c.metric.starts_with(&format!("{metric}.")))
+                    && !c.metric.ends_with("sum_ms")
+            })
+            .map(|c| c.value)
+            .sum::<u64>()
+    };
+    assert_eq!(
+        sum(Scope::Channel, "sms", "received").await,
+        2,
+        "a retry is not counted"
+    );
+    assert_eq!(sum(Scope::Channel, "sms", "sent").await, 1);
+    assert_eq!(sum(Scope::Queue, "support", "waiting").await, 1);
+    assert_eq!(sum(Scope::Queue, "support", "first_response").await, 1);
+    assert_eq!(sum(Scope::Queue, "support", "handled").await, 1);
+    assert_eq!(sum(Scope::Queue, "support", "resolution").await, 1);
+    assert_eq!(sum(Scope::Queue, "support", "abandoned").await, 1);
+    assert_eq!(sum(Scope::Agent, "alice", "handled").await, 1);
+    assert_eq!(sum(Scope::Agent, "alice", "first_response").await, 1);
+    let received_day = s
+        .statistics(Scope::Channel, day_of(T0, &zone), day_of(T0, &zone))
+        .await
+        .expect("statistics");
+    assert_eq!(
+        received_day
+            .iter()
+            .filter(|c| c.metric == "received")
+            .map(|c| (c.name.as_str(), c.value))
+            .collect::<Vec<_>>(),
+        [("sms", 2)],
+        "intake counts on the day of its own time"
+    );
+    assert!(
+        s.statistics(Scope::Channel, first - 10, first - 1)
+            .await
+            .expect("statistics")
+            .is_empty(),
+        "days outside the range are not read"
     );
 }

@@ -384,6 +384,15 @@ pub trait Store: Send + Sync {
     /// How many conversations wait in `queue`, counted from its index.
     async fn queued_count(&self, queue: &str) -> Result<u64, StoreError>;
 
+    /// The statistics counters of `scope` on the days `from..=to` (days since 1970-01-01, local
+    /// to the zone the store counts in), read from their range without touching history.
+    async fn statistics(
+        &self,
+        scope: crate::stats::Scope,
+        from: i32,
+        to: i32,
+    ) -> Result<Vec<crate::stats::Counter>, StoreError>;
+
     /// Changes one conversation atomically: `change` sees the current record and changes it
     /// or refuses ([`UpdateError::Rejected`]; `NotFound` when there is none).
     async fn update_conversation(

@@ -325,6 +325,7 @@ pub fn add_reply(
         if conv.state == ConversationState::Queued {
             conv.assign(agent);
         }
+        conv.first_reply_at.get_or_insert(now);
     }
     conv.last_seq += 1;
     conv.updated_at = now;
@@ -378,6 +379,11 @@ pub fn start_by(mut conv: Conversation, agent: &str, now: u64) -> Result<Convers
             "a conversation with {} on {} exists and is owned by {owner}",
             conv.customer, conv.channel
         )));
+    }
+    if conv.state == ConversationState::Closed {
+        // A new contact: its times count from now.
+        conv.queued_since = now;
+        conv.first_reply_at = None;
     }
     conv.assign(agent);
     conv.updated_at = now;

@@ -18,6 +18,7 @@ import { initComposer } from "./composer.js";
 import { initTransfer } from "./transfer.js";
 import { initStart } from "./start.js";
 import { initContacts, loadContacts } from "./contacts.js";
+import { loadReports } from "./reports.js";
 
 const REFRESH_BATCH_MS = 60;
 const SEARCH_PAUSE_MS = 250;
@@ -119,12 +120,19 @@ async function switchTab(next) {
     b.setAttribute("aria-selected", String(b.dataset.view === next));
   }
   const contacts = next === "contacts";
-  $("rows").hidden = contacts;
+  const reports = next === "reports";
+  $("rows").hidden = contacts || reports;
   $("contacts-panel").hidden = !contacts;
+  $("reports-panel").hidden = !reports;
+  $("search").parentElement.hidden = reports;
+  $("app").classList.toggle("show-reports", reports);
   $("search").placeholder = contacts ? "Search contacts" : "Search conversations and messages";
   $("search").setAttribute("aria-label", $("search").placeholder);
   try {
-    if (contacts) {
+    if (reports) {
+      $("load-more").hidden = true;
+      await loadReports();
+    } else if (contacts) {
       $("load-more").hidden = true;
       await loadContacts($("search").value);
     } else {

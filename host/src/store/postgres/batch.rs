@@ -10,6 +10,7 @@
 //! [`rules::apply_intake`] to them in memory, and writes the results back as sets. Event ids
 //! come last, from the counter row held to commit, so they become visible in id order.
 
+use jiff::tz::TimeZone;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,9 +39,14 @@ pub(super) struct Batcher {
 
 impl Batcher {
     /// Starts the intake task on `pool`, telling `reach` whether the database answers.
-    pub(super) fn start(pool: Pool, reach: Arc<Reach>, metrics: Observed) -> Batcher {
+    pub(super) fn start(
+        pool: Pool,
+        reach: Arc<Reach>,
+        metrics: Observed,
+        zone: TimeZone,
+    ) -> Batcher {
         let (jobs, queue) = mpsc::unbounded_channel();
-        tokio::spawn(run(pool, reach, metrics, queue));
+        tokio::spawn(run(pool, reach, metrics, zone, queue));
         Batcher { jobs }
     }
 
@@ -57,6 +63,7 @@ async fn run(
     pool: Pool,
     reach: Arc<Reach>,
     metrics: Observed,
+    zone: TimeZone,
     mut queue: mpsc::UnboundedReceiver<Job>,
 ) {
     while let Some(first) = queue.recv().await {
@@ -68,7 +75,7 @@ async fn run(
             }
         }
         let started = std::time::Instant::now();
-        let answers = commit(&pool, &reach, &jobs).await;
+        let answers = commit(&pool, &reach, &zone, &jobs).await;
         if let Some(m) = metrics.get() {
             m.batch(jobs.len(), started.elapsed());
         }
@@ -88,15 +95,20 @@ const BATCH_TIMEOUT: Duration = Duration::from_secs(20);
 /// timeout) fails them all, for their callers to retry: trying each again would only wait
 /// out the same failure once per job, and could repeat a batch whose commit went through
 /// unacknowledged. One answer per job.
-async fn commit(pool: &Pool, reach: &Reach, jobs: &[Job]) -> Vec<Result<Done, StoreError>> {
+async fn commit(
+    pool: &Pool,
+    reach: &Reach,
+    zone: &TimeZone,
+    jobs: &[Job],
+) -> Vec<Result<Done, StoreError>> {
     let all: Vec<&Job> = jobs.iter().collect();
-    match commit_with_retries(pool, reach, &all).await {
+    match commit_with_retries(pool, reach, zone, &all).await {
         Ok(done) => done.into_iter().map(Ok).collect(),
         Err(Failure::Data(_)) if jobs.len() > 1 => {
             let mut answers = Vec::with_capacity(jobs.len());
             for job in jobs {
                 answers.push(
-                    commit_with_retries(pool, reach, &[job])
+                    commit_with_retries(pool, reach, zone, &[job])
                         .await
                         .map(|mut d| d.remove(0))
                         .map_err(Failure::into_error),
@@ -116,12 +128,13 @@ async fn commit(pool: &Pool, reach: &Reach, jobs: &[Job]) -> Vec<Result<Done, St
 async fn commit_with_retries(
     pool: &Pool,
     reach: &Reach,
+    zone: &TimeZone,
     jobs: &[&Job],
 ) -> Result<Vec<Done>, Failure> {
     let mut attempt = 0;
     loop {
         let outcome =
-            match tokio::time::timeout(BATCH_TIMEOUT, commit_once(pool, reach, jobs)).await {
+            match tokio::time::timeout(BATCH_TIMEOUT, commit_once(pool, reach, zone, jobs)).await {
                 Ok(outcome) => outcome,
                 Err(_) => {
                     let why = format!("an intake batch took over {BATCH_TIMEOUT:?}");
@@ -243,6 +256,10 @@ struct Rows {
     new_inbound: Vec<(String, String, u64, u64)>,
     new_opt_ids: Vec<Key>,
     optouts: BTreeMap<Key, Option<u64>>,
+    /// What the batch counts in the statistics.
+    tallies: Vec<crate::stats::Tally>,
+    /// When the job being applied was taken in.
+    now: u64,
 }
 
 impl IntakeState for Rows {
@@ -278,10 +295,14 @@ impl IntakeState for Rows {
         &mut self,
         channel: &str,
         provider_id: &str,
-        _old: Option<&Conversation>,
+        old: Option<&Conversation>,
         conv: &Conversation,
         message: &Message,
     ) -> Result<(), StoreError> {
+        self.tallies
+            .push(crate::stats::Tally::received(channel, self.now));
+        self.tallies
+            .extend(crate::stats::conversation_tallies(old, conv, self.now));
         self.seen
             .insert((channel.to_owned(), provider_id.to_owned()));
         self.new_inbound.push((
@@ -392,7 +413,12 @@ fn split(keys: &[Key]) -> (Vec<&str>, Vec<&str>) {
     keys.iter().map(|(a, b)| (a.as_str(), b.as_str())).unzip()
 }
 
-async fn commit_once(pool: &Pool, reach: &Reach, jobs: &[&Job]) -> Result<Vec<Done>, Failure> {
+async fn commit_once(
+    pool: &Pool,
+    reach: &Reach,
+    zone: &TimeZone,
+    jobs: &[&Job],
+) -> Result<Vec<Done>, Failure> {
     let mut client = pool.get().await.map_err(|e| {
         reach.note(&e);
         Failure::Other(super::pool_error(e))
@@ -427,6 +453,7 @@ async fn commit_once(pool: &Pool, reach: &Reach, jobs: &[&Job]) -> Result<Vec<Do
                 notices,
                 ..
             } => {
+                rows.now = *now;
                 let report = rules::apply_intake(&mut rows, channel, target, events, *now)?;
                 let first = to_log.len();
                 for message in &report.messages {
@@ -446,6 +473,7 @@ async fn commit_once(pool: &Pool, reach: &Reach, jobs: &[&Job]) -> Result<Vec<Do
         }
     }
     write_rows(&tx, &rows).await?;
+    super::add_statistics(&tx, zone, &rows.tallies).await?;
     let logged = log_events(&tx, to_log).await?;
     tx.commit().await?;
 

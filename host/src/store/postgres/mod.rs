@@ -46,6 +46,8 @@ pub struct PostgresOptions {
     pub connect_timeout: Duration,
     /// More certificate authorities for the server's certificate, over TLS (a PEM file).
     pub ca_file: Option<std::path::PathBuf>,
+    /// The time zone whose local days the statistics count in (`[server] timezone`).
+    pub zone: jiff::tz::TimeZone,
 }
 
 /// The PostgreSQL store: a connection pool and this host's intake task.
@@ -185,7 +187,12 @@ impl PostgresStore {
         let metrics = Arc::new(std::sync::OnceLock::new());
         Ok(Arc::new(PostgresStore {
             options: options.clone(),
-            batcher: batch::Batcher::start(pool.clone(), reach.clone(), metrics.clone()),
+            batcher: batch::Batcher::start(
+                pool.clone(),
+                reach.clone(),
+                metrics.clone(),
+                options.zone.clone(),
+            ),
             pool,
             reach,
             claims: std::sync::atomic::AtomicU64::new(1),
@@ -376,6 +383,42 @@ async fn put_conversations<'c>(
     let params: [&(dyn ToSql + Sync); 8] = [
         &ids, &channels, &customers, &queues, &states, &owners, &updated, &records,
     ];
+    tx.execute(&stmt, &params).await.map_err(db_error)?;
+    Ok(())
+}
+
+/// Adds `tallies` to the statistics inside `tx`, in one statement: each counter once, in key
+/// order (so transactions counting the same rows lock them in the same order).
+async fn add_statistics(
+    tx: &deadpool_postgres::Transaction<'_>,
+    zone: &jiff::tz::TimeZone,
+    tallies: &[crate::stats::Tally],
+) -> Result<(), StoreError> {
+    if tallies.is_empty() {
+        return Ok(());
+    }
+    let mut scopes = Vec::new();
+    let mut days = Vec::new();
+    let mut names = Vec::new();
+    let mut metrics = Vec::new();
+    let mut values = Vec::new();
+    for ((scope, name, day, metric), value) in crate::stats::by_counter(tallies, zone) {
+        scopes.push(scope.as_str());
+        days.push(day);
+        names.push(name);
+        metrics.push(metric);
+        values.push(i64::try_from(value).unwrap_or(i64::MAX));
+    }
+    let stmt = tx
+        .prepare_cached(
+            "INSERT INTO statistics (scope, day, name, metric, value)
+             SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::bigint[])
+             ON CONFLICT (scope, day, name, metric)
+                DO UPDATE SET value = statistics.value + EXCLUDED.value",
+        )
+        .await
+        .map_err(db_error)?;
+    let params: [&(dyn ToSql + Sync); 5] = [&scopes, &days, &names, &metrics, &values];
     tx.execute(&stmt, &params).await.map_err(db_error)?;
     Ok(())
 }
@@ -757,6 +800,30 @@ impl Store for PostgresStore {
         Ok(rows.first().map_or(0, |r| r.get::<_, i64>(0)) as u32)
     }
 
+    async fn statistics(
+        &self,
+        scope: crate::stats::Scope,
+        from: i32,
+        to: i32,
+    ) -> Result<Vec<crate::stats::Counter>, StoreError> {
+        let rows = self
+            .query(
+                "SELECT name, day, metric, value FROM statistics
+                 WHERE scope = $1 AND day BETWEEN $2 AND $3",
+                &[&scope.as_str(), &from, &to],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| crate::stats::Counter {
+                name: r.get(0),
+                day: r.get(1),
+                metric: r.get(2),
+                value: r.get::<_, i64>(3).max(0) as u64,
+            })
+            .collect())
+    }
+
     async fn queued_count(&self, queue: &str) -> Result<u64, StoreError> {
         let rows = self
             .query(
@@ -774,11 +841,15 @@ impl Store for PostgresStore {
     ) -> Result<Conversation, UpdateError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
-        let Some(mut conv) = locked_conversation(&tx, id).await? else {
+        let Some(old) = locked_conversation(&tx, id).await? else {
             return Err(UpdateError::Rejected(Rejection::NotFound));
         };
+        let mut conv = old.clone();
         change(&mut conv).map_err(UpdateError::Rejected)?;
         put_conversations(&tx, [&conv]).await?;
+        let now = crate::clock::Clock::System.now_millis();
+        let tallies = crate::stats::conversation_tallies(Some(&old), &conv, now);
+        add_statistics(&tx, &self.options.zone, &tallies).await?;
         tx.commit().await?;
         Ok(conv)
     }
@@ -801,7 +872,8 @@ impl Store for PostgresStore {
             )
             .await?;
         let existing = tx.query_opt(&stmt, &[&channel, &customer]).await?;
-        let base = match existing.as_ref().map(conversation_of).transpose()? {
+        let existing = existing.as_ref().map(conversation_of).transpose()?;
+        let base = match existing.clone() {
             Some(c) => c,
             None => {
                 let stmt = tx
@@ -816,6 +888,8 @@ impl Store for PostgresStore {
         };
         let conv = rules::start_by(base, agent, now).map_err(UpdateError::Rejected)?;
         put_conversations(&tx, [&conv]).await?;
+        let tallies = crate::stats::conversation_tallies(existing.as_ref(), &conv, now);
+        add_statistics(&tx, &self.options.zone, &tallies).await?;
         tx.commit().await?;
         Ok(conv)
     }
@@ -863,11 +937,14 @@ impl Store for PostgresStore {
     ) -> Result<(Conversation, Message), UpdateError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
-        let Some(mut conv) = locked_conversation(&tx, conversation).await? else {
+        let Some(old) = locked_conversation(&tx, conversation).await? else {
             return Err(UpdateError::Rejected(Rejection::NotFound));
         };
+        let mut conv = old.clone();
         let message =
             rules::add_reply(&mut conv, author, draft, now).map_err(UpdateError::Rejected)?;
+        let tallies = crate::stats::conversation_tallies(Some(&old), &conv, now);
+        add_statistics(&tx, &self.options.zone, &tallies).await?;
         put_messages(&tx, [&message]).await?;
         let stmt = tx
             .prepare_cached(
@@ -1138,6 +1215,9 @@ impl Store for PostgresStore {
             )
             .await
             .map_err(db_error)?;
+            let now = crate::clock::Clock::System.now_millis();
+            let sent = [crate::stats::Tally::sent(channel, now)];
+            add_statistics(&tx, &self.options.zone, &sent).await?;
         }
         tx.commit().await.map_err(db_error)?;
         Ok(Some(message))

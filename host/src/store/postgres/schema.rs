@@ -154,6 +154,16 @@ CREATE TABLE read_marks (
     PRIMARY KEY (agent, conversation)
 );
 "#,
+    r#"
+CREATE TABLE statistics (
+    scope text NOT NULL,
+    day integer NOT NULL,
+    name text NOT NULL,
+    metric text NOT NULL,
+    value bigint NOT NULL,
+    PRIMARY KEY (scope, day, name, metric)
+);
+"#,
 ];
 
 /// The schema version this release writes.

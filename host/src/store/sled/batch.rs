@@ -145,7 +145,7 @@ fn commit(intake: &Intake, jobs: &[Job], next_event: &mut u64) -> Vec<Result<Don
         let mut id = start;
         let done = jobs
             .iter()
-            .map(|job| apply(known, tx, job, &mut id))
+            .map(|job| apply(known, &trees.zone, tx, job, &mut id))
             .collect::<TxResult<Vec<_>>>()?;
         Ok((done, id))
     });
@@ -161,7 +161,7 @@ fn commit(intake: &Intake, jobs: &[Job], next_event: &mut u64) -> Vec<Result<Don
                 let start = *next_event;
                 let one = trees.trees().transaction(|tx| {
                     let mut id = start;
-                    let done = apply(known, tx, job, &mut id)?;
+                    let done = apply(known, &trees.zone, tx, job, &mut id)?;
                     Ok((done, id))
                 });
                 match one {
@@ -199,6 +199,7 @@ fn known_senders(intake: &Intake, jobs: &[Job]) -> sled::Result<HashSet<String>>
 /// contact directory knows.
 fn apply(
     known: &HashSet<String>,
+    zone: &jiff::tz::TimeZone,
     tx: &super::intake::IntakeTxTrees,
     job: &Job,
     id: &mut u64,
@@ -213,7 +214,7 @@ fn apply(
             notices,
             ..
         } => {
-            let mut report = IngestTx::from(tx).apply(channel, target, inbound, *now)?;
+            let mut report = IngestTx::new(tx, zone, *now).apply(channel, target, inbound, *now)?;
             let mut logged = Vec::new();
             for message in &report.messages {
                 let new_contact = report.created.contains(&message.conversation)

@@ -7,6 +7,7 @@ use sled::Tree;
 use sled::transaction::{ConflictableTransactionError, TransactionalTree};
 
 use super::codec::{be_u64, decode, encode, key2, message_key};
+use super::counters::Counts;
 use super::index;
 use crate::model::{Conversation, ConversationTarget, InboundEvent, IngestReport, Message};
 use crate::store::StoreError;
@@ -19,14 +20,18 @@ fn abort(e: StoreError) -> ConflictableTransactionError<StoreError> {
     ConflictableTransactionError::Abort(e)
 }
 
-/// Writes a conversation and keeps the conversation index in step with it.
+/// Writes a conversation going from `old` to `new` at `now`, keeps the conversation index in
+/// step with it, and adds what the change counts to the statistics.
 pub(super) fn put_conversation(
     convs: &TransactionalTree,
     index: &TransactionalTree,
+    counts: Counts<'_>,
     old: Option<&Conversation>,
     new: &Conversation,
+    now: u64,
 ) -> TxResult<()> {
     index::update(index, old, new)?;
+    counts.add(&crate::stats::conversation_tallies(old, new, now))?;
     convs.insert(&new.id.to_be_bytes(), encode(new))?;
     Ok(())
 }
@@ -72,11 +77,14 @@ pub(crate) struct IngestTx<'a> {
     sent: &'a TransactionalTree,
     optouts: &'a TransactionalTree,
     index: &'a TransactionalTree,
+    counts: Counts<'a>,
+    now: u64,
 }
 
-impl<'a> From<&'a IntakeTxTrees> for IngestTx<'a> {
-    fn from(t: &'a IntakeTxTrees) -> Self {
-        let (convs, keys, msgs, inbound, sent, optouts, index, _events) = t;
+impl<'a> IngestTx<'a> {
+    /// The intake view of `t`, counting in `zone`, for a webhook taken in at `now`.
+    pub(crate) fn new(t: &'a IntakeTxTrees, zone: &'a jiff::tz::TimeZone, now: u64) -> Self {
+        let (convs, keys, msgs, inbound, sent, optouts, index, _events, counters) = t;
         IngestTx {
             convs,
             keys,
@@ -85,12 +93,18 @@ impl<'a> From<&'a IntakeTxTrees> for IngestTx<'a> {
             sent,
             optouts,
             index,
+            counts: Counts {
+                tree: counters,
+                zone,
+            },
+            now,
         }
     }
 }
 
 /// The transactional views of [`IntakeTrees`], in its order.
 pub(crate) type IntakeTxTrees = (
+    TransactionalTree,
     TransactionalTree,
     TransactionalTree,
     TransactionalTree,
@@ -113,11 +127,14 @@ pub(crate) struct IntakeTrees {
     index: Tree,
     /// The event log, which the intake thread alone writes.
     pub(super) events: Tree,
+    counters: Tree,
+    /// The time zone whose local days the statistics count in.
+    pub(super) zone: jiff::tz::TimeZone,
 }
 
 impl IntakeTrees {
     /// The handles of `db`'s intake trees.
-    pub(crate) fn open(db: &sled::Db) -> sled::Result<IntakeTrees> {
+    pub(crate) fn open(db: &sled::Db, zone: jiff::tz::TimeZone) -> sled::Result<IntakeTrees> {
         Ok(IntakeTrees {
             conversations: db.open_tree("conversations")?,
             conversation_keys: db.open_tree("conversation_keys")?,
@@ -127,12 +144,26 @@ impl IntakeTrees {
             optouts: db.open_tree("optouts")?,
             index: db.open_tree(super::INDEX_TREE)?,
             events: db.open_tree("events")?,
+            counters: db.open_tree(super::COUNTERS_TREE)?,
+            zone,
         })
     }
 
     /// The trees as one `Transactional` tuple.
     #[allow(clippy::type_complexity)]
-    pub(crate) fn trees(&self) -> (&Tree, &Tree, &Tree, &Tree, &Tree, &Tree, &Tree, &Tree) {
+    pub(crate) fn trees(
+        &self,
+    ) -> (
+        &Tree,
+        &Tree,
+        &Tree,
+        &Tree,
+        &Tree,
+        &Tree,
+        &Tree,
+        &Tree,
+        &Tree,
+    ) {
         (
             &self.conversations,
             &self.conversation_keys,
@@ -142,6 +173,7 @@ impl IntakeTrees {
             &self.optouts,
             &self.index,
             &self.events,
+            &self.counters,
         )
     }
 }
@@ -214,7 +246,9 @@ impl IntakeState for IngestTx<'_> {
         let mkey = message_key(conv.id, message.seq);
         self.msgs.insert(&mkey, encode(message))?;
         self.inbound.insert(key2(channel, provider_id), &mkey)?;
-        put_conversation(self.convs, self.index, old, conv)
+        self.counts
+            .add(&[crate::stats::Tally::received(channel, self.now)])?;
+        put_conversation(self.convs, self.index, self.counts, old, conv, self.now)
     }
 
     fn sent_message(&mut self, channel: &str, provider_id: &str) -> TxResult<Option<Message>> {

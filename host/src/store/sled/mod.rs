@@ -14,10 +14,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use sled::Transactional;
-use sled::transaction::{ConflictableTransactionError, TransactionError};
+use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 
 mod batch;
 mod codec;
+mod counters;
 mod durability;
 mod index;
 mod intake;
@@ -44,21 +45,26 @@ pub const SCHEMA_VERSION: u8 = codec::SCHEMA_VERSION;
 
 /// The tree of [`index`]'s entries.
 const INDEX_TREE: &str = "conversation_index";
+/// The statistics counters' tree.
+const COUNTERS_TREE: &str = "statistics";
 
 /// How often (in claims) expired nonces are swept.
 const NONCE_SWEEP_EVERY: u64 = 1024;
 
 /// Settings of the sled backend.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct SledOptions {
     /// sled's page cache, bytes (sled's own default is 1 GiB, grown as data is touched).
     pub cache_bytes: u64,
+    /// The time zone whose local days the statistics count in (`[server] timezone`).
+    pub zone: jiff::tz::TimeZone,
 }
 
 impl Default for SledOptions {
     fn default() -> Self {
         SledOptions {
             cache_bytes: 256 << 20,
+            zone: jiff::tz::TimeZone::UTC,
         }
     }
 }
@@ -85,6 +91,10 @@ pub struct SledStore {
     sessions: sled::Tree,
     /// Read markers: agent, NUL, conversation (8 bytes) -> sequence number (8 bytes).
     read_marks: sled::Tree,
+    /// Statistics counters ([`counters`]).
+    counters: sled::Tree,
+    /// The time zone whose local days the statistics count in.
+    zone: jiff::tz::TimeZone,
     claims: AtomicU64,
     durability: Arc<Durability>,
     batcher: batch::Batcher,
@@ -174,21 +184,25 @@ impl SledStore {
                 });
             }
         };
-        let store = SledStore::with_db(opened, dir)?;
+        let store = SledStore::with_db(opened, dir, options.zone)?;
         let db = store.db.clone();
         let durability = store.durability.clone();
         tokio::spawn(async move { durability::flusher(db, durability).await });
         Ok(store)
     }
 
-    fn with_db(db: sled::Db, dir: &Path) -> Result<Arc<SledStore>, StoreError> {
+    fn with_db(
+        db: sled::Db,
+        dir: &Path,
+        zone: jiff::tz::TimeZone,
+    ) -> Result<Arc<SledStore>, StoreError> {
         let open_error = |e| durability::open_error(dir, e);
         let mark = durability::FlushMark::check(&db, dir)?;
         let steps = migrate::migrate(&db, dir)?;
         if steps > 0 {
             tracing::info!(dir = %dir.display(), steps, "storage migrated to schema version {}", codec::SCHEMA_VERSION);
         }
-        let intake = IntakeTrees::open(&db).map_err(open_error)?;
+        let intake = IntakeTrees::open(&db, zone.clone()).map_err(open_error)?;
         let durability = Arc::new(Durability::new(mark));
         let metrics = Arc::new(std::sync::OnceLock::new());
         let batcher = batch::Batcher::start(batch::Intake {
@@ -216,12 +230,22 @@ impl SledStore {
             nonces: tree("nonces")?,
             sessions: tree("sessions")?,
             read_marks: tree("read_marks")?,
+            counters: tree(COUNTERS_TREE)?,
+            zone,
             claims: AtomicU64::new(1),
             durability,
             batcher,
             metrics,
             db,
         }))
+    }
+
+    /// The statistics counters of a transaction, counting in this store's zone.
+    fn counts<'a>(&'a self, tree: &'a TransactionalTree) -> counters::Counts<'a> {
+        counters::Counts {
+            tree,
+            zone: &self.zone,
+        }
     }
 
     /// sled's error as a [`StoreError`] (recording one that puts storage out of service).
@@ -447,6 +471,15 @@ impl Store for SledStore {
         Ok(n)
     }
 
+    async fn statistics(
+        &self,
+        scope: crate::stats::Scope,
+        from: i32,
+        to: i32,
+    ) -> Result<Vec<crate::stats::Counter>, StoreError> {
+        counters::read(&self.counters, scope, from, to)
+    }
+
     async fn queued_count(&self, queue: &str) -> Result<u64, StoreError> {
         let prefix = index::prefix(&crate::store::Selector::Queue {
             queue: queue.to_owned(),
@@ -466,9 +499,10 @@ impl Store for SledStore {
         change: &Change<'_>,
     ) -> Result<Conversation, UpdateError> {
         self.writable()?;
-        let trees = (&self.conversations, &self.index);
+        let trees = (&self.conversations, &self.index, &self.counters);
+        let now = crate::clock::Clock::System.now_millis();
         let out = trees
-            .transaction(|(convs, index)| {
+            .transaction(|(convs, index, counters)| {
                 let Some(old) = lift(tx_conversation(convs, id))? else {
                     return refuse(Rejection::NotFound);
                 };
@@ -476,7 +510,15 @@ impl Store for SledStore {
                 if let Err(r) = change(&mut new) {
                     return refuse(r);
                 }
-                lift(put_conversation(convs, index, Some(&old), &new))?;
+                let counts = self.counts(counters);
+                lift(put_conversation(
+                    convs,
+                    index,
+                    counts,
+                    Some(&old),
+                    &new,
+                    now,
+                ))?;
                 Ok(new)
             })
             .map_err(|e| update_error(&self.durability, e))?;
@@ -493,9 +535,14 @@ impl Store for SledStore {
         now: u64,
     ) -> Result<Conversation, UpdateError> {
         self.writable()?;
-        let trees = (&self.conversations, &self.conversation_keys, &self.index);
+        let trees = (
+            &self.conversations,
+            &self.conversation_keys,
+            &self.index,
+            &self.counters,
+        );
         let out = trees
-            .transaction(|(convs, keys, index)| {
+            .transaction(|(convs, keys, index, counters)| {
                 let existing = lift(tx_conversation_by_key(convs, keys, channel, customer))?;
                 let base = match &existing {
                     Some(c) => c.clone(),
@@ -509,7 +556,15 @@ impl Store for SledStore {
                     Ok(conv) => conv,
                     Err(r) => return refuse(r),
                 };
-                lift(put_conversation(convs, index, existing.as_ref(), &conv))?;
+                let counts = self.counts(counters);
+                lift(put_conversation(
+                    convs,
+                    index,
+                    counts,
+                    existing.as_ref(),
+                    &conv,
+                    now,
+                ))?;
                 Ok(conv)
             })
             .map_err(|e| update_error(&self.durability, e))?;
@@ -557,9 +612,10 @@ impl Store for SledStore {
             &self.outbox,
             &self.index,
             &self.read_marks,
+            &self.counters,
         );
         let out = trees
-            .transaction(|(convs, msgs, outbox, index, marks)| {
+            .transaction(|(convs, msgs, outbox, index, marks, counters)| {
                 let Some(old) = lift(tx_conversation(convs, conversation))? else {
                     return refuse(Rejection::NotFound);
                 };
@@ -582,7 +638,15 @@ impl Store for SledStore {
                         next_at: 0,
                     }),
                 )?;
-                lift(put_conversation(convs, index, Some(&old), &conv))?;
+                let counts = self.counts(counters);
+                lift(put_conversation(
+                    convs,
+                    index,
+                    counts,
+                    Some(&old),
+                    &conv,
+                    now,
+                ))?;
                 Ok((conv, message))
             })
             .map_err(|e| update_error(&self.durability, e))?;
@@ -603,9 +667,10 @@ impl Store for SledStore {
             &self.messages,
             &self.index,
             &self.read_marks,
+            &self.counters,
         );
         let out = trees
-            .transaction(|(convs, msgs, index, marks)| {
+            .transaction(|(convs, msgs, index, marks, counters)| {
                 let Some(old) = lift(tx_conversation(convs, conversation))? else {
                     return refuse(Rejection::NotFound);
                 };
@@ -613,7 +678,15 @@ impl Store for SledStore {
                 let message = rules::add_note(&mut conv, author, text, now);
                 msgs.insert(&message_key(conversation, message.seq), encode(&message))?;
                 tx_mark_read(marks, author, conversation, message.seq)?;
-                lift(put_conversation(convs, index, Some(&old), &conv))?;
+                let counts = self.counts(counters);
+                lift(put_conversation(
+                    convs,
+                    index,
+                    counts,
+                    Some(&old),
+                    &conv,
+                    now,
+                ))?;
                 Ok((conv, message))
             })
             .map_err(|e| update_error(&self.durability, e))?;
@@ -785,9 +858,11 @@ impl Store for SledStore {
             &self.sent_ids,
             &self.outbox,
             &self.outbox_claims,
+            &self.counters,
         );
+        let now = crate::clock::Clock::System.now_millis();
         let out = trees
-            .transaction(|(msgs, sent, outbox, claims)| {
+            .transaction(|(msgs, sent, outbox, claims, counters)| {
                 outbox.remove(&key)?;
                 claims.remove(&key)?;
                 let Some(b) = msgs.get(key)? else {
@@ -798,6 +873,8 @@ impl Store for SledStore {
                 rules::record_outcome(&mut message, &outcome);
                 if let Ok(provider_id) = &outcome {
                     sent.insert(key2(channel, provider_id), &key)?;
+                    self.counts(counters)
+                        .add(&[crate::stats::Tally::sent(channel, now)])?;
                 }
                 msgs.insert(&key, encode(&message))?;
                 Ok(Some(message))
