@@ -16,16 +16,6 @@ const OPENS_MS: u64 = 1_796_083_200_000;
 const CLOSED: &str = "We are closed; we answer from 09:00 Tokyo time.";
 const OFFLINE: &str = "Nobody is free right now; we will answer soon.";
 
-fn texts_to(twilio: &FakeProvider, to: &str) -> Vec<String> {
-    twilio
-        .recorded()
-        .iter()
-        .map(|r| r.form())
-        .filter(|f| f.iter().any(|(k, v)| k == "To" && v == to))
-        .filter_map(|f| f.into_iter().find(|(k, _)| k == "Body").map(|(_, v)| v))
-        .collect()
-}
-
 async fn inbound(host: &Host, sid: &str, from: &str) {
     let params = inbound_sms(sid, from, "hello");
     let resp = host
@@ -75,7 +65,7 @@ async fn closed_work_waits_for_the_opening_and_offline_is_not_closed() {
     assert_eq!(session["online"], false, "{session}");
     inbound(&host, "SMhours0000000000000000000000001", "+14155550901").await;
     eventually("the closed message", || async {
-        (!texts_to(&twilio, "+14155550901").is_empty()).then_some(())
+        (!twilio.bodies_to("+14155550901").is_empty()).then_some(())
     })
     .await;
     inbound(&host, "SMhours0000000000000000000000002", "+14155550901").await;
@@ -96,7 +86,7 @@ async fn closed_work_waits_for_the_opening_and_offline_is_not_closed() {
         at >= OPENS_MS,
         "offered at {at}, before the opening {OPENS_MS}"
     );
-    assert_eq!(texts_to(&twilio, "+14155550901"), vec![CLOSED.to_owned()]);
+    assert_eq!(twilio.bodies_to("+14155550901"), vec![CLOSED.to_owned()]);
     assert_eq!(support_queue(&host).await["open"], true);
 
     // Alice lets the offer lapse and is set away: within hours that is "nobody is free", so
@@ -105,14 +95,14 @@ async fn closed_work_waits_for_the_opening_and_offline_is_not_closed() {
     assert_eq!(away.data["data"]["presence"], "away", "{:?}", away.data);
     inbound(&host, "SMhours0000000000000000000000003", "+14155550902").await;
     eventually("the offline message to the second customer", || async {
-        (!texts_to(&twilio, "+14155550902").is_empty()).then_some(())
+        (!twilio.bodies_to("+14155550902").is_empty()).then_some(())
     })
     .await;
-    assert_eq!(texts_to(&twilio, "+14155550902"), vec![OFFLINE.to_owned()]);
+    assert_eq!(twilio.bodies_to("+14155550902"), vec![OFFLINE.to_owned()]);
     let first = eventually(
         "the first customer's offline message, now within hours",
         || async {
-            let texts = texts_to(&twilio, "+14155550901");
+            let texts = twilio.bodies_to("+14155550901");
             (texts.len() == 2).then_some(texts)
         },
     )

@@ -368,6 +368,15 @@ pub struct ChannelConfig {
     /// Web chat only: `[channels.webchat]`, the visitor limits.
     #[serde(default)]
     pub webchat: WebchatConfig,
+    /// The greeting for this channel's new conversations (instead of the queue's).
+    #[serde(default)]
+    pub greeting: Option<String>,
+    /// The take message for this channel (instead of the queue's); `{agent}` is the name.
+    #[serde(default)]
+    pub take_message: Option<String>,
+    /// The closing message for this channel (instead of the queue's).
+    #[serde(default)]
+    pub closing_message: Option<String>,
     /// Settings passed to the plugin; `${VAR}` is replaced from the environment.
     #[serde(default)]
     pub settings: BTreeMap<String, String>,
@@ -493,6 +502,15 @@ pub struct QueueConfig {
     /// `hours`); the work waits and is offered when the queue opens.
     #[serde(default)]
     pub closed_message: Option<String>,
+    /// Sent once when a customer's conversation is created in this queue.
+    #[serde(default)]
+    pub greeting: Option<String>,
+    /// Sent once when an agent takes the conversation; `{agent}` is the agent's name.
+    #[serde(default)]
+    pub take_message: Option<String>,
+    /// Sent once when the conversation is closed.
+    #[serde(default)]
+    pub closing_message: Option<String>,
     /// Agents who may monitor, transfer and close any of the queue's conversations.
     #[serde(default)]
     pub managers: Vec<String>,

@@ -64,6 +64,10 @@ pub struct Conversation {
     /// statistics' first response; none at close: abandoned).
     #[serde(default)]
     pub first_reply_at: Option<u64>,
+    /// The automated messages already sent for it (`greeting`, `take_message`,
+    /// `closing_message`): each goes out once per conversation.
+    #[serde(default)]
+    pub automated: Vec<String>,
     /// Every agent who has owned it, for the archived view.
     #[serde(default)]
     pub handled_by: Vec<String>,
@@ -95,6 +99,7 @@ impl Conversation {
             offline_notified: false,
             closed_notified: false,
             first_reply_at: None,
+            automated: Vec::new(),
             handled_by: Vec::new(),
             skills: Vec::new(),
         }
@@ -322,6 +327,10 @@ pub struct Message {
     /// The approved template this message sends, if any.
     #[serde(default)]
     pub template: Option<TemplateSend>,
+    /// Which automated message this is (`greeting`, `offline_message`, ...), when the host
+    /// sent it by itself.
+    #[serde(default)]
+    pub automated: Option<String>,
 }
 
 /// An approved template chosen for an outbound message.
@@ -344,6 +353,8 @@ pub struct OutboundDraft {
     pub attachments: Vec<Attachment>,
     /// An approved template instead of free text.
     pub template: Option<TemplateSend>,
+    /// Which automated message it is, when the host sends it by itself.
+    pub automated: Option<String>,
 }
 
 impl Message {

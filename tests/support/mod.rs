@@ -589,6 +589,16 @@ impl FakeProvider {
         .await
     }
 
+    /// The `Body` of every form posted for `To` = `to`, in order.
+    pub fn bodies_to(&self, to: &str) -> Vec<String> {
+        self.recorded()
+            .iter()
+            .map(|r| r.form())
+            .filter(|f| f.iter().any(|(k, v)| k == "To" && v == to))
+            .filter_map(|f| f.into_iter().find(|(k, _)| k == "Body").map(|(_, v)| v))
+            .collect()
+    }
+
     /// Starts the server on a free port in the current tokio runtime.
     pub async fn start(script: Vec<Answer>) -> FakeProvider {
         let inner = ScriptedProvider::start(replies(script)).await;

@@ -292,6 +292,9 @@ pub struct MessageView {
     template: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     segments: Option<channel_rules::Segments>,
+    /// Which automated message it is, when the host sent it by itself.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    automated: Option<String>,
     created_at: u64,
 }
 
@@ -318,6 +321,7 @@ impl From<Message> for MessageView {
             direction: m.direction,
             text: m.text,
             attachments: m.attachments,
+            automated: m.automated,
             author: m.author,
             provider_id: m.provider_id,
             status: m.status,

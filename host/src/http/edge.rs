@@ -63,6 +63,7 @@ impl AppState {
             app: &self.app,
             events: &self.events,
             dispatcher: &self.dispatcher,
+            outbox: &self.outbox,
         }
     }
 }

@@ -18,6 +18,7 @@ use crate::services::agents::access::{self, Refused};
 use crate::services::agents::{Agents, Presence};
 use crate::services::app::App;
 use crate::services::audit;
+use crate::services::automated::{Automated, Sender};
 use crate::services::channel_rules;
 use crate::services::events::{self, EventHub};
 use crate::services::outbox::Outbox;
@@ -105,6 +106,23 @@ impl Actions<'_> {
             .await;
     }
 
+    /// Sends the automated message `which` for `conv` if one is configured (a failure is
+    /// logged: the action it follows is done).
+    async fn automated(&self, conv: &Conversation, which: Automated, agent: Option<&str>) {
+        let sender = Sender {
+            app: self.app,
+            outbox: self.outbox,
+            events: self.events,
+        };
+        if let Err(e) = sender.send(conv, which, agent).await {
+            tracing::error!(
+                conversation = conv.id,
+                automated = which.name(),
+                "automated message not queued: {e}"
+            );
+        }
+    }
+
     /// Queues `agent`'s reply to `before` durably (the first reply to a queued conversation
     /// takes it), submits it, and waits up to [`SEND_WAIT`] for the provider: the message as it
     /// then stands (`pending` while not yet accepted).
@@ -179,6 +197,8 @@ impl Actions<'_> {
                 if changed {
                     audit::record(&me, "take", Some(after.id), "");
                     self.announce_assigned(before, &after, "take").await;
+                    self.automated(&after, Automated::Take, Some(&agent.name))
+                        .await;
                 }
                 Ok(after)
             }
@@ -399,6 +419,7 @@ impl Actions<'_> {
         self.events
             .publish("closed", audience, Some(after.id), json!({"by": me}))
             .await;
+        self.automated(&after, Automated::Closing, None).await;
         self.dispatcher.kick();
         Ok(after)
     }

@@ -17,7 +17,7 @@ use crate::services::routing::Dispatcher;
 use crate::store::StoreError;
 use serde_json::json;
 
-/// What intake needs: the application, the event log and the dispatcher.
+/// What intake needs: the application, the event log, the dispatcher and the outbox.
 #[derive(Clone, Copy)]
 pub struct Services<'a> {
     /// Configuration, plugins, storage.
@@ -26,6 +26,8 @@ pub struct Services<'a> {
     pub events: &'a EventHub,
     /// Offers waiting work.
     pub dispatcher: &'a Dispatcher,
+    /// Sends the greetings of new conversations.
+    pub outbox: &'a std::sync::Arc<crate::services::outbox::Outbox>,
 }
 
 /// Why an authentic call's events were not accepted.
@@ -135,6 +137,7 @@ pub async fn accept(
         state.dispatcher.kick_conversations(&report.to_route);
     }
     announce_changes(state, &channel.name, &report).await;
+    greet(&state, channel, &report).await;
     Ok(report)
 }
 
@@ -258,5 +261,41 @@ fn opt_change(c: wit::OptChange) -> OptChange {
     OptChange {
         address: c.address,
         provider_id: c.provider_id.filter(|id| !id.is_empty()),
+    }
+}
+
+/// Sends the greeting of each conversation this intake created, when one is configured (a
+/// failure is logged: the webhook's events are stored).
+async fn greet(state: &Services<'_>, channel: &ChannelInstance, report: &IngestReport) {
+    use crate::services::automated::{Automated, Sender, configured};
+    let queue = match &channel.target {
+        crate::model::ConversationTarget::Queue { queue, .. } => queue.as_str(),
+        crate::model::ConversationTarget::Agent(_) => "",
+    };
+    if report.created.is_empty()
+        || configured(
+            &state.app.config(),
+            &channel.name,
+            queue,
+            Automated::Greeting,
+        )
+        .is_none()
+    {
+        return;
+    }
+    let sender = Sender {
+        app: state.app,
+        outbox: state.outbox,
+        events: state.events,
+    };
+    for id in &report.created {
+        let sent = match state.app.storage.conversation(*id).await {
+            Ok(Some(conv)) => sender.send(&conv, Automated::Greeting, None).await,
+            Ok(None) => Ok(()),
+            Err(e) => Err(e.into()),
+        };
+        if let Err(e) = sent {
+            tracing::error!(conversation = id, "greeting not queued: {e}");
+        }
     }
 }

@@ -6,6 +6,7 @@
 pub mod agents;
 pub mod app;
 pub mod audit;
+pub mod automated;
 pub mod catalog;
 pub mod channel_rules;
 pub mod cluster;

@@ -175,6 +175,7 @@ pub async fn draft(
         text,
         attachments: body.attachments,
         template,
+        automated: None,
     })
 }
 

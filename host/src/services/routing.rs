@@ -593,6 +593,7 @@ impl Dispatcher {
         }
         let draft = crate::model::OutboundDraft {
             text: Some(text.to_owned()),
+            automated: Some(notice.name().to_owned()),
             ..Default::default()
         };
         let (_, message) = self

@@ -228,6 +228,7 @@ pub fn apply_intake<S: IntakeState>(
                     error: None,
                     note: note.clone(),
                     template: None,
+                    automated: None,
                 };
                 state.put_inbound(channel, provider_id, existing.as_ref(), &conv, &message)?;
                 report.stored += 1;
@@ -342,6 +343,7 @@ pub fn add_reply(
         error: None,
         note: None,
         template: draft.template,
+        automated: draft.automated,
     })
 }
 
@@ -365,6 +367,7 @@ pub fn add_note(conv: &mut Conversation, author: &str, text: &str, now: u64) -> 
         error: None,
         note: None,
         template: None,
+        automated: None,
     }
 }
 

@@ -237,6 +237,7 @@ function messageEl(m) {
     meta.push(h("span", { class: "author", text: nameOf(m.author) }));
   } else if (m.direction === "outbound") {
     meta.push(h("span", { class: "author", text: m.author ? nameOf(m.author) : "Plugboard" }));
+    if (m.automated) meta.push(h("span", { class: "pill", "data-testid": "automated", text: `automated: ${m.automated.replace(/_/g, " ")}` }));
   }
   if (m.template && m.text) meta.push(h("span", { class: "pill", text: `template ${m.template}` }));
   meta.push(h("time", { datetime: new Date(m.created_at).toISOString(), text: formatTime(m.created_at) }));

@@ -1,0 +1,180 @@
+//! Automated messages (the seeds' "automated messages"): a channel's or queue's greeting when a
+//! conversation is created, its take message when an agent takes it (`{agent}` becomes the
+//! agent's name) and its closing message when it is closed. Each goes out at most once per
+//! conversation, through the outbox, marked `automated` in the history (no agent wrote it).
+//! It never goes to an address that opted out, nor on WhatsApp outside the 24-hour window;
+//! then an internal note in the history says why it was not sent.
+
+use serde_json::json;
+
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::model::{Conversation, OutboundDraft};
+use crate::services::app::App;
+use crate::services::channel_rules::whatsapp_window_open;
+use crate::services::events::{self, EventHub};
+use crate::services::outbox::Outbox;
+use crate::store::UpdateError;
+
+/// The author of the notes that say why an automated message was not sent.
+pub const HOST_AUTHOR: &str = "plugboard";
+
+/// Which automated message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Automated {
+    /// When a customer's conversation is created.
+    Greeting,
+    /// When an agent takes it.
+    Take,
+    /// When it is closed.
+    Closing,
+}
+
+impl Automated {
+    /// The name the history and the configuration use (`greeting`, `take_message`,
+    /// `closing_message`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Automated::Greeting => "greeting",
+            Automated::Take => "take_message",
+            Automated::Closing => "closing_message",
+        }
+    }
+}
+
+/// The text configured for `which` on `channel` (its own, else its queue's `queue`).
+pub fn configured<'c>(
+    config: &'c Config,
+    channel: &str,
+    queue: &str,
+    which: Automated,
+) -> Option<&'c str> {
+    let pick =
+        |greeting: &'c Option<String>, take: &'c Option<String>, closing: &'c Option<String>| {
+            match which {
+                Automated::Greeting => greeting.as_deref(),
+                Automated::Take => take.as_deref(),
+                Automated::Closing => closing.as_deref(),
+            }
+        };
+    let own = config
+        .channel(channel)
+        .and_then(|c| pick(&c.greeting, &c.take_message, &c.closing_message));
+    own.or_else(|| {
+        config
+            .queue(queue)
+            .and_then(|q| pick(&q.greeting, &q.take_message, &q.closing_message))
+    })
+    .filter(|t| !t.trim().is_empty())
+}
+
+/// What sending automated messages needs.
+#[derive(Clone, Copy)]
+pub struct Sender<'a> {
+    /// Configuration, catalog, storage.
+    pub app: &'a App,
+    /// Where the message is sent from.
+    pub outbox: &'a std::sync::Arc<Outbox>,
+    /// Tells the conversation's agents.
+    pub events: &'a EventHub,
+}
+
+impl Sender<'_> {
+    /// Sends `which` for `conv` unless none is configured or it went out before; `agent` is
+    /// the name `{agent}` stands for.
+    pub async fn send(
+        &self,
+        conv: &Conversation,
+        which: Automated,
+        agent: Option<&str>,
+    ) -> Result<(), UpdateError> {
+        let config = self.app.config();
+        let Some(text) = configured(&config, &conv.channel, &conv.queue, which) else {
+            return Ok(());
+        };
+        let text = text.replace("{agent}", agent.unwrap_or("An agent"));
+        let storage = self.app.storage.as_ref();
+        let (conv, first) = crate::store::update(storage, conv.id, |c| {
+            let first = !c.automated.iter().any(|s| s == which.name());
+            if first {
+                c.automated.push(which.name().to_owned());
+            }
+            Ok(first)
+        })
+        .await?;
+        if !first {
+            return Ok(());
+        }
+        let now = Clock::System.now_millis();
+        let kind = self
+            .app
+            .catalog()
+            .channels
+            .get(&conv.channel)
+            .map(|c| c.kind().to_owned())
+            .unwrap_or_default();
+        let refusal = if storage.is_opted_out(&conv.channel, &conv.customer).await? {
+            Some("the customer opted out of this channel".to_owned())
+        } else if kind == "whatsapp" && !whatsapp_window_open(conv.last_inbound_at, now) {
+            Some(
+                "it is outside WhatsApp's 24-hour window, where only approved templates may go out"
+                    .to_owned(),
+            )
+        } else {
+            None
+        };
+        let audience = events::audience(&config, &conv, None);
+        if let Some(why) = refusal {
+            let note = format!(
+                "Automated {} not sent: {why}.",
+                which.name().replace('_', " ")
+            );
+            let (_, message) = storage.add_note(conv.id, HOST_AUTHOR, &note, now).await?;
+            tracing::info!(
+                conversation = conv.id,
+                automated = which.name(),
+                "automated message not sent: {why}"
+            );
+            self.events
+                .publish(
+                    "note",
+                    audience,
+                    Some(conv.id),
+                    json!({"seq": message.seq, "id": message.id(), "author": HOST_AUTHOR, "text": message.text}),
+                )
+                .await;
+            return Ok(());
+        }
+        let draft = OutboundDraft {
+            text: Some(text),
+            automated: Some(which.name().to_owned()),
+            ..OutboundDraft::default()
+        };
+        let (_, message) = storage.add_outbound(conv.id, None, draft, now).await?;
+        self.outbox.submit(message.conversation, message.seq);
+        self.app
+            .metrics
+            .messages(&conv.channel, crate::metrics::Direction::Outbound, 1);
+        tracing::info!(
+            conversation = conv.id,
+            automated = which.name(),
+            "automated message sent"
+        );
+        self.events
+            .publish(
+                "outbound",
+                audience,
+                Some(conv.id),
+                json!({
+                    "seq": message.seq,
+                    "id": message.id(),
+                    "author": null,
+                    "automated": which.name(),
+                    "text": message.text,
+                    "status": message.status,
+                }),
+            )
+            .await;
+        Ok(())
+    }
+}
