@@ -183,3 +183,117 @@ async fn greeting_take_and_closing_go_out_once_and_respect_the_channel_rules() {
     assert!(twilio.bodies_to(stopper).is_empty());
     assert!(twilio.bodies_to("whatsapp:+14155550703").is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_survey_answer_is_the_rating_and_anything_else_reopens() {
+    let twilio = FakeProvider::accepting().await;
+    let host = Host::start(Setup {
+        twilio_api_base: Some(twilio.base.clone()),
+        support: "managers = [\"alice\"]\nsurvey_question = \"How did we do? Reply 1 to 5.\""
+            .into(),
+        ..Setup::default()
+    });
+    let state = |id: String| {
+        let host = &host;
+        async move {
+            host.get_json(&format!("/api/v1/conversations/{id}"), ALICE)
+                .await
+                .1
+        }
+    };
+    let (happy, unsure) = ("+14155550711", "+14155550712");
+    for (i, customer) in [happy, unsure].into_iter().enumerate() {
+        inbound(&host, &format!("SMsurvey{i:025}"), customer, "Help, please").await;
+        let id = conversation_of(&host, customer).await;
+        assert_eq!(host.act(&id, "take", ALICE, json!({})).await.0, 200);
+        let (status, body) = host
+            .act(
+                &id,
+                "messages",
+                ALICE,
+                json!({"text": "Done: it ships today."}),
+            )
+            .await;
+        assert!(status < 300, "{status} {body}");
+        assert_eq!(host.act(&id, "close", ALICE, json!({})).await.0, 200);
+        assert_eq!(
+            automated(&host, &id).await,
+            vec![(
+                "survey".to_owned(),
+                "How did we do? Reply 1 to 5.".to_owned()
+            )]
+        );
+    }
+    let happy_id = conversation_of(&host, happy).await;
+    let unsure_id = conversation_of(&host, unsure).await;
+
+    // "5" is the rating: stored with the message, and the conversation stays closed.
+    inbound(&host, "SMsurveyanswer00000000000000001", happy, " 5 ").await;
+    let c = eventually("the rating", || async {
+        let c = state(happy_id.clone()).await;
+        (c["rating"] == 5).then_some(c)
+    })
+    .await;
+    assert_eq!(c["state"], "closed", "{c}");
+    assert!(
+        host.messages(&happy_id, ALICE)
+            .await
+            .iter()
+            .any(|m| m["direction"] == "inbound" && m["text"] == " 5 "),
+        "the answer is in the history"
+    );
+    // Anything else is not an answer: that conversation reopens as usual, unrated.
+    inbound(
+        &host,
+        "SMsurveyanswer00000000000000002",
+        unsure,
+        "it was ok I guess",
+    )
+    .await;
+    let c = eventually("the reopening", || async {
+        let c = state(unsure_id.clone()).await;
+        (c["state"] == "queued").then_some(c)
+    })
+    .await;
+    assert!(c["rating"].is_null(), "{c}");
+    // A later message of the rated customer reopens theirs too, keeping the rating.
+    inbound(
+        &host,
+        "SMsurveyanswer00000000000000003",
+        happy,
+        "One more question",
+    )
+    .await;
+    let c = eventually("the rated conversation reopened", || async {
+        let c = state(happy_id.clone()).await;
+        (c["state"] == "queued").then_some(c)
+    })
+    .await;
+    assert_eq!(c["rating"], 5);
+
+    // The statistics count one rating of 5 for Alice and for the queue.
+    let (_, agents) = host
+        .get_json("/api/v1/stats/agents?period=month", ADMIN)
+        .await;
+    let alice = &agents["lines"][0];
+    assert_eq!(alice["name"], "alice", "{agents}");
+    assert_eq!(
+        (
+            alice["counts"]["ratings"].as_u64(),
+            alice["counts"]["rating_points"].as_u64()
+        ),
+        (Some(1), Some(5)),
+        "{agents}"
+    );
+    let (_, queues) = host
+        .get_json("/api/v1/stats/queues?period=month", ADMIN)
+        .await;
+    let support = queues["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["name"] == "support")
+        .unwrap_or_else(|| panic!("{queues}"));
+    assert_eq!(support["counts"]["ratings"], 1, "{queues}");
+    assert_eq!(support["counts"]["rating_points"], 5, "{queues}");
+}

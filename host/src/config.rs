@@ -511,6 +511,13 @@ pub struct QueueConfig {
     /// Sent once when the conversation is closed.
     #[serde(default)]
     pub closing_message: Option<String>,
+    /// Sent after the closing message (once per conversation): the question whose answer, 1
+    /// to 5, is the conversation's rating ("How did we do? Reply 1 to 5").
+    #[serde(default)]
+    pub survey_question: Option<String>,
+    /// How long after the survey an answer counts as the rating, seconds.
+    #[serde(default = "default_survey_window")]
+    pub survey_window_secs: u64,
     /// Agents who may monitor, transfer and close any of the queue's conversations.
     #[serde(default)]
     pub managers: Vec<String>,
@@ -534,6 +541,10 @@ pub struct CannedReply {
 
 fn yes() -> bool {
     true
+}
+
+fn default_survey_window() -> u64 {
+    24 * 60 * 60
 }
 
 fn default_offer_timeout() -> u64 {

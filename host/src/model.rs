@@ -68,6 +68,12 @@ pub struct Conversation {
     /// `closing_message`): each goes out once per conversation.
     #[serde(default)]
     pub automated: Vec<String>,
+    /// Until when (Unix milliseconds) an answer to the survey sent at close is its rating.
+    #[serde(default)]
+    pub survey_until: Option<u64>,
+    /// The customer's rating, 1 to 5, from their answer to the survey.
+    #[serde(default)]
+    pub rating: Option<u8>,
     /// Every agent who has owned it, for the archived view.
     #[serde(default)]
     pub handled_by: Vec<String>,
@@ -100,6 +106,8 @@ impl Conversation {
             closed_notified: false,
             first_reply_at: None,
             automated: Vec::new(),
+            survey_until: None,
+            rating: None,
             handled_by: Vec::new(),
             skills: Vec::new(),
         }

@@ -200,6 +200,21 @@ pub fn conversation_tallies(
             span(&mut out, Scope::Agent, owner, Span::FirstResponse, ms, now);
         }
     }
+    if let (Some(n), true) = (new.rating, old.is_some_and(|o| o.rating.is_none())) {
+        let points = u64::from(n);
+        out.push(Tally::one(Scope::Queue, queue, "ratings", now));
+        out.push(Tally {
+            amount: points,
+            ..Tally::one(Scope::Queue, queue, "rating_points", now)
+        });
+        if let Some(owner) = &new.owner {
+            out.push(Tally::one(Scope::Agent, owner, "ratings", now));
+            out.push(Tally {
+                amount: points,
+                ..Tally::one(Scope::Agent, owner, "rating_points", now)
+            });
+        }
+    }
     if new.state == ConversationState::Closed && old.is_some() && !was(ConversationState::Closed) {
         if new.first_reply_at.is_some() {
             let ms = now.saturating_sub(new.queued_since);
@@ -433,6 +448,25 @@ mod tests {
             metrics(&conversation_tallies(Some(&c4), &c5, 40)),
             vec![(Scope::Queue, "overflow", "abandoned", 1)]
         );
+    }
+
+    #[test]
+    fn a_rating_counts_once_for_the_queue_and_the_last_owner() {
+        let mut c0 = queued("support", 0);
+        c0.assign("alice");
+        c0.close("alice", 10);
+        let mut c1 = c0.clone();
+        c1.rating = Some(4);
+        assert_eq!(
+            metrics(&conversation_tallies(Some(&c0), &c1, 20)),
+            vec![
+                (Scope::Queue, "support", "ratings", 1),
+                (Scope::Queue, "support", "rating_points", 4),
+                (Scope::Agent, "alice", "ratings", 1),
+                (Scope::Agent, "alice", "rating_points", 4),
+            ]
+        );
+        assert!(conversation_tallies(Some(&c1), &c1, 30).is_empty());
     }
 
     #[test]

@@ -172,6 +172,9 @@ pub struct ConversationView {
     owner: Option<String>,
     offered_to: Vec<String>,
     handled_by: Vec<String>,
+    /// The customer's rating (1 to 5) from the survey, if they answered it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rating: Option<u8>,
     created_at: u64,
     updated_at: u64,
     last_inbound_at: Option<u64>,
@@ -266,6 +269,7 @@ impl ConversationView {
             state: c.state,
             owner: c.owner,
             offered_to: c.offered_to,
+            rating: c.rating,
             handled_by: c.handled_by,
             created_at: c.created_at,
             updated_at: c.updated_at,

@@ -3,7 +3,9 @@
 //! agent's name) and its closing message when it is closed. Each goes out at most once per
 //! conversation, through the outbox, marked `automated` in the history (no agent wrote it).
 //! It never goes to an address that opted out, nor on WhatsApp outside the 24-hour window;
-//! then an internal note in the history says why it was not sent.
+//! then an internal note in the history says why it was not sent. A queue's survey question
+//! goes out after the closing message; the customer's answer (1 to 5) within the queue's
+//! window is the conversation's rating (see [`crate::store::rules::parse_rating`]).
 
 use serde_json::json;
 
@@ -28,6 +30,8 @@ pub enum Automated {
     Take,
     /// When it is closed.
     Closing,
+    /// After it is closed: the queue's survey question; the answer is the rating.
+    Survey,
 }
 
 impl Automated {
@@ -38,6 +42,7 @@ impl Automated {
             Automated::Greeting => "greeting",
             Automated::Take => "take_message",
             Automated::Closing => "closing_message",
+            Automated::Survey => "survey",
         }
     }
 }
@@ -55,8 +60,16 @@ pub fn configured<'c>(
                 Automated::Greeting => greeting.as_deref(),
                 Automated::Take => take.as_deref(),
                 Automated::Closing => closing.as_deref(),
+                // Only a queue asks its question (handled above).
+                Automated::Survey => None,
             }
         };
+    if which == Automated::Survey {
+        return config
+            .queue(queue)
+            .and_then(|q| q.survey_question.as_deref())
+            .filter(|t| !t.trim().is_empty());
+    }
     let own = config
         .channel(channel)
         .and_then(|c| pick(&c.greeting, &c.take_message, &c.closing_message));
@@ -94,17 +107,6 @@ impl Sender<'_> {
         };
         let text = text.replace("{agent}", agent.unwrap_or("An agent"));
         let storage = self.app.storage.as_ref();
-        let (conv, first) = crate::store::update(storage, conv.id, |c| {
-            let first = !c.automated.iter().any(|s| s == which.name());
-            if first {
-                c.automated.push(which.name().to_owned());
-            }
-            Ok(first)
-        })
-        .await?;
-        if !first {
-            return Ok(());
-        }
         let now = Clock::System.now_millis();
         let kind = self
             .app
@@ -123,6 +125,27 @@ impl Sender<'_> {
         } else {
             None
         };
+        // A survey sent opens the window in which the customer's answer is their rating.
+        let answer_until = (which == Automated::Survey && refusal.is_none()).then(|| {
+            let window = config
+                .queue(&conv.queue)
+                .map_or(0, |q| q.survey_window_secs);
+            now.saturating_add(window.saturating_mul(1000))
+        });
+        let (conv, first) = crate::store::update(storage, conv.id, |c| {
+            let first = !c.automated.iter().any(|s| s == which.name());
+            if first {
+                c.automated.push(which.name().to_owned());
+                if answer_until.is_some() {
+                    c.survey_until = answer_until;
+                }
+            }
+            Ok(first)
+        })
+        .await?;
+        if !first {
+            return Ok(());
+        }
         let audience = events::audience(&config, &conv, None);
         if let Some(why) = refusal {
             let note = format!(

@@ -420,6 +420,7 @@ impl Actions<'_> {
             .publish("closed", audience, Some(after.id), json!({"by": me}))
             .await;
         self.automated(&after, Automated::Closing, None).await;
+        self.automated(&after, Automated::Survey, None).await;
         self.dispatcher.kick();
         Ok(after)
     }

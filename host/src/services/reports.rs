@@ -93,7 +93,14 @@ fn shape(scope: Scope) -> (&'static [&'static str], &'static [Span]) {
     match scope {
         Scope::Channel => (&["received", "sent"], &[]),
         Scope::Agent => (
-            &["handled", "offers", "missed", "transfers"],
+            &[
+                "handled",
+                "offers",
+                "missed",
+                "transfers",
+                "ratings",
+                "rating_points",
+            ],
             &[Span::FirstResponse, Span::Resolution],
         ),
         Scope::Queue => (
@@ -104,6 +111,8 @@ fn shape(scope: Scope) -> (&'static [&'static str], &'static [Span]) {
                 "transfers",
                 "overflowed",
                 "abandoned",
+                "ratings",
+                "rating_points",
             ],
             &[Span::FirstResponse, Span::Resolution, Span::Waiting],
         ),

@@ -197,7 +197,17 @@ pub fn apply_intake<S: IntakeState>(
                         c
                     }
                 };
-                if conv.state == ConversationState::Closed {
+                let rating = text.as_deref().and_then(parse_rating).filter(|_| {
+                    conv.state == ConversationState::Closed
+                        && conv.rating.is_none()
+                        && conv.survey_until.is_some_and(|until| now <= until)
+                });
+                if let Some(rating) = rating {
+                    // The answer to the survey: the rating, stored with the message; the
+                    // conversation stays closed.
+                    conv.rating = Some(rating);
+                    conv.survey_until = None;
+                } else if conv.state == ConversationState::Closed {
                     match target {
                         ConversationTarget::Queue { queue, .. } => {
                             conv.enqueue(queue, now);
@@ -371,6 +381,18 @@ pub fn add_note(conv: &mut Conversation, author: &str, text: &str, now: u64) -> 
     }
 }
 
+/// The rating an answer to the survey gives: `1` to `5` alone (`4`, ` 5 `, `5/5`, `3.`, `5!`);
+/// anything else is not an answer (the conversation reopens as usual).
+pub fn parse_rating(text: &str) -> Option<u8> {
+    let t = text.trim();
+    let t = t.strip_suffix("/5").unwrap_or(t);
+    let t = t.trim_end_matches(['.', '!', ' ']);
+    match t {
+        "1" | "2" | "3" | "4" | "5" => t.parse().ok(),
+        _ => None,
+    }
+}
+
 /// `agent` starting the conversation `conv` (the stored one with that customer, or a new
 /// one) or taking it over at `now`: refused when another agent owns it.
 pub fn start_by(mut conv: Conversation, agent: &str, now: u64) -> Result<Conversation, Rejection> {
@@ -419,4 +441,25 @@ pub fn note_retry(message: &mut Message, note: &str) -> bool {
     }
     message.error = Some(note.to_owned());
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_rating;
+
+    #[test]
+    fn a_rating_is_one_to_five_alone() {
+        for (text, rating) in [
+            ("5", Some(5)),
+            (" 1 ", Some(1)),
+            ("4/5", Some(4)),
+            ("3.", Some(3)),
+            ("5!", Some(5)),
+        ] {
+            assert_eq!(parse_rating(text), rating, "{text:?}");
+        }
+        for text in ["0", "6", "10", "five", "5 stars", "it was 5", "", "4.5"] {
+            assert_eq!(parse_rating(text), None, "{text:?}");
+        }
+    }
 }

@@ -317,6 +317,7 @@ function renderHead() {
     h("span", { class: `state state-${row.state}`, "data-testid": "conversation-state", text: row.state }),
     owner ? h("span", { "data-testid": "conversation-owner", text: owner }) : null,
     row.waiting_since ? timer({ class: "waiting" }, { since: row.waiting_since, prefix: "for " }) : null,
+    row.rating ? h("span", { class: "pill", "data-testid": "conversation-rating", text: `rated ${row.rating}/5` }) : null,
   );
   const mine = row.owner === me.id;
   const manager = me.manages.includes(row.queue);

@@ -1,17 +1,18 @@
 // The reports tab: this month's statistics as the signed-in agent may see them (their own
 // line; a manager also their queues, those queues' agents and the channels feeding them),
-// read from /api/v1/stats. Durations show the median and the 90th percentile.
+// read from /api/v1/stats. Durations show the median and the 90th percentile; ratings their
+// number and mean.
 
 import { get, withQuery } from "./api.js";
 import { $, fill, h } from "./dom.js";
 import { getMe } from "./people.js";
 
 const SCOPES = [
-  { path: "agents", title: "Agents", counts: ["handled", "offers", "missed", "transfers"], spans: ["first_response", "resolution"] },
+  { path: "agents", title: "Agents", counts: ["handled", "offers", "missed", "transfers", "ratings"], spans: ["first_response", "resolution"] },
   {
     path: "queues",
     title: "Queues",
-    counts: ["handled", "offers", "missed", "transfers", "overflowed", "abandoned"],
+    counts: ["handled", "offers", "missed", "transfers", "overflowed", "abandoned", "ratings"],
     spans: ["first_response", "resolution", "waiting"],
     managers: true,
   },
@@ -38,6 +39,13 @@ function duration(s) {
   return `≤ ${Math.round(s / 3600)} h`;
 }
 
+/** A count; ratings as their number and mean ("2 · 4.5"). */
+function cell(line, metric) {
+  const n = line.counts[metric] ?? 0;
+  if (metric !== "ratings" || n === 0) return String(n);
+  return `${n} · ${(line.counts.rating_points / n).toFixed(1)}`;
+}
+
 function table(scope, lines) {
   const head = h(
     "tr",
@@ -51,7 +59,7 @@ function table(scope, lines) {
       "tr",
       { "data-testid": `report-${scope.path}-${line.name}` },
       h("th", { scope: "row", text: line.name }),
-      ...scope.counts.map((c) => h("td", { "data-metric": c, text: String(line.counts[c] ?? 0) })),
+      ...scope.counts.map((c) => h("td", { "data-metric": c, text: cell(line, c) })),
       ...scope.spans.map((s) => {
         const sum = line.spans[s];
         return h("td", { "data-metric": s, text: sum.count ? `${duration(sum.median_s)} / ${duration(sum.p90_s)}` : "–" });
