@@ -93,6 +93,7 @@ fn support() -> ConversationTarget {
     ConversationTarget::Queue {
         queue: "support".into(),
         skills: vec![],
+        priority: 0,
     }
 }
 

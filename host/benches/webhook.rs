@@ -1892,6 +1892,7 @@ fn load_storage(data_dir: &Path, conversations: u64, cache_mib: u64) -> StorageD
                 let target = ConversationTarget::Queue {
                     queue: STORAGE_QUEUES[q].to_owned(),
                     skills: Vec::new(),
+                    priority: 0,
                 };
                 let event = InboundEvent::Message {
                     provider_id: format!("SM{i:032x}"),

@@ -129,7 +129,46 @@ pub struct Config {
     /// The embedded database.
     #[serde(default)]
     pub storage: StorageConfig,
+    /// Work classification: ordered rules, the first that matches a new or reopened
+    /// conversation's message decides its queue, skills and priority.
+    #[serde(default)]
+    pub rules: Vec<RuleConfig>,
 }
+
+/// `[[rules]]`: conditions (all must hold; none: every message) and what they decide.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleConfig {
+    /// Only messages on this channel instance.
+    #[serde(default)]
+    pub channel: Option<String>,
+    /// Only messages on channels of this kind (`sms`, `whatsapp`, `webchat`, ...).
+    #[serde(default)]
+    pub kind: Option<String>,
+    /// Any of these words in the text (whole words, any case).
+    #[serde(default)]
+    pub keywords: Vec<String>,
+    /// A regular expression the text matches (the `regex` crate's syntax; linear time).
+    #[serde(default)]
+    pub pattern: Option<String>,
+    /// `known` or `unknown`: whether the sender is in the contact directory.
+    #[serde(default)]
+    pub contact: Option<String>,
+    /// `open` or `closed`: whether the channel's own queue is within its business hours.
+    #[serde(default)]
+    pub hours: Option<String>,
+    /// The queue the work goes to.
+    pub queue: String,
+    /// Skills an agent needs to be offered it (instead of the channel's).
+    #[serde(default)]
+    pub skills: Vec<String>,
+    /// Higher is offered first; equal priorities go longest-waiting first (default 0).
+    #[serde(default)]
+    pub priority: i32,
+}
+
+/// The most a rule's pattern may compile to, bytes (a bound on memory and time per message).
+pub const RULE_PATTERN_LIMIT: usize = 1 << 20;
 
 /// `[storage]`: where the host keeps its state: the embedded sled database (the default) or
 /// a PostgreSQL database that several hosts share.
@@ -661,6 +700,7 @@ impl Config {
         let queues = self.validate_queues(p);
         self.validate_channels(&queues, p);
         self.validate_agents(&queues, p);
+        self.validate_rules(&queues, p);
     }
 
     fn validate_server(&self, p: &mut Problems) {
@@ -892,6 +932,65 @@ impl Config {
             }
             if a.capacity == 0 {
                 p.invalid(format!("agents[{i}].capacity"), "must be at least 1");
+            }
+        }
+    }
+
+    fn validate_rules(&self, queues: &HashSet<&str>, p: &mut Problems) {
+        for (i, r) in self.rules.iter().enumerate() {
+            if !queues.contains(r.queue.as_str()) {
+                p.invalid(
+                    format!("rules[{i}].queue"),
+                    format!("no queue named `{}` is defined under [[queues]]", r.queue),
+                );
+            }
+            if let Some(c) = &r.channel
+                && self.channel(c).is_none()
+            {
+                p.invalid(
+                    format!("rules[{i}].channel"),
+                    format!("no channel named `{c}` is defined under [[channels]]"),
+                );
+            }
+            if let Some(pattern) = &r.pattern
+                && let Err(e) = regex::RegexBuilder::new(pattern)
+                    .size_limit(RULE_PATTERN_LIMIT)
+                    .build()
+            {
+                p.invalid(
+                    format!("rules[{i}].pattern"),
+                    format!("not a usable pattern: {e}"),
+                );
+            }
+            if r.keywords.iter().any(|k| k.trim().is_empty()) {
+                p.invalid(
+                    format!("rules[{i}].keywords"),
+                    "a keyword must not be empty",
+                );
+            }
+            if r.contact
+                .as_deref()
+                .is_some_and(|c| !matches!(c, "known" | "unknown"))
+            {
+                p.invalid(
+                    format!("rules[{i}].contact"),
+                    "must be \"known\" or \"unknown\"",
+                );
+            }
+            if r.hours
+                .as_deref()
+                .is_some_and(|h| !matches!(h, "open" | "closed"))
+            {
+                p.invalid(
+                    format!("rules[{i}].hours"),
+                    "must be \"open\" or \"closed\"",
+                );
+            }
+            if r.skills.len() > MAX_WORK_SKILLS {
+                p.invalid(
+                    format!("rules[{i}].skills"),
+                    format!("a rule may require at most {MAX_WORK_SKILLS} skills"),
+                );
             }
         }
     }
@@ -1295,6 +1394,35 @@ queues = ["support"]
             c.queues[0].hours.as_ref().unwrap().mon.as_deref(),
             Some("09:00-18:00")
         );
+    }
+
+    #[test]
+    fn rules_name_their_keys() {
+        let with = |rule: &str| format!("{BASE}\n[[rules]]\n{rule}\n");
+        let err = |rule: &str| {
+            Config::parse(&with(rule), "t", &env)
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(err("queue = \"billing\"").contains("rules[0].queue"));
+        let e = err("queue = \"support\"\npattern = \"(unclosed\"");
+        assert!(e.contains("rules[0].pattern"), "{e}");
+        let e = err("queue = \"support\"\ncontact = \"vip\"\nhours = \"later\"\nchannel = \"fax\"");
+        for key in [
+            "rules[0].contact",
+            "rules[0].hours",
+            "rules[0].channel",
+            "3 problems",
+        ] {
+            assert!(e.contains(key), "{key}: {e}");
+        }
+        let c = Config::parse(
+            &with("queue = \"support\"\nkeywords = [\"invoice\"]\npriority = 5"),
+            "t",
+            &env,
+        )
+        .unwrap();
+        assert_eq!(c.rules[0].priority, 5);
     }
 
     #[test]

@@ -68,6 +68,10 @@ pub struct Conversation {
     /// `closing_message`): each goes out once per conversation.
     #[serde(default)]
     pub automated: Vec<String>,
+    /// Higher is offered first; equal priorities go longest-waiting first (set by work
+    /// classification when it is created or reopened).
+    #[serde(default)]
+    pub priority: i32,
     /// Until when (Unix milliseconds) an answer to the survey sent at close is its rating.
     #[serde(default)]
     pub survey_until: Option<u64>,
@@ -106,6 +110,7 @@ impl Conversation {
             closed_notified: false,
             first_reply_at: None,
             automated: Vec::new(),
+            priority: 0,
             survey_until: None,
             rating: None,
             handled_by: Vec::new(),
@@ -175,6 +180,8 @@ pub enum ConversationTarget {
         queue: String,
         /// Wanted skills.
         skills: Vec<String>,
+        /// Higher is offered first (work classification; 0 by default).
+        priority: i32,
     },
     /// Straight to one agent.
     Agent(String),

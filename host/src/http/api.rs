@@ -175,6 +175,10 @@ pub struct ConversationView {
     /// The customer's rating (1 to 5) from the survey, if they answered it.
     #[serde(skip_serializing_if = "Option::is_none")]
     rating: Option<u8>,
+    /// Higher is offered first (work classification).
+    priority: i32,
+    /// Skills an agent needs to be offered it.
+    skills: Vec<String>,
     created_at: u64,
     updated_at: u64,
     last_inbound_at: Option<u64>,
@@ -270,6 +274,8 @@ impl ConversationView {
             owner: c.owner,
             offered_to: c.offered_to,
             rating: c.rating,
+            priority: c.priority,
+            skills: c.skills,
             handled_by: c.handled_by,
             created_at: c.created_at,
             updated_at: c.updated_at,

@@ -209,6 +209,7 @@ impl App {
             channels: BTreeMap::new(),
             unavailable,
             queues,
+            rules: Arc::new(crate::services::classify::compile(&config)),
             config: Arc::new(config.clone()),
         };
         for contact in &config.contacts {
@@ -439,6 +440,7 @@ impl App {
             channels,
             unavailable,
             queues,
+            rules: Arc::new(crate::services::classify::compile(&config)),
             config,
         });
         for name in &renewed {

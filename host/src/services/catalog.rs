@@ -114,6 +114,8 @@ pub struct Catalog {
     pub queues: BTreeMap<String, QueueInstance>,
     /// The configuration these were resolved from: swapped with them, in one step.
     pub config: Arc<Config>,
+    /// Its work-classification rules, compiled.
+    pub rules: Arc<Vec<crate::services::classify::Rule>>,
 }
 
 /// What a reload did.
@@ -413,6 +415,7 @@ pub(super) fn resolve_channels(
                     (queue, None) => ConversationTarget::Queue {
                         queue: queue.clone().unwrap_or_default(),
                         skills: c.skills.clone(),
+                        priority: 0,
                     },
                 },
                 settings: Arc::new(settings),

@@ -6,7 +6,9 @@
 
 use crate::clock::Clock;
 use crate::metrics::Direction;
-use crate::model::{Attachment, InboundEvent, IngestReport, MessageStatus, OptChange};
+use crate::model::{
+    Attachment, ConversationTarget, InboundEvent, IngestReport, MessageStatus, OptChange,
+};
 use crate::runtime::bindings::wit;
 use crate::services::app::App;
 use crate::services::catalog::ChannelInstance;
@@ -105,20 +107,24 @@ pub async fn accept(
             return Err(IntakeError::Storage(e));
         }
     };
-    let mut report = app
-        .storage
-        .intake_with(
-            &channel.name,
-            &channel.target,
-            events,
-            now,
-            state.events.intake_notices(),
-        )
-        .await
-        .map_err(|e| {
-            tracing::error!(channel = %channel.name, "storing events failed: {e}");
-            IntakeError::Storage(e)
-        })?;
+    let mut report = IngestReport::default();
+    for (target, events) in classify(app, channel, events, now).await {
+        let part = app
+            .storage
+            .intake_with(
+                &channel.name,
+                &target,
+                events,
+                now,
+                state.events.intake_notices(),
+            )
+            .await
+            .map_err(|e| {
+                tracing::error!(channel = %channel.name, "storing events failed: {e}");
+                IntakeError::Storage(e)
+            })?;
+        merge(&mut report, part);
+    }
     let metrics = &app.metrics;
     metrics.messages(&channel.name, Direction::Inbound, report.stored as u64);
     for s in &report.status_changes {
@@ -298,4 +304,73 @@ async fn greet(state: &Services<'_>, channel: &ChannelInstance, report: &IngestR
             tracing::error!(conversation = id, "greeting not queued: {e}");
         }
     }
+}
+
+/// `events` grouped by where a new or reopened conversation of theirs goes: the work
+/// classification rules look at each sender's first message here (the target matters only
+/// when intake creates or reopens a conversation); without rules, or for a channel that feeds
+/// one agent, everything goes where the channel says.
+async fn classify(
+    app: &App,
+    channel: &ChannelInstance,
+    events: Vec<InboundEvent>,
+    now: u64,
+) -> Vec<(ConversationTarget, Vec<InboundEvent>)> {
+    use crate::services::classify::{Facts, classify};
+    let catalog = app.catalog();
+    let ConversationTarget::Queue { queue, .. } = &channel.target else {
+        return vec![(channel.target.clone(), events)];
+    };
+    if catalog.rules.is_empty() {
+        return vec![(channel.target.clone(), events)];
+    }
+    let open = catalog.queues.get(queue).is_none_or(|q| q.is_open(now));
+    let needs_contact = catalog.rules.iter().any(|r| r.needs_contact());
+    let mut targets: std::collections::HashMap<String, ConversationTarget> = Default::default();
+    let mut groups: Vec<(ConversationTarget, Vec<InboundEvent>)> = Vec::new();
+    for event in events {
+        let target = match &event {
+            InboundEvent::Message { from, text, .. } => match targets.get(from) {
+                Some(t) => t.clone(),
+                None => {
+                    let known = if needs_contact {
+                        Some(app.storage.contact(from).await.ok().flatten().is_some())
+                    } else {
+                        None
+                    };
+                    let facts = Facts {
+                        channel: &channel.name,
+                        kind: channel.kind(),
+                        text: text.as_deref().unwrap_or(""),
+                        known,
+                        open,
+                    };
+                    let t = classify(&catalog.rules, &facts)
+                        .map_or_else(|| channel.target.clone(), |r| r.target());
+                    targets.insert(from.clone(), t.clone());
+                    t
+                }
+            },
+            _ => channel.target.clone(),
+        };
+        match groups.iter_mut().find(|(t, _)| *t == target) {
+            Some((_, group)) => group.push(event),
+            None => groups.push((target, vec![event])),
+        }
+    }
+    groups
+}
+
+/// Adds `part` (one group's intake) to `report`.
+fn merge(report: &mut IngestReport, mut part: IngestReport) {
+    report.stored += part.stored;
+    report.duplicates += part.duplicates;
+    report.statuses += part.statuses;
+    report.statuses_ignored += part.statuses_ignored;
+    report.to_route.append(&mut part.to_route);
+    report.created.append(&mut part.created);
+    report.messages.append(&mut part.messages);
+    report.events.append(&mut part.events);
+    report.status_changes.append(&mut part.status_changes);
+    report.opt_changes.append(&mut part.opt_changes);
 }

@@ -9,6 +9,7 @@ pub mod audit;
 pub mod automated;
 pub mod catalog;
 pub mod channel_rules;
+pub mod classify;
 pub mod cluster;
 pub mod conversations;
 pub mod credential;

@@ -206,10 +206,8 @@ impl Dispatcher {
                 ids.extend(kicked.ids);
                 ids.extend(worker.schedule().take_due(now));
                 let mut seen = HashSet::with_capacity(ids.len());
-                for id in ids {
-                    if !seen.insert(id) {
-                        continue;
-                    }
+                ids.retain(|id| seen.insert(*id));
+                for id in worker.by_priority(ids).await {
                     if let Err(e) = worker.evaluate(id, now).await {
                         tracing::error!(conversation = id, "dispatching failed: {e}");
                         worker.park_until(id, now + RECHECK_MS);
@@ -255,6 +253,24 @@ impl Dispatcher {
                 false
             }
         }
+    }
+
+    /// `ids` in the order their work is offered: higher priority first, then longest waiting
+    /// (an id that cannot be read keeps its place at the end, to be looked at as before).
+    async fn by_priority(&self, ids: Vec<u64>) -> Vec<u64> {
+        if ids.len() < 2 {
+            return ids;
+        }
+        let mut keyed = Vec::with_capacity(ids.len());
+        for id in ids {
+            let key = match self.app.storage.conversation(id).await {
+                Ok(Some(c)) => (std::cmp::Reverse(c.priority), c.queued_since),
+                _ => (std::cmp::Reverse(i32::MIN), u64::MAX),
+            };
+            keyed.push((key, id));
+        }
+        keyed.sort_by_key(|(key, _)| *key);
+        keyed.into_iter().map(|(_, id)| id).collect()
     }
 
     /// Asks the loop to look at all waiting work now (an agent came online or freed capacity).

@@ -94,6 +94,7 @@ fn queue(name: &str) -> ConversationTarget {
     ConversationTarget::Queue {
         queue: name.to_owned(),
         skills: Vec::new(),
+        priority: 0,
     }
 }
 

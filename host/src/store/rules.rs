@@ -191,8 +191,12 @@ pub fn apply_intake<S: IntakeState>(
                         let id = state.next_conversation_id()?;
                         report.created.push(id);
                         let mut c = Conversation::new(id, channel, from, "", now);
-                        if let ConversationTarget::Queue { skills, .. } = target {
+                        if let ConversationTarget::Queue {
+                            skills, priority, ..
+                        } = target
+                        {
                             c.skills = skills.clone();
+                            c.priority = *priority;
                         }
                         c
                     }
@@ -209,8 +213,14 @@ pub fn apply_intake<S: IntakeState>(
                     conv.survey_until = None;
                 } else if conv.state == ConversationState::Closed {
                     match target {
-                        ConversationTarget::Queue { queue, .. } => {
+                        ConversationTarget::Queue {
+                            queue,
+                            skills,
+                            priority,
+                        } => {
                             conv.enqueue(queue, now);
+                            conv.skills = skills.clone();
+                            conv.priority = *priority;
                             report.to_route.push(conv.id);
                         }
                         ConversationTarget::Agent(agent) => conv.assign(agent),
