@@ -2,7 +2,9 @@
 //! conversation is created, its take message when an agent takes it (`{agent}` becomes the
 //! agent's name) and its closing message when it is closed. Each goes out at most once per
 //! conversation, through the outbox, marked `automated` in the history (no agent wrote it).
-//! It never goes to an address that opted out, nor on WhatsApp outside the 24-hour window;
+//! It follows the rules of any reply ([`crate::services::replies::rules`]): never to an address
+//! that opted out, a channel gone or disabled, on WhatsApp outside the 24-hour window, or
+//! longer than the channel carries;
 //! then an internal note in the history says why it was not sent. A queue's survey question
 //! goes out after the closing message; the customer's answer (1 to 5) within the queue's
 //! window is the conversation's rating (see [`crate::store::rules::parse_rating`]).
@@ -13,7 +15,6 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::model::{Conversation, OutboundDraft};
 use crate::services::app::App;
-use crate::services::channel_rules::whatsapp_window_open;
 use crate::services::events::{self, EventHub};
 use crate::services::outbox::Outbox;
 use crate::store::UpdateError;
@@ -108,20 +109,23 @@ impl Sender<'_> {
         let text = text.replace("{agent}", agent.unwrap_or("An agent"));
         let storage = self.app.storage.as_ref();
         let now = Clock::System.now_millis();
-        let kind = self
-            .app
-            .catalog()
-            .channels
-            .get(&conv.channel)
-            .map(|c| c.kind().to_owned())
-            .unwrap_or_default();
-        let refusal = if storage.is_opted_out(&conv.channel, &conv.customer).await? {
+        // The rules any reply follows: opted out, a channel gone or disabled, the WhatsApp
+        // window, the channel's longest text.
+        let rules = crate::services::replies::rules(self.app, conv, now).await?;
+        let refusal = if rules.opted_out {
             Some("the customer opted out of this channel".to_owned())
-        } else if kind == "whatsapp" && !whatsapp_window_open(conv.last_inbound_at, now) {
+        } else if let Some(why) = rules.read_only {
+            Some(why)
+        } else if rules.window.as_ref().is_some_and(|w| !w.open) {
             Some(
                 "it is outside WhatsApp's 24-hour window, where only approved templates may go out"
                     .to_owned(),
             )
+        } else if text.chars().count() > rules.max_chars {
+            Some(format!(
+                "it is longer than the {} characters this channel carries",
+                rules.max_chars
+            ))
         } else {
             None
         };

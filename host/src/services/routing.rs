@@ -257,8 +257,10 @@ impl Dispatcher {
 
     /// `ids` in the order their work is offered: higher priority first, then longest waiting
     /// (an id that cannot be read keeps its place at the end, to be looked at as before).
+    /// Only a configuration with classification rules gives priorities, so only then does a
+    /// pass read its work once more to order it.
     async fn by_priority(&self, ids: Vec<u64>) -> Vec<u64> {
-        if ids.len() < 2 {
+        if ids.len() < 2 || self.app.catalog().rules.is_empty() {
             return ids;
         }
         let mut keyed = Vec::with_capacity(ids.len());
