@@ -502,10 +502,9 @@ router = "ring-all"
 #[test]
 fn config_errors_name_the_key() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("bad.toml");
-    std::fs::write(
-        &path,
-        format!(
+    let (ok, stderr) = run_check(
+        dir.path(),
+        &format!(
             r#"{CHECK_HEAD}
 [[channels]]
 name = "sms"
@@ -516,16 +515,8 @@ account_sid = "AC1"
 from = "+15005550006"
 "#
         ),
-    )
-    .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_plugboard"))
-        .args(["check", "--config"])
-        .arg(&path)
-        .current_dir(dir.path())
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    );
+    assert!(!ok);
     assert!(
         stderr.contains("channels[0].settings.auth_token"),
         "{stderr}"
@@ -538,17 +529,8 @@ from = "+15005550006"
 #[test]
 fn check_reports_every_problem_at_once() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("bad.toml");
-    let run = |text: &str| {
-        std::fs::write(&path, text).unwrap();
-        std::process::Command::new(env!("CARGO_BIN_EXE_plugboard"))
-            .args(["check", "--config"])
-            .arg(&path)
-            .current_dir(dir.path())
-            .output()
-            .unwrap()
-    };
-    let out = run(&format!(
+    let run = |text: &str| run_check(dir.path(), text);
+    let (ok, stderr) = run(&format!(
         r#"{CHECK_HEAD}
 offer_timeout = 0
 [[channels]]
@@ -562,8 +544,7 @@ token = "short"
 queues = ["support"]
 "#
     ));
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!ok);
     for key in [
         "3 problems",
         "queues[0].offer_timeout",
@@ -573,7 +554,7 @@ queues = ["support"]
         assert!(stderr.contains(key), "{key} missing from: {stderr}");
     }
 
-    let out = run(&format!(
+    let (ok, stderr) = run(&format!(
         r#"{CHECK_HEAD}
 [[channels]]
 name = "sms"
@@ -595,8 +576,7 @@ from = "whatsapp:+15005550006"
 api_base = "http://127.0.0.1:1"
 "#
     ));
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!ok);
     assert!(stderr.contains("2 problems"), "{stderr}");
     assert!(
         stderr.contains("channels[0].settings.from") && stderr.contains("E.164"),

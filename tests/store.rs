@@ -68,6 +68,7 @@ sled_cases!(
     read_marks_only_move_forward,
     sessions_are_kept_until_ended,
     statistics_count_each_write_once,
+    a_bot_holds_what_it_is_given_until_it_hands_off,
 );
 
 /// `conformance::run`, the one call a backend's test file may make instead, passes on sled and
@@ -94,6 +95,7 @@ fn support() -> ConversationTarget {
         queue: "support".into(),
         skills: vec![],
         priority: 0,
+        bot: None,
     }
 }
 

@@ -1893,6 +1893,7 @@ fn load_storage(data_dir: &Path, conversations: u64, cache_mib: u64) -> StorageD
                     queue: STORAGE_QUEUES[q].to_owned(),
                     skills: Vec::new(),
                     priority: 0,
+                    bot: None,
                 };
                 let event = InboundEvent::Message {
                     provider_id: format!("SM{i:032x}"),

@@ -133,6 +133,30 @@ pub struct Config {
     /// conversation's message decides its queue, skills and priority.
     #[serde(default)]
     pub rules: Vec<RuleConfig>,
+    /// Bots that answer a channel's or a queue's customers before the agents do.
+    #[serde(default)]
+    pub bots: Vec<BotConfig>,
+}
+
+/// `[[bots]]`: a bot plugin with its settings, named for channels and queues (`bot = NAME`).
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BotConfig {
+    /// The name channels and queues use.
+    pub name: String,
+    /// The bot plugin (its file name without `.wasm`), e.g. `faq`.
+    pub plugin: String,
+    /// Words (whole, any case) with which a customer reaches a person at once, whatever the
+    /// bot would say.
+    #[serde(default = "default_handoff_keywords")]
+    pub handoff_keywords: Vec<String>,
+    /// Settings passed to the plugin; `${VAR}` is replaced from the environment.
+    #[serde(default)]
+    pub settings: BTreeMap<String, String>,
+}
+
+fn default_handoff_keywords() -> Vec<String> {
+    vec!["agent".into(), "human".into()]
 }
 
 /// `[[rules]]`: conditions (all must hold; none: every message) and what they decide.
@@ -157,8 +181,17 @@ pub struct RuleConfig {
     /// `open` or `closed`: whether the channel's own queue is within its business hours.
     #[serde(default)]
     pub hours: Option<String>,
-    /// The queue the work goes to.
-    pub queue: String,
+    /// The queue the work goes to (with `classifier`: the one used when the plugin names
+    /// none; absent: the channel's).
+    #[serde(default)]
+    pub queue: Option<String>,
+    /// A classifier plugin that decides instead, when the conditions hold; when it decides
+    /// nothing (or fails), the next rule is tried.
+    #[serde(default)]
+    pub classifier: Option<String>,
+    /// Settings passed to the classifier plugin.
+    #[serde(default)]
+    pub classifier_settings: BTreeMap<String, String>,
     /// Skills an agent needs to be offered it (instead of the channel's).
     #[serde(default)]
     pub skills: Vec<String>,
@@ -416,6 +449,10 @@ pub struct ChannelConfig {
     /// The closing message for this channel (instead of the queue's).
     #[serde(default)]
     pub closing_message: Option<String>,
+    /// The bot (`[[bots]]` name) that answers this channel's new and reopened conversations
+    /// first (instead of the queue's).
+    #[serde(default)]
+    pub bot: Option<String>,
     /// Settings passed to the plugin; `${VAR}` is replaced from the environment.
     #[serde(default)]
     pub settings: BTreeMap<String, String>,
@@ -557,6 +594,10 @@ pub struct QueueConfig {
     /// How long after the survey an answer counts as the rating, seconds.
     #[serde(default = "default_survey_window")]
     pub survey_window_secs: u64,
+    /// The bot (`[[bots]]` name) that answers the queue's new and reopened conversations
+    /// before they are offered to its agents.
+    #[serde(default)]
+    pub bot: Option<String>,
     /// Agents who may monitor, transfer and close any of the queue's conversations.
     #[serde(default)]
     pub managers: Vec<String>,
@@ -671,6 +712,11 @@ impl Config {
                 expand(format!("channels[{i}].settings.{name}"), value);
             }
         }
+        for (i, bot) in self.bots.iter_mut().enumerate() {
+            for (name, value) in bot.settings.iter_mut() {
+                expand(format!("bots[{i}].settings.{name}"), value);
+            }
+        }
         for (i, agent) in self.agents.iter_mut().enumerate() {
             expand(format!("agents[{i}].token"), &mut agent.token);
         }
@@ -701,6 +747,56 @@ impl Config {
         self.validate_channels(&queues, p);
         self.validate_agents(&queues, p);
         self.validate_rules(&queues, p);
+        self.validate_bots(p);
+    }
+
+    fn validate_bots(&self, p: &mut Problems) {
+        let mut names = HashSet::new();
+        for (i, b) in self.bots.iter().enumerate() {
+            check_name(&format!("bots[{i}].name"), &b.name, p);
+            if !names.insert(b.name.as_str()) {
+                p.invalid(
+                    format!("bots[{i}].name"),
+                    format!("bot `{}` is defined twice", b.name),
+                );
+            }
+            if b.handoff_keywords.iter().any(|k| k.trim().is_empty()) {
+                p.invalid(
+                    format!("bots[{i}].handoff_keywords"),
+                    "a keyword must not be empty",
+                );
+            }
+        }
+        let named = |key: String, bot: &Option<String>, p: &mut Problems| {
+            if let Some(bot) = bot
+                && !names.contains(bot.as_str())
+            {
+                p.invalid(
+                    key,
+                    format!("no bot named `{bot}` is defined under [[bots]]"),
+                );
+            }
+        };
+        for (i, c) in self.channels.iter().enumerate() {
+            named(format!("channels[{i}].bot"), &c.bot, p);
+            if c.bot.is_some() && c.agent.is_some() {
+                p.invalid(
+                    format!("channels[{i}].bot"),
+                    "a channel that feeds one agent has no bot in front of it",
+                );
+            }
+        }
+        for (i, q) in self.queues.iter().enumerate() {
+            named(format!("queues[{i}].bot"), &q.bot, p);
+        }
+    }
+
+    /// The bot that answers a conversation of `channel` going to `queue` first: the
+    /// channel's, else the queue's.
+    pub fn bot_for(&self, channel: &str, queue: &str) -> Option<&str> {
+        self.channel(channel)
+            .and_then(|c| c.bot.as_deref())
+            .or_else(|| self.queue(queue).and_then(|q| q.bot.as_deref()))
     }
 
     fn validate_server(&self, p: &mut Problems) {
@@ -938,10 +1034,21 @@ impl Config {
 
     fn validate_rules(&self, queues: &HashSet<&str>, p: &mut Problems) {
         for (i, r) in self.rules.iter().enumerate() {
-            if !queues.contains(r.queue.as_str()) {
-                p.invalid(
+            match &r.queue {
+                Some(q) if !queues.contains(q.as_str()) => p.invalid(
                     format!("rules[{i}].queue"),
-                    format!("no queue named `{}` is defined under [[queues]]", r.queue),
+                    format!("no queue named `{q}` is defined under [[queues]]"),
+                ),
+                None if r.classifier.is_none() => p.invalid(
+                    format!("rules[{i}].queue"),
+                    "a rule decides a queue: set `queue` (or a `classifier` that decides it)",
+                ),
+                _ => {}
+            }
+            if r.classifier.is_none() && !r.classifier_settings.is_empty() {
+                p.invalid(
+                    format!("rules[{i}].classifier_settings"),
+                    "settings for a classifier, but the rule names no `classifier`",
                 );
             }
             if let Some(c) = &r.channel
@@ -1423,6 +1530,37 @@ queues = ["support"]
         )
         .unwrap();
         assert_eq!(c.rules[0].priority, 5);
+    }
+
+    #[test]
+    fn bots_and_classifier_rules_name_their_keys() {
+        let err = |text: &str| Config::parse(text, "t", &env).unwrap_err().to_string();
+        let unknown = BASE.replace(
+            "router = \"ring-all\"",
+            "router = \"ring-all\"\nbot = \"helper\"",
+        );
+        let e = err(&unknown);
+        assert!(e.contains("queues[0].bot") && e.contains("helper"), "{e}");
+        let twice = format!(
+            "{BASE}\n[[bots]]\nname = \"b\"\nplugin = \"faq\"\nhandoff_keywords = [\" \"]\n[[bots]]\nname = \"b\"\nplugin = \"faq\"\n"
+        );
+        let e = err(&twice);
+        assert!(
+            e.contains("bots[1].name") && e.contains("bots[0].handoff_keywords"),
+            "{e}"
+        );
+        let e = err(&format!("{BASE}\n[[rules]]\nkeywords = [\"x\"]\n"));
+        assert!(e.contains("rules[0].queue"), "a rule decides a queue: {e}");
+        let e = err(&format!(
+            "{BASE}\n[[rules]]\nqueue = \"support\"\nclassifier_settings = {{ a = \"b\" }}\n"
+        ));
+        assert!(e.contains("rules[0].classifier_settings"), "{e}");
+        let ok = format!(
+            "{BASE}\n[[rules]]\nclassifier = \"vip\"\n[[bots]]\nname = \"b\"\nplugin = \"faq\"\n"
+        );
+        let c = Config::parse(&ok, "t", &env).unwrap();
+        assert_eq!(c.bots[0].handoff_keywords, ["agent", "human"]);
+        assert_eq!(c.bot_for("sms", "support"), None);
     }
 
     #[test]

@@ -14,6 +14,9 @@ pub enum ConversationState {
     Assigned,
     /// Resolved and archived.
     Closed,
+    /// Held by a bot (`Conversation::bot`): it answers the customer and is not offered to
+    /// agents until it hands the conversation to its queue.
+    Bot,
 }
 
 /// A conversation: one customer address on one channel instance.
@@ -84,6 +87,12 @@ pub struct Conversation {
     /// Skills an agent needs to be offered it.
     #[serde(default)]
     pub skills: Vec<String>,
+    /// The configured bot holding it (state `bot`), or that held it last.
+    #[serde(default)]
+    pub bot: Option<String>,
+    /// What the bot kept about it after its last turn (see the contract's `bot-turn.memory`).
+    #[serde(default)]
+    pub bot_memory: Vec<(String, String)>,
 }
 
 impl Conversation {
@@ -115,7 +124,36 @@ impl Conversation {
             rating: None,
             handled_by: Vec::new(),
             skills: Vec::new(),
+            bot: None,
+            bot_memory: Vec::new(),
         }
+    }
+
+    /// Gives it to the configured bot `bot`, from its queue (it waits there for the bot's
+    /// hand-off); the bot starts with no memory.
+    pub fn hold_for_bot(&mut self, bot: &str) {
+        self.state = ConversationState::Bot;
+        self.bot = Some(bot.to_owned());
+        self.bot_memory.clear();
+    }
+
+    /// Resolved by the bot holding it, at `now`: closed, with no agent among those who
+    /// handled it. Returns whether it changed.
+    pub fn resolve_by_bot(&mut self, now: u64) -> bool {
+        if self.state != ConversationState::Bot {
+            return false;
+        }
+        self.state = ConversationState::Closed;
+        self.offered_to.clear();
+        self.offer_expires_at = None;
+        self.tried.clear();
+        self.updated_at = now;
+        true
+    }
+
+    /// Whether the configured bot `bot` holds it.
+    pub fn is_held_by(&self, bot: &str) -> bool {
+        self.state == ConversationState::Bot && self.bot.as_deref() == Some(bot)
     }
 
     /// Makes `agent` the owner, assigned, with no offer outstanding.
@@ -182,6 +220,8 @@ pub enum ConversationTarget {
         skills: Vec<String>,
         /// Higher is offered first (work classification; 0 by default).
         priority: i32,
+        /// The configured bot that answers first (the channel's, else the queue's).
+        bot: Option<String>,
     },
     /// Straight to one agent.
     Agent(String),
@@ -437,6 +477,8 @@ pub struct IngestReport {
     pub statuses_ignored: usize,
     /// Conversations created or reopened that now wait in their queue.
     pub to_route: Vec<u64>,
+    /// Conversations a bot holds that got a customer message: the bot's turn.
+    pub to_bot: Vec<u64>,
     /// Conversations created by this call.
     pub created: Vec<u64>,
     /// Messages stored, with what agents are told about them.

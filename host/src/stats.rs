@@ -187,6 +187,12 @@ pub fn conversation_tallies(
             (ConversationState::Queued, ConversationState::Queued) if moved_queue => {
                 out.push(Tally::one(Scope::Queue, &old.queue, "overflowed", now));
             }
+            (ConversationState::Bot, ConversationState::Queued) => {
+                out.push(Tally::one(Scope::Queue, queue, "bot_handoffs", now));
+            }
+            (ConversationState::Bot, ConversationState::Closed) => {
+                out.push(Tally::one(Scope::Queue, queue, "bot_resolved", now));
+            }
             _ => {}
         }
     }
@@ -215,7 +221,11 @@ pub fn conversation_tallies(
             });
         }
     }
-    if new.state == ConversationState::Closed && old.is_some() && !was(ConversationState::Closed) {
+    if new.state == ConversationState::Closed
+        && old.is_some()
+        && !was(ConversationState::Closed)
+        && !was(ConversationState::Bot)
+    {
         if new.first_reply_at.is_some() {
             let ms = now.saturating_sub(new.queued_since);
             out.push(Tally::one(Scope::Queue, queue, "handled", now));

@@ -33,6 +33,7 @@ const BUNDLED: &[(&str, &str)] = &[
     ("random", "random"),
     ("least-busy", "least-busy"),
     ("skills", "skills"),
+    ("faq", "faq"),
 ];
 
 /// Test guests: (artifact name, Cargo package name, directory under `tests/guests`).
@@ -58,6 +59,12 @@ const TEST_GUESTS: &[(&str, &str, &str)] = &[
     ("aliased-output", "guest-aliased-output", "aliased-output"),
     ("contract-0-2", "guest-contract-0-2", "contract-0-2"),
     ("router-0-2", "guest-router-0-2", "router-0-2"),
+    ("bot-probe", "guest-bot-probe", "bot-probe"),
+    (
+        "classifier-probe",
+        "guest-classifier-probe",
+        "classifier-probe",
+    ),
 ];
 
 fn main() {
@@ -230,7 +237,8 @@ fn write_generated(bundled: &[(&str, PathBuf)], plugins_dir: &Path, test_plugins
     src.push_str(
         "/// The bundled plugins: name and component bytes (`twilio-sms`,\n\
          /// `twilio-whatsapp`, `telesign-sms`, `line`, `messenger`, `lineworks`, `mailgun-email`,\n\
-         /// `ring-all`, `longest-idle`, `round-robin`, `random`, `least-busy`, `skills`).\n\
+         /// `webchat`, `ring-all`, `longest-idle`, `round-robin`, `random`, `least-busy`, `skills`,\n\
+         /// `faq`).\n\
          pub const BUNDLED: &[(&str, &[u8])] = &[\n",
     );
     for (name, path) in bundled {

@@ -1,9 +1,11 @@
 //! Generated bindings for the `plugboard:plugin@0.3.0` contract.
 //!
-//! Two worlds are generated from `wit/plugin.wit`: [`channel`] (exports `messaging`) and
-//! [`router`] (exports `routing`). The router bindings reuse the `types` and `host` modules of
-//! the channel bindings through `wit-bindgen`'s `with` option, so exactly one set of contract
-//! types exists. Plugin authors normally use the re-exports at the crate root instead.
+//! Four worlds are generated from `wit/plugin.wit`: [`channel`] (exports `messaging`),
+//! [`router`] (exports `routing`), [`bot`] (exports `chat-bot`) and [`classifier`] (exports
+//! `classification`). The other worlds reuse the `types` and `host` modules of the channel
+//! bindings, and the classifier also the bot's `conversations`, through `wit-bindgen`'s `with`
+//! option, so exactly one set of contract types exists. Plugin authors normally use the
+//! re-exports at the crate root instead.
 
 /// Bindings for the `channel` world: imports `host`, exports `messaging`.
 #[allow(unsafe_code, missing_docs, clippy::all)]
@@ -30,6 +32,42 @@ pub mod router {
         with: {
             "plugboard:plugin/types@0.3.0": crate::bindings::channel::plugboard::plugin::types,
             "plugboard:plugin/host@0.3.0": crate::bindings::channel::plugboard::plugin::host,
+        },
+    });
+}
+
+/// Bindings for the `bot` world: imports `host`, exports `chat-bot` (and generates the shared
+/// `conversations` types).
+#[allow(unsafe_code, missing_docs, clippy::all)]
+pub mod bot {
+    wit_bindgen::generate!({
+        world: "bot",
+        path: "../wit",
+        pub_export_macro: true,
+        export_macro_name: "__export_bot_world",
+        default_bindings_module: "plugboard_sdk::bindings::bot",
+        additional_derives: [PartialEq, Eq],
+        with: {
+            "plugboard:plugin/types@0.3.0": crate::bindings::channel::plugboard::plugin::types,
+            "plugboard:plugin/host@0.3.0": crate::bindings::channel::plugboard::plugin::host,
+        },
+    });
+}
+
+/// Bindings for the `classifier` world: imports `host`, exports `classification`.
+#[allow(unsafe_code, missing_docs, clippy::all)]
+pub mod classifier {
+    wit_bindgen::generate!({
+        world: "classifier",
+        path: "../wit",
+        pub_export_macro: true,
+        export_macro_name: "__export_classifier_world",
+        default_bindings_module: "plugboard_sdk::bindings::classifier",
+        additional_derives: [PartialEq, Eq],
+        with: {
+            "plugboard:plugin/types@0.3.0": crate::bindings::channel::plugboard::plugin::types,
+            "plugboard:plugin/host@0.3.0": crate::bindings::channel::plugboard::plugin::host,
+            "plugboard:plugin/conversations@0.3.0": crate::bindings::bot::plugboard::plugin::conversations,
         },
     });
 }

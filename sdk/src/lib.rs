@@ -4,12 +4,15 @@
 //! that implements one world of the `plugboard:plugin@0.3.0` contract (`wit/plugin.wit`):
 //!
 //! * a **channel** implements [`Channel`] and is exported with [`export_channel!`];
-//! * a **router** implements [`Router`] and is exported with [`export_router!`].
+//! * a **router** implements [`Router`] and is exported with [`export_router!`];
+//! * a **classifier** implements [`Classifier`] and is exported with [`export_classifier!`];
+//! * a **bot** implements [`Bot`] and is exported with [`export_bot!`].
 //!
-//! The contract's types are in [`types`], the host's functions (logging, HMAC, clock,
-//! randomness) in [`host`], and small pure helpers for the usual webhook chores in [`form`],
-//! [`query`], [`json`], [`base64`], [`http`], [`settings`] and [`e164`]. Routers share the
-//! eligibility rule and the usual agent orderings in [`routing`].
+//! The contract's types are in [`types`] (and, for bots and classifiers, [`conversation`]), the
+//! host's functions (logging, HMAC, clock, randomness) in [`host`], and small pure helpers for
+//! the usual webhook chores in [`form`], [`query`], [`json`], [`base64`], [`http`], [`settings`]
+//! and [`e164`]. Routers share the eligibility rule and the usual agent orderings in
+//! [`routing`].
 //!
 //! # Instances and state
 //!
@@ -137,7 +140,50 @@
 //!
 //! Build it with `cargo build --release --target wasm32-wasip2`; the `.wasm` that comes out is
 //! already a component. A router is the same with [`Router`], [`export_router!`] and one
-//! function, `decide`.
+//! function, `decide`; a classifier with [`Classifier`], [`export_classifier!`] and `classify`.
+//!
+//! # A complete minimal bot
+//!
+//! ```
+//! use plugboard_sdk::conversation::{BotManifest, BotTurn, ConversationFacts, Outcome, Step, Turn};
+//! use plugboard_sdk::types::{Fields, HttpResponse, Settings};
+//! use plugboard_sdk::Bot;
+//!
+//! struct Parrot;
+//!
+//! impl Bot for Parrot {
+//!     fn describe() -> BotManifest {
+//!         BotManifest {
+//!             name: "parrot".into(),
+//!             version: env!("CARGO_PKG_VERSION").into(),
+//!             settings: vec![],
+//!             api_hosts: vec![],
+//!         }
+//!     }
+//!
+//!     fn check_settings(_settings: Settings) -> Result<(), String> {
+//!         Ok(())
+//!     }
+//!
+//!     fn respond(
+//!         _facts: ConversationFacts,
+//!         history: Vec<Turn>,
+//!         memory: Fields,
+//!         _answers: Vec<Result<HttpResponse, String>>,
+//!         _settings: Settings,
+//!     ) -> Result<Step, String> {
+//!         let text = plugboard_sdk::conversation::latest_customer_text(&history).unwrap_or("");
+//!         Ok(Step::Done(BotTurn {
+//!             replies: vec![format!("You said: {text}")],
+//!             outcome: Outcome::Keep,
+//!             memory,
+//!         }))
+//!     }
+//! }
+//!
+//! plugboard_sdk::export_bot!(Parrot);
+//! # fn main() {}
+//! ```
 
 pub mod base64;
 pub mod bindings;
@@ -160,7 +206,7 @@ pub use serde;
 /// `serde_json`, re-exported so plugins need no extra dependency.
 pub use serde_json;
 
-/// The contract's value types (`plugboard:plugin/types`), shared by channels and routers.
+/// The contract's value types (`plugboard:plugin/types`), shared by every world.
 pub mod types {
     pub use crate::bindings::channel::plugboard::plugin::types::*;
 }
@@ -175,6 +221,60 @@ pub use crate::bindings::channel::exports::plugboard::plugin::messaging::Guest a
 
 /// The function a routing strategy implements (the contract's `routing` interface).
 pub use crate::bindings::router::exports::plugboard::plugin::routing::Guest as Router;
+
+/// The functions a bot implements (the contract's `chat-bot` interface).
+pub use crate::bindings::bot::exports::plugboard::plugin::chat_bot::Guest as Bot;
+
+/// The function a custom classifier implements (the contract's `classification` interface).
+pub use crate::bindings::classifier::exports::plugboard::plugin::classification::Guest as Classifier;
+
+/// What bots and classifiers see of a conversation (`plugboard:plugin/conversations`) and the
+/// records they return: the `chat-bot` types ([`BotManifest`](conversation::BotManifest),
+/// [`Step`](conversation::Step), ...) and the `classification` record.
+pub mod conversation {
+    pub use crate::bindings::bot::exports::plugboard::plugin::chat_bot::{
+        BotManifest, BotTurn, HandOff, Outcome, Step,
+    };
+    pub use crate::bindings::bot::plugboard::plugin::conversations::*;
+    pub use crate::bindings::classifier::exports::plugboard::plugin::classification::Classification;
+
+    /// The text of the customer's latest message in `history`: the last turn written by the
+    /// customer, if it has text. This is the message a bot's `respond` answers.
+    pub fn latest_customer_text(history: &[Turn]) -> Option<&str> {
+        history
+            .iter()
+            .rev()
+            .find(|turn| turn.author == Author::Customer)
+            .and_then(|turn| turn.text.as_deref())
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        fn turn(author: Author, text: Option<&str>) -> Turn {
+            Turn {
+                author,
+                text: text.map(str::to_string),
+                at: 0,
+            }
+        }
+
+        #[test]
+        fn latest_customer_text_skips_other_authors() {
+            let history = [
+                turn(Author::Customer, Some("first")),
+                turn(Author::Bot, Some("reply")),
+                turn(Author::Customer, Some("second")),
+                turn(Author::Host, Some("notice")),
+            ];
+            assert_eq!(latest_customer_text(&history), Some("second"));
+            assert_eq!(latest_customer_text(&history[1..2]), None);
+            assert_eq!(latest_customer_text(&[turn(Author::Customer, None)]), None);
+            assert_eq!(latest_customer_text(&[]), None);
+        }
+    }
+}
 
 /// Compares two byte strings in constant time (for a given length): use it for signatures and
 /// tokens. Different lengths compare unequal immediately; lengths are not secret.
@@ -216,6 +316,38 @@ macro_rules! export_router {
         const _: () = {
             $crate::bindings::router::__export_router_world!(
                 $ty with_types_in $crate::bindings::router
+            );
+        };
+    };
+}
+
+/// Exports a type implementing [`Bot`] as the plugin's `chat-bot` interface.
+///
+/// Invoke it once, at the crate root or in any module, with the type's name:
+/// `plugboard_sdk::export_bot!(MyBot);`
+#[macro_export]
+macro_rules! export_bot {
+    ($ty:ident) => {
+        #[allow(unsafe_code)]
+        const _: () = {
+            $crate::bindings::bot::__export_bot_world!(
+                $ty with_types_in $crate::bindings::bot
+            );
+        };
+    };
+}
+
+/// Exports a type implementing [`Classifier`] as the plugin's `classification` interface.
+///
+/// Invoke it once, at the crate root or in any module, with the type's name:
+/// `plugboard_sdk::export_classifier!(MyClassifier);`
+#[macro_export]
+macro_rules! export_classifier {
+    ($ty:ident) => {
+        #[allow(unsafe_code)]
+        const _: () = {
+            $crate::bindings::classifier::__export_classifier_world!(
+                $ty with_types_in $crate::bindings::classifier
             );
         };
     };

@@ -964,3 +964,20 @@ pub fn twilio_created(sid: &str) -> Value {
 pub fn twilio_error(status: u16, code: u32, message: &str) -> Value {
     serde_json::json!({"code": code, "message": message, "status": status})
 }
+
+/// Runs `plugboard check --config` on `text`, written to `check.toml` in `dir` (relative
+/// paths in it are under `dir`): whether it passed, and what it printed on stderr.
+pub fn run_check(dir: &Path, text: &str) -> (bool, String) {
+    let path = dir.join("check.toml");
+    std::fs::write(&path, text).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_plugboard"))
+        .args(["check", "--config"])
+        .arg(&path)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

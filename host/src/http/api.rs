@@ -179,6 +179,9 @@ pub struct ConversationView {
     priority: i32,
     /// Skills an agent needs to be offered it.
     skills: Vec<String>,
+    /// The bot holding it (state `bot`), or that held it last.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bot: Option<String>,
     created_at: u64,
     updated_at: u64,
     last_inbound_at: Option<u64>,
@@ -276,6 +279,7 @@ impl ConversationView {
             rating: c.rating,
             priority: c.priority,
             skills: c.skills,
+            bot: c.bot,
             handled_by: c.handled_by,
             created_at: c.created_at,
             updated_at: c.updated_at,
@@ -555,10 +559,11 @@ pub async fn list_conversations(
         Some("queued") => Some(ConversationState::Queued),
         Some("assigned") => Some(ConversationState::Assigned),
         Some("closed") => Some(ConversationState::Closed),
+        Some("bot") => Some(ConversationState::Bot),
         Some(other) => {
             return error_response(
                 StatusCode::BAD_REQUEST,
-                format!("unknown state {other:?}: use queued, assigned or closed"),
+                format!("unknown state {other:?}: use queued, assigned, closed or bot"),
             );
         }
     };

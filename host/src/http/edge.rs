@@ -33,6 +33,8 @@ pub struct AppState {
     pub events: Arc<EventHub>,
     /// Offers waiting work.
     pub dispatcher: Arc<Dispatcher>,
+    /// Runs the bots' turns.
+    pub bots: Arc<crate::services::bots::Bots>,
 }
 
 impl AppState {
@@ -64,6 +66,7 @@ impl AppState {
             events: &self.events,
             dispatcher: &self.dispatcher,
             outbox: &self.outbox,
+            bots: &self.bots,
         }
     }
 }

@@ -224,12 +224,21 @@ pub async fn serve_with(app: App, signals: Signals) -> anyhow::Result<()> {
         retry = ?outbox.policy(),
         "plugboard ready"
     );
+    let bots = crate::services::bots::Bots::new(
+        app.clone(),
+        events.clone(),
+        dispatcher.clone(),
+        outbox.clone(),
+        ProviderClient::new(app.config().limits.provider_timeout())?,
+    );
+    bots.resume().await;
     let state = AppState {
         app: app.clone(),
         outbox: outbox.clone(),
         agents,
         events,
         dispatcher,
+        bots,
     };
     #[cfg(unix)]
     tokio::spawn(reload_on_hangup(state.reloader(), hangup));

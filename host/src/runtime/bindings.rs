@@ -1,8 +1,9 @@
-//! Host bindings for the contract in `wit/`: the current version, generated once for both
+//! Host bindings for the contract in `wit/`: the current version, generated once for its four
 //! worlds, and every older version the host still serves (see [`compat`]).
 //!
-//! The router world reuses the channel world's `types` and `host` bindings, so one set of Rust
-//! types and one `host` implementation serve every plugin of a version.
+//! The router, bot and classifier worlds reuse the channel world's `types` and `host` bindings
+//! (the classifier also the bot's `conversations`), so one set of Rust types and one `host`
+//! implementation serve every plugin of a version.
 
 #![allow(missing_docs)]
 
@@ -28,6 +29,31 @@ pub mod router {
         with: {
             "plugboard:plugin/types": super::channel::plugboard::plugin::types,
             "plugboard:plugin/host": super::channel::plugboard::plugin::host,
+        },
+    });
+}
+
+/// Bindings for the `bot` world (new in 0.3.0).
+pub mod bot {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "bot",
+        with: {
+            "plugboard:plugin/types": super::channel::plugboard::plugin::types,
+            "plugboard:plugin/host": super::channel::plugboard::plugin::host,
+        },
+    });
+}
+
+/// Bindings for the `classifier` world (new in 0.3.0).
+pub mod classifier {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "classifier",
+        with: {
+            "plugboard:plugin/types": super::channel::plugboard::plugin::types,
+            "plugboard:plugin/host": super::channel::plugboard::plugin::host,
+            "plugboard:plugin/conversations": super::bot::plugboard::plugin::conversations,
         },
     });
 }
@@ -58,10 +84,16 @@ pub mod v0_2 {
     pub use channel::plugboard::plugin::types as wit;
 }
 
+/// The bot world's own types (`step`, `bot-turn`, `outcome`).
+pub use bot::exports::plugboard::plugin::chat_bot as wit_bot;
+/// What bots and classifiers see of a conversation (`conversation-facts`, `turn`).
+pub use bot::plugboard::plugin::conversations as wit_conversations;
 /// The `host` interface plugins import.
 pub use channel::plugboard::plugin::host as wit_host;
 /// The contract's value types (`http-request`, `event`, `decision`, ...).
 pub use channel::plugboard::plugin::types as wit;
+/// The classifier world's own types (`classification`).
+pub use classifier::exports::plugboard::plugin::classification as wit_classification;
 
 /// Describes a plugin's send error for the stored message and the API.
 pub fn describe_send_error(e: &wit::SendError) -> String {

@@ -23,6 +23,8 @@ use crate::runtime::bindings::channel::{Channel, ChannelPre};
 use crate::runtime::bindings::compat::{lift, optional};
 use crate::runtime::bindings::router::{Router, RouterPre};
 use crate::runtime::bindings::{v0_2, wit};
+pub use crate::runtime::bot::BotPlugin;
+pub use crate::runtime::classifier::ClassifierPlugin;
 use crate::runtime::sandbox::{CallContext, HostState, InstancePool, PluginError, Sandbox};
 
 /// The contract version this host implements (see [`crate::runtime::bindings`]).
@@ -30,6 +32,27 @@ pub use crate::runtime::bindings::CONTRACT_VERSION;
 
 const CHANNEL_EXPORT: &str = "plugboard:plugin/messaging@";
 const ROUTER_EXPORT: &str = "plugboard:plugin/routing@";
+const BOT_EXPORT: &str = "plugboard:plugin/chat-bot@";
+const CLASSIFIER_EXPORT: &str = "plugboard:plugin/classification@";
+
+/// Which world a component implements, from the interface it exports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum World {
+    Channel,
+    Router,
+    Bot,
+    Classifier,
+}
+
+impl World {
+    /// The contract version that introduced the world.
+    fn since(self) -> semver::Version {
+        match self {
+            World::Channel | World::Router => semver::Version::new(0, 1, 0),
+            World::Bot | World::Classifier => semver::Version::new(0, 3, 0),
+        }
+    }
+}
 
 /// Why a plugin file was refused.
 #[derive(Debug, thiserror::Error)]
@@ -47,7 +70,7 @@ pub enum LoadError {
     Compile(String),
     /// The component exports neither contract interface.
     #[error(
-        "not a Plugboard plugin: it exports neither `{CHANNEL_EXPORT}…` nor `{ROUTER_EXPORT}…` (its exports: {0})"
+        "not a Plugboard plugin: it exports none of `{CHANNEL_EXPORT}…`, `{ROUTER_EXPORT}…`, `{BOT_EXPORT}…`, `{CLASSIFIER_EXPORT}…` (its exports: {0})"
     )]
     NotAPlugin(String),
     /// The component was built against a contract version this host cannot serve.
@@ -68,6 +91,16 @@ pub enum LoadError {
     /// `describe` failed.
     #[error("describe failed: {0}")]
     Describe(PluginError),
+    /// A bot or classifier built against a contract version that predates its world.
+    #[error(
+        "built against contract plugboard:plugin@{plugin}, which has no {world} world (it is new in 0.3.0); rebuild it with plugboard-sdk 0.3"
+    )]
+    WorldTooOld {
+        /// The plugin's contract version.
+        plugin: semver::Version,
+        /// The world's name.
+        world: &'static str,
+    },
 }
 
 /// Where a plugin came from.
@@ -136,22 +169,24 @@ pub struct SettingSpec {
     pub description: String,
 }
 
+impl From<wit::SettingSpec> for SettingSpec {
+    fn from(s: wit::SettingSpec) -> Self {
+        SettingSpec {
+            name: s.name,
+            required: s.required,
+            secret: s.secret,
+            description: s.description,
+        }
+    }
+}
+
 impl From<wit::Manifest> for ChannelManifest {
     fn from(m: wit::Manifest) -> Self {
         ChannelManifest {
             name: m.name,
             version: m.version,
             kind: m.kind,
-            settings: m
-                .settings
-                .into_iter()
-                .map(|s| SettingSpec {
-                    name: s.name,
-                    required: s.required,
-                    secret: s.secret,
-                    description: s.description,
-                })
-                .collect(),
+            settings: m.settings.into_iter().map(SettingSpec::from).collect(),
             api_hosts: m.api_hosts,
             attachments: m.capabilities.contains(wit::Capabilities::ATTACHMENTS),
             templates: m.capabilities.contains(wit::Capabilities::TEMPLATES),
@@ -402,6 +437,10 @@ pub struct PluginSet {
     pub channels: BTreeMap<String, Arc<ChannelPlugin>>,
     /// Router plugins.
     pub routers: BTreeMap<String, Arc<RouterPlugin>>,
+    /// Bot plugins.
+    pub bots: BTreeMap<String, Arc<BotPlugin>>,
+    /// Classifier plugins.
+    pub classifiers: BTreeMap<String, Arc<ClassifierPlugin>>,
     /// Plugins refused at load.
     pub refused: Vec<RefusedPlugin>,
 }
@@ -445,11 +484,26 @@ impl PluginSet {
         Ok(set)
     }
 
-    /// Whether `name` was refused and no loaded plugin (channel or router) has that name.
+    /// Whether `name` was refused and no loaded plugin (of any world) has that name.
     pub fn is_refused_channel(&self, name: &str) -> bool {
-        !self.channels.contains_key(name)
-            && !self.routers.contains_key(name)
-            && self.refused.iter().any(|r| r.name == name)
+        !self.is_loaded(name) && self.refused.iter().any(|r| r.name == name)
+    }
+
+    /// Whether a plugin of any world is loaded as `name`.
+    pub fn is_loaded(&self, name: &str) -> bool {
+        self.channels.contains_key(name)
+            || self.routers.contains_key(name)
+            || self.bots.contains_key(name)
+            || self.classifiers.contains_key(name)
+    }
+
+    /// Forgets the plugin loaded as `name`, whatever its world (a later file of the same
+    /// name replaces it).
+    fn forget(&mut self, name: &str) {
+        self.channels.remove(name);
+        self.routers.remove(name);
+        self.bots.remove(name);
+        self.classifiers.remove(name);
     }
 
     fn add(
@@ -460,16 +514,26 @@ impl PluginSet {
         bytes: &[u8],
         cache_dir: &Path,
     ) {
-        match load_one(sandbox, name, source.clone(), bytes, cache_dir) {
+        let loaded = load_one(sandbox, name, source.clone(), bytes, cache_dir);
+        if loaded.is_ok() {
+            self.forget(name);
+        }
+        match loaded {
             Ok(Loaded::Channel(p)) => {
                 tracing::info!(plugin = name, source = %p.info.source, kind = %p.manifest.kind, version = %p.manifest.version, "loaded channel plugin");
-                self.routers.remove(name);
                 self.channels.insert(name.to_owned(), Arc::from(p));
             }
             Ok(Loaded::Router(p)) => {
                 tracing::info!(plugin = name, source = %p.info.source, "loaded router plugin");
-                self.channels.remove(name);
                 self.routers.insert(name.to_owned(), Arc::new(p));
+            }
+            Ok(Loaded::Bot(p)) => {
+                tracing::info!(plugin = name, source = %p.info.source, version = %p.manifest.version, "loaded bot plugin");
+                self.bots.insert(name.to_owned(), Arc::new(p));
+            }
+            Ok(Loaded::Classifier(p)) => {
+                tracing::info!(plugin = name, source = %p.info.source, "loaded classifier plugin");
+                self.classifiers.insert(name.to_owned(), Arc::new(p));
             }
             Err(e) => self.refuse(name, source, e),
         }
@@ -488,6 +552,8 @@ impl PluginSet {
 enum Loaded {
     Channel(Box<ChannelPlugin>),
     Router(RouterPlugin),
+    Bot(BotPlugin),
+    Classifier(ClassifierPlugin),
 }
 
 fn load_one(
@@ -500,8 +566,17 @@ fn load_one(
     let engine = sandbox.engine();
     let sha256 = hex::encode(sha2::Sha256::digest(bytes));
     let component = compile_cached(engine, bytes, &sha256, cache_dir)?;
-    let (is_channel, contract) = contract_of(engine, &component)?;
+    let (world, contract) = contract_of(engine, &component)?;
     let current = check_contract(&contract)?;
+    if contract < world.since() {
+        return Err(LoadError::WorldTooOld {
+            plugin: contract,
+            world: match world {
+                World::Bot => "bot",
+                _ => "classifier",
+            },
+        });
+    }
     let info = PluginInfo {
         name: name.to_owned(),
         source,
@@ -513,7 +588,19 @@ fn load_one(
         .instantiate_pre(&component)
         .map_err(|e| LoadError::Link(format!("{e:#}")))?;
     let link = |e: wasmtime::Error| LoadError::Link(format!("{e:#}"));
-    if is_channel {
+    match world {
+        World::Bot => {
+            return Ok(Loaded::Bot(BotPlugin::link(sandbox, info, instance_pre)?));
+        }
+        World::Classifier => {
+            return Ok(Loaded::Classifier(ClassifierPlugin::link(
+                info,
+                instance_pre,
+            )?));
+        }
+        World::Channel | World::Router => {}
+    }
+    if world == World::Channel {
         let pre = if current {
             ChannelComponent::Current(ChannelPre::new(instance_pre).map_err(link)?)
         } else {
@@ -553,7 +640,7 @@ fn load_one(
 /// resolved) on a thread of its own: WASI's blocking calls (a write to stderr, a sleep) run a
 /// future to completion, which a thread of the async runtime may not do, and whatever the guest
 /// does, the host never panics for it.
-fn off_runtime<R: Send>(
+pub(crate) fn off_runtime<R: Send>(
     ctx: &CallContext,
     function: &'static str,
     call: impl FnOnce() -> Result<R, PluginError> + Send,
@@ -579,7 +666,7 @@ fn off_runtime<R: Send>(
 fn contract_of(
     engine: &Engine,
     component: &Component,
-) -> Result<(bool, semver::Version), LoadError> {
+) -> Result<(World, semver::Version), LoadError> {
     let ty = component.component_type();
     let mut names = Vec::new();
     for (export, item) in ty.exports(engine) {
@@ -587,11 +674,16 @@ fn contract_of(
             names.push(export.to_owned());
             continue;
         }
-        for (prefix, is_channel) in [(CHANNEL_EXPORT, true), (ROUTER_EXPORT, false)] {
+        for (prefix, world) in [
+            (CHANNEL_EXPORT, World::Channel),
+            (ROUTER_EXPORT, World::Router),
+            (BOT_EXPORT, World::Bot),
+            (CLASSIFIER_EXPORT, World::Classifier),
+        ] {
             if let Some(version) = export.strip_prefix(prefix) {
                 let version = semver::Version::parse(version)
                     .map_err(|e| LoadError::NotAPlugin(format!("{export} (bad version: {e})")))?;
-                return Ok((is_channel, version));
+                return Ok((world, version));
             }
         }
         names.push(export.to_owned());

@@ -539,7 +539,8 @@ pub mod access {
             View::Recent => match c.state {
                 ConversationState::Queued => works(agent, &c.queue),
                 ConversationState::Assigned => c.owner.as_deref() == Some(me),
-                ConversationState::Closed => false,
+                // A bot's conversation reaches its queue's agents when the bot hands it off.
+                ConversationState::Closed | ConversationState::Bot => false,
             },
             View::Archived => {
                 c.state == ConversationState::Closed && c.handled_by.iter().any(|a| a == me)
@@ -575,6 +576,7 @@ pub mod access {
                         ConversationState::Queued,
                         ConversationState::Assigned,
                         ConversationState::Closed,
+                        ConversationState::Bot,
                     ]
                     .map(|state| Selector::Queue {
                         queue: q.name.clone(),

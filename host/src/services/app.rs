@@ -16,8 +16,8 @@ use crate::config::{AgentConfig, Config, Problems, StorageBackend};
 use crate::runtime::plugin::PluginSet;
 use crate::runtime::sandbox::Sandbox;
 use crate::services::catalog::{
-    Catalog, ChannelInstance, ChannelState, ReloadReport, resolve_channels, resolve_queues,
-    unavailable_channels,
+    Catalog, ChannelInstance, ChannelState, ReloadReport, check_classifiers, resolve_bots,
+    resolve_channels, resolve_queues, unavailable_channels,
 };
 use crate::store::postgres::{PostgresOptions, PostgresStore};
 use crate::store::sled::{SledOptions, SledStore};
@@ -203,12 +203,15 @@ impl App {
             &mut problems,
         );
         let queues = resolve_queues(&config, &plugins, &mut problems);
+        let bots = resolve_bots(&config, &plugins, &sandbox, &mut problems);
+        check_classifiers(&config, &plugins, &mut problems);
         problems.finish()?;
         let catalog = Catalog {
             plugins,
             channels: BTreeMap::new(),
             unavailable,
             queues,
+            bots,
             rules: Arc::new(crate::services::classify::compile(&config)),
             config: Arc::new(config.clone()),
         };
@@ -347,40 +350,44 @@ impl App {
             refused: fresh.refused.clone(),
             ..PluginSet::default()
         };
-        for (name, plugin) in &fresh.channels {
-            match old.plugins.channels.get(name) {
-                Some(prev) if prev.info.sha256 == plugin.info.sha256 => {
-                    report.unchanged.push(name.clone());
-                    merged.channels.insert(name.clone(), prev.clone());
-                }
-                _ => {
-                    report.loaded.push(name.clone());
-                    merged.channels.insert(name.clone(), plugin.clone());
-                }
-            }
-        }
-        for (name, plugin) in &fresh.routers {
-            match old.plugins.routers.get(name) {
-                Some(prev) if prev.info.sha256 == plugin.info.sha256 => {
-                    report.unchanged.push(name.clone());
-                    merged.routers.insert(name.clone(), prev.clone());
-                }
-                _ => {
-                    report.loaded.push(name.clone());
-                    merged.routers.insert(name.clone(), plugin.clone());
-                }
-            }
-        }
+        keep_unchanged(
+            &fresh.channels,
+            &old.plugins.channels,
+            &mut merged.channels,
+            &mut report,
+            |p| &p.info,
+        );
+        keep_unchanged(
+            &fresh.routers,
+            &old.plugins.routers,
+            &mut merged.routers,
+            &mut report,
+            |p| &p.info,
+        );
+        keep_unchanged(
+            &fresh.bots,
+            &old.plugins.bots,
+            &mut merged.bots,
+            &mut report,
+            |p| &p.info,
+        );
+        keep_unchanged(
+            &fresh.classifiers,
+            &old.plugins.classifiers,
+            &mut merged.classifiers,
+            &mut report,
+            |p| &p.info,
+        );
         for refused in &fresh.refused {
             let name = &refused.name;
-            if merged.channels.contains_key(name) || merged.routers.contains_key(name) {
+            if merged.is_loaded(name) {
                 continue;
             }
-            if let Some(prev) = old.plugins.channels.get(name) {
-                merged.channels.insert(name.clone(), prev.clone());
-                report.kept_previous.push(name.clone());
-            } else if let Some(prev) = old.plugins.routers.get(name) {
-                merged.routers.insert(name.clone(), prev.clone());
+            let kept = keep_previous(name, &old.plugins.channels, &mut merged.channels)
+                || keep_previous(name, &old.plugins.routers, &mut merged.routers)
+                || keep_previous(name, &old.plugins.bots, &mut merged.bots)
+                || keep_previous(name, &old.plugins.classifiers, &mut merged.classifiers);
+            if kept {
                 report.kept_previous.push(name.clone());
             }
         }
@@ -396,6 +403,8 @@ impl App {
             &mut problems,
         );
         let queues = resolve_queues(&config, &merged, &mut problems);
+        let bots = resolve_bots(&config, &merged, &self.sandbox, &mut problems);
+        check_classifiers(&config, &merged, &mut problems);
         problems.finish()?;
         for (name, state) in self
             .channel_states
@@ -440,6 +449,7 @@ impl App {
             channels,
             unavailable,
             queues,
+            bots,
             rules: Arc::new(crate::services::classify::compile(&config)),
             config,
         });
@@ -543,4 +553,43 @@ fn keep_restart_only(old: &Config, fresh: &mut Config) -> Vec<String> {
         fresh.server.metrics_token = old.server.metrics_token.clone();
     }
     differ
+}
+
+/// Moves each plugin of one world from a fresh load into `merged`, keeping the running one
+/// (warm instances included) where the bytes did not change; records which in `report`.
+fn keep_unchanged<P>(
+    fresh: &BTreeMap<String, Arc<P>>,
+    old: &BTreeMap<String, Arc<P>>,
+    merged: &mut BTreeMap<String, Arc<P>>,
+    report: &mut ReloadReport,
+    info: impl Fn(&P) -> &crate::runtime::plugin::PluginInfo,
+) {
+    for (name, plugin) in fresh {
+        match old.get(name) {
+            Some(prev) if info(prev).sha256 == info(plugin).sha256 => {
+                report.unchanged.push(name.clone());
+                merged.insert(name.clone(), prev.clone());
+            }
+            _ => {
+                report.loaded.push(name.clone());
+                merged.insert(name.clone(), plugin.clone());
+            }
+        }
+    }
+}
+
+/// Keeps the running version of `name` from `old` when its new file was refused and nothing
+/// else loaded under that name; whether it did.
+fn keep_previous<P>(
+    name: &str,
+    old: &BTreeMap<String, Arc<P>>,
+    merged: &mut BTreeMap<String, Arc<P>>,
+) -> bool {
+    match old.get(name) {
+        Some(prev) if !merged.contains_key(name) => {
+            merged.insert(name.to_owned(), prev.clone());
+            true
+        }
+        _ => false,
+    }
 }

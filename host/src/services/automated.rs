@@ -107,12 +107,46 @@ impl Sender<'_> {
             return Ok(());
         };
         let text = text.replace("{agent}", agent.unwrap_or("An agent"));
-        let storage = self.app.storage.as_ref();
         let now = Clock::System.now_millis();
-        // The rules any reply follows: opted out, a channel gone or disabled, the WhatsApp
-        // window, the channel's longest text.
+        let refusal = self.refusal(conv, &text, now).await?;
+        // A survey sent opens the window in which the customer's answer is their rating.
+        let answer_until = (which == Automated::Survey && refusal.is_none()).then(|| {
+            let window = config
+                .queue(&conv.queue)
+                .map_or(0, |q| q.survey_window_secs);
+            now.saturating_add(window.saturating_mul(1000))
+        });
+        let (conv, first) = crate::store::update(self.app.storage.as_ref(), conv.id, |c| {
+            let first = !c.automated.iter().any(|s| s == which.name());
+            if first {
+                c.automated.push(which.name().to_owned());
+                if answer_until.is_some() {
+                    c.survey_until = answer_until;
+                }
+            }
+            Ok(first)
+        })
+        .await?;
+        if !first {
+            return Ok(());
+        }
+        let what = format!("automated {}", which.name().replace('_', " "));
+        self.deliver(&conv, which.name(), &what, text, refusal, now)
+            .await
+            .map(|_| ())
+    }
+
+    /// Why `text` may not go to `conv`'s customer at `now` (the rules any reply follows:
+    /// opted out, a channel gone or disabled, the WhatsApp window, the channel's longest
+    /// text), or `None`.
+    pub async fn refusal(
+        &self,
+        conv: &Conversation,
+        text: &str,
+        now: u64,
+    ) -> Result<Option<String>, UpdateError> {
         let rules = crate::services::replies::rules(self.app, conv, now).await?;
-        let refusal = if rules.opted_out {
+        Ok(if rules.opted_out {
             Some("the customer opted out of this channel".to_owned())
         } else if let Some(why) = rules.read_only {
             Some(why)
@@ -128,38 +162,34 @@ impl Sender<'_> {
             ))
         } else {
             None
-        };
-        // A survey sent opens the window in which the customer's answer is their rating.
-        let answer_until = (which == Automated::Survey && refusal.is_none()).then(|| {
-            let window = config
-                .queue(&conv.queue)
-                .map_or(0, |q| q.survey_window_secs);
-            now.saturating_add(window.saturating_mul(1000))
-        });
-        let (conv, first) = crate::store::update(storage, conv.id, |c| {
-            let first = !c.automated.iter().any(|s| s == which.name());
-            if first {
-                c.automated.push(which.name().to_owned());
-                if answer_until.is_some() {
-                    c.survey_until = answer_until;
-                }
-            }
-            Ok(first)
         })
-        .await?;
-        if !first {
-            return Ok(());
-        }
-        let audience = events::audience(&config, &conv, None);
+    }
+
+    /// Sends `text` to `conv`'s customer through the outbox, marked `automated = label`, and
+    /// tells its agents; with a `refusal`, stores an internal note saying `what` was not sent
+    /// and why instead. Returns whether it was sent.
+    pub async fn deliver(
+        &self,
+        conv: &Conversation,
+        label: &str,
+        what: &str,
+        text: String,
+        refusal: Option<String>,
+        now: u64,
+    ) -> Result<bool, UpdateError> {
+        let config = self.app.config();
+        let storage = self.app.storage.as_ref();
+        let audience = events::audience(&config, conv, None);
         if let Some(why) = refusal {
-            let note = format!(
-                "Automated {} not sent: {why}.",
-                which.name().replace('_', " ")
-            );
+            let mut what = what.to_owned();
+            if let Some(first) = what.get_mut(..1) {
+                first.make_ascii_uppercase();
+            }
+            let note = format!("{what} not sent: {why}.");
             let (_, message) = storage.add_note(conv.id, HOST_AUTHOR, &note, now).await?;
             tracing::info!(
                 conversation = conv.id,
-                automated = which.name(),
+                automated = label,
                 "automated message not sent: {why}"
             );
             self.events
@@ -170,11 +200,11 @@ impl Sender<'_> {
                     json!({"seq": message.seq, "id": message.id(), "author": HOST_AUTHOR, "text": message.text}),
                 )
                 .await;
-            return Ok(());
+            return Ok(false);
         }
         let draft = OutboundDraft {
             text: Some(text),
-            automated: Some(which.name().to_owned()),
+            automated: Some(label.to_owned()),
             ..OutboundDraft::default()
         };
         let (_, message) = storage.add_outbound(conv.id, None, draft, now).await?;
@@ -184,7 +214,7 @@ impl Sender<'_> {
             .messages(&conv.channel, crate::metrics::Direction::Outbound, 1);
         tracing::info!(
             conversation = conv.id,
-            automated = which.name(),
+            automated = label,
             "automated message sent"
         );
         self.events
@@ -196,12 +226,12 @@ impl Sender<'_> {
                     "seq": message.seq,
                     "id": message.id(),
                     "author": null,
-                    "automated": which.name(),
+                    "automated": label,
                     "text": message.text,
                     "status": message.status,
                 }),
             )
             .await;
-        Ok(())
+        Ok(true)
     }
 }

@@ -3,12 +3,12 @@
 //! that cannot serve. A configuration naming a missing or refused plugin, an unknown router, or
 //! leaving out a required setting is an error naming the key.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::config::{Config, Problems};
 use crate::model::ConversationTarget;
-use crate::runtime::plugin::{ChannelPlugin, PluginSet, RouterPlugin};
+use crate::runtime::plugin::{BotPlugin, ChannelPlugin, PluginSet, RouterPlugin};
 use crate::runtime::sandbox::Sandbox;
 use crate::services::channel_rules::{Template, is_phone_kind, parse_templates, phone_of};
 
@@ -69,6 +69,21 @@ impl QueueInstance {
     }
 }
 
+/// A configured bot: a bot plugin plus its settings.
+pub struct BotInstance {
+    /// The name channels and queues use.
+    pub name: String,
+    /// The plugin.
+    pub plugin: Arc<BotPlugin>,
+    /// The settings passed to every call, in name order.
+    pub settings: Arc<Vec<(String, String)>>,
+    /// Where the bot may send requests: its manifest's hosts over https, plus the origins of
+    /// URL settings the operator configured.
+    pub allowed_hosts: crate::runtime::provider_http::AllowList,
+    /// Words with which a customer reaches a person at once (lower case).
+    pub handoff_keywords: Vec<String>,
+}
+
 /// Whether a channel instance takes traffic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -112,6 +127,8 @@ pub struct Catalog {
     pub unavailable: BTreeMap<String, String>,
     /// Queues by name.
     pub queues: BTreeMap<String, QueueInstance>,
+    /// Configured bots by name.
+    pub bots: BTreeMap<String, Arc<BotInstance>>,
     /// The configuration these were resolved from: swapped with them, in one step.
     pub config: Arc<Config>,
     /// Its work-classification rules, compiled.
@@ -302,43 +319,14 @@ pub(super) fn resolve_channels(
                 continue;
             }
         };
-        let known: HashSet<&str> = plugin
-            .manifest
-            .settings
-            .iter()
-            .map(|s| s.name.as_str())
-            .collect();
         let before = p.len();
-        for spec in &plugin.manifest.settings {
-            let value = c.settings.get(&spec.name).map(|v| v.trim());
-            if spec.required && value.is_none_or(str::is_empty) {
-                p.invalid(
-                    format!("channels[{i}].settings.{}", spec.name),
-                    format!(
-                        "plugin `{}` requires this setting ({})",
-                        c.plugin, spec.description
-                    ),
-                );
-            }
-        }
-        for name in c.settings.keys() {
-            if !known.contains(name.as_str()) {
-                p.invalid(
-                    format!("channels[{i}].settings.{name}"),
-                    format!(
-                        "plugin `{}` takes no such setting (it takes: {})",
-                        c.plugin,
-                        plugin
-                            .manifest
-                            .settings
-                            .iter()
-                            .map(|s| s.name.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
-                );
-            }
-        }
+        check_settings_names(
+            &format!("channels[{i}].settings"),
+            &c.plugin,
+            &plugin.manifest.settings,
+            &c.settings,
+            p,
+        );
         check_setting_values(i, c, plugin.manifest.kind.as_str(), p);
         if p.len() > before {
             continue;
@@ -416,6 +404,8 @@ pub(super) fn resolve_channels(
                         queue: queue.clone().unwrap_or_default(),
                         skills: c.skills.clone(),
                         priority: 0,
+                        // Set per conversation by intake (`Config::bot_for`).
+                        bot: None,
                     },
                 },
                 settings: Arc::new(settings),
@@ -520,4 +510,129 @@ pub(super) fn resolve_queues(
         );
     }
     out
+}
+
+/// Binds each `[[bots]]` entry to its bot plugin and checks its settings (required names, no
+/// unknown ones, the plugin's `check-settings`).
+pub(super) fn resolve_bots(
+    config: &Config,
+    plugins: &PluginSet,
+    sandbox: &Sandbox,
+    p: &mut Problems,
+) -> BTreeMap<String, Arc<BotInstance>> {
+    let mut out = BTreeMap::new();
+    for (i, b) in config.bots.iter().enumerate() {
+        let Some(plugin) = plugins.bots.get(&b.plugin).cloned() else {
+            let reason = if plugins.is_loaded(&b.plugin) {
+                format!("`{}` is not a bot plugin", b.plugin)
+            } else {
+                refused_reason(plugins, &b.plugin)
+            };
+            p.invalid(format!("bots[{i}].plugin"), reason);
+            continue;
+        };
+        let before = p.len();
+        check_settings_names(
+            &format!("bots[{i}].settings"),
+            &b.plugin,
+            &plugin.manifest.settings,
+            &b.settings,
+            p,
+        );
+        if p.len() > before {
+            continue;
+        }
+        let settings: Vec<(String, String)> = b.settings.clone().into_iter().collect();
+        match plugin.check_settings(sandbox, &b.name, &settings) {
+            Ok(Ok(())) => {}
+            Ok(Err(reason)) => {
+                p.invalid(
+                    format!("bots[{i}].settings"),
+                    format!("plugin `{}` refuses these settings: {reason}", b.plugin),
+                );
+                continue;
+            }
+            Err(e) => {
+                p.invalid(
+                    format!("bots[{i}].plugin"),
+                    format!("plugin `{}` failed checking its settings: {e}", b.plugin),
+                );
+                continue;
+            }
+        }
+        let allowed_hosts = crate::runtime::provider_http::AllowList::new(
+            &b.name,
+            &plugin.manifest.api_hosts,
+            b.settings.values().map(String::as_str),
+        );
+        out.insert(
+            b.name.clone(),
+            Arc::new(BotInstance {
+                name: b.name.clone(),
+                plugin,
+                settings: Arc::new(settings),
+                allowed_hosts,
+                handoff_keywords: b
+                    .handoff_keywords
+                    .iter()
+                    .map(|k| k.trim().to_lowercase())
+                    .collect(),
+            }),
+        );
+    }
+    out
+}
+
+/// Refuses a setting a plugin requires but `given` leaves out (or empty), and one it does not
+/// take; keys are `{key}.{name}`.
+fn check_settings_names(
+    key: &str,
+    plugin: &str,
+    specs: &[crate::runtime::plugin::SettingSpec],
+    given: &BTreeMap<String, String>,
+    p: &mut Problems,
+) {
+    for spec in specs {
+        let value = given.get(&spec.name).map(|v| v.trim());
+        if spec.required && value.is_none_or(str::is_empty) {
+            p.invalid(
+                format!("{key}.{}", spec.name),
+                format!(
+                    "plugin `{plugin}` requires this setting ({})",
+                    spec.description
+                ),
+            );
+        }
+    }
+    for name in given.keys() {
+        if !specs.iter().any(|s| &s.name == name) {
+            p.invalid(
+                format!("{key}.{name}"),
+                format!(
+                    "plugin `{plugin}` takes no such setting (it takes: {})",
+                    specs
+                        .iter()
+                        .map(|s| s.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            );
+        }
+    }
+}
+
+/// Refuses a rule whose `classifier` names no loaded classifier plugin.
+pub(super) fn check_classifiers(config: &Config, plugins: &PluginSet, p: &mut Problems) {
+    for (i, r) in config.rules.iter().enumerate() {
+        let Some(name) = &r.classifier else { continue };
+        if plugins.classifiers.contains_key(name) {
+            continue;
+        }
+        let reason = if plugins.is_loaded(name) {
+            format!("`{name}` is not a classifier plugin")
+        } else {
+            refused_reason(plugins, name)
+        };
+        p.invalid(format!("rules[{i}].classifier"), reason);
+    }
 }

@@ -269,7 +269,7 @@ pub fn audience(config: &Config, c: &Conversation, also: Option<&str>) -> Vec<St
     match c.state {
         ConversationState::Queued => config.queue_members(&c.queue).for_each(|a| add(&a.id)),
         ConversationState::Closed => c.handled_by.iter().for_each(|a| add(a)),
-        ConversationState::Assigned => {}
+        ConversationState::Assigned | ConversationState::Bot => {}
     }
     if let Some(q) = config.queue(&c.queue) {
         q.managers.iter().for_each(|m| add(m));

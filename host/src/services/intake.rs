@@ -1,7 +1,7 @@
 //! Intake: what every authentic inbound call does once its channel plugin has parsed it. The
 //! plugin's events are normalized (malformed ones dropped), single-use signature values
 //! claimed, the events stored durably in one write, the agents concerned told, and new work
-//! handed to the dispatcher. Webhooks and the web chat share it; each maps [`IntakeError`] to
+//! handed to the dispatcher (or to the bot holding it). Webhooks and the web chat share it; each maps [`IntakeError`] to
 //! its own answer.
 
 use crate::clock::Clock;
@@ -30,6 +30,8 @@ pub struct Services<'a> {
     pub dispatcher: &'a Dispatcher,
     /// Sends the greetings of new conversations.
     pub outbox: &'a std::sync::Arc<crate::services::outbox::Outbox>,
+    /// Runs the turns of the bots holding conversations.
+    pub bots: &'a std::sync::Arc<crate::services::bots::Bots>,
 }
 
 /// Why an authentic call's events were not accepted.
@@ -144,6 +146,10 @@ pub async fn accept(
     }
     announce_changes(state, &channel.name, &report).await;
     greet(&state, channel, &report).await;
+    // After the greeting, so the bot's first answer follows it.
+    if !report.to_bot.is_empty() {
+        state.bots.kick(&report.to_bot);
+    }
     Ok(report)
 }
 
@@ -309,20 +315,30 @@ async fn greet(state: &Services<'_>, channel: &ChannelInstance, report: &IngestR
 /// `events` grouped by where a new or reopened conversation of theirs goes: the work
 /// classification rules look at each sender's first message here (the target matters only
 /// when intake creates or reopens a conversation); without rules, or for a channel that feeds
-/// one agent, everything goes where the channel says.
+/// one agent, everything goes where the channel says. The bot of the channel, else of the
+/// queue decided, answers first.
 async fn classify(
     app: &App,
     channel: &ChannelInstance,
     events: Vec<InboundEvent>,
     now: u64,
 ) -> Vec<(ConversationTarget, Vec<InboundEvent>)> {
-    use crate::services::classify::{Facts, classify};
+    use crate::services::classify::{Facts, decide};
     let catalog = app.catalog();
     let ConversationTarget::Queue { queue, .. } = &channel.target else {
         return vec![(channel.target.clone(), events)];
     };
+    let with_bot = |mut target: ConversationTarget| {
+        if let ConversationTarget::Queue { queue, bot, .. } = &mut target {
+            *bot = catalog
+                .config
+                .bot_for(&channel.name, queue)
+                .map(str::to_owned);
+        }
+        target
+    };
     if catalog.rules.is_empty() {
-        return vec![(channel.target.clone(), events)];
+        return vec![(with_bot(channel.target.clone()), events)];
     }
     let open = catalog.queues.get(queue).is_none_or(|q| q.is_open(now));
     let needs_contact = catalog.rules.iter().any(|r| r.needs_contact());
@@ -330,7 +346,12 @@ async fn classify(
     let mut groups: Vec<(ConversationTarget, Vec<InboundEvent>)> = Vec::new();
     for event in events {
         let target = match &event {
-            InboundEvent::Message { from, text, .. } => match targets.get(from) {
+            InboundEvent::Message {
+                from,
+                text,
+                contact_name,
+                ..
+            } => match targets.get(from) {
                 Some(t) => t.clone(),
                 None => {
                     let known = if needs_contact {
@@ -345,13 +366,26 @@ async fn classify(
                         known,
                         open,
                     };
-                    let t = classify(&catalog.rules, &facts)
-                        .map_or_else(|| channel.target.clone(), |r| r.target());
+                    let plugin_facts =
+                        || crate::runtime::bindings::wit_conversations::ConversationFacts {
+                            conversation: String::new(),
+                            channel: channel.name.clone(),
+                            kind: channel.kind().to_owned(),
+                            queue: queue.clone(),
+                            contact: from.clone(),
+                            contact_name: contact_name.clone(),
+                            known_contact: known.unwrap_or(false),
+                            now: now / 1000,
+                        };
+                    let t = decide(app, &catalog.rules, &facts, queue, plugin_facts)
+                        .await
+                        .unwrap_or_else(|| channel.target.clone());
+                    let t = with_bot(t);
                     targets.insert(from.clone(), t.clone());
                     t
                 }
             },
-            _ => channel.target.clone(),
+            _ => with_bot(channel.target.clone()),
         };
         match groups.iter_mut().find(|(t, _)| *t == target) {
             Some((_, group)) => group.push(event),
@@ -368,6 +402,7 @@ fn merge(report: &mut IngestReport, mut part: IngestReport) {
     report.statuses += part.statuses;
     report.statuses_ignored += part.statuses_ignored;
     report.to_route.append(&mut part.to_route);
+    report.to_bot.append(&mut part.to_bot);
     report.created.append(&mut part.created);
     report.messages.append(&mut part.messages);
     report.events.append(&mut part.events);

@@ -1,5 +1,5 @@
 //! What the host does, over the runtime and the store: intake of webhooks, routing work to
-//! agents, the outbox and its retries, provider tokens, the event log, agents' presence and the
+//! agents, bots in front of them, the outbox and its retries, provider tokens, the event log, agents' presence and the
 //! walls between them, visitor and console sessions, channel health. HTTP handlers call these and map
 //! their typed errors to status codes.
 
@@ -7,6 +7,7 @@ pub mod agents;
 pub mod app;
 pub mod audit;
 pub mod automated;
+pub mod bots;
 pub mod catalog;
 pub mod channel_rules;
 pub mod classify;

@@ -111,6 +111,8 @@ fn shape(scope: Scope) -> (&'static [&'static str], &'static [Span]) {
                 "transfers",
                 "overflowed",
                 "abandoned",
+                "bot_resolved",
+                "bot_handoffs",
                 "ratings",
                 "rating_points",
             ],

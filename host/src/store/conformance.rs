@@ -64,6 +64,7 @@ cases!(
     read_marks_only_move_forward,
     sessions_are_kept_until_ended,
     statistics_count_each_write_once,
+    a_bot_holds_what_it_is_given_until_it_hands_off,
 );
 
 /// Runs every case, each on a fresh store from `open`, one after the other; panics naming the
@@ -92,6 +93,7 @@ const AGENTS: [&str; 3] = ["alice", "bob", "carol"];
 
 fn queue(name: &str) -> ConversationTarget {
     ConversationTarget::Queue {
+        bot: None,
         queue: name.to_owned(),
         skills: Vec::new(),
         priority: 0,
@@ -2929,5 +2931,97 @@ pub async fn statistics_count_each_write_once(store: Arc<dyn Store>) {
             .expect("statistics")
             .is_empty(),
         "days outside the range are not read"
+    );
+}
+
+/// A conversation created (or reopened) for a bot is held by it: not queued for agents, listed
+/// under its queue's `bot` state, every customer message a turn for the bot; handed off, it
+/// waits in its queue; resolved by the bot, it counts as resolved by a bot, not abandoned.
+pub async fn a_bot_holds_what_it_is_given_until_it_hands_off(store: Arc<dyn Store>) {
+    use crate::stats::{Scope, day_of};
+    let s = store.as_ref();
+    let with_bot = ConversationTarget::Queue {
+        queue: "support".into(),
+        skills: Vec::new(),
+        priority: 0,
+        bot: Some("faq".into()),
+    };
+    let first = intake(s, "sms", with_bot.clone(), vec![inbound("SM1", "+1")], T0).await;
+    assert_eq!(
+        (first.to_bot.clone(), first.to_route.clone()),
+        (vec![1], vec![])
+    );
+    let held = s.conversation(1).await.expect("read").expect("stored");
+    assert_eq!(held.state, ConversationState::Bot);
+    assert_eq!(held.bot.as_deref(), Some("faq"));
+    assert!(s.queued_ids().await.expect("queued ids").is_empty());
+    assert_eq!(s.queued_count("support").await.expect("queued count"), 0);
+    let listed = s
+        .conversations(&ConversationQuery {
+            any_of: vec![Selector::Queue {
+                queue: "support".into(),
+                state: ConversationState::Bot,
+            }],
+            limit: 10,
+            ..ConversationQuery::default()
+        })
+        .await
+        .expect("list");
+    assert_eq!(listed.items.iter().map(|c| c.id).collect::<Vec<_>>(), [1]);
+    let again = intake(
+        s,
+        "sms",
+        with_bot.clone(),
+        vec![inbound("SM2", "+1")],
+        T0 + 1,
+    )
+    .await;
+    assert_eq!(
+        again.to_bot,
+        vec![1],
+        "each customer message is the bot's turn"
+    );
+    apply(s, 1, |c: &mut Conversation| {
+        c.bot_memory = vec![("misses".into(), "1".into())];
+        Ok(())
+    })
+    .await;
+    let kept = s.conversation(1).await.expect("read").expect("stored");
+    assert_eq!(kept.bot_memory, vec![("misses".to_owned(), "1".to_owned())]);
+    apply(s, 1, |c: &mut Conversation| {
+        c.enqueue("support", T0 + 2);
+        Ok(())
+    })
+    .await;
+    assert_eq!(s.queued_ids().await.expect("queued ids"), vec![1]);
+
+    intake(s, "sms", with_bot, vec![inbound("SM3", "+2")], T0 + 3).await;
+    apply(s, 2, |c: &mut Conversation| {
+        assert!(c.resolve_by_bot(T0 + 4));
+        Ok(())
+    })
+    .await;
+    // Updates count on the host's clock, intakes at their `now`.
+    let zone = jiff::tz::TimeZone::UTC;
+    let first = day_of(T0, &zone) - 1;
+    let last = day_of(crate::clock::Clock::System.now_millis(), &zone) + 1;
+    let counts = s
+        .statistics(Scope::Queue, first, last)
+        .await
+        .expect("statistics");
+    let count = |metric: &str| {
+        counts
+            .iter()
+            .filter(|c| c.name == "support" && c.metric == metric)
+            .map(|c| c.value)
+            .sum::<u64>()
+    };
+    assert_eq!(
+        (
+            count("bot_handoffs"),
+            count("bot_resolved"),
+            count("abandoned")
+        ),
+        (1, 1, 0)
     );
 }

@@ -217,14 +217,21 @@ pub fn apply_intake<S: IntakeState>(
                             queue,
                             skills,
                             priority,
+                            bot,
                         } => {
                             conv.enqueue(queue, now);
                             conv.skills = skills.clone();
                             conv.priority = *priority;
-                            report.to_route.push(conv.id);
+                            match bot {
+                                Some(bot) => conv.hold_for_bot(bot),
+                                None => report.to_route.push(conv.id),
+                            }
                         }
                         ConversationTarget::Agent(agent) => conv.assign(agent),
                     }
+                }
+                if conv.state == ConversationState::Bot && !report.to_bot.contains(&conv.id) {
+                    report.to_bot.push(conv.id);
                 }
                 conv.last_seq += 1;
                 conv.updated_at = now;

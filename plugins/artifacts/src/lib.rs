@@ -2,12 +2,12 @@
 //! `wasm32-wasip2` by this crate's build script.
 //!
 //! * [`BUNDLED`] embeds the bundled plugins (the `twilio-sms`, `twilio-whatsapp`,
-//!   `telesign-sms`, `line`, `messenger`, `lineworks`, `mailgun-email` and `webchat` channels and the
-//!   routers `ring-all`, `longest-idle`, `round-robin`,
-//!   `random`, `least-busy` and `skills`); the same files are in [`bundled_dir`] as
-//!   `<name>.wasm`.
+//!   `telesign-sms`, `line`, `messenger`, `lineworks`, `mailgun-email` and `webchat` channels,
+//!   the routers `ring-all`, `longest-idle`, `round-robin`, `random`, `least-busy` and `skills`,
+//!   and the bot `faq`); the same files are in [`bundled_dir`] as `<name>.wasm`.
 //! * [`test_plugin`] gives the path of a test guest (`trap`, `infinite-loop`, `memory-bomb`,
-//!   `old-contract`, `huge-output`; see [`TEST_PLUGINS`]).
+//!   `old-contract`, `huge-output`, ..., the bot `bot-probe` and the classifier
+//!   `classifier-probe`; see [`TEST_PLUGINS`]).
 
 use std::path::{Path, PathBuf};
 
@@ -49,7 +49,8 @@ mod tests {
                 "round-robin",
                 "random",
                 "least-busy",
-                "skills"
+                "skills",
+                "faq"
             ]
         );
         for (name, bytes) in BUNDLED {
@@ -76,7 +77,9 @@ mod tests {
                 "wasi-probe",
                 "aliased-output",
                 "contract-0-2",
-                "router-0-2"
+                "router-0-2",
+                "bot-probe",
+                "classifier-probe"
             ]
         );
         for name in TEST_PLUGINS {

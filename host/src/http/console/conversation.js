@@ -237,7 +237,11 @@ function messageEl(m) {
     meta.push(h("span", { class: "author", text: nameOf(m.author) }));
   } else if (m.direction === "outbound") {
     meta.push(h("span", { class: "author", text: m.author ? nameOf(m.author) : "Plugboard" }));
-    if (m.automated) meta.push(h("span", { class: "pill", "data-testid": "automated", text: `automated: ${m.automated.replace(/_/g, " ")}` }));
+    if (m.automated) {
+      const bot = m.automated.startsWith("bot:") ? m.automated.slice(4) : null;
+      const text = bot ? `bot ${bot}` : `automated: ${m.automated.replace(/_/g, " ")}`;
+      meta.push(h("span", { class: "pill", "data-testid": "automated", text }));
+    }
   }
   if (m.template && m.text) meta.push(h("span", { class: "pill", text: `template ${m.template}` }));
   meta.push(h("time", { datetime: new Date(m.created_at).toISOString(), text: formatTime(m.created_at) }));
@@ -308,7 +312,14 @@ function renderHead() {
     h("span", { text: name }),
     row.known_contact ? null : h("span", { class: "pill pill-unknown", text: "unknown" }),
   );
-  const owner = row.owner ? `owner: ${nameOf(row.owner)}` : row.state === "queued" ? "waiting" : "";
+  const owner =
+    row.state === "bot"
+      ? `with bot ${row.bot}`
+      : row.owner
+        ? `owner: ${nameOf(row.owner)}`
+        : row.state === "queued"
+          ? "waiting"
+          : "";
   fill(
     $("conv-meta"),
     row.contact_name ? h("span", { text: displayAddress(row.customer) }) : null,

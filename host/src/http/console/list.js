@@ -261,6 +261,9 @@ function rowEl(row) {
         h("span", { class: `state state-${row.state}`, "data-testid": "row-state", text: row.state }),
         owner,
         h("span", { class: "queue", text: row.queue }),
+        row.priority
+          ? h("span", { class: "pill", "data-testid": "row-priority", title: "priority: offered before lower priorities", text: `priority ${row.priority}` })
+          : null,
       ),
     ),
   );

@@ -12,7 +12,7 @@ const SCOPES = [
   {
     path: "queues",
     title: "Queues",
-    counts: ["handled", "offers", "missed", "transfers", "overflowed", "abandoned", "ratings"],
+    counts: ["handled", "offers", "missed", "transfers", "overflowed", "abandoned", "bot_resolved", "bot_handoffs", "ratings"],
     spans: ["first_response", "resolution", "waiting"],
     managers: true,
   },
@@ -25,6 +25,8 @@ const LABELS = {
   waiting: "Waiting",
   overflowed: "Overflowed",
   abandoned: "Abandoned",
+  bot_resolved: "Resolved by bot",
+  bot_handoffs: "Bot hand-offs",
 };
 
 function label(key) {

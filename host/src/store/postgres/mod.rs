@@ -154,6 +154,7 @@ fn state_name(state: ConversationState) -> &'static str {
         ConversationState::Queued => "queued",
         ConversationState::Assigned => "assigned",
         ConversationState::Closed => "closed",
+        ConversationState::Bot => "bot",
     }
 }
 

@@ -36,7 +36,7 @@ pub(super) fn entries(c: &Conversation) -> BTreeSet<Vec<u8>> {
                 out.insert(place(&Selector::HandledBy(agent.clone())));
             }
         }
-        ConversationState::Queued => {}
+        ConversationState::Queued | ConversationState::Bot => {}
     }
     out
 }
@@ -69,6 +69,7 @@ fn state_byte(state: ConversationState) -> u8 {
         ConversationState::Queued => b'q',
         ConversationState::Assigned => b'a',
         ConversationState::Closed => b'c',
+        ConversationState::Bot => b'b',
     }
 }
 
