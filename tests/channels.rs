@@ -915,3 +915,120 @@ async fn a_retried_stop_after_a_start_leaves_the_address_opted_in() {
         "the address is opted in, as the latest message said: {body}"
     );
 }
+
+/// A pager page from `from` (the `pager` test guest takes unauthenticated forms).
+async fn page_in(host: &Host, id: &str, from: &str, text: &str) {
+    let resp = host
+        .http
+        .post(host.url("/webhooks/pg"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form(&[("id", id), ("from", from), ("text", text)]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_kind_of_channel_gets_the_rules_its_manifest_declares() {
+    let provider = FakeProvider::start(vec![(200, json!({}))]).await;
+    let host = Host::start(Setup {
+        plugins: vec!["pager"],
+        extra: format!(
+            "\n[[channels]]\nname = \"pg\"\nplugin = \"pager\"\nqueue = \"support\"\n[channels.settings]\napi_base = \"{}\"\nfrom = \"pager:+15005550006\"\n",
+            provider.base
+        ),
+        alice: "may_start = true\nsend_from = \"pg\"".to_owned(),
+        ..Setup::default()
+    });
+    let customer = "pager:+14155552300";
+    page_in(&host, "pg-1", customer, "hello").await;
+    let id = eventually("the pager conversation", || async {
+        host.conversations(ALICE)
+            .await
+            .iter()
+            .find(|c| c["customer"] == customer)
+            .map(|c| c["id"].as_str().unwrap().to_owned())
+    })
+    .await;
+    let detail = host
+        .get_json(&format!("/api/v1/conversations/{id}"), ALICE)
+        .await
+        .1;
+    assert_eq!(detail["kind"], "pager");
+    let rules = &detail["rules"];
+    assert_eq!(
+        (
+            rules["max_chars"].clone(),
+            rules["segments"].clone(),
+            rules["window"]["hours"].clone()
+        ),
+        (json!(160), json!(false), json!(1)),
+        "{detail}"
+    );
+
+    // Its declared longest text, 160 characters, not the 5,000 of other kinds.
+    let (status, body) = reply(&host, &id, json!({"text": "x".repeat(161)})).await;
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("at most 160"),
+        "{body}"
+    );
+    assert_eq!(
+        reply(&host, &id, json!({"text": "x".repeat(160)})).await.0,
+        201
+    );
+
+    // Its declared keywords: STOP opts out, whatever the kind is called.
+    page_in(&host, "pg-2", customer, "STOP").await;
+    let (status, body) = reply(&host, &id, json!({"text": "still there?"})).await;
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("opted out"),
+        "{body}"
+    );
+
+    // Its declared address form and window: an agent starts by number, the address is
+    // `pager:+1...`, and with no message from the customer the 1-hour window is closed.
+    let (status, body) = host
+        .post_json(
+            "/api/v1/conversations",
+            ALICE,
+            json!({"to": "+14155552301", "text": "hello"}),
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("1-hour pager reply window is closed"),
+        "{body}"
+    );
+}
+
+/// `plugboard check` flags a `from` that is not E.164 on any channel whose manifest declares
+/// E.164 addresses, in that channel's own address form.
+#[test]
+fn check_flags_a_from_that_does_not_fit_the_declared_address_form() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    std::fs::copy(
+        plugboard_artifacts::test_plugin("pager"),
+        plugins.join("pager.wasm"),
+    )
+    .unwrap();
+    let (ok, stderr) = run_check(
+        dir.path(),
+        &format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\npublic_url = \"http://127.0.0.1\"\ndata_dir = \"data\"\nplugins_dir = \"{}\"\n[[queues]]\nname = \"support\"\nrouter = \"ring-all\"\n[[channels]]\nname = \"pg\"\nplugin = \"pager\"\nqueue = \"support\"\n[channels.settings]\nfrom = \"pager:12345\"\n",
+            plugins.display()
+        ),
+    );
+    assert!(!ok);
+    assert!(
+        stderr.contains("channels[0].settings.from") && stderr.contains("pager:+14155550100"),
+        "{stderr}"
+    );
+}

@@ -396,7 +396,7 @@ async fn whatsapp_rules_show_the_window_and_the_templates() {
     assert_eq!(one["kind"], "whatsapp");
     assert_eq!(
         one["rules"]["window"],
-        json!({"open": false, "closes_at": null})
+        json!({"hours": 24, "open": false, "closes_at": null})
     );
     assert_eq!(one["rules"]["segments"], false);
     assert_eq!(one["rules"]["templates"][0]["name"], "order_update");

@@ -43,6 +43,51 @@ enum Command {
     },
     /// Run one channel plugin's handle-webhook on one recorded request; print the outcome as JSON.
     Replay(plugboard::cli::replay::ReplayArgs),
+    /// List or inspect plugins.
+    Plugins {
+        #[command(subcommand)]
+        command: PluginsCommand,
+    },
+    /// Start a plugin crate: `plugboard new channel my-provider`.
+    New {
+        /// What to start.
+        template: plugboard::cli::scaffold::Template,
+        /// The plugin's name (its file becomes NAME.wasm).
+        name: String,
+        /// Where to create the crate's directory.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+        /// The sdk/ directory of a Plugboard checkout (default: the one this binary was built
+        /// from).
+        #[arg(long)]
+        sdk: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum PluginsCommand {
+    /// Every plugin a host would load (bundled, and plugins_dir's with --config): world, kind,
+    /// version, contract, SHA-256, settings and what uses them; and the files refused.
+    List {
+        /// The TOML configuration file (its plugins_dir and limits).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One component file: its manifest, contract, imports and exports, size, memory at start,
+    /// and whether this host can load it (if not, why).
+    Inspect {
+        /// The component.
+        file: PathBuf,
+        /// The TOML configuration file (its limits).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -189,6 +234,48 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 std::process::exit(plugboard::cli::replay::EXIT_CANNOT_RUN);
             }
         },
+        Command::Plugins {
+            command: PluginsCommand::List { config, json },
+        } => {
+            let config = config.as_deref().map(Config::load).transpose()?;
+            let listing = plugboard::cli::plugins::list(config.as_ref())?;
+            match json {
+                true => println!("{}", serde_json::to_string_pretty(&listing)?),
+                false => plugboard::cli::plugins::print_listing(&listing),
+            }
+            Ok(())
+        }
+        Command::Plugins {
+            command: PluginsCommand::Inspect { file, config, json },
+        } => {
+            let limits = match config {
+                Some(path) => Config::load(&path)?.limits,
+                None => Default::default(),
+            };
+            let inspection = plugboard::cli::plugins::inspect(&file, limits)?;
+            match json {
+                true => println!("{}", serde_json::to_string_pretty(&inspection)?),
+                false => plugboard::cli::plugins::print_inspection(&inspection),
+            }
+            if !inspection.loadable {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
+        Command::New {
+            template,
+            name,
+            dir,
+            sdk,
+        } => {
+            let sdk = sdk
+                .or_else(plugboard::cli::scaffold::default_sdk)
+                .ok_or_else(|| anyhow::anyhow!("pass --sdk PATH: the sdk/ directory of a Plugboard checkout"))?;
+            let root = plugboard::cli::scaffold::create(template, &name, &dir, &sdk)?;
+            println!("created {}", root.display());
+            println!("next: cd {} && cargo test && cargo build --release --target wasm32-wasip2", root.display());
+            Ok(())
+        }
         Command::DefaultConfig => {
             print!("{}", plugboard::config::EMBEDDED_DEFAULT);
             Ok(())

@@ -65,6 +65,7 @@ const TEST_GUESTS: &[(&str, &str, &str)] = &[
         "guest-classifier-probe",
         "classifier-probe",
     ),
+    ("pager", "guest-pager", "pager"),
 ];
 
 fn main() {

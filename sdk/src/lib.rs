@@ -47,6 +47,7 @@
 //!             }],
 //!             api_hosts: vec!["api.echo.example".into()],
 //!             capabilities: Capabilities::empty(),
+//!             rules: plugboard_sdk::rules::sms(),
 //!         }
 //!     }
 //!
@@ -193,6 +194,7 @@ pub mod http;
 pub mod json;
 pub mod query;
 pub mod routing;
+pub mod rules;
 pub mod settings;
 
 pub use e164::{E164, E164Error};

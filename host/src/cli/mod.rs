@@ -1,4 +1,7 @@
 //! Command-line tools beside `serve`: `replay` runs a channel plugin over recorded provider
-//! requests without a server or storage.
+//! requests without a server or storage; `plugins` lists and inspects plugins; `new` starts a
+//! plugin crate.
 
+pub mod plugins;
 pub mod replay;
+pub mod scaffold;

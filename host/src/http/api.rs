@@ -313,10 +313,10 @@ pub struct MessageView {
 }
 
 impl MessageView {
-    /// The view of `m` on a channel of `kind`: SMS channels report the segments of what goes
-    /// over the air (never of a note).
-    fn on(kind: &str, m: Message) -> MessageView {
-        let segments = (channel_rules::counts_segments(kind) && m.direction != Direction::Note)
+    /// The view of `m` on a channel that counts SMS segments (`segments`) or not: the
+    /// segments of what goes over the air (never of a note).
+    fn on(segments: bool, m: Message) -> MessageView {
+        let segments = (segments && m.direction != Direction::Note)
             .then(|| m.text.as_deref().map(channel_rules::segments))
             .flatten();
         MessageView {
@@ -346,6 +346,16 @@ impl From<Message> for MessageView {
             created_at: m.created_at,
         }
     }
+}
+
+/// Whether a configured channel's texts count in SMS segments (no, if it is gone).
+fn counts_segments(state: &AppState, channel: &str) -> bool {
+    state
+        .app
+        .catalog()
+        .channels
+        .get(channel)
+        .is_some_and(|c| c.rules().segments)
 }
 
 /// The kind of a configured channel (`sms`, `whatsapp`, ...), empty if it is gone.
@@ -735,8 +745,8 @@ pub async fn add_note(
     }
     match state.actions().note(&agent, &conv, &body.text).await {
         Ok(m) => {
-            let kind = channel_kind(&state, &conv.channel);
-            (StatusCode::CREATED, Json(MessageView::on(&kind, m))).into_response()
+            let segments = counts_segments(&state, &conv.channel);
+            (StatusCode::CREATED, Json(MessageView::on(segments, m))).into_response()
         }
         Err(e) => update_error(e, &id),
     }
@@ -782,11 +792,11 @@ pub async fn list_messages(
     };
     match state.app.storage.messages(conv.id, after, limit).await {
         Ok(page) => {
-            let kind = channel_kind(&state, &conv.channel);
+            let segments = counts_segments(&state, &conv.channel);
             let views: Vec<MessageView> = page
                 .items
                 .into_iter()
-                .map(|m| MessageView::on(&kind, m))
+                .map(|m| MessageView::on(segments, m))
                 .collect();
             let next = page.next.map(|seq| seq.to_string());
             Json(MessagePage {
@@ -900,13 +910,13 @@ async fn send_reply(
         .reply(agent, before, draft)
         .await
         .map_err(|e| update_error(e, &before.id.to_string()))?;
-    let kind = channel_kind(state, &before.channel);
+    let segments = counts_segments(state, &before.channel);
     let status = if message.status == MessageStatus::Pending {
         StatusCode::ACCEPTED
     } else {
         StatusCode::CREATED
     };
-    Ok((status, MessageView::on(&kind, message)))
+    Ok((status, MessageView::on(segments, message)))
 }
 
 /// `GET /api/v1/admin/plugins`: loaded and refused plugins.

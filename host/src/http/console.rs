@@ -268,7 +268,7 @@ pub async fn channels(State(state): State<AppState>, Agent(agent): Agent) -> Res
             let live = catalog.channels.get(&c.name)?;
             let startable = access::start_channel(&state.app.config(), &agent, Some(&c.name))
                 .is_ok()
-                && crate::services::channel_rules::is_phone_kind(live.kind());
+                && live.rules().address.is_phone();
             Some(json!({
                 "name": c.name,
                 "kind": live.kind(),

@@ -180,7 +180,7 @@ fn webchat_channel(
     name: &str,
 ) -> Result<std::sync::Arc<ChannelInstance>, Response> {
     match state.app.live_channel(name) {
-        Some(c) if c.kind() == "webchat" => Ok(c),
+        Some(c) if c.plugin.manifest.hosted_chat => Ok(c),
         _ => Err(error_response(
             StatusCode::NOT_FOUND,
             format!("no web chat channel named {name:?}"),

@@ -50,7 +50,7 @@ async fn answer(
     let app = &state.app;
     let Some(channel) = app
         .live_channel(&channel_name)
-        .filter(|c| c.kind() != "webchat")
+        .filter(|c| !c.plugin.manifest.hosted_chat)
     else {
         if let Some(reason) = app.catalog().unavailable.get(&channel_name) {
             return error_response(StatusCode::SERVICE_UNAVAILABLE, reason.clone());

@@ -36,15 +36,30 @@ const BOT_EXPORT: &str = "plugboard:plugin/chat-bot@";
 const CLASSIFIER_EXPORT: &str = "plugboard:plugin/classification@";
 
 /// Which world a component implements, from the interface it exports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum World {
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum World {
+    /// A provider channel (`messaging`).
     Channel,
+    /// A routing strategy (`routing`).
     Router,
+    /// A bot (`chat-bot`).
     Bot,
+    /// A custom classifier (`classification`).
     Classifier,
 }
 
 impl World {
+    /// The world's name in the contract.
+    pub fn name(self) -> &'static str {
+        match self {
+            World::Channel => "channel",
+            World::Router => "router",
+            World::Bot => "bot",
+            World::Classifier => "classifier",
+        }
+    }
+
     /// The contract version that introduced the world.
     fn since(self) -> semver::Version {
         match self {
@@ -91,6 +106,18 @@ pub enum LoadError {
     /// `describe` failed.
     #[error("describe failed: {0}")]
     Describe(PluginError),
+    /// The component's memories at start are more than a call may use.
+    #[error(
+        "needs {needs_mib:.1} MiB of memory as soon as it starts, more than the {memory_mib} MiB a plugin call may use; raise [limits] memory_mib to at least {at_least} or shrink the plugin's initial memory"
+    )]
+    MemoryAtStart {
+        /// What the component's memories need at instantiation, MiB.
+        needs_mib: f64,
+        /// The limit.
+        memory_mib: u64,
+        /// The smallest limit that fits, MiB.
+        at_least: u64,
+    },
     /// A bot or classifier built against a contract version that predates its world.
     #[error(
         "built against contract plugboard:plugin@{plugin}, which has no {world} world (it is new in 0.3.0); rebuild it with plugboard-sdk 0.3"
@@ -154,6 +181,86 @@ pub struct ChannelManifest {
     pub templates: bool,
     /// Whether it reports delivery status.
     pub delivery_receipts: bool,
+    /// Whether visitors reach it through the host's chat endpoints, not `/webhooks`.
+    pub hosted_chat: bool,
+    /// What the host enforces for it.
+    pub rules: ChannelRules,
+}
+
+/// The rules a channel's manifest declares and the host enforces (see the contract's
+/// `channel-rules`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ChannelRules {
+    /// How customers are addressed.
+    pub address: AddressForm,
+    /// The longest text one message may carry, characters.
+    pub max_text_chars: usize,
+    /// Whether texts count in SMS segments.
+    pub segments: bool,
+    /// Whether STOP/START keywords opt customers out and in.
+    pub opt_out_keywords: bool,
+    /// Hours after the customer's last message within which free text may go out.
+    pub reply_window_hours: Option<u32>,
+}
+
+/// How a channel's customers are addressed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AddressForm {
+    /// Any non-empty string.
+    Opaque,
+    /// An E.164 number after `prefix`.
+    E164 {
+        /// What comes before the number (`whatsapp:`), maybe nothing.
+        prefix: String,
+    },
+}
+
+impl AddressForm {
+    /// Whether customers are phone numbers.
+    pub fn is_phone(&self) -> bool {
+        matches!(self, AddressForm::E164 { .. })
+    }
+
+    /// The phone number inside `address` (`whatsapp:+1...` -> `+1...`).
+    pub fn phone_of<'a>(&self, address: &'a str) -> &'a str {
+        match self {
+            AddressForm::E164 { prefix } => {
+                address.strip_prefix(prefix.as_str()).unwrap_or(address)
+            }
+            AddressForm::Opaque => address,
+        }
+    }
+
+    /// The address of the E.164 `number`.
+    pub fn address_for(&self, number: &str) -> String {
+        match self {
+            AddressForm::E164 { prefix } => format!("{prefix}{number}"),
+            AddressForm::Opaque => number.to_owned(),
+        }
+    }
+}
+
+/// The most characters a channel may declare for one text: what the host stores and shows.
+pub const MAX_DECLARED_TEXT_CHARS: usize = 100_000;
+
+impl From<wit::ChannelRules> for ChannelRules {
+    fn from(r: wit::ChannelRules) -> Self {
+        ChannelRules {
+            address: match r.address {
+                wit::AddressForm::Opaque => AddressForm::Opaque,
+                wit::AddressForm::E164(prefix) => AddressForm::E164 { prefix },
+            },
+            // Zero would refuse every text: read it as the host's default for plain text.
+            max_text_chars: match r.max_text {
+                0 => 5000,
+                n => (n as usize).min(MAX_DECLARED_TEXT_CHARS),
+            },
+            segments: r.segments,
+            opt_out_keywords: r.opt_out_keywords,
+            reply_window_hours: r.reply_window_hours,
+        }
+    }
 }
 
 /// One setting a channel takes.
@@ -193,6 +300,8 @@ impl From<wit::Manifest> for ChannelManifest {
             delivery_receipts: m
                 .capabilities
                 .contains(wit::Capabilities::DELIVERY_RECEIPTS),
+            hosted_chat: m.capabilities.contains(wit::Capabilities::HOSTED_CHAT),
+            rules: m.rules.into(),
         }
     }
 }
@@ -521,6 +630,7 @@ impl PluginSet {
         match loaded {
             Ok(Loaded::Channel(p)) => {
                 tracing::info!(plugin = name, source = %p.info.source, kind = %p.manifest.kind, version = %p.manifest.version, "loaded channel plugin");
+                warn_on_other_name(name, &p.manifest.name);
                 self.channels.insert(name.to_owned(), Arc::from(p));
             }
             Ok(Loaded::Router(p)) => {
@@ -529,6 +639,7 @@ impl PluginSet {
             }
             Ok(Loaded::Bot(p)) => {
                 tracing::info!(plugin = name, source = %p.info.source, version = %p.manifest.version, "loaded bot plugin");
+                warn_on_other_name(name, &p.manifest.name);
                 self.bots.insert(name.to_owned(), Arc::new(p));
             }
             Ok(Loaded::Classifier(p)) => {
@@ -549,11 +660,130 @@ impl PluginSet {
     }
 }
 
-enum Loaded {
+/// Warns when a plugin's manifest calls it something other than its file name (the name the
+/// configuration uses).
+fn warn_on_other_name(name: &str, manifest_name: &str) {
+    if manifest_name != name {
+        tracing::warn!(
+            plugin = name,
+            manifest_name,
+            "the plugin's manifest calls it `{manifest_name}`, but it is loaded by its file name `{name}` (what the configuration names)"
+        );
+    }
+}
+
+/// One plugin file, loaded.
+pub enum Loaded {
+    /// A channel plugin.
     Channel(Box<ChannelPlugin>),
+    /// A router plugin.
     Router(RouterPlugin),
+    /// A bot plugin.
     Bot(BotPlugin),
+    /// A classifier plugin.
     Classifier(ClassifierPlugin),
+}
+
+impl Loaded {
+    /// Identity and provenance.
+    pub fn info(&self) -> &PluginInfo {
+        match self {
+            Loaded::Channel(p) => &p.info,
+            Loaded::Router(p) => &p.info,
+            Loaded::Bot(p) => &p.info,
+            Loaded::Classifier(p) => &p.info,
+        }
+    }
+}
+
+/// What the bytes of a component are, before anything runs: its world and contract version,
+/// its imports and exports, and the memory its core modules declare at start.
+#[derive(Debug, Clone, Serialize)]
+pub struct ComponentFacts {
+    /// The world it implements, if it is a Plugboard plugin.
+    pub world: Option<World>,
+    /// The contract version it was built against.
+    pub contract: Option<String>,
+    /// Why it is not a plugin, when it is not.
+    pub not_a_plugin: Option<String>,
+    /// Its imports, by name.
+    pub imports: Vec<String>,
+    /// Its exports, by name.
+    pub exports: Vec<String>,
+    /// The bytes its memories take as soon as it is instantiated.
+    pub initial_memory_bytes: u64,
+}
+
+/// Compiles `bytes` (through the cache) and reads [`ComponentFacts`] from it.
+pub fn component_facts(
+    sandbox: &Sandbox,
+    bytes: &[u8],
+    cache_dir: &Path,
+) -> Result<ComponentFacts, LoadError> {
+    let engine = sandbox.engine();
+    // Before compiling: wasmtime refuses such a component in its own words.
+    check_memory_at_start(sandbox, bytes)?;
+    let sha256 = hex::encode(sha2::Sha256::digest(bytes));
+    let component = compile_cached(engine, bytes, &sha256, cache_dir)?;
+    let ty = component.component_type();
+    let imports = ty.imports(engine).map(|(n, _)| n.to_owned()).collect();
+    let exports = ty.exports(engine).map(|(n, _)| n.to_owned()).collect();
+    let (world, contract, not_a_plugin) = match contract_of(engine, &component) {
+        Ok((w, v)) => (Some(w), Some(v.to_string()), None),
+        Err(e) => (None, None, Some(e.to_string())),
+    };
+    Ok(ComponentFacts {
+        world,
+        contract,
+        not_a_plugin,
+        imports,
+        exports,
+        initial_memory_bytes: initial_memory(bytes)?,
+    })
+}
+
+/// The bytes the memories of `bytes`' core modules take at instantiation (each memory's
+/// minimum size), whatever the nesting.
+pub fn initial_memory(bytes: &[u8]) -> Result<u64, LoadError> {
+    let mut total: u64 = 0;
+    for payload in wasmparser::Parser::new(0).parse_all(bytes) {
+        let payload = payload.map_err(|e| LoadError::Compile(e.to_string()))?;
+        if let wasmparser::Payload::MemorySection(memories) = payload {
+            for memory in memories {
+                let memory = memory.map_err(|e| LoadError::Compile(e.to_string()))?;
+                let page = memory.page_size_log2.map_or(65_536, |log2| 1u64 << log2);
+                total = total.saturating_add(memory.initial.saturating_mul(page));
+            }
+        }
+    }
+    Ok(total)
+}
+
+/// Refuses a component whose memories at start exceed what a call may use, in plain words
+/// (wasmtime's own error names its pooling allocator).
+fn check_memory_at_start(sandbox: &Sandbox, bytes: &[u8]) -> Result<(), LoadError> {
+    let needs = initial_memory(bytes)?;
+    let memory_mib = sandbox.limits().memory_mib;
+    if needs > memory_mib.saturating_mul(1 << 20) {
+        return Err(LoadError::MemoryAtStart {
+            needs_mib: needs as f64 / f64::from(1u32 << 20),
+            memory_mib,
+            at_least: needs.div_ceil(1 << 20),
+        });
+    }
+    Ok(())
+}
+
+/// Loads one plugin file's bytes as `name`, as start-up does: compile (cached), check the
+/// contract and the memory at start, link, and describe.
+pub fn load_plugin(
+    sandbox: &Sandbox,
+    name: &str,
+    source: PluginSource,
+    bytes: &[u8],
+    cache_dir: &Path,
+) -> Result<Loaded, LoadError> {
+    load_one(sandbox, name, source, bytes, cache_dir)
 }
 
 fn load_one(
@@ -564,6 +794,8 @@ fn load_one(
     cache_dir: &Path,
 ) -> Result<Loaded, LoadError> {
     let engine = sandbox.engine();
+    // Before compiling: wasmtime refuses such a component in its own words.
+    check_memory_at_start(sandbox, bytes)?;
     let sha256 = hex::encode(sha2::Sha256::digest(bytes));
     let component = compile_cached(engine, bytes, &sha256, cache_dir)?;
     let (world, contract) = contract_of(engine, &component)?;

@@ -10,7 +10,7 @@ use crate::config::{Config, Problems};
 use crate::model::ConversationTarget;
 use crate::runtime::plugin::{BotPlugin, ChannelPlugin, PluginSet, RouterPlugin};
 use crate::runtime::sandbox::Sandbox;
-use crate::services::channel_rules::{Template, is_phone_kind, parse_templates, phone_of};
+use crate::services::channel_rules::{Template, parse_templates};
 
 /// A channel instance: a plugin plus an operator's settings and the queue it feeds.
 pub struct ChannelInstance {
@@ -46,9 +46,14 @@ impl ChannelInstance {
             && self.agent_attachments == other.agent_attachments
     }
 
-    /// The channel kind from the plugin's manifest (`sms`, `whatsapp`, ...).
+    /// The channel kind from the plugin's manifest (`sms`, `whatsapp`, ...): its icon.
     pub fn kind(&self) -> &str {
         &self.plugin.manifest.kind
+    }
+
+    /// What the host enforces for it, as its plugin's manifest declares.
+    pub fn rules(&self) -> &crate::runtime::plugin::ChannelRules {
+        &self.plugin.manifest.rules
     }
 }
 
@@ -327,7 +332,7 @@ pub(super) fn resolve_channels(
             &c.settings,
             p,
         );
-        check_setting_values(i, c, plugin.manifest.kind.as_str(), p);
+        check_setting_values(i, c, &plugin.manifest.rules.address, p);
         if p.len() > before {
             continue;
         }
@@ -422,7 +427,12 @@ pub(super) fn resolve_channels(
 /// Flags settings that cannot work whatever the plugin does with them: a URL setting
 /// (`api_base`, `*_url`) that is not an http(s) URL, and a `from` number on a phone channel
 /// that is not E.164.
-fn check_setting_values(i: usize, c: &crate::config::ChannelConfig, kind: &str, p: &mut Problems) {
+fn check_setting_values(
+    i: usize,
+    c: &crate::config::ChannelConfig,
+    address: &crate::runtime::plugin::AddressForm,
+    p: &mut Problems,
+) {
     // An empty value is an absent one (the plugin's default): nothing to flag.
     for (name, value) in c.settings.iter().filter(|(_, v)| !v.trim().is_empty()) {
         let is_url = name == "api_base" || name.ends_with("_url");
@@ -437,14 +447,15 @@ fn check_setting_values(i: usize, c: &crate::config::ChannelConfig, kind: &str, 
             }
         }
     }
-    if is_phone_kind(kind)
+    if address.is_phone()
         && let Some(from) = c.settings.get("from").filter(|f| !f.trim().is_empty())
-        && let Err(e) = plugboard_sdk::E164::parse(phone_of(kind, from.trim()))
+        && let Err(e) = plugboard_sdk::E164::parse(address.phone_of(from.trim()))
     {
         p.invalid(
             format!("channels[{i}].settings.from"),
             format!(
-                "{from:?} is not an E.164 number ({e}); a {kind} channel sends from a number like +14155550100"
+                "{from:?} is not an E.164 number ({e}); this channel sends from a number like {}",
+                address.address_for("+14155550100")
             ),
         );
     }

@@ -1,15 +1,9 @@
-//! Channel rules the host enforces for every plugin of a kind: phone addresses in E.164, the
-//! 1600-character limit and SMS segment counting, opt-out keywords, and WhatsApp's 24-hour
-//! customer-service window with its approved templates.
+//! How the host applies the rules a channel's manifest declares
+//! ([`crate::runtime::plugin::ChannelRules`]: address form, longest text, SMS segments, opt-out
+//! keywords, a reply window): the keyword lists, segment counting, the window's arithmetic, and
+//! the approved templates that may go out after it.
 
 use serde::{Deserialize, Serialize};
-
-/// The longest text one message may carry on SMS and WhatsApp (Twilio error 21617 above it).
-pub const MAX_PHONE_TEXT_CHARS: usize = 1600;
-/// The longest text one message may carry on other channels.
-pub const MAX_TEXT_CHARS: usize = 5000;
-/// WhatsApp's customer-service window after the customer's last message.
-pub const WHATSAPP_WINDOW_MS: u64 = 24 * 60 * 60 * 1000;
 
 /// Words that, alone in a message (any case, surrounding blanks), opt the sender out.
 pub const OPT_OUT_KEYWORDS: &[&str] = &[
@@ -24,25 +18,6 @@ pub const OPT_OUT_KEYWORDS: &[&str] = &[
 ];
 /// Words that, alone in a message, opt the sender back in.
 pub const OPT_IN_KEYWORDS: &[&str] = &["START", "YES", "UNSTOP"];
-
-/// Whether channels of `kind` address customers by phone number.
-pub fn is_phone_kind(kind: &str) -> bool {
-    matches!(kind, "sms" | "whatsapp")
-}
-
-/// Whether texts on channels of `kind` travel as SMS segments (WhatsApp's do not).
-pub fn counts_segments(kind: &str) -> bool {
-    kind == "sms"
-}
-
-/// The largest text for channels of `kind`.
-pub fn max_text_chars(kind: &str) -> usize {
-    if is_phone_kind(kind) {
-        MAX_PHONE_TEXT_CHARS
-    } else {
-        MAX_TEXT_CHARS
-    }
-}
 
 /// What an inbound text asks for, if it is an opt-out or opt-in keyword.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,22 +40,6 @@ pub fn keyword(text: &str) -> Option<Keyword> {
         Some(Keyword::OptIn)
     } else {
         None
-    }
-}
-
-/// The phone number inside an address of `kind` (`whatsapp:+1...` -> `+1...`).
-pub fn phone_of<'a>(kind: &str, address: &'a str) -> &'a str {
-    match kind {
-        "whatsapp" => address.strip_prefix("whatsapp:").unwrap_or(address),
-        _ => address,
-    }
-}
-
-/// The address form of an E.164 `number` on a channel of `kind`.
-pub fn address_for(kind: &str, number: &str) -> String {
-    match kind {
-        "whatsapp" => format!("whatsapp:{number}"),
-        _ => number.to_owned(),
     }
 }
 
@@ -178,9 +137,15 @@ pub fn parse_templates(setting: Option<&str>) -> Result<Vec<Template>, String> {
 }
 
 /// Whether a WhatsApp conversation whose customer last wrote at `last_inbound` (ms) is inside
-/// the 24-hour window at `now` (ms).
-pub fn whatsapp_window_open(last_inbound: Option<u64>, now: u64) -> bool {
-    last_inbound.is_some_and(|t| now.saturating_sub(t) < WHATSAPP_WINDOW_MS)
+/// Whether a reply window of `hours` after the customer's last message (`last_inbound`) is
+/// still open at `now` (never, if the customer never wrote).
+pub fn window_open(hours: u32, last_inbound: Option<u64>, now: u64) -> bool {
+    last_inbound.is_some_and(|t| now.saturating_sub(t) < window_ms(hours))
+}
+
+/// A reply window of `hours`, milliseconds.
+pub fn window_ms(hours: u32) -> u64 {
+    u64::from(hours) * 60 * 60 * 1000
 }
 
 #[cfg(test)]
@@ -252,8 +217,11 @@ mod tests {
 
     #[test]
     fn window_is_24_hours_from_the_last_inbound() {
-        assert!(whatsapp_window_open(Some(0), WHATSAPP_WINDOW_MS - 1));
-        assert!(!whatsapp_window_open(Some(0), WHATSAPP_WINDOW_MS));
-        assert!(!whatsapp_window_open(None, 0));
+        assert!(window_open(24, Some(0), window_ms(24) - 1));
+        assert!(!window_open(24, Some(0), window_ms(24)));
+        assert!(!window_open(24, None, 0));
+        assert!(
+            window_open(1, Some(0), window_ms(1) - 1) && !window_open(1, Some(0), window_ms(1))
+        );
     }
 }

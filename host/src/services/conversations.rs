@@ -19,7 +19,6 @@ use crate::services::agents::{Agents, Presence};
 use crate::services::app::App;
 use crate::services::audit;
 use crate::services::automated::{Automated, Sender};
-use crate::services::channel_rules;
 use crate::services::events::{self, EventHub};
 use crate::services::outbox::Outbox;
 use crate::services::routing::Dispatcher;
@@ -459,7 +458,7 @@ impl Actions<'_> {
         };
         let number =
             plugboard_sdk::E164::parse(to).map_err(|e| StartError::NotE164(e.to_string()))?;
-        let customer = channel_rules::address_for(channel.kind(), number.as_str());
+        let customer = channel.rules().address.address_for(number.as_str());
         if self
             .app
             .storage

@@ -219,7 +219,9 @@ fn normalize(instance: &ChannelInstance, events: Vec<wit::Event>) -> Vec<Inbound
                     ));
                     attachments.clear();
                 }
-                let keyword = channel_rules::is_phone_kind(instance.kind())
+                let keyword = instance
+                    .rules()
+                    .opt_out_keywords
                     .then(|| m.text.as_deref().and_then(channel_rules::keyword))
                     .flatten();
                 let change = OptChange {

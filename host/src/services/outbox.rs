@@ -747,7 +747,7 @@ async fn attempt_once(
         ))
         .into());
     }
-    if channel.kind() == "webchat" {
+    if channel.plugin.manifest.hosted_chat {
         // The visitor's widget reads the stored conversation: storing it is delivering it.
         return Ok(format!("webchat-{}", message.id()));
     }

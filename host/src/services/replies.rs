@@ -72,7 +72,7 @@ pub async fn draft(
     }
     if let Some(t) = &text {
         let chars = t.chars().count();
-        let limit = channel_rules::max_text_chars(&kind);
+        let limit = channel.rules().max_text_chars;
         if chars > limit {
             return Err(unprocessable(format!(
                 "text is {chars} characters; {kind} messages take at most {limit}"
@@ -162,12 +162,12 @@ pub async fn draft(
             })
         }
     };
-    if kind == "whatsapp"
+    if let Some(hours) = channel.rules().reply_window_hours
         && template.is_none()
-        && !channel_rules::whatsapp_window_open(conv.last_inbound_at, now)
+        && !channel_rules::window_open(hours, conv.last_inbound_at, now)
     {
         return Err(unprocessable(format!(
-            "the 24-hour WhatsApp window is closed (the customer has not written in the last 24 hours); only an approved template may be sent: {}",
+            "the {hours}-hour {kind} reply window is closed (the customer has not written in the last {hours} hours); only an approved template may be sent: {}",
             template_names()
         )));
     }
@@ -189,7 +189,7 @@ pub struct ReplyRules {
     pub segments: bool,
     /// Whether agents may send attachments here.
     pub attachments: bool,
-    /// WhatsApp's 24-hour window, on WhatsApp channels only.
+    /// The channel's reply window (WhatsApp's 24 hours), on channels that declare one.
     pub window: Option<ReplyWindow>,
     /// The approved templates the channel offers.
     pub templates: Vec<channel_rules::Template>,
@@ -199,10 +199,12 @@ pub struct ReplyRules {
     pub read_only: Option<String>,
 }
 
-/// Whether free text may go out on WhatsApp, and until when.
+/// Whether free text may go out within the channel's reply window, and until when.
 #[derive(Debug, serde::Serialize)]
 pub struct ReplyWindow {
-    /// Whether the customer wrote within the last 24 hours.
+    /// How long the window lasts after the customer's last message.
+    pub hours: u32,
+    /// Whether the customer wrote within the window.
     pub open: bool,
     /// When the window closes (or closed), Unix milliseconds; `None` if the customer never wrote.
     pub closes_at: Option<u64>,
@@ -232,16 +234,17 @@ pub async fn rules(app: &App, conv: &Conversation, now: u64) -> Result<ReplyRule
             )),
         });
     };
-    let kind = channel.kind();
+    let rules = channel.rules();
     Ok(ReplyRules {
-        max_chars: channel_rules::max_text_chars(kind),
-        segments: channel_rules::counts_segments(kind),
+        max_chars: rules.max_text_chars,
+        segments: rules.segments,
         attachments: channel.agent_attachments && channel.plugin.manifest.attachments,
-        window: (kind == "whatsapp").then(|| ReplyWindow {
-            open: channel_rules::whatsapp_window_open(conv.last_inbound_at, now),
+        window: rules.reply_window_hours.map(|hours| ReplyWindow {
+            hours,
+            open: channel_rules::window_open(hours, conv.last_inbound_at, now),
             closes_at: conv
                 .last_inbound_at
-                .map(|t| t.saturating_add(channel_rules::WHATSAPP_WINDOW_MS)),
+                .map(|t| t.saturating_add(channel_rules::window_ms(hours))),
         }),
         templates: channel.templates.clone(),
         opted_out,

@@ -78,6 +78,7 @@ pub fn manifest() -> Manifest {
         ],
         api_hosts: vec!["api.line.me".to_string(), "api-data.line.me".to_string()],
         capabilities: Capabilities::ATTACHMENTS,
+        rules: plugboard_sdk::rules::opaque(5000),
     }
 }
 

@@ -91,6 +91,7 @@ pub fn manifest() -> Manifest {
             "auth.worksmobile.com".to_string(),
         ],
         capabilities: Capabilities::ATTACHMENTS,
+        rules: plugboard_sdk::rules::opaque(5000),
     }
 }
 

@@ -79,6 +79,7 @@ pub fn manifest() -> Manifest {
             "api.eu.mailgun.net".to_string(),
         ],
         capabilities: Capabilities::empty(),
+        rules: plugboard_sdk::rules::opaque(5000),
     }
 }
 

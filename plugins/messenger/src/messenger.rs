@@ -75,6 +75,7 @@ pub fn manifest() -> Manifest {
         ],
         api_hosts: vec!["graph.facebook.com".to_string()],
         capabilities: Capabilities::ATTACHMENTS | Capabilities::DELIVERY_RECEIPTS,
+        rules: plugboard_sdk::rules::opaque(MAX_TEXT_CHARS as u32),
     }
 }
 

@@ -64,6 +64,7 @@ pub fn manifest() -> Manifest {
             "rest-api.telesign.com".to_string(),
         ],
         capabilities: Capabilities::DELIVERY_RECEIPTS,
+        rules: plugboard_sdk::rules::sms(),
     }
 }
 

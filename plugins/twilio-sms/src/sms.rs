@@ -16,6 +16,7 @@ pub fn manifest() -> Manifest {
         settings: twilio::common_settings("Sender phone number in E.164, e.g. +14155550100"),
         api_hosts: vec![twilio::API_HOST.to_string()],
         capabilities: Capabilities::ATTACHMENTS | Capabilities::DELIVERY_RECEIPTS,
+        rules: plugboard_sdk::rules::sms(),
     }
 }
 

@@ -48,6 +48,7 @@ pub fn manifest() -> Manifest {
         capabilities: Capabilities::ATTACHMENTS
             | Capabilities::TEMPLATES
             | Capabilities::DELIVERY_RECEIPTS,
+        rules: plugboard_sdk::rules::whatsapp(),
     }
 }
 

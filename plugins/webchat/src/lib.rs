@@ -129,7 +129,8 @@ impl plugboard_sdk::Channel for Webchat {
                 setting("intro", "The first line visitors see"),
             ],
             api_hosts: Vec::new(),
-            capabilities: Capabilities::empty(),
+            capabilities: Capabilities::HOSTED_CHAT,
+            rules: plugboard_sdk::rules::opaque(5000),
         }
     }
 

@@ -1,5 +1,5 @@
 // The reply box, obeying the conversation's `rules`: a character counter against max_chars
-// (and an SMS segment counter where `segments` is set), WhatsApp's 24-hour window (outside it
+// (and an SMS segment counter where `segments` is set), the channel's reply window (outside it
 // the free text is off and a template picker with one field per variable takes its place; a
 // window that closes while the conversation is open closes here on time), an attachment URL
 // only where the channel takes attachments, opted-out customers and read-only conversations
@@ -23,7 +23,6 @@ const NO_RULES = {
   opted_out: false,
   read_only: null,
 };
-const WINDOW_CLOSED = "24-hour window closed: only templates";
 
 let current = null;
 let noteMode = false;
@@ -96,7 +95,12 @@ function rules() {
   return { ...NO_RULES, ...(current && current.rules) };
 }
 
-/** Whether WhatsApp's window is closed now (the host said so, or its closing time passed). */
+/** What the banner says while the channel's reply window is closed. */
+function windowClosedText(r) {
+  return `${r.window.hours}-hour window closed: only templates`;
+}
+
+/** Whether the reply window is closed now (the host said so, or its closing time passed). */
 function windowClosed(r) {
   if (!r.window) return false;
   return !r.window.open || (Number.isFinite(r.window.closes_at) && Date.now() >= r.window.closes_at);
@@ -115,7 +119,7 @@ function watchWindow(r) {
 function blocked(r) {
   if (r.read_only) return `Nothing can be sent: ${r.read_only}.`;
   if (r.opted_out) return "The customer opted out: nothing can be sent until they opt back in.";
-  if (windowClosed(r)) return WINDOW_CLOSED;
+  if (windowClosed(r)) return windowClosedText(r);
   return null;
 }
 
@@ -155,9 +159,9 @@ function banner(r) {
     fill(p, label, blocked(r), noteMode ? "" : " Notes still work.");
   } else if (windowClosed(r)) {
     p.classList.add("banner-warn");
-    fill(p, WINDOW_CLOSED);
+    fill(p, windowClosedText(r));
   } else if (r.window && r.window.closes_at) {
-    fill(p, "24-hour window open: closes in ", timer({ "data-testid": "window-left" }, { until: r.window.closes_at }));
+    fill(p, `${r.window.hours}-hour window open: closes in `, timer({ "data-testid": "window-left" }, { until: r.window.closes_at }));
   } else {
     fill(p);
   }

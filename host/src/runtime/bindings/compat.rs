@@ -5,7 +5,8 @@
 //! ([`super::v0_2`]) and every call converts: arguments from the current types to 0.2.0,
 //! results from 0.2.0 to the current types. What 0.3.0 added reads as "not given" for such a
 //! plugin: an opt-out without a provider id (the host then deduplicates it by the message it
-//! came with), no `check-settings` (the settings are only checked for required names).
+//! came with), no `check-settings` (the settings are only checked for required names), and
+//! the channel rules 0.2.0 hosts applied by `kind` (see `legacy_rules`).
 
 use super::v0_2::wit as old;
 use super::wit as new;
@@ -192,6 +193,10 @@ impl From<old::Manifest> for new::Manifest {
                 capabilities |= is;
             }
         }
+        if m.kind == "webchat" {
+            capabilities |= new::Capabilities::HOSTED_CHAT;
+        }
+        let rules = legacy_rules(&m.kind);
         new::Manifest {
             name: m.name,
             version: m.version,
@@ -208,7 +213,32 @@ impl From<old::Manifest> for new::Manifest {
                 .collect(),
             api_hosts: m.api_hosts,
             capabilities,
+            rules,
         }
+    }
+}
+
+/// The rules the host applied by `kind` before plugins declared them (0.2.0): phone numbers,
+/// 1,600 characters and the STOP keywords on `sms` and `whatsapp`, SMS segments on `sms`,
+/// WhatsApp's 24-hour window; anything else opaque addresses and 5,000 characters.
+fn legacy_rules(kind: &str) -> new::ChannelRules {
+    let phone = |prefix: &str, segments: bool, window: Option<u32>| new::ChannelRules {
+        address: new::AddressForm::E164(prefix.to_owned()),
+        max_text: 1600,
+        segments,
+        opt_out_keywords: true,
+        reply_window_hours: window,
+    };
+    match kind {
+        "sms" => phone("", true, None),
+        "whatsapp" => phone("whatsapp:", false, Some(24)),
+        _ => new::ChannelRules {
+            address: new::AddressForm::Opaque,
+            max_text: 5000,
+            segments: false,
+            opt_out_keywords: false,
+            reply_window_hours: None,
+        },
     }
 }
 

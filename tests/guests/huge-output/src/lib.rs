@@ -22,6 +22,7 @@ impl plugboard_sdk::Channel for HugeOutput {
             settings: Vec::new(),
             api_hosts: Vec::new(),
             capabilities: Capabilities::empty(),
+            rules: plugboard_sdk::rules::sms(),
         }
     }
 

@@ -17,6 +17,7 @@ impl plugboard_sdk::Channel for InfiniteLoop {
             settings: Vec::new(),
             api_hosts: Vec::new(),
             capabilities: Capabilities::empty(),
+            rules: plugboard_sdk::rules::sms(),
         }
     }
 

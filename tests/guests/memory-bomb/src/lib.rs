@@ -20,6 +20,7 @@ impl plugboard_sdk::Channel for MemoryBomb {
             settings: Vec::new(),
             api_hosts: Vec::new(),
             capabilities: Capabilities::empty(),
+            rules: plugboard_sdk::rules::sms(),
         }
     }
 

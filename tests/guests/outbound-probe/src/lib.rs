@@ -27,6 +27,7 @@ impl plugboard_sdk::Channel for OutboundProbe {
             }],
             api_hosts: vec!["localhost".to_string(), "127.0.0.1".to_string()],
             capabilities: Capabilities::empty(),
+            rules: plugboard_sdk::rules::opaque(5000),
         }
     }
 

@@ -21,6 +21,7 @@ impl plugboard_sdk::Channel for Trap {
             settings: Vec::new(),
             api_hosts: Vec::new(),
             capabilities: Capabilities::empty(),
+            rules: plugboard_sdk::rules::sms(),
         }
     }
 

@@ -22,6 +22,7 @@ fn manifest() -> Manifest {
         settings: Vec::new(),
         api_hosts: Vec::new(),
         capabilities: Capabilities::empty(),
+        rules: plugboard_sdk::rules::sms(),
     }
 }
 
