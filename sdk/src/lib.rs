@@ -24,10 +24,13 @@
 //!
 //! # A complete minimal channel
 //!
+//! A channel implements the four functions every provider needs; the token exchange, the
+//! settings check and the credential check have defaults (see [`Channel`]).
+//!
 //! ```
 //! use plugboard_sdk::types::{
 //!     Capabilities, Event, HttpRequest, HttpResponse, InboundMessage, Manifest, OutboundMessage,
-//!     SendError, SettingSpec, Settings, TokenGrant, WebhookError, WebhookOutcome,
+//!     SendError, SettingSpec, Settings, WebhookError, WebhookOutcome,
 //! };
 //! use plugboard_sdk::{Channel, ct_eq, form, header, host, http, json};
 //!
@@ -116,22 +119,6 @@
 //!             status => Err(SendError::Invalid(format!("HTTP {status}"))),
 //!         }
 //!     }
-//!
-//!     fn prepare_token(_settings: Settings) -> Result<Option<HttpRequest>, SendError> {
-//!         Ok(None) // Every request carries the token setting itself.
-//!     }
-//!
-//!     fn read_token_response(_resp: HttpResponse, _settings: Settings) -> Result<TokenGrant, SendError> {
-//!         Err(SendError::Misconfigured("echo uses no token".into()))
-//!     }
-//!
-//!     fn prepare_check(_settings: Settings) -> Result<Option<HttpRequest>, SendError> {
-//!         Ok(None) // The provider has no harmless authenticated call.
-//!     }
-//!
-//!     fn read_check_response(_resp: HttpResponse, _settings: Settings) -> Result<(), SendError> {
-//!         Ok(())
-//!     }
 //! }
 //!
 //! plugboard_sdk::export_channel!(Echo);
@@ -187,6 +174,7 @@
 
 pub mod base64;
 pub mod bindings;
+mod channel;
 pub mod e164;
 pub mod form;
 pub mod http;
@@ -195,6 +183,9 @@ pub mod query;
 pub mod routing;
 pub mod settings;
 
+pub use channel::Channel;
+#[doc(hidden)]
+pub use channel::ChannelAdapter;
 pub use e164::{E164, E164Error};
 pub use form::FormError;
 pub use http::{basic_auth, header};
@@ -215,9 +206,6 @@ pub mod types {
 /// `now_millis`, `random_bytes`. They are only callable inside a component; calling them in a
 /// native test panics.
 pub use crate::bindings::channel::plugboard::plugin::host;
-
-/// The functions a channel plugin implements (the contract's `messaging` interface).
-pub use crate::bindings::channel::exports::plugboard::plugin::messaging::Guest as Channel;
 
 /// The function a routing strategy implements (the contract's `routing` interface).
 pub use crate::bindings::router::exports::plugboard::plugin::routing::Guest as Router;
@@ -292,14 +280,17 @@ pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
 /// Exports a type implementing [`Channel`] as the plugin's `messaging` interface.
 ///
 /// Invoke it once, at the crate root or in any module, with the type's name:
-/// `plugboard_sdk::export_channel!(MyChannel);`
+/// `plugboard_sdk::export_channel!(MyChannel);`. The export goes through a hidden adapter that
+/// implements wit-bindgen's generated trait by delegating to `<MyChannel as Channel>`, so the
+/// trait's default functions are exported too.
 #[macro_export]
 macro_rules! export_channel {
-    ($ty:ident) => {
+    ($ty:ty) => {
         #[allow(unsafe_code)]
         const _: () = {
+            type __PlugboardChannel = $crate::ChannelAdapter<$ty>;
             $crate::bindings::channel::__export_channel_world!(
-                $ty with_types_in $crate::bindings::channel
+                __PlugboardChannel with_types_in $crate::bindings::channel
             );
         };
     };

@@ -29,10 +29,6 @@ impl plugboard_sdk::Channel for LineWorks {
         lineworks::manifest()
     }
 
-    fn check_settings(_settings: Settings) -> Result<(), String> {
-        Ok(())
-    }
-
     fn handle_webhook(
         req: HttpRequest,
         settings: Settings,

@@ -15,8 +15,8 @@ pub mod multipart;
 
 use plugboard_sdk::host;
 use plugboard_sdk::types::{
-    HttpRequest, HttpResponse, Manifest, OutboundMessage, SendError, Settings, TokenGrant,
-    WebhookError, WebhookOutcome,
+    HttpRequest, HttpResponse, Manifest, OutboundMessage, SendError, Settings, WebhookError,
+    WebhookOutcome,
 };
 
 /// The Mailgun email channel.
@@ -25,10 +25,6 @@ pub struct MailgunEmail;
 impl plugboard_sdk::Channel for MailgunEmail {
     fn describe() -> Manifest {
         mailgun::manifest()
-    }
-
-    fn check_settings(_settings: Settings) -> Result<(), String> {
-        Ok(())
     }
 
     fn handle_webhook(
@@ -44,19 +40,6 @@ impl plugboard_sdk::Channel for MailgunEmail {
 
     fn read_send_response(resp: HttpResponse, _settings: Settings) -> Result<String, SendError> {
         mailgun::read_send_response(&resp)
-    }
-
-    fn prepare_token(_settings: Settings) -> Result<Option<HttpRequest>, SendError> {
-        Ok(None)
-    }
-
-    fn read_token_response(
-        _resp: HttpResponse,
-        _settings: Settings,
-    ) -> Result<TokenGrant, SendError> {
-        Err(SendError::Misconfigured(
-            "mailgun-email uses the api_key setting, not a token exchange".to_string(),
-        ))
     }
 
     fn prepare_check(settings: Settings) -> Result<Option<HttpRequest>, SendError> {

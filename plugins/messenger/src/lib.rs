@@ -14,8 +14,8 @@ pub mod messenger;
 
 use plugboard_sdk::host;
 use plugboard_sdk::types::{
-    HttpRequest, HttpResponse, Manifest, OutboundMessage, SendError, Settings, TokenGrant,
-    WebhookError, WebhookOutcome,
+    HttpRequest, HttpResponse, Manifest, OutboundMessage, SendError, Settings, WebhookError,
+    WebhookOutcome,
 };
 
 /// The Messenger channel.
@@ -24,10 +24,6 @@ pub struct Messenger;
 impl plugboard_sdk::Channel for Messenger {
     fn describe() -> Manifest {
         messenger::manifest()
-    }
-
-    fn check_settings(_settings: Settings) -> Result<(), String> {
-        Ok(())
     }
 
     fn handle_webhook(
@@ -43,19 +39,6 @@ impl plugboard_sdk::Channel for Messenger {
 
     fn read_send_response(resp: HttpResponse, _settings: Settings) -> Result<String, SendError> {
         messenger::read_send_response(&resp)
-    }
-
-    fn prepare_token(_settings: Settings) -> Result<Option<HttpRequest>, SendError> {
-        Ok(None)
-    }
-
-    fn read_token_response(
-        _resp: HttpResponse,
-        _settings: Settings,
-    ) -> Result<TokenGrant, SendError> {
-        Err(SendError::Misconfigured(
-            "messenger uses the page access token setting, not a token exchange".to_string(),
-        ))
     }
 
     fn prepare_check(settings: Settings) -> Result<Option<HttpRequest>, SendError> {

@@ -12,8 +12,8 @@
 pub mod telesign;
 
 use plugboard_sdk::types::{
-    HttpRequest, HttpResponse, Manifest, OutboundMessage, SendError, Settings, TokenGrant,
-    WebhookError, WebhookOutcome,
+    HttpRequest, HttpResponse, Manifest, OutboundMessage, SendError, Settings, WebhookError,
+    WebhookOutcome,
 };
 
 /// The TeleSign SMS channel.
@@ -47,23 +47,6 @@ impl plugboard_sdk::Channel for TelesignSms {
 
     fn read_send_response(resp: HttpResponse, _settings: Settings) -> Result<String, SendError> {
         telesign::read_send_response(&resp)
-    }
-
-    fn prepare_token(_settings: Settings) -> Result<Option<HttpRequest>, SendError> {
-        Ok(None)
-    }
-
-    fn read_token_response(
-        _resp: HttpResponse,
-        _settings: Settings,
-    ) -> Result<TokenGrant, SendError> {
-        Err(SendError::Misconfigured(
-            "telesign-sms uses no token".to_string(),
-        ))
-    }
-
-    fn prepare_check(_settings: Settings) -> Result<Option<HttpRequest>, SendError> {
-        Ok(None)
     }
 
     fn read_check_response(resp: HttpResponse, _settings: Settings) -> Result<(), SendError> {

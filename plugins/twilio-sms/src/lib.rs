@@ -18,8 +18,8 @@ pub mod sms;
 pub mod twilio;
 
 use plugboard_sdk::types::{
-    HttpRequest, HttpResponse, Manifest, OutboundMessage, SendError, Settings, TokenGrant,
-    WebhookError, WebhookOutcome,
+    HttpRequest, HttpResponse, Manifest, OutboundMessage, SendError, Settings, WebhookError,
+    WebhookOutcome,
 };
 
 /// The Twilio SMS channel.
@@ -56,19 +56,6 @@ impl plugboard_sdk::Channel for TwilioSms {
 
     fn read_send_response(resp: HttpResponse, _settings: Settings) -> Result<String, SendError> {
         twilio::read_send_response(&resp)
-    }
-
-    fn prepare_token(_settings: Settings) -> Result<Option<HttpRequest>, SendError> {
-        Ok(None)
-    }
-
-    fn read_token_response(
-        _resp: HttpResponse,
-        _settings: Settings,
-    ) -> Result<TokenGrant, SendError> {
-        Err(SendError::Misconfigured(
-            "twilio-sms uses no token".to_string(),
-        ))
     }
 
     fn prepare_check(settings: Settings) -> Result<Option<HttpRequest>, SendError> {

@@ -17,8 +17,8 @@ pub mod twilio;
 pub mod whatsapp;
 
 use plugboard_sdk::types::{
-    HttpRequest, HttpResponse, Manifest, OutboundMessage, SendError, Settings, TokenGrant,
-    WebhookError, WebhookOutcome,
+    HttpRequest, HttpResponse, Manifest, OutboundMessage, SendError, Settings, WebhookError,
+    WebhookOutcome,
 };
 
 /// The Twilio WhatsApp channel.
@@ -54,19 +54,6 @@ impl plugboard_sdk::Channel for TwilioWhatsapp {
 
     fn read_send_response(resp: HttpResponse, _settings: Settings) -> Result<String, SendError> {
         twilio::read_send_response(&resp)
-    }
-
-    fn prepare_token(_settings: Settings) -> Result<Option<HttpRequest>, SendError> {
-        Ok(None)
-    }
-
-    fn read_token_response(
-        _resp: HttpResponse,
-        _settings: Settings,
-    ) -> Result<TokenGrant, SendError> {
-        Err(SendError::Misconfigured(
-            "twilio-whatsapp uses no token".to_string(),
-        ))
     }
 
     fn prepare_check(settings: Settings) -> Result<Option<HttpRequest>, SendError> {

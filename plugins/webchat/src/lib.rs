@@ -12,7 +12,7 @@
 use plugboard_sdk::serde::Deserialize;
 use plugboard_sdk::types::{
     Capabilities, Event, HttpRequest, HttpResponse, InboundMessage, Manifest, OutboundMessage,
-    SendError, SettingSpec, Settings, TokenGrant, WebhookError, WebhookOutcome,
+    SendError, SettingSpec, Settings, WebhookError, WebhookOutcome,
 };
 
 /// The longest visitor message, in characters.
@@ -133,10 +133,6 @@ impl plugboard_sdk::Channel for Webchat {
         }
     }
 
-    fn check_settings(_settings: Settings) -> Result<(), String> {
-        Ok(())
-    }
-
     fn handle_webhook(
         req: HttpRequest,
         _settings: Settings,
@@ -152,25 +148,6 @@ impl plugboard_sdk::Channel for Webchat {
 
     fn read_send_response(_resp: HttpResponse, _settings: Settings) -> Result<String, SendError> {
         Err(SendError::Misconfigured("webchat has no provider".into()))
-    }
-
-    fn prepare_token(_settings: Settings) -> Result<Option<HttpRequest>, SendError> {
-        Ok(None)
-    }
-
-    fn read_token_response(
-        _resp: HttpResponse,
-        _settings: Settings,
-    ) -> Result<TokenGrant, SendError> {
-        Err(SendError::Misconfigured("webchat uses no token".into()))
-    }
-
-    fn prepare_check(_settings: Settings) -> Result<Option<HttpRequest>, SendError> {
-        Ok(None)
-    }
-
-    fn read_check_response(_resp: HttpResponse, _settings: Settings) -> Result<(), SendError> {
-        Ok(())
     }
 }
 

@@ -5,7 +5,7 @@ const CHUNK: usize = 1 << 20;
 
 use plugboard_sdk::types::{
     Capabilities, HttpRequest, HttpResponse, Manifest, OutboundMessage, SendError, Settings,
-    TokenGrant, WebhookError, WebhookOutcome,
+    WebhookError, WebhookOutcome,
 };
 
 /// The test channel; only `describe` and `handle_webhook` matter.
@@ -21,10 +21,6 @@ impl plugboard_sdk::Channel for MemoryBomb {
             api_hosts: Vec::new(),
             capabilities: Capabilities::empty(),
         }
-    }
-
-    fn check_settings(_settings: Settings) -> Result<(), String> {
-        Ok(())
     }
 
     fn handle_webhook(_: HttpRequest, _: Settings) -> Result<WebhookOutcome, WebhookError> {
@@ -54,24 +50,6 @@ impl plugboard_sdk::Channel for MemoryBomb {
         Err(SendError::Invalid(
             "memory-bomb test guest cannot send".to_string(),
         ))
-    }
-
-    fn prepare_token(_: Settings) -> Result<Option<HttpRequest>, SendError> {
-        Ok(None)
-    }
-
-    fn read_token_response(_: HttpResponse, _: Settings) -> Result<TokenGrant, SendError> {
-        Err(SendError::Misconfigured(
-            "memory-bomb test guest uses no token".to_string(),
-        ))
-    }
-
-    fn prepare_check(_: Settings) -> Result<Option<HttpRequest>, SendError> {
-        Ok(None)
-    }
-
-    fn read_check_response(_: HttpResponse, _: Settings) -> Result<(), SendError> {
-        Ok(())
     }
 }
 
