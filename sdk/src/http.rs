@@ -63,6 +63,34 @@ pub fn basic_auth(user: &str, pass: &str) -> String {
     )
 }
 
+/// The `Authorization` header for a Bearer token: `("Authorization", "Bearer {token}")`.
+pub fn bearer(token: &str) -> (String, String) {
+    ("Authorization".to_string(), format!("Bearer {token}"))
+}
+
+/// A bodiless `GET` of `url` authorized with a Bearer token: the usual `prepare-check`, fetching
+/// something harmless that only valid credentials may read (LINE's bot info, Messenger's `me`).
+pub fn bearer_get(url: impl Into<String>, token: &str) -> HttpRequest {
+    request("GET", url, vec![bearer(token)], Vec::new())
+}
+
+/// `Ok` for a 2xx answer, else the error `map_error` reads from it: the usual
+/// `read-check-response`, with the provider's own error mapping.
+///
+/// # Errors
+///
+/// `map_error(resp)` when the status is not 2xx.
+pub fn expect_success(
+    resp: &HttpResponse,
+    map_error: impl FnOnce(&HttpResponse) -> SendError,
+) -> Result<(), SendError> {
+    if is_success(resp.status) {
+        Ok(())
+    } else {
+        Err(map_error(resp))
+    }
+}
+
 /// Whether `status` is a 2xx success.
 pub fn is_success(status: u16) -> bool {
     (200..300).contains(&status)
@@ -110,6 +138,21 @@ mod tests {
         assert_eq!(r.body, b"<Response/>");
         assert!(ok().headers.is_empty());
         assert!(is_success(201) && !is_success(302));
+    }
+
+    #[test]
+    fn bearer_check_requests() {
+        let req = bearer_get("https://api.example.com/me", "tok");
+        assert_eq!(req.method, "GET");
+        assert_eq!(req.url, "https://api.example.com/me");
+        assert_eq!(header(&req.headers, "authorization"), Some("Bearer tok"));
+        assert!(req.body.is_empty());
+        let unauthorized = |_: &HttpResponse| SendError::Unauthorized("no".into());
+        assert_eq!(expect_success(&response(204, "", ""), unauthorized), Ok(()));
+        assert_eq!(
+            expect_success(&response(401, "", ""), unauthorized),
+            Err(SendError::Unauthorized("no".into()))
+        );
     }
 
     #[test]

@@ -12,7 +12,9 @@
 //! host's functions (logging, HMAC, clock, randomness) in [`host`], and small pure helpers for
 //! the usual webhook chores in [`form`], [`query`], [`json`], [`base64`], [`http`], [`settings`]
 //! and [`e164`]. Routers share the eligibility rule and the usual agent orderings in
-//! [`routing`].
+//! [`routing`]. A plugin's own native tests find what they need in `testing` (native builds
+//! only): the host's functions run natively, and a channel's `fixtures/` folder replays through
+//! its [`Channel`] functions without a host.
 //!
 //! # Instances and state
 //!
@@ -203,9 +205,14 @@ pub mod types {
 }
 
 /// The host's functions (`plugboard:plugin/host`): `log`, `hmac_sha1`, `hmac_sha256`, `sha256`,
-/// `now_millis`, `random_bytes`. They are only callable inside a component; calling them in a
-/// native test panics.
+/// `now_millis`, `random_bytes`. In a component they call the host; in a native build (a
+/// plugin's `cargo test`) the SDK implements them (see `testing`).
+#[cfg(target_arch = "wasm32")]
 pub use crate::bindings::channel::plugboard::plugin::host;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod host;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod testing;
 
 /// The function a routing strategy implements (the contract's `routing` interface).
 pub use crate::bindings::router::exports::plugboard::plugin::routing::Guest as Router;

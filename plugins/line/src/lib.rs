@@ -46,12 +46,19 @@ impl plugboard_sdk::Channel for Line {
     }
 
     fn read_check_response(resp: HttpResponse, _settings: Settings) -> Result<(), SendError> {
-        if plugboard_sdk::http::is_success(resp.status) {
-            Ok(())
-        } else {
-            Err(line::map_error(&resp))
-        }
+        plugboard_sdk::http::expect_success(&resp, line::map_error)
     }
 }
 
 plugboard_sdk::export_channel!(Line);
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn fixtures_replay_natively() {
+        plugboard_sdk::testing::run_fixtures::<super::Line>(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/fixtures"
+        ));
+    }
+}

@@ -477,7 +477,7 @@ pub fn prepare_send(
         .map_err(SendError::Misconfigured)?;
     let messages = messages(msg)?;
     let mut headers = vec![
-        ("Authorization".to_string(), format!("Bearer {token}")),
+        http::bearer(token),
         ("Content-Type".to_string(), "application/json".to_string()),
     ];
     let (path, body) = match choose_route(&msg.thread, msg.since_last_inbound, now_millis) {
@@ -614,35 +614,16 @@ pub fn prepare_check(settings: &[(String, String)]) -> Result<HttpRequest, SendE
     let token = s
         .require("channel_access_token")
         .map_err(SendError::Misconfigured)?;
-    Ok(http::request(
-        "GET",
+    Ok(http::bearer_get(
         format!("{}/v2/bot/info", api_base(&s)),
-        vec![("Authorization".to_string(), format!("Bearer {token}"))],
-        Vec::new(),
+        token,
     ))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
-        list.iter()
-            .map(|(a, b)| (a.to_string(), b.to_string()))
-            .collect()
-    }
-
-    fn hmac_sha256(key: &[u8], data: &[u8]) -> Vec<u8> {
-        use hmac::{Hmac, Mac};
-        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key).unwrap();
-        mac.update(data);
-        mac.finalize().into_bytes().to_vec()
-    }
-
-    fn sha256(data: &[u8]) -> Vec<u8> {
-        use sha2::Digest;
-        sha2::Sha256::digest(data).to_vec()
-    }
+    use plugboard_sdk::testing::{hmac_sha256, pairs, sha256};
 
     const SECRET: &str = "8c570fa6dd201bb328f1c1eac23a96d8";
     const NOW: u64 = 1_735_689_600_000;

@@ -65,3 +65,14 @@ impl plugboard_sdk::Channel for LineWorks {
 }
 
 plugboard_sdk::export_channel!(LineWorks);
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn fixtures_replay_natively() {
+        plugboard_sdk::testing::run_fixtures::<super::LineWorks>(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/fixtures"
+        ));
+    }
+}

@@ -502,7 +502,7 @@ pub fn prepare_send(
             path_segment(bot_id.trim())
         ),
         vec![
-            ("Authorization".to_string(), format!("Bearer {token}")),
+            http::bearer(token),
             ("Content-Type".to_string(), "application/json".to_string()),
         ],
         json!({"content": content}).to_string(),
@@ -553,24 +553,7 @@ pub fn read_send_response(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
-        list.iter()
-            .map(|(a, b)| (a.to_string(), b.to_string()))
-            .collect()
-    }
-
-    fn hmac_sha256(key: &[u8], data: &[u8]) -> Vec<u8> {
-        use hmac::{Hmac, Mac};
-        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key).unwrap();
-        mac.update(data);
-        mac.finalize().into_bytes().to_vec()
-    }
-
-    fn sha256(data: &[u8]) -> Vec<u8> {
-        use sha2::Digest;
-        sha2::Sha256::digest(data).to_vec()
-    }
+    use plugboard_sdk::testing::{hmac_sha256, pairs, sha256};
 
     const TEST_KEY: &str = include_str!("../testdata/test-key.pem");
     const SECRET: &str = "q7LmRwX2c9VbN4kT8sYh";

@@ -47,12 +47,19 @@ impl plugboard_sdk::Channel for MailgunEmail {
     }
 
     fn read_check_response(resp: HttpResponse, _settings: Settings) -> Result<(), SendError> {
-        if plugboard_sdk::http::is_success(resp.status) {
-            Ok(())
-        } else {
-            Err(mailgun::map_error(&resp))
-        }
+        plugboard_sdk::http::expect_success(&resp, mailgun::map_error)
     }
 }
 
 plugboard_sdk::export_channel!(MailgunEmail);
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn fixtures_replay_natively() {
+        plugboard_sdk::testing::run_fixtures::<super::MailgunEmail>(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/fixtures"
+        ));
+    }
+}

@@ -445,19 +445,7 @@ pub fn prepare_check(settings: &[(String, String)]) -> Result<HttpRequest, SendE
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
-        list.iter()
-            .map(|(a, b)| (a.to_string(), b.to_string()))
-            .collect()
-    }
-
-    fn hmac_sha256(key: &[u8], data: &[u8]) -> Vec<u8> {
-        use hmac::{Hmac, Mac};
-        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key).unwrap();
-        mac.update(data);
-        mac.finalize().into_bytes().to_vec()
-    }
+    use plugboard_sdk::testing::{hmac_sha256, pairs};
 
     const KEY: &str = "key-3ax6xnjp29jd6fds4gc373sgvjxteol0";
     const NOW: u64 = 1_735_689_600_000;

@@ -50,12 +50,19 @@ impl plugboard_sdk::Channel for TelesignSms {
     }
 
     fn read_check_response(resp: HttpResponse, _settings: Settings) -> Result<(), SendError> {
-        if plugboard_sdk::http::is_success(resp.status) {
-            Ok(())
-        } else {
-            Err(telesign::map_error(&resp))
-        }
+        plugboard_sdk::http::expect_success(&resp, telesign::map_error)
     }
 }
 
 plugboard_sdk::export_channel!(TelesignSms);
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn fixtures_replay_natively() {
+        plugboard_sdk::testing::run_fixtures::<super::TelesignSms>(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/fixtures"
+        ));
+    }
+}

@@ -460,13 +460,8 @@ pub fn map_error(resp: &HttpResponse) -> SendError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use plugboard_sdk::testing::{hmac_sha256, pairs};
     use plugboard_sdk::types::Attachment;
-
-    fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
-        list.iter()
-            .map(|(a, b)| (a.to_string(), b.to_string()))
-            .collect()
-    }
 
     /// The example key of TeleSign's SDK tests: not strict Base64 (it holds `-`).
     const SDK_KEY: &str =
@@ -479,13 +474,6 @@ mod tests {
             ("from", "+15555550199"),
             ("api_base", "http://127.0.0.1:9999/"),
         ])
-    }
-
-    fn hmac_sha256(key: &[u8], data: &[u8]) -> Vec<u8> {
-        use hmac::{Hmac, Mac};
-        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key).unwrap();
-        mac.update(data);
-        mac.finalize().into_bytes().to_vec()
     }
 
     fn callback(body: &str, authorization: Option<String>) -> HttpRequest {

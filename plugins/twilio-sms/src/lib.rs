@@ -68,3 +68,14 @@ impl plugboard_sdk::Channel for TwilioSms {
 }
 
 plugboard_sdk::export_channel!(TwilioSms);
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn fixtures_replay_natively() {
+        plugboard_sdk::testing::run_fixtures::<super::TwilioSms>(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/fixtures"
+        ));
+    }
+}

@@ -66,3 +66,14 @@ impl plugboard_sdk::Channel for TwilioWhatsapp {
 }
 
 plugboard_sdk::export_channel!(TwilioWhatsapp);
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn fixtures_replay_natively() {
+        plugboard_sdk::testing::run_fixtures::<super::TwilioWhatsapp>(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/fixtures"
+        ));
+    }
+}

@@ -154,14 +154,9 @@ pub fn prepare_send(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use plugboard_sdk::testing::{hmac_sha1, pairs, sha256};
     use plugboard_sdk::types::Attachment;
     use plugboard_sdk::{header, http};
-
-    fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
-        list.iter()
-            .map(|(a, b)| (a.to_string(), b.to_string()))
-            .collect()
-    }
 
     fn settings() -> Vec<(String, String)> {
         pairs(&[
@@ -170,18 +165,6 @@ mod tests {
             ("from", "+14155238886"),
             ("api_base", "http://127.0.0.1:9999"),
         ])
-    }
-
-    fn sha256(data: &[u8]) -> Vec<u8> {
-        use sha2::Digest;
-        sha2::Sha256::digest(data).to_vec()
-    }
-
-    fn hmac_sha1(key: &[u8], data: &[u8]) -> Vec<u8> {
-        use hmac::{Hmac, Mac};
-        let mut mac = Hmac::<sha1::Sha1>::new_from_slice(key).unwrap();
-        mac.update(data);
-        mac.finalize().into_bytes().to_vec()
     }
 
     fn signed_post(url: &str, body: &str) -> HttpRequest {

@@ -152,3 +152,14 @@ impl plugboard_sdk::Channel for Webchat {
 }
 
 plugboard_sdk::export_channel!(Webchat);
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn fixtures_replay_natively() {
+        plugboard_sdk::testing::run_fixtures::<super::Webchat>(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/fixtures"
+        ));
+    }
+}
