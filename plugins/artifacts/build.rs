@@ -114,6 +114,7 @@ fn emit_rerun_if_changed(root: &Path) {
         root.join("wit"),
         root.join("sdk"),
         root.join("tests/guests"),
+        root.join("plugins/twilio-common"),
     ];
     for (_, package) in BUNDLED {
         let dir = root.join("plugins").join(package);

@@ -10,12 +10,12 @@
 //!   webhook URL (the host's `webhook_url` setting); Twilio's error codes are mapped to the
 //!   contract's send errors.
 //!
-//! [`twilio`] and [`signature`] hold what every Twilio channel shares (`twilio-whatsapp` compiles
-//! the same files); [`sms`] holds what is specific to SMS/MMS.
+//! [`twilio`] and [`signature`] (from the `twilio-common` crate) hold what every Twilio channel
+//! shares; [`sms`] holds what is specific to SMS/MMS.
 
-pub mod signature;
 pub mod sms;
-pub mod twilio;
+
+pub use twilio_common::{signature, twilio};
 
 use plugboard_sdk::types::{
     HttpRequest, HttpResponse, Manifest, OutboundMessage, SendError, Settings, WebhookError,

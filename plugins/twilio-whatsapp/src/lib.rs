@@ -6,15 +6,12 @@
 //! * Sending: the same Messages API as SMS with `whatsapp:+E.164` addresses, either free-form
 //!   (`Body`, `MediaUrl`) or, when the host chose a template, `ContentSid` + `ContentVariables`.
 //!
-//! [`twilio`] and [`signature`] are `twilio-sms`'s own files, compiled into this crate with
-//! `#[path]` so both Twilio channels share one implementation of Twilio's wire format;
-//! [`whatsapp`] holds what is specific to WhatsApp.
+//! [`twilio`] and [`signature`] (from the `twilio-common` crate, shared with `twilio-sms`) hold
+//! Twilio's wire format; [`whatsapp`] holds what is specific to WhatsApp.
 
-#[path = "../../twilio-sms/src/signature.rs"]
-pub mod signature;
-#[path = "../../twilio-sms/src/twilio.rs"]
-pub mod twilio;
 pub mod whatsapp;
+
+pub use twilio_common::{signature, twilio};
 
 use plugboard_sdk::types::{
     HttpRequest, HttpResponse, Manifest, OutboundMessage, SendError, Settings, WebhookError,

@@ -1,10 +1,6 @@
 //! Twilio's Messages API wire format, shared by every Twilio channel: webhook authentication
 //! and parsing, the settings and request pieces common to all sends, and error mapping. Pure
 //! functions apart from `host::log` on ignored webhook calls; the HMAC is passed in.
-//!
-//! This file belongs to `twilio-sms`; `twilio-whatsapp` compiles the same file into its own
-//! crate with `#[path]` (next to [`signature`]), so both channels parse and authenticate
-//! Twilio's calls identically without a shared crate.
 
 use plugboard_sdk::types::{
     Attachment, DeliveryState, DeliveryStatus, Event, HttpRequest, HttpResponse, InboundMessage,
