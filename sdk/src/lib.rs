@@ -271,6 +271,18 @@ pub mod conversation {
     }
 }
 
+/// Lowercase hexadecimal of `bytes`, two digits a byte: how most providers print an HMAC or a
+/// digest in a header.
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
+    }
+    out
+}
+
 /// Compares two byte strings in constant time (for a given length): use it for signatures and
 /// tokens. Different lengths compare unequal immediately; lengths are not secret.
 pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
@@ -353,7 +365,13 @@ macro_rules! export_classifier {
 
 #[cfg(test)]
 mod tests {
-    use super::ct_eq;
+    use super::{ct_eq, hex};
+
+    #[test]
+    fn hex_is_lowercase_two_digits_a_byte() {
+        assert_eq!(hex(&[0x00, 0x0f, 0xa5, 0xff]), "000fa5ff");
+        assert_eq!(hex(&[]), "");
+    }
 
     #[test]
     fn constant_time_eq() {

@@ -421,7 +421,7 @@ mod tests {
     #[test]
     fn host_functions_run_natively() {
         // RFC 4231 test case 2 and RFC 2202 test case 2.
-        let hex = |b: Vec<u8>| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+        let hex = |b: Vec<u8>| crate::hex(&b);
         assert_eq!(
             hex(host::hmac_sha256(b"Jefe", b"what do ya want for nothing?")),
             "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"

@@ -380,7 +380,7 @@ pub fn retry_key(outbound_id: &str, body: &str, sha256: impl Fn(&[u8]) -> Vec<u8
     }
     b[6] = (b[6] & 0x0f) | 0x80;
     b[8] = (b[8] & 0x3f) | 0x80;
-    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    let hex = plugboard_sdk::hex(&b);
     format!(
         "{}-{}-{}-{}-{}",
         &hex[0..8],
@@ -543,7 +543,7 @@ pub fn read_send_response(
     if let Some(id) = request_id.map(str::trim).filter(|id| !id.is_empty()) {
         return Ok(format!("line-request-{id}"));
     }
-    let hex: String = random_bytes().iter().map(|b| format!("{b:02x}")).collect();
+    let hex = plugboard_sdk::hex(&random_bytes());
     Ok(format!("line-reply-{hex}"))
 }
 

@@ -219,10 +219,7 @@ pub fn provider_id(bot_id: &str, body: &Value, sha256: impl Fn(&[u8]) -> Vec<u8>
         field(body, "issuedTime"),
         field(body, "content"),
     ]);
-    sha256(canonical_json(&preimage).as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    plugboard_sdk::hex(&sha256(canonical_json(&preimage).as_bytes()))
 }
 
 fn str_at<'a>(value: &'a Value, path: &[&str]) -> Option<&'a str> {
@@ -522,7 +519,7 @@ pub fn read_send_response(
     random_bytes: impl Fn() -> Vec<u8>,
 ) -> Result<String, SendError> {
     if http::is_success(resp.status) {
-        let hex: String = random_bytes().iter().map(|b| format!("{b:02x}")).collect();
+        let hex = plugboard_sdk::hex(&random_bytes());
         return Ok(format!("lineworks-{hex}"));
     }
     let body: Option<Value> = plugboard_sdk::json::parse(&resp.body).ok();

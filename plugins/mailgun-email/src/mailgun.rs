@@ -89,13 +89,10 @@ pub fn signature(
     token: &str,
     hmac_sha256: impl Fn(&[u8], &[u8]) -> Vec<u8>,
 ) -> String {
-    hmac_sha256(
+    plugboard_sdk::hex(&hmac_sha256(
         signing_key.as_bytes(),
         format!("{timestamp}{token}").as_bytes(),
-    )
-    .iter()
-    .map(|b| format!("{b:02x}"))
-    .collect()
+    ))
 }
 
 /// Reads the form fields of a forward: `multipart/form-data` (text fields) or

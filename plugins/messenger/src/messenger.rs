@@ -85,9 +85,10 @@ pub fn signature(
     body: &[u8],
     hmac_sha256: impl Fn(&[u8], &[u8]) -> Vec<u8>,
 ) -> String {
-    let mac = hmac_sha256(app_secret.as_bytes(), body);
-    let hex: String = mac.iter().map(|b| format!("{b:02x}")).collect();
-    format!("sha256={hex}")
+    format!(
+        "sha256={}",
+        plugboard_sdk::hex(&hmac_sha256(app_secret.as_bytes(), body))
+    )
 }
 
 /// Authenticates and parses one webhook call: the `GET` handshake or a `POST` delivery.

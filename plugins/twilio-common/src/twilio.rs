@@ -6,7 +6,7 @@ use plugboard_sdk::types::{
     Attachment, DeliveryState, DeliveryStatus, Event, HttpRequest, HttpResponse, InboundMessage,
     OptChange, SendError, SettingSpec, WebhookError, WebhookOutcome,
 };
-use plugboard_sdk::{Settings, ct_eq, form, header, http, query};
+use plugboard_sdk::{Settings, ct_eq, form, header, hex, http, query};
 
 use crate::signature;
 
@@ -180,11 +180,6 @@ pub fn handle_webhook(
 
 /// The query parameter in which Twilio puts the hex SHA-256 of a JSON body it signs.
 pub const BODY_SHA256: &str = "bodySHA256";
-
-/// Lower-case hex.
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
 
 /// The top-level scalar fields of a JSON object body as parameters (strings as they are,
 /// numbers and booleans written out; nulls, arrays and objects left out).
