@@ -202,6 +202,63 @@ pub use serde_json;
 /// The contract's value types (`plugboard:plugin/types`), shared by every world.
 pub mod types {
     pub use crate::bindings::channel::plugboard::plugin::types::*;
+
+    impl SettingSpec {
+        /// One setting of a channel's manifest: its name, whether the host must refuse an
+        /// instance without it, whether it is a credential (never logged or shown), and what it
+        /// is, for operators.
+        pub fn new(name: &str, required: bool, secret: bool, description: &str) -> Self {
+            SettingSpec {
+                name: name.to_string(),
+                required,
+                secret,
+                description: description.to_string(),
+            }
+        }
+    }
+
+    impl InboundMessage {
+        /// A message with the provider's id, the customer's and the business's addresses and
+        /// the text; no attachments, contact name or `thread` facts (set those fields after).
+        pub fn new(
+            provider_id: impl Into<String>,
+            from: impl Into<String>,
+            to: impl Into<String>,
+            text: Option<String>,
+        ) -> Self {
+            InboundMessage {
+                provider_id: provider_id.into(),
+                from: from.into(),
+                to: to.into(),
+                text,
+                attachments: Vec::new(),
+                contact_name: None,
+                thread: Vec::new(),
+            }
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn constructors_fill_the_rest_empty() {
+            let spec = SettingSpec::new("token", true, true, "the API token");
+            assert_eq!(
+                (spec.name.as_str(), spec.required, spec.secret),
+                ("token", true, true)
+            );
+            assert_eq!(spec.description, "the API token");
+            let m = InboundMessage::new("m1", "+1", "+2", Some("hi".into()));
+            assert_eq!(
+                (m.provider_id.as_str(), m.from.as_str(), m.to.as_str()),
+                ("m1", "+1", "+2")
+            );
+            assert_eq!(m.text.as_deref(), Some("hi"));
+            assert!(m.attachments.is_empty() && m.contact_name.is_none() && m.thread.is_empty());
+        }
+    }
 }
 
 /// The host's functions (`plugboard:plugin/host`): `log`, `hmac_sha1`, `hmac_sha256`, `sha256`,

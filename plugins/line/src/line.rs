@@ -40,12 +40,7 @@ pub const THREAD_REPLY_TOKEN_AT: &str = "once:reply_token_at";
 
 /// What the plugin is and which settings it takes.
 pub fn manifest() -> Manifest {
-    let setting = |name: &str, required: bool, secret: bool, description: &str| SettingSpec {
-        name: name.to_string(),
-        required,
-        secret,
-        description: description.to_string(),
-    };
+    let setting = SettingSpec::new;
     Manifest {
         name: "line".to_string(),
         version: env!("CARGO_PKG_VERSION").to_string(),

@@ -30,12 +30,7 @@ pub const THREAD_CHANNEL_ID: &str = "channel_id";
 
 /// What the plugin is and which settings it takes.
 pub fn manifest() -> Manifest {
-    let setting = |name: &str, required: bool, secret: bool, description: &str| SettingSpec {
-        name: name.to_string(),
-        required,
-        secret,
-        description: description.to_string(),
-    };
+    let setting = SettingSpec::new;
     Manifest {
         name: "lineworks".to_string(),
         version: env!("CARGO_PKG_VERSION").to_string(),

@@ -32,12 +32,7 @@ pub const THREAD_REFERENCES: &str = "references";
 
 /// What the plugin is and which settings it takes.
 pub fn manifest() -> Manifest {
-    let setting = |name: &str, required: bool, secret: bool, description: &str| SettingSpec {
-        name: name.to_string(),
-        required,
-        secret,
-        description: description.to_string(),
-    };
+    let setting = SettingSpec::new;
     Manifest {
         name: "mailgun-email".to_string(),
         version: env!("CARGO_PKG_VERSION").to_string(),

@@ -30,12 +30,7 @@ pub const MAX_TEXT_CHARS: usize = 2000;
 
 /// What the plugin is and which settings it takes.
 pub fn manifest() -> Manifest {
-    let setting = |name: &str, required: bool, secret: bool, description: &str| SettingSpec {
-        name: name.to_string(),
-        required,
-        secret,
-        description: description.to_string(),
-    };
+    let setting = SettingSpec::new;
     Manifest {
         name: "messenger".to_string(),
         version: env!("CARGO_PKG_VERSION").to_string(),

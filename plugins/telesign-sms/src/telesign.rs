@@ -17,12 +17,7 @@ pub const FAILURE_CODES: &[i64] = &[207, 210, 211, 220, 221, 222, 229, 230, 231,
 
 /// What the plugin is and which settings it takes.
 pub fn manifest() -> Manifest {
-    let setting = |name: &str, required: bool, secret: bool, description: &str| SettingSpec {
-        name: name.to_string(),
-        required,
-        secret,
-        description: description.to_string(),
-    };
+    let setting = SettingSpec::new;
     Manifest {
         name: "telesign-sms".to_string(),
         version: env!("CARGO_PKG_VERSION").to_string(),

@@ -25,16 +25,6 @@ const MAX_MEDIA: usize = 10;
 /// The provider API host every Twilio channel sends to.
 pub const API_HOST: &str = "api.twilio.com";
 
-/// One [`SettingSpec`].
-pub fn setting(name: &str, required: bool, secret: bool, description: &str) -> SettingSpec {
-    SettingSpec {
-        name: name.to_string(),
-        required,
-        secret,
-        description: description.to_string(),
-    }
-}
-
 /// The setting the host adds to every channel's settings: the channel's public webhook URL,
 /// sent as `StatusCallback` so Twilio reports delivery states there.
 pub const WEBHOOK_URL: &str = "webhook_url";
@@ -42,6 +32,7 @@ pub const WEBHOOK_URL: &str = "webhook_url";
 /// The settings every Twilio channel takes: `account_sid`, `auth_token`, `from` (described by
 /// `from_description`) or `messaging_service_sid`, and `api_base`.
 pub fn common_settings(from_description: &str) -> Vec<SettingSpec> {
+    let setting = SettingSpec::new;
     vec![
         setting(
             "account_sid",

@@ -4,7 +4,7 @@
 
 use plugboard_sdk::types::{
     Capabilities, DeliveryState, Event, HttpRequest, Manifest, OutboundMessage, SendError,
-    WebhookError, WebhookOutcome,
+    SettingSpec, WebhookError, WebhookOutcome,
 };
 use plugboard_sdk::{E164, form};
 
@@ -32,7 +32,7 @@ pub fn manifest() -> Manifest {
     let mut settings = twilio::common_settings(
         "WhatsApp sender number in E.164, e.g. +14155238886 (sent as whatsapp:+14155238886)",
     );
-    settings.push(twilio::setting(
+    settings.push(SettingSpec::new(
         "templates",
         false,
         false,

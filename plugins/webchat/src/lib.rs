@@ -33,13 +33,9 @@ struct VisitorMessage {
     offline: bool,
 }
 
+/// An optional, non-secret setting.
 fn setting(name: &str, description: &str) -> SettingSpec {
-    SettingSpec {
-        name: name.to_string(),
-        required: false,
-        secret: false,
-        description: description.to_string(),
-    }
+    SettingSpec::new(name, false, false, description)
 }
 
 /// Parses one visitor message forwarded by the host.
