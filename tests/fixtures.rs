@@ -1,6 +1,8 @@
 //! Provider fixtures: every recorded request in `plugins/<channel>/fixtures/*.json` is replayed
-//! through the real `plugboard replay` binary against its plugin's bundled component, and the
-//! printed JSON and the exit status are compared with the fixture's expectation.
+//! through the real `plugboard replay` binary against its plugin's component (bundled, or a test
+//! guest such as the SDK's example `example-json`), and the printed JSON and the exit status are
+//! compared with the fixture's expectation. (Each channel's own `cargo test` replays the same
+//! fixtures natively with `plugboard_sdk::testing::run_fixtures`.)
 //!
 //! Every channel plugin under `plugins/` (a crate whose sources call `export_channel!`) must have
 //! a non-empty `fixtures/` folder, and every file in a fixtures folder must be a fixture or a
@@ -262,11 +264,18 @@ fn every_channel_plugin_replays_its_fixtures() {
             "{} holds no fixtures (*.json)",
             dir.display()
         );
-        let wasm = plugboard_artifacts::bundled_dir().join(format!("{plugin}.wasm"));
+        // A channel is bundled or, like the SDK's example `example-json`, a test guest.
+        let bundled = plugboard_artifacts::bundled_dir().join(format!("{plugin}.wasm"));
+        let wasm = if bundled.is_file() {
+            bundled
+        } else {
+            plugboard_artifacts::test_plugin(plugin)
+        };
         assert!(
             wasm.is_file(),
-            "channel plugin {plugin} is not bundled ({} missing): add it to BUNDLED in \
-             plugins/artifacts/build.rs",
+            "channel plugin {plugin} is neither bundled nor a test guest ({} missing): declare \
+             `[package.metadata.plugboard] artifact = \"bundled\"` (or `\"test-guest\"`) in its \
+             Cargo.toml",
             wasm.display()
         );
         let mut used_bodies = BTreeSet::new();

@@ -127,6 +127,9 @@
 //! # fn main() {}
 //! ```
 //!
+//! A fuller example, a JSON provider with signed webhooks, unit tests on `testing` and
+//! `fixtures/`, is the workspace's `plugins/example-json` (under 100 lines).
+//!
 //! Build it with `cargo build --release --target wasm32-wasip2`; the `.wasm` that comes out is
 //! already a component. A router is the same with [`Router`], [`export_router!`] and one
 //! function, `decide`; a classifier with [`Classifier`], [`export_classifier!`] and `classify`.

@@ -74,6 +74,7 @@ mod tests {
                 "contract-0-2",
                 "describe-panics",
                 "describe-sleeps",
+                "example-json",
                 "huge-output",
                 "infinite-loop",
                 "memory-bomb",
