@@ -1,6 +1,8 @@
 //! Provider fixtures: every recorded request in `plugins/<channel>/fixtures/*.json` is replayed
-//! through the real `plugboard replay` binary against its plugin's bundled component, and the
-//! printed JSON and the exit status are compared with the fixture's expectation.
+//! through the real `plugboard replay` binary against its plugin's component (bundled, or a test
+//! guest such as the SDK's example `example-json`), and the printed JSON and the exit status are
+//! compared with the fixture's expectation. (Each channel's own `cargo test` replays the same
+//! fixtures natively with `plugboard_sdk::testing::run_fixtures`.)
 //!
 //! Every channel plugin under `plugins/` (a crate whose sources call `export_channel!`) must have
 //! a non-empty `fixtures/` folder, and every file in a fixtures folder must be a fixture or a
@@ -35,6 +37,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use plugboard_sdk::testing::matches;
 use serde_json::Value;
 
 fn workspace_root() -> PathBuf {
@@ -71,38 +74,6 @@ fn channel_plugins(root: &Path) -> Vec<String> {
         .collect();
     names.sort();
     names
-}
-
-/// `actual` matches `expected` as described in the module documentation; the error names the
-/// JSON path of the first difference.
-fn matches(expected: &Value, actual: &Value, path: &str) -> Result<(), String> {
-    match (expected, actual) {
-        (Value::Object(want), Value::Object(got)) => {
-            for (key, value) in want {
-                let here = format!("{path}.{key}");
-                match got.get(key) {
-                    Some(found) => matches(value, found, &here)?,
-                    None => return Err(format!("{here}: missing (want {value})")),
-                }
-            }
-            Ok(())
-        }
-        (Value::Array(want), Value::Array(got)) => {
-            if want.len() != got.len() {
-                return Err(format!(
-                    "{path}: {} elements, want {}: {actual}",
-                    got.len(),
-                    want.len()
-                ));
-            }
-            for (i, (w, g)) in want.iter().zip(got).enumerate() {
-                matches(w, g, &format!("{path}[{i}]"))?;
-            }
-            Ok(())
-        }
-        _ if expected == actual => Ok(()),
-        _ => Err(format!("{path}: got {actual}, want {expected}")),
-    }
 }
 
 /// The fixture files (`*.json`) of a fixtures folder, sorted, and the files their
@@ -262,11 +233,18 @@ fn every_channel_plugin_replays_its_fixtures() {
             "{} holds no fixtures (*.json)",
             dir.display()
         );
-        let wasm = plugboard_artifacts::bundled_dir().join(format!("{plugin}.wasm"));
+        // A channel is bundled or, like the SDK's example `example-json`, a test guest.
+        let bundled = plugboard_artifacts::bundled_dir().join(format!("{plugin}.wasm"));
+        let wasm = if bundled.is_file() {
+            bundled
+        } else {
+            plugboard_artifacts::test_plugin(plugin)
+        };
         assert!(
             wasm.is_file(),
-            "channel plugin {plugin} is not bundled ({} missing): add it to BUNDLED in \
-             plugins/artifacts/build.rs",
+            "channel plugin {plugin} is neither bundled nor a test guest ({} missing): declare \
+             `[package.metadata.plugboard] artifact = \"bundled\"` (or `\"test-guest\"`) in its \
+             Cargo.toml",
             wasm.display()
         );
         let mut used_bodies = BTreeSet::new();
@@ -358,4 +336,58 @@ fn replay_reports_load_errors_and_plugin_failures() {
             .is_some_and(|m| m.contains("deadline")),
         "{json}"
     );
+}
+
+/// The componentize-py that `tests/setup.sh` installs (`tests/python/requirements.txt` pins
+/// it), or `PLUGBOARD_COMPONENTIZE_PY`.
+fn componentize_py() -> PathBuf {
+    if let Some(path) = std::env::var_os("PLUGBOARD_COMPONENTIZE_PY") {
+        return PathBuf::from(path);
+    }
+    let venv = workspace_root().join("tests/python/.venv/bin/componentize-py");
+    assert!(
+        venv.is_file(),
+        "componentize-py is not installed at {}: run `bash tests/setup.sh` (it creates that \
+         virtual environment and pip-installs tests/python/requirements.txt), or set \
+         PLUGBOARD_COMPONENTIZE_PY",
+        venv.display()
+    );
+    venv
+}
+
+/// The example channel in Python (`tests/python/echo`), built with the pinned componentize-py
+/// against `wit/`, loads in the host and replays its fixtures like the bundled channels.
+#[test]
+fn the_python_example_channel_builds_and_replays_its_fixtures() {
+    let root = workspace_root();
+    let source = root.join("tests/python/echo");
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("python-echo.wasm");
+    let built = Command::new(componentize_py())
+        .args(["-d"])
+        .arg(root.join("wit"))
+        .args(["-w", "channel", "componentize", "app", "-o"])
+        .arg(&out)
+        .current_dir(&source)
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .output()
+        .expect("run componentize-py");
+    assert!(
+        built.status.success(),
+        "componentize-py failed:\n{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let scratch = tempfile::tempdir().unwrap();
+    let cache = scratch.path().join("cache");
+    let fixtures = fixture_files(&source.join("fixtures"));
+    assert!(fixtures.len() >= 2, "{fixtures:?}");
+    let mut used_bodies = BTreeSet::new();
+    let failures: Vec<String> = fixtures
+        .iter()
+        .filter_map(|f| {
+            check_fixture(&out, f, scratch.path(), &cache, &mut used_bodies)
+                .err()
+                .map(|e| format!("{}: {e}", f.display()))
+        })
+        .collect();
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

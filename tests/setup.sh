@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs what the suites need: PostgreSQL (tests/postgres.rs starts throwaway clusters with
+# Installs what the suites need: componentize-py (pinned, in tests/python/.venv) for the Python
+# example plugin, PostgreSQL (tests/postgres.rs starts throwaway clusters with
 # its initdb and pg_ctl) and openssl (its TLS test makes a certificate authority), Chromium, Node.js and npm for the browser test (tests/browser.rs),
 # from Debian's packages when missing, and the pinned node modules of tests/browser (npm ci).
 # Idempotent; run as root: `bash tests/setup.sh`.
@@ -12,6 +13,8 @@ command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || missing+=(postgresql)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+command -v python3 >/dev/null 2>&1 || missing+=(python3)
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
 if [ "${#missing[@]}" -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "tests/setup.sh: installing ${missing[*]} needs root (apt-get)" >&2
@@ -30,4 +33,13 @@ if ! node -e '
     if (have !== pkg.version) process.exit(1);
   }' 2>/dev/null; then
   npm ci --prefix tests/browser --no-audit --no-fund
+fi
+
+# The pinned componentize-py of tests/python/requirements.txt, in tests/python/.venv, for the
+# Python example plugin (tests/fixtures.rs builds it).
+venv=tests/python/.venv
+want=$(sed -n 's/^componentize-py==//p' tests/python/requirements.txt)
+if [ "$("$venv/bin/componentize-py" --version 2>/dev/null | awk '{print $2}')" != "$want" ]; then
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/python/requirements.txt
 fi

@@ -7,66 +7,69 @@
 //!
 //! where `<target dir>` is `$CARGO_TARGET_DIR` if set, else `<workspace root>/target`. The nested
 //! `cargo build` uses `<target dir>/wasm` so it never contends for the outer build's lock.
-
+//!
+//! Which crates are components is read from their own manifests (through `cargo metadata`):
+//!
+//! ```toml
+//! [package.metadata.plugboard]
+//! artifact = "bundled"    # or "test-guest"
+//! order = 40              # bundled only: the position in `BUNDLED` (ascending)
+//! name = "line"           # optional: the artifact name (default: the package name for a
+//!                         # bundled plugin, the directory name for a test guest)
+//! ```
+//!
+//! Test guests are listed by name. Every crate under `tests/guests` must declare itself.
 use std::collections::BTreeSet;
 use std::env;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use serde_json::Value;
+
 /// The WebAssembly target every plugin is built for.
 const WASM_TARGET: &str = "wasm32-wasip2";
 
-/// Bundled plugins: (artifact name, Cargo package name).
-const BUNDLED: &[(&str, &str)] = &[
-    ("twilio-sms", "twilio-sms"),
-    ("twilio-whatsapp", "twilio-whatsapp"),
-    ("telesign-sms", "telesign-sms"),
-    ("line", "line"),
-    ("messenger", "messenger"),
-    ("lineworks", "lineworks"),
-    ("mailgun-email", "mailgun-email"),
-    ("webchat", "webchat"),
-    ("ring-all", "ring-all"),
-    ("longest-idle", "longest-idle"),
-    ("round-robin", "round-robin"),
-    ("random", "random"),
-    ("least-busy", "least-busy"),
-    ("skills", "skills"),
-    ("faq", "faq"),
+/// Environment variables meant for the outer (host) build that must not leak into the nested
+/// cargo commands; the wrapper set by `cargo clippy` would only slow them down.
+const OUTER_BUILD_VARS: &[&str] = &[
+    "CARGO_ENCODED_RUSTFLAGS",
+    "RUSTFLAGS",
+    "CARGO_BUILD_TARGET",
+    "CARGO_TARGET_DIR",
+    "RUSTC_WORKSPACE_WRAPPER",
 ];
 
-/// Test guests: (artifact name, Cargo package name, directory under `tests/guests`).
-const TEST_GUESTS: &[(&str, &str, &str)] = &[
-    ("trap", "guest-trap", "trap"),
-    ("infinite-loop", "guest-infinite-loop", "infinite-loop"),
-    ("memory-bomb", "guest-memory-bomb", "memory-bomb"),
-    ("old-contract", "guest-old-contract", "old-contract"),
-    ("huge-output", "guest-huge-output", "huge-output"),
-    ("outbound-probe", "guest-outbound-probe", "outbound-probe"),
-    ("sleeps", "guest-sleeps", "sleeps"),
-    (
-        "describe-panics",
-        "guest-describe-panics",
-        "describe-panics",
-    ),
-    (
-        "describe-sleeps",
-        "guest-describe-sleeps",
-        "describe-sleeps",
-    ),
-    ("wasi-probe", "guest-wasi-probe", "wasi-probe"),
-    ("aliased-output", "guest-aliased-output", "aliased-output"),
-    ("contract-0-2", "guest-contract-0-2", "contract-0-2"),
-    ("router-0-2", "guest-router-0-2", "router-0-2"),
-    ("bot-probe", "guest-bot-probe", "bot-probe"),
-    (
-        "classifier-probe",
-        "guest-classifier-probe",
-        "classifier-probe",
-    ),
-    ("pager", "guest-pager", "pager"),
-];
+/// Where a component goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// Embedded in the host (`BUNDLED`).
+    Bundled,
+    /// Built for the host's tests (`TEST_PLUGINS`).
+    TestGuest,
+}
+
+/// One crate that is built as a component, as its `[package.metadata.plugboard]` declares.
+#[derive(Debug)]
+struct Artifact {
+    /// The artifact name: the file is `<name>.wasm`.
+    name: String,
+    /// The Cargo package name.
+    package: String,
+    /// Bundled or test guest.
+    kind: Kind,
+    /// The position in `BUNDLED` (bundled plugins only).
+    order: u64,
+}
+
+/// A workspace package as `cargo metadata` describes it.
+struct Package {
+    name: String,
+    /// The directory holding its `Cargo.toml`.
+    dir: PathBuf,
+    /// `metadata.plugboard`, if declared.
+    plugboard: Option<Value>,
+}
 
 fn main() {
     let manifest_dir =
@@ -88,66 +91,190 @@ fn main() {
         .unwrap_or_else(|| root.join("target"));
 
     emit_rerun_if_changed(&root);
-    check_guests_are_wired_in(&root.join("tests/guests"));
+    let packages = workspace_packages(&root);
+    check_guests_declare_metadata(&root.join("tests/guests"), &packages);
+    let (bundled, test_guests) = artifacts(&root, &packages);
     check_wasm_target_installed();
 
     let wasm_target_dir = target_dir.join("wasm");
-    build_components(&root, &wasm_target_dir);
+    build_components(&root, &wasm_target_dir, bundled.iter().chain(&test_guests));
 
     let built = wasm_target_dir.join(WASM_TARGET).join("release");
     let plugins_dir = target_dir.join("plugins");
     let test_plugins_dir = target_dir.join("test-plugins");
-    let mut bundled = Vec::new();
-    for (name, package) in BUNDLED {
-        bundled.push((*name, copy_component(&built, package, &plugins_dir, name)));
+    let mut bundled_files = Vec::new();
+    for artifact in &bundled {
+        let file = copy_component(&built, &artifact.package, &plugins_dir, &artifact.name);
+        bundled_files.push((artifact.name.as_str(), file));
     }
-    for (name, package, _) in TEST_GUESTS {
-        copy_component(&built, package, &test_plugins_dir, name);
+    for artifact in &test_guests {
+        copy_component(&built, &artifact.package, &test_plugins_dir, &artifact.name);
     }
 
-    write_generated(&bundled, &plugins_dir, &test_plugins_dir);
+    write_generated(
+        &bundled_files,
+        &test_guests,
+        &plugins_dir,
+        &test_plugins_dir,
+    );
 }
 
 fn emit_rerun_if_changed(root: &Path) {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-env-changed=CARGO_TARGET_DIR");
-    let mut paths = vec![
-        root.join("wit"),
-        root.join("sdk"),
-        root.join("tests/guests"),
-    ];
-    for (_, package) in BUNDLED {
-        let dir = root.join("plugins").join(package);
-        paths.push(dir.join("src"));
-        paths.push(dir.join("Cargo.toml"));
-    }
-    for path in paths {
-        println!("cargo:rerun-if-changed={}", path.display());
+    // The whole of `plugins/` and `tests/guests/`: a new crate there may declare itself an
+    // artifact, and shared library crates (`twilio-common`) are compiled into components.
+    for dir in ["Cargo.toml", "wit", "sdk", "plugins", "tests/guests"] {
+        println!("cargo:rerun-if-changed={}", root.join(dir).display());
     }
 }
 
-/// Panics if a crate under `tests/guests` is missing from [`TEST_GUESTS`], so every guest is
-/// built and shipped.
-fn check_guests_are_wired_in(guests_dir: &Path) {
-    let known: BTreeSet<&str> = TEST_GUESTS.iter().map(|(_, _, dir)| *dir).collect();
+/// The workspace's packages, from `cargo metadata --no-deps`.
+fn workspace_packages(root: &Path) -> Vec<Package> {
+    let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(root)
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--no-deps",
+            "--offline",
+        ])
+        .arg("--manifest-path")
+        .arg(root.join("Cargo.toml"));
+    for var in OUTER_BUILD_VARS {
+        cmd.env_remove(var);
+    }
+    let output = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(
+        output.status.success(),
+        "{cmd:?} failed ({}): {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let metadata: Value =
+        serde_json::from_slice(&output.stdout).expect("cargo metadata prints JSON");
+    metadata["packages"]
+        .as_array()
+        .expect("cargo metadata lists packages")
+        .iter()
+        .map(|package| {
+            let name = package["name"].as_str().expect("package name").to_string();
+            let manifest = PathBuf::from(package["manifest_path"].as_str().expect("manifest"));
+            Package {
+                name,
+                dir: manifest
+                    .parent()
+                    .expect("a manifest has a directory")
+                    .to_path_buf(),
+                plugboard: package["metadata"].get("plugboard").cloned(),
+            }
+        })
+        .collect()
+}
+
+/// The bundled plugins (in their declared order) and the test guests (by name), from the
+/// packages' `[package.metadata.plugboard]`.
+fn artifacts(root: &Path, packages: &[Package]) -> (Vec<Artifact>, Vec<Artifact>) {
+    let mut bundled = Vec::new();
+    let mut test_guests = Vec::new();
+    for package in packages {
+        let Some(plugboard) = &package.plugboard else {
+            continue;
+        };
+        let manifest = package.dir.join("Cargo.toml");
+        let manifest = manifest.strip_prefix(root).unwrap_or(&manifest).display();
+        let kind = match plugboard.get("artifact").and_then(Value::as_str) {
+            Some("bundled") => Kind::Bundled,
+            Some("test-guest") => Kind::TestGuest,
+            other => panic!(
+                "{manifest}: [package.metadata.plugboard] artifact must be \"bundled\" or \
+                 \"test-guest\", not {other:?}"
+            ),
+        };
+        let name = match plugboard.get("name") {
+            Some(name) => name
+                .as_str()
+                .unwrap_or_else(|| panic!("{manifest}: metadata.plugboard.name must be a string"))
+                .to_string(),
+            None if kind == Kind::Bundled => package.name.clone(),
+            None => package
+                .dir
+                .file_name()
+                .expect("a package directory has a name")
+                .to_string_lossy()
+                .into_owned(),
+        };
+        let order = match (kind, plugboard.get("order")) {
+            (Kind::Bundled, Some(order)) => order.as_u64().unwrap_or_else(|| {
+                panic!("{manifest}: metadata.plugboard.order must be a non-negative integer")
+            }),
+            (Kind::Bundled, None) => panic!(
+                "{manifest}: a bundled plugin declares its position in BUNDLED with \
+                 metadata.plugboard.order"
+            ),
+            (Kind::TestGuest, _) => 0,
+        };
+        let artifact = Artifact {
+            name,
+            package: package.name.clone(),
+            kind,
+            order,
+        };
+        match kind {
+            Kind::Bundled => bundled.push(artifact),
+            Kind::TestGuest => test_guests.push(artifact),
+        }
+    }
+    bundled.sort_by_key(|a| a.order);
+    test_guests.sort_by(|a, b| a.name.cmp(&b.name));
+    for pair in bundled.windows(2) {
+        assert!(
+            pair[0].order != pair[1].order,
+            "bundled plugins {} and {} declare the same metadata.plugboard.order {}",
+            pair[0].package,
+            pair[1].package,
+            pair[0].order
+        );
+    }
+    for list in [&bundled, &test_guests] {
+        let mut names = BTreeSet::new();
+        for artifact in list.iter() {
+            assert!(
+                names.insert(artifact.name.as_str()),
+                "two {:?} artifacts are named {}",
+                artifact.kind,
+                artifact.name
+            );
+        }
+    }
+    (bundled, test_guests)
+}
+
+/// Panics if a crate under `tests/guests` is not a workspace member or does not declare itself
+/// an artifact, so every guest is built and shipped.
+fn check_guests_declare_metadata(guests_dir: &Path, packages: &[Package]) {
     let entries = fs::read_dir(guests_dir)
         .unwrap_or_else(|e| panic!("cannot list {}: {e}", guests_dir.display()));
     for entry in entries {
-        let entry = entry.expect("directory entry");
-        if !entry.path().join("Cargo.toml").is_file() {
+        let dir = entry.expect("directory entry").path();
+        if !dir.join("Cargo.toml").is_file() {
             continue;
         }
-        let dir = entry.file_name().to_string_lossy().into_owned();
+        let name = dir.file_name().unwrap_or_default().to_string_lossy();
+        let package = packages.iter().find(|p| p.dir == dir).unwrap_or_else(|| {
+            panic!("tests/guests/{name} is not a workspace member: add it to the workspace")
+        });
         assert!(
-            known.contains(dir.as_str()),
-            "tests/guests/{dir} is not wired into plugins/artifacts/build.rs: add it to TEST_GUESTS \
-             (and to the workspace members) so it is built for {WASM_TARGET}"
-        );
-    }
-    for (_, _, dir) in TEST_GUESTS {
-        assert!(
-            guests_dir.join(dir).join("Cargo.toml").is_file(),
-            "TEST_GUESTS lists tests/guests/{dir}, which does not exist"
+            package
+                .plugboard
+                .as_ref()
+                .is_some_and(|p| p.get("artifact").is_some()),
+            "tests/guests/{name} declares no artifact: add `[package.metadata.plugboard]` with \
+             `artifact = \"test-guest\"` to its Cargo.toml so it is built for {WASM_TARGET}"
         );
     }
 }
@@ -170,7 +297,11 @@ fn check_wasm_target_installed() {
 }
 
 /// Runs the nested `cargo build --release --target wasm32-wasip2` of every plugin and guest.
-fn build_components(root: &Path, wasm_target_dir: &Path) {
+fn build_components<'a>(
+    root: &Path,
+    wasm_target_dir: &Path,
+    artifacts: impl Iterator<Item = &'a Artifact>,
+) {
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(root)
@@ -180,23 +311,12 @@ fn build_components(root: &Path, wasm_target_dir: &Path) {
         .arg(WASM_TARGET)
         .arg("--target-dir")
         .arg(wasm_target_dir);
-    for package in BUNDLED
-        .iter()
-        .map(|(_, p)| *p)
-        .chain(TEST_GUESTS.iter().map(|(_, p, _)| *p))
-    {
-        cmd.arg("-p").arg(package);
+    for artifact in artifacts {
+        cmd.arg("-p").arg(&artifact.package);
     }
-    // Flags meant for the outer (host) build must not leak into the wasm build; the wrapper set
-    // by `cargo clippy` would only slow it down. The jobserver (CARGO_MAKEFLAGS and its file
-    // descriptors) is inherited so the nested build shares the outer build's job slots.
-    for var in [
-        "CARGO_ENCODED_RUSTFLAGS",
-        "RUSTFLAGS",
-        "CARGO_BUILD_TARGET",
-        "CARGO_TARGET_DIR",
-        "RUSTC_WORKSPACE_WRAPPER",
-    ] {
+    // The jobserver (CARGO_MAKEFLAGS and its file descriptors) is inherited so the nested build
+    // shares the outer build's job slots.
+    for var in OUTER_BUILD_VARS {
         cmd.env_remove(var);
     }
     // Plugins ship without DWARF (it triples their size and their compile time in the host);
@@ -233,15 +353,21 @@ fn copy_component(built: &Path, package: &str, dest_dir: &Path, name: &str) -> P
 }
 
 /// Writes `$OUT_DIR/artifacts.rs`, included by `src/lib.rs`.
-fn write_generated(bundled: &[(&str, PathBuf)], plugins_dir: &Path, test_plugins_dir: &Path) {
-    let mut src = String::new();
-    src.push_str(
-        "/// The bundled plugins: name and component bytes (`twilio-sms`,\n\
-         /// `twilio-whatsapp`, `telesign-sms`, `line`, `messenger`, `lineworks`, `mailgun-email`,\n\
-         /// `webchat`, `ring-all`, `longest-idle`, `round-robin`, `random`, `least-busy`, `skills`,\n\
-         /// `faq`).\n\
-         pub const BUNDLED: &[(&str, &[u8])] = &[\n",
+fn write_generated(
+    bundled: &[(&str, PathBuf)],
+    test_guests: &[Artifact],
+    plugins_dir: &Path,
+    test_plugins_dir: &Path,
+) {
+    let names: Vec<String> = bundled
+        .iter()
+        .map(|(name, _)| format!("`{name}`"))
+        .collect();
+    let mut src = format!(
+        "/// The bundled plugins, name and component bytes: {}",
+        names.join(", ")
     );
+    src.push_str(".\npub const BUNDLED: &[(&str, &[u8])] = &[\n");
     for (name, path) in bundled {
         src.push_str(&format!(
             "    ({name:?}, include_bytes!({:?})),\n",
@@ -253,8 +379,8 @@ fn write_generated(bundled: &[(&str, PathBuf)], plugins_dir: &Path, test_plugins
         "/// The names of the test guests, each at [`test_plugin`]`(name)`.\n\
          pub const TEST_PLUGINS: &[&str] = &[",
     );
-    for (name, _, _) in TEST_GUESTS {
-        src.push_str(&format!("{name:?}, "));
+    for artifact in test_guests {
+        src.push_str(&format!("{:?}, ", artifact.name));
     }
     src.push_str("];\n\n");
     src.push_str(&format!(

@@ -55,12 +55,51 @@ pub fn request(
     }
 }
 
+/// A `POST` of `body` as JSON to `url` with `headers` and `Content-Type: application/json`.
+pub fn post_json(
+    url: impl Into<String>,
+    mut headers: Vec<(String, String)>,
+    body: &impl serde::Serialize,
+) -> HttpRequest {
+    headers.push(("Content-Type".into(), "application/json".into()));
+    let body = serde_json::to_vec(body).unwrap_or_default();
+    request("POST", url, headers, body)
+}
+
 /// The `Authorization` header value for HTTP Basic authentication: `Basic base64(user:pass)`.
 pub fn basic_auth(user: &str, pass: &str) -> String {
     format!(
         "Basic {}",
         crate::base64::encode(format!("{user}:{pass}").as_bytes())
     )
+}
+
+/// The `Authorization` header for a Bearer token: `("Authorization", "Bearer {token}")`.
+pub fn bearer(token: &str) -> (String, String) {
+    ("Authorization".to_string(), format!("Bearer {token}"))
+}
+
+/// A bodiless `GET` of `url` authorized with a Bearer token: the usual `prepare-check`, fetching
+/// something harmless that only valid credentials may read (LINE's bot info, Messenger's `me`).
+pub fn bearer_get(url: impl Into<String>, token: &str) -> HttpRequest {
+    request("GET", url, vec![bearer(token)], Vec::new())
+}
+
+/// `Ok` for a 2xx answer, else the error `map_error` reads from it: the usual
+/// `read-check-response`, with the provider's own error mapping.
+///
+/// # Errors
+///
+/// `map_error(resp)` when the status is not 2xx.
+pub fn expect_success(
+    resp: &HttpResponse,
+    map_error: impl FnOnce(&HttpResponse) -> SendError,
+) -> Result<(), SendError> {
+    if is_success(resp.status) {
+        Ok(())
+    } else {
+        Err(map_error(resp))
+    }
 }
 
 /// Whether `status` is a 2xx success.
@@ -110,6 +149,21 @@ mod tests {
         assert_eq!(r.body, b"<Response/>");
         assert!(ok().headers.is_empty());
         assert!(is_success(201) && !is_success(302));
+    }
+
+    #[test]
+    fn bearer_check_requests() {
+        let req = bearer_get("https://api.example.com/me", "tok");
+        assert_eq!(req.method, "GET");
+        assert_eq!(req.url, "https://api.example.com/me");
+        assert_eq!(header(&req.headers, "authorization"), Some("Bearer tok"));
+        assert!(req.body.is_empty());
+        let unauthorized = |_: &HttpResponse| SendError::Unauthorized("no".into());
+        assert_eq!(expect_success(&response(204, "", ""), unauthorized), Ok(()));
+        assert_eq!(
+            expect_success(&response(401, "", ""), unauthorized),
+            Err(SendError::Unauthorized("no".into()))
+        );
     }
 
     #[test]

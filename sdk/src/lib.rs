@@ -12,7 +12,9 @@
 //! host's functions (logging, HMAC, clock, randomness) in [`host`], and small pure helpers for
 //! the usual webhook chores in [`form`], [`query`], [`json`], [`base64`], [`http`], [`settings`]
 //! and [`e164`]. Routers share the eligibility rule and the usual agent orderings in
-//! [`routing`].
+//! [`routing`]. A plugin's own native tests find what they need in `testing` (native builds
+//! only): the host's functions run natively, and a channel's `fixtures/` folder replays through
+//! its [`Channel`] functions without a host.
 //!
 //! # Instances and state
 //!
@@ -24,10 +26,13 @@
 //!
 //! # A complete minimal channel
 //!
+//! A channel implements the four functions every provider needs; the token exchange, the
+//! settings check and the credential check have defaults (see [`Channel`]).
+//!
 //! ```
 //! use plugboard_sdk::types::{
 //!     Capabilities, Event, HttpRequest, HttpResponse, InboundMessage, Manifest, OutboundMessage,
-//!     SendError, SettingSpec, Settings, TokenGrant, WebhookError, WebhookOutcome,
+//!     SendError, SettingSpec, Settings, WebhookError, WebhookOutcome,
 //! };
 //! use plugboard_sdk::{Channel, ct_eq, form, header, host, http, json};
 //!
@@ -117,27 +122,14 @@
 //!             status => Err(SendError::Invalid(format!("HTTP {status}"))),
 //!         }
 //!     }
-//!
-//!     fn prepare_token(_settings: Settings) -> Result<Option<HttpRequest>, SendError> {
-//!         Ok(None) // Every request carries the token setting itself.
-//!     }
-//!
-//!     fn read_token_response(_resp: HttpResponse, _settings: Settings) -> Result<TokenGrant, SendError> {
-//!         Err(SendError::Misconfigured("echo uses no token".into()))
-//!     }
-//!
-//!     fn prepare_check(_settings: Settings) -> Result<Option<HttpRequest>, SendError> {
-//!         Ok(None) // The provider has no harmless authenticated call.
-//!     }
-//!
-//!     fn read_check_response(_resp: HttpResponse, _settings: Settings) -> Result<(), SendError> {
-//!         Ok(())
-//!     }
 //! }
 //!
 //! plugboard_sdk::export_channel!(Echo);
 //! # fn main() {}
 //! ```
+//!
+//! A fuller example, a JSON provider with signed webhooks, unit tests on `testing` and
+//! `fixtures/`, is the workspace's `plugins/example-json` (under 100 lines).
 //!
 //! Build it with `cargo build --release --target wasm32-wasip2`; the `.wasm` that comes out is
 //! already a component. A router is the same with [`Router`], [`export_router!`] and one
@@ -188,6 +180,7 @@
 
 pub mod base64;
 pub mod bindings;
+mod channel;
 pub mod e164;
 pub mod form;
 pub mod http;
@@ -197,6 +190,9 @@ pub mod routing;
 pub mod rules;
 pub mod settings;
 
+pub use channel::Channel;
+#[doc(hidden)]
+pub use channel::ChannelAdapter;
 pub use e164::{E164, E164Error};
 pub use form::FormError;
 pub use http::{basic_auth, header};
@@ -211,15 +207,74 @@ pub use serde_json;
 /// The contract's value types (`plugboard:plugin/types`), shared by every world.
 pub mod types {
     pub use crate::bindings::channel::plugboard::plugin::types::*;
+
+    impl SettingSpec {
+        /// One setting of a channel's manifest: its name, whether the host must refuse an
+        /// instance without it, whether it is a credential (never logged or shown), and what it
+        /// is, for operators.
+        pub fn new(name: &str, required: bool, secret: bool, description: &str) -> Self {
+            SettingSpec {
+                name: name.to_string(),
+                required,
+                secret,
+                description: description.to_string(),
+            }
+        }
+    }
+
+    impl InboundMessage {
+        /// A message with the provider's id, the customer's and the business's addresses and
+        /// the text; no attachments, contact name or `thread` facts (set those fields after).
+        pub fn new(
+            provider_id: impl Into<String>,
+            from: impl Into<String>,
+            to: impl Into<String>,
+            text: Option<String>,
+        ) -> Self {
+            InboundMessage {
+                provider_id: provider_id.into(),
+                from: from.into(),
+                to: to.into(),
+                text,
+                attachments: Vec::new(),
+                contact_name: None,
+                thread: Vec::new(),
+            }
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn constructors_fill_the_rest_empty() {
+            let spec = SettingSpec::new("token", true, true, "the API token");
+            assert_eq!(
+                (spec.name.as_str(), spec.required, spec.secret),
+                ("token", true, true)
+            );
+            assert_eq!(spec.description, "the API token");
+            let m = InboundMessage::new("m1", "+1", "+2", Some("hi".into()));
+            assert_eq!(
+                (m.provider_id.as_str(), m.from.as_str(), m.to.as_str()),
+                ("m1", "+1", "+2")
+            );
+            assert_eq!(m.text.as_deref(), Some("hi"));
+            assert!(m.attachments.is_empty() && m.contact_name.is_none() && m.thread.is_empty());
+        }
+    }
 }
 
 /// The host's functions (`plugboard:plugin/host`): `log`, `hmac_sha1`, `hmac_sha256`, `sha256`,
-/// `now_millis`, `random_bytes`. They are only callable inside a component; calling them in a
-/// native test panics.
+/// `now_millis`, `random_bytes`. In a component they call the host; in a native build (a
+/// plugin's `cargo test`) the SDK implements them (see `testing`).
+#[cfg(target_arch = "wasm32")]
 pub use crate::bindings::channel::plugboard::plugin::host;
-
-/// The functions a channel plugin implements (the contract's `messaging` interface).
-pub use crate::bindings::channel::exports::plugboard::plugin::messaging::Guest as Channel;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod host;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod testing;
 
 /// The function a routing strategy implements (the contract's `routing` interface).
 pub use crate::bindings::router::exports::plugboard::plugin::routing::Guest as Router;
@@ -278,6 +333,18 @@ pub mod conversation {
     }
 }
 
+/// Lowercase hexadecimal of `bytes`, two digits a byte: how most providers print an HMAC or a
+/// digest in a header.
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
+    }
+    out
+}
+
 /// Compares two byte strings in constant time (for a given length): use it for signatures and
 /// tokens. Different lengths compare unequal immediately; lengths are not secret.
 pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
@@ -294,14 +361,17 @@ pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
 /// Exports a type implementing [`Channel`] as the plugin's `messaging` interface.
 ///
 /// Invoke it once, at the crate root or in any module, with the type's name:
-/// `plugboard_sdk::export_channel!(MyChannel);`
+/// `plugboard_sdk::export_channel!(MyChannel);`. The export goes through a hidden adapter that
+/// implements wit-bindgen's generated trait by delegating to `<MyChannel as Channel>`, so the
+/// trait's default functions are exported too.
 #[macro_export]
 macro_rules! export_channel {
-    ($ty:ident) => {
+    ($ty:ty) => {
         #[allow(unsafe_code)]
         const _: () = {
+            type __PlugboardChannel = $crate::ChannelAdapter<$ty>;
             $crate::bindings::channel::__export_channel_world!(
-                $ty with_types_in $crate::bindings::channel
+                __PlugboardChannel with_types_in $crate::bindings::channel
             );
         };
     };
@@ -357,7 +427,13 @@ macro_rules! export_classifier {
 
 #[cfg(test)]
 mod tests {
-    use super::ct_eq;
+    use super::{ct_eq, hex};
+
+    #[test]
+    fn hex_is_lowercase_two_digits_a_byte() {
+        assert_eq!(hex(&[0x00, 0x0f, 0xa5, 0xff]), "000fa5ff");
+        assert_eq!(hex(&[]), "");
+    }
 
     #[test]
     fn constant_time_eq() {

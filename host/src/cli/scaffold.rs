@@ -111,11 +111,12 @@ fn readme(name: &str, fixtures: bool) -> String {
 fn channel(name: &str) -> Vec<(&'static str, String)> {
     let lib = r##"//! A Plugboard channel for a JSON provider: webhooks are `POST {"id", "from", "to", "text"}`
 //! carrying the shared secret in `X-Token`; replies are `POST {api_base}/messages` with a
-//! bearer token, answered `{"id": "..."}`.
+//! bearer token, answered `{"id": "..."}`. The settings check, the token exchange and the
+//! credential check are the SDK's defaults (none); override them where the provider has them.
 
 use plugboard_sdk::types::{
     Capabilities, Event, HttpRequest, HttpResponse, InboundMessage, Manifest, OutboundMessage,
-    SendError, SettingSpec, Settings, TokenGrant, WebhookError, WebhookOutcome,
+    SendError, SettingSpec, Settings, WebhookError, WebhookOutcome,
 };
 use plugboard_sdk::{Channel, ct_eq, header, http, json, serde};
 
@@ -140,27 +141,10 @@ struct Sent {
     id: String,
 }
 
-fn setting(name: &str, required: bool, secret: bool, description: &str) -> SettingSpec {
-    SettingSpec {
-        name: name.into(),
-        required,
-        secret,
-        description: description.into(),
-    }
-}
-
 /// The message a webhook body carries (pure: tested natively).
 pub fn parse(body: &[u8]) -> Result<InboundMessage, String> {
     let m: Inbound = json::parse(body).map_err(|e| e.to_string())?;
-    Ok(InboundMessage {
-        provider_id: m.id,
-        from: m.from,
-        to: m.to,
-        text: m.text,
-        attachments: vec![],
-        contact_name: None,
-        thread: vec![],
-    })
+    Ok(InboundMessage::new(m.id, m.from, m.to, m.text))
 }
 
 impl Channel for Plugin {
@@ -170,18 +154,14 @@ impl Channel for Plugin {
             version: env!("CARGO_PKG_VERSION").into(),
             kind: "sms".into(),
             settings: vec![
-                setting("token", true, true, "The shared secret webhooks carry in X-Token"),
-                setting("api_key", false, true, "The bearer token for sends"),
-                setting("api_base", false, false, "The provider's API base URL"),
+                SettingSpec::new("token", true, true, "The secret webhooks carry in X-Token"),
+                SettingSpec::new("api_key", false, true, "The bearer token for sends"),
+                SettingSpec::new("api_base", false, false, "The provider's API base URL"),
             ],
             api_hosts: vec!["api.example.com".into()],
             capabilities: Capabilities::empty(),
             rules: plugboard_sdk::rules::sms(),
         }
-    }
-
-    fn check_settings(_settings: Settings) -> Result<(), String> {
-        Ok(())
     }
 
     fn handle_webhook(req: HttpRequest, settings: Settings) -> Result<WebhookOutcome, WebhookError> {
@@ -202,16 +182,9 @@ impl Channel for Plugin {
         let settings = plugboard_sdk::Settings::new(&settings);
         let key = settings.require("api_key").map_err(SendError::Misconfigured)?;
         let base = settings.get("api_base").unwrap_or("https://api.example.com");
+        let url = format!("{}/messages", base.trim_end_matches('/'));
         let body = plugboard_sdk::serde_json::json!({"to": msg.to, "text": msg.text});
-        Ok(http::request(
-            "POST",
-            &format!("{}/messages", base.trim_end_matches('/')),
-            vec![
-                ("Authorization".into(), format!("Bearer {key}")),
-                ("Content-Type".into(), "application/json".into()),
-            ],
-            body.to_string().into_bytes(),
-        ))
+        Ok(http::post_json(url, vec![http::bearer(key)], &body))
     }
 
     fn read_send_response(resp: HttpResponse, _settings: Settings) -> Result<String, SendError> {
@@ -221,22 +194,6 @@ impl Channel for Plugin {
         json::parse::<Sent>(&resp.body)
             .map(|sent| sent.id)
             .map_err(|e| SendError::Invalid(e.to_string()))
-    }
-
-    fn prepare_token(_settings: Settings) -> Result<Option<HttpRequest>, SendError> {
-        Ok(None)
-    }
-
-    fn read_token_response(_resp: HttpResponse, _settings: Settings) -> Result<TokenGrant, SendError> {
-        Err(SendError::Misconfigured("this channel uses no token".into()))
-    }
-
-    fn prepare_check(_settings: Settings) -> Result<Option<HttpRequest>, SendError> {
-        Ok(None)
-    }
-
-    fn read_check_response(_resp: HttpResponse, _settings: Settings) -> Result<(), SendError> {
-        Ok(())
     }
 }
 
@@ -251,6 +208,13 @@ mod tests {
         let m = parse(br#"{"id": "m-1", "from": "+14155550100", "text": "hi"}"#).unwrap();
         assert_eq!((m.provider_id.as_str(), m.text.as_deref()), ("m-1", Some("hi")));
         assert!(parse(b"not json").is_err());
+    }
+
+    /// Every recorded request in `fixtures/`, through the channel as `plugboard replay` runs
+    /// it (natively: the host's limits are not enforced here).
+    #[test]
+    fn fixtures() {
+        plugboard_sdk::testing::run_fixtures::<Plugin>(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures"));
     }
 }
 "##

@@ -7,7 +7,10 @@
 //!   and the bot `faq`); the same files are in [`bundled_dir`] as `<name>.wasm`.
 //! * [`test_plugin`] gives the path of a test guest (`trap`, `infinite-loop`, `memory-bomb`,
 //!   `old-contract`, `huge-output`, ..., the bot `bot-probe` and the classifier
-//!   `classifier-probe`; see [`TEST_PLUGINS`]).
+//!   `classifier-probe`; see [`TEST_PLUGINS`], sorted by name).
+//!
+//! Which crates are which is declared in each crate's `[package.metadata.plugboard]`; see the
+//! build script.
 
 use std::path::{Path, PathBuf};
 
@@ -65,21 +68,23 @@ mod tests {
         assert_eq!(
             TEST_PLUGINS,
             [
-                "trap",
+                "aliased-output",
+                "bot-probe",
+                "classifier-probe",
+                "contract-0-2",
+                "describe-panics",
+                "describe-sleeps",
+                "example-json",
+                "huge-output",
                 "infinite-loop",
                 "memory-bomb",
                 "old-contract",
-                "huge-output",
                 "outbound-probe",
-                "sleeps",
-                "describe-panics",
-                "describe-sleeps",
-                "wasi-probe",
-                "aliased-output",
-                "contract-0-2",
+                "pager",
                 "router-0-2",
-                "bot-probe",
-                "classifier-probe"
+                "sleeps",
+                "trap",
+                "wasi-probe"
             ]
         );
         for name in TEST_PLUGINS {

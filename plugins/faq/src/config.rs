@@ -202,13 +202,7 @@ pub fn parse(settings: &[(String, String)]) -> Result<Config, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn settings(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(n, v)| (n.to_string(), v.to_string()))
-            .collect()
-    }
+    use plugboard_sdk::testing::pairs;
 
     #[test]
     fn parses_entries_skipping_blank_and_comment_lines() {
@@ -244,7 +238,7 @@ mod tests {
 
     #[test]
     fn defaults_and_overrides() {
-        let config = parse(&settings(&[("entries", "a => b")])).unwrap();
+        let config = parse(&pairs(&[("entries", "a => b")])).unwrap();
         assert_eq!(config.fallback, DEFAULT_FALLBACK);
         assert_eq!(config.handoff_message, DEFAULT_HANDOFF_MESSAGE);
         assert_eq!(config.handoff_queue, None);
@@ -254,7 +248,7 @@ mod tests {
         assert_eq!(config.thanks_words.len(), 4);
         assert_eq!(config.thanks_words[3], ["that", "s", "all"]);
 
-        let config = parse(&settings(&[
+        let config = parse(&pairs(&[
             ("entries", "a => b"),
             ("fallback", "Eh?"),
             ("handoff_message", "Hold on."),
@@ -276,7 +270,7 @@ mod tests {
 
     #[test]
     fn entries_are_required() {
-        let err = parse(&settings(&[("fallback", "x")])).unwrap_err();
+        let err = parse(&pairs(&[("fallback", "x")])).unwrap_err();
         assert!(err.contains("`entries`"), "{err}");
     }
 

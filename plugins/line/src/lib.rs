@@ -14,8 +14,8 @@ pub mod line;
 
 use plugboard_sdk::host;
 use plugboard_sdk::types::{
-    HttpRequest, HttpResponse, Manifest, OutboundMessage, SendError, Settings, TokenGrant,
-    WebhookError, WebhookOutcome,
+    HttpRequest, HttpResponse, Manifest, OutboundMessage, SendError, Settings, WebhookError,
+    WebhookOutcome,
 };
 
 /// The LINE Messaging API channel.
@@ -24,10 +24,6 @@ pub struct Line;
 impl plugboard_sdk::Channel for Line {
     fn describe() -> Manifest {
         line::manifest()
-    }
-
-    fn check_settings(_settings: Settings) -> Result<(), String> {
-        Ok(())
     }
 
     fn handle_webhook(
@@ -45,30 +41,24 @@ impl plugboard_sdk::Channel for Line {
         line::read_send_response(&resp, || host::random_bytes(16))
     }
 
-    fn prepare_token(_settings: Settings) -> Result<Option<HttpRequest>, SendError> {
-        Ok(None)
-    }
-
-    fn read_token_response(
-        _resp: HttpResponse,
-        _settings: Settings,
-    ) -> Result<TokenGrant, SendError> {
-        Err(SendError::Misconfigured(
-            "line uses the channel access token setting, not a token exchange".to_string(),
-        ))
-    }
-
     fn prepare_check(settings: Settings) -> Result<Option<HttpRequest>, SendError> {
         line::prepare_check(&settings).map(Some)
     }
 
     fn read_check_response(resp: HttpResponse, _settings: Settings) -> Result<(), SendError> {
-        if plugboard_sdk::http::is_success(resp.status) {
-            Ok(())
-        } else {
-            Err(line::map_error(&resp))
-        }
+        plugboard_sdk::http::expect_success(&resp, line::map_error)
     }
 }
 
 plugboard_sdk::export_channel!(Line);
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn fixtures_replay_natively() {
+        plugboard_sdk::testing::run_fixtures::<super::Line>(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/fixtures"
+        ));
+    }
+}

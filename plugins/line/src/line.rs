@@ -40,12 +40,7 @@ pub const THREAD_REPLY_TOKEN_AT: &str = "once:reply_token_at";
 
 /// What the plugin is and which settings it takes.
 pub fn manifest() -> Manifest {
-    let setting = |name: &str, required: bool, secret: bool, description: &str| SettingSpec {
-        name: name.to_string(),
-        required,
-        secret,
-        description: description.to_string(),
-    };
+    let setting = SettingSpec::new;
     Manifest {
         name: "line".to_string(),
         version: env!("CARGO_PKG_VERSION").to_string(),
@@ -381,7 +376,7 @@ pub fn retry_key(outbound_id: &str, body: &str, sha256: impl Fn(&[u8]) -> Vec<u8
     }
     b[6] = (b[6] & 0x0f) | 0x80;
     b[8] = (b[8] & 0x3f) | 0x80;
-    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    let hex = plugboard_sdk::hex(&b);
     format!(
         "{}-{}-{}-{}-{}",
         &hex[0..8],
@@ -478,7 +473,7 @@ pub fn prepare_send(
         .map_err(SendError::Misconfigured)?;
     let messages = messages(msg)?;
     let mut headers = vec![
-        ("Authorization".to_string(), format!("Bearer {token}")),
+        http::bearer(token),
         ("Content-Type".to_string(), "application/json".to_string()),
     ];
     let (path, body) = match choose_route(&msg.thread, msg.since_last_inbound, now_millis) {
@@ -544,7 +539,7 @@ pub fn read_send_response(
     if let Some(id) = request_id.map(str::trim).filter(|id| !id.is_empty()) {
         return Ok(format!("line-request-{id}"));
     }
-    let hex: String = random_bytes().iter().map(|b| format!("{b:02x}")).collect();
+    let hex = plugboard_sdk::hex(&random_bytes());
     Ok(format!("line-reply-{hex}"))
 }
 
@@ -615,35 +610,16 @@ pub fn prepare_check(settings: &[(String, String)]) -> Result<HttpRequest, SendE
     let token = s
         .require("channel_access_token")
         .map_err(SendError::Misconfigured)?;
-    Ok(http::request(
-        "GET",
+    Ok(http::bearer_get(
         format!("{}/v2/bot/info", api_base(&s)),
-        vec![("Authorization".to_string(), format!("Bearer {token}"))],
-        Vec::new(),
+        token,
     ))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
-        list.iter()
-            .map(|(a, b)| (a.to_string(), b.to_string()))
-            .collect()
-    }
-
-    fn hmac_sha256(key: &[u8], data: &[u8]) -> Vec<u8> {
-        use hmac::{Hmac, Mac};
-        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key).unwrap();
-        mac.update(data);
-        mac.finalize().into_bytes().to_vec()
-    }
-
-    fn sha256(data: &[u8]) -> Vec<u8> {
-        use sha2::Digest;
-        sha2::Sha256::digest(data).to_vec()
-    }
+    use plugboard_sdk::testing::{hmac_sha256, pairs, sha256};
 
     const SECRET: &str = "8c570fa6dd201bb328f1c1eac23a96d8";
     const NOW: u64 = 1_735_689_600_000;

@@ -29,10 +29,6 @@ impl plugboard_sdk::Channel for LineWorks {
         lineworks::manifest()
     }
 
-    fn check_settings(_settings: Settings) -> Result<(), String> {
-        Ok(())
-    }
-
     fn handle_webhook(
         req: HttpRequest,
         settings: Settings,
@@ -69,3 +65,14 @@ impl plugboard_sdk::Channel for LineWorks {
 }
 
 plugboard_sdk::export_channel!(LineWorks);
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn fixtures_replay_natively() {
+        plugboard_sdk::testing::run_fixtures::<super::LineWorks>(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/fixtures"
+        ));
+    }
+}

@@ -30,12 +30,7 @@ pub const THREAD_CHANNEL_ID: &str = "channel_id";
 
 /// What the plugin is and which settings it takes.
 pub fn manifest() -> Manifest {
-    let setting = |name: &str, required: bool, secret: bool, description: &str| SettingSpec {
-        name: name.to_string(),
-        required,
-        secret,
-        description: description.to_string(),
-    };
+    let setting = SettingSpec::new;
     Manifest {
         name: "lineworks".to_string(),
         version: env!("CARGO_PKG_VERSION").to_string(),
@@ -220,10 +215,7 @@ pub fn provider_id(bot_id: &str, body: &Value, sha256: impl Fn(&[u8]) -> Vec<u8>
         field(body, "issuedTime"),
         field(body, "content"),
     ]);
-    sha256(canonical_json(&preimage).as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    plugboard_sdk::hex(&sha256(canonical_json(&preimage).as_bytes()))
 }
 
 fn str_at<'a>(value: &'a Value, path: &[&str]) -> Option<&'a str> {
@@ -503,7 +495,7 @@ pub fn prepare_send(
             path_segment(bot_id.trim())
         ),
         vec![
-            ("Authorization".to_string(), format!("Bearer {token}")),
+            http::bearer(token),
             ("Content-Type".to_string(), "application/json".to_string()),
         ],
         json!({"content": content}).to_string(),
@@ -523,7 +515,7 @@ pub fn read_send_response(
     random_bytes: impl Fn() -> Vec<u8>,
 ) -> Result<String, SendError> {
     if http::is_success(resp.status) {
-        let hex: String = random_bytes().iter().map(|b| format!("{b:02x}")).collect();
+        let hex = plugboard_sdk::hex(&random_bytes());
         return Ok(format!("lineworks-{hex}"));
     }
     let body: Option<Value> = plugboard_sdk::json::parse(&resp.body).ok();
@@ -554,24 +546,7 @@ pub fn read_send_response(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
-        list.iter()
-            .map(|(a, b)| (a.to_string(), b.to_string()))
-            .collect()
-    }
-
-    fn hmac_sha256(key: &[u8], data: &[u8]) -> Vec<u8> {
-        use hmac::{Hmac, Mac};
-        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key).unwrap();
-        mac.update(data);
-        mac.finalize().into_bytes().to_vec()
-    }
-
-    fn sha256(data: &[u8]) -> Vec<u8> {
-        use sha2::Digest;
-        sha2::Sha256::digest(data).to_vec()
-    }
+    use plugboard_sdk::testing::{hmac_sha256, pairs, sha256};
 
     const TEST_KEY: &str = include_str!("../testdata/test-key.pem");
     const SECRET: &str = "q7LmRwX2c9VbN4kT8sYh";

@@ -15,8 +15,8 @@ pub mod multipart;
 
 use plugboard_sdk::host;
 use plugboard_sdk::types::{
-    HttpRequest, HttpResponse, Manifest, OutboundMessage, SendError, Settings, TokenGrant,
-    WebhookError, WebhookOutcome,
+    HttpRequest, HttpResponse, Manifest, OutboundMessage, SendError, Settings, WebhookError,
+    WebhookOutcome,
 };
 
 /// The Mailgun email channel.
@@ -25,10 +25,6 @@ pub struct MailgunEmail;
 impl plugboard_sdk::Channel for MailgunEmail {
     fn describe() -> Manifest {
         mailgun::manifest()
-    }
-
-    fn check_settings(_settings: Settings) -> Result<(), String> {
-        Ok(())
     }
 
     fn handle_webhook(
@@ -46,30 +42,24 @@ impl plugboard_sdk::Channel for MailgunEmail {
         mailgun::read_send_response(&resp)
     }
 
-    fn prepare_token(_settings: Settings) -> Result<Option<HttpRequest>, SendError> {
-        Ok(None)
-    }
-
-    fn read_token_response(
-        _resp: HttpResponse,
-        _settings: Settings,
-    ) -> Result<TokenGrant, SendError> {
-        Err(SendError::Misconfigured(
-            "mailgun-email uses the api_key setting, not a token exchange".to_string(),
-        ))
-    }
-
     fn prepare_check(settings: Settings) -> Result<Option<HttpRequest>, SendError> {
         mailgun::prepare_check(&settings).map(Some)
     }
 
     fn read_check_response(resp: HttpResponse, _settings: Settings) -> Result<(), SendError> {
-        if plugboard_sdk::http::is_success(resp.status) {
-            Ok(())
-        } else {
-            Err(mailgun::map_error(&resp))
-        }
+        plugboard_sdk::http::expect_success(&resp, mailgun::map_error)
     }
 }
 
 plugboard_sdk::export_channel!(MailgunEmail);
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn fixtures_replay_natively() {
+        plugboard_sdk::testing::run_fixtures::<super::MailgunEmail>(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/fixtures"
+        ));
+    }
+}

@@ -32,12 +32,7 @@ pub const THREAD_REFERENCES: &str = "references";
 
 /// What the plugin is and which settings it takes.
 pub fn manifest() -> Manifest {
-    let setting = |name: &str, required: bool, secret: bool, description: &str| SettingSpec {
-        name: name.to_string(),
-        required,
-        secret,
-        description: description.to_string(),
-    };
+    let setting = SettingSpec::new;
     Manifest {
         name: "mailgun-email".to_string(),
         version: env!("CARGO_PKG_VERSION").to_string(),
@@ -90,13 +85,10 @@ pub fn signature(
     token: &str,
     hmac_sha256: impl Fn(&[u8], &[u8]) -> Vec<u8>,
 ) -> String {
-    hmac_sha256(
+    plugboard_sdk::hex(&hmac_sha256(
         signing_key.as_bytes(),
         format!("{timestamp}{token}").as_bytes(),
-    )
-    .iter()
-    .map(|b| format!("{b:02x}"))
-    .collect()
+    ))
 }
 
 /// Reads the form fields of a forward: `multipart/form-data` (text fields) or
@@ -446,19 +438,7 @@ pub fn prepare_check(settings: &[(String, String)]) -> Result<HttpRequest, SendE
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
-        list.iter()
-            .map(|(a, b)| (a.to_string(), b.to_string()))
-            .collect()
-    }
-
-    fn hmac_sha256(key: &[u8], data: &[u8]) -> Vec<u8> {
-        use hmac::{Hmac, Mac};
-        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key).unwrap();
-        mac.update(data);
-        mac.finalize().into_bytes().to_vec()
-    }
+    use plugboard_sdk::testing::{hmac_sha256, pairs};
 
     const KEY: &str = "key-3ax6xnjp29jd6fds4gc373sgvjxteol0";
     const NOW: u64 = 1_735_689_600_000;

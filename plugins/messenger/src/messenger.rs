@@ -30,12 +30,7 @@ pub const MAX_TEXT_CHARS: usize = 2000;
 
 /// What the plugin is and which settings it takes.
 pub fn manifest() -> Manifest {
-    let setting = |name: &str, required: bool, secret: bool, description: &str| SettingSpec {
-        name: name.to_string(),
-        required,
-        secret,
-        description: description.to_string(),
-    };
+    let setting = SettingSpec::new;
     Manifest {
         name: "messenger".to_string(),
         version: env!("CARGO_PKG_VERSION").to_string(),
@@ -86,9 +81,10 @@ pub fn signature(
     body: &[u8],
     hmac_sha256: impl Fn(&[u8], &[u8]) -> Vec<u8>,
 ) -> String {
-    let mac = hmac_sha256(app_secret.as_bytes(), body);
-    let hex: String = mac.iter().map(|b| format!("{b:02x}")).collect();
-    format!("sha256={hex}")
+    format!(
+        "sha256={}",
+        plugboard_sdk::hex(&hmac_sha256(app_secret.as_bytes(), body))
+    )
 }
 
 /// Authenticates and parses one webhook call: the `GET` handshake or a `POST` delivery.
@@ -435,7 +431,7 @@ pub fn prepare_send(
         "POST",
         format!("{}/{GRAPH_VERSION}/me/messages", api_base(&s)),
         vec![
-            ("Authorization".to_string(), format!("Bearer {token}")),
+            http::bearer(token),
             ("Content-Type".to_string(), "application/json".to_string()),
         ],
         body.to_string(),
@@ -519,30 +515,16 @@ pub fn prepare_check(settings: &[(String, String)]) -> Result<HttpRequest, SendE
     let token = s
         .require("page_access_token")
         .map_err(SendError::Misconfigured)?;
-    Ok(http::request(
-        "GET",
+    Ok(http::bearer_get(
         format!("{}/{GRAPH_VERSION}/me", api_base(&s)),
-        vec![("Authorization".to_string(), format!("Bearer {token}"))],
-        Vec::new(),
+        token,
     ))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
-        list.iter()
-            .map(|(a, b)| (a.to_string(), b.to_string()))
-            .collect()
-    }
-
-    fn hmac_sha256(key: &[u8], data: &[u8]) -> Vec<u8> {
-        use hmac::{Hmac, Mac};
-        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key).unwrap();
-        mac.update(data);
-        mac.finalize().into_bytes().to_vec()
-    }
+    use plugboard_sdk::testing::{hmac_sha256, pairs};
 
     const SECRET: &str = "3f9d2c1b0a8e7f6d5c4b3a2918f7e6d5";
 

@@ -12,8 +12,8 @@
 pub mod telesign;
 
 use plugboard_sdk::types::{
-    HttpRequest, HttpResponse, Manifest, OutboundMessage, SendError, Settings, TokenGrant,
-    WebhookError, WebhookOutcome,
+    HttpRequest, HttpResponse, Manifest, OutboundMessage, SendError, Settings, WebhookError,
+    WebhookOutcome,
 };
 
 /// The TeleSign SMS channel.
@@ -49,30 +49,20 @@ impl plugboard_sdk::Channel for TelesignSms {
         telesign::read_send_response(&resp)
     }
 
-    fn prepare_token(_settings: Settings) -> Result<Option<HttpRequest>, SendError> {
-        Ok(None)
-    }
-
-    fn read_token_response(
-        _resp: HttpResponse,
-        _settings: Settings,
-    ) -> Result<TokenGrant, SendError> {
-        Err(SendError::Misconfigured(
-            "telesign-sms uses no token".to_string(),
-        ))
-    }
-
-    fn prepare_check(_settings: Settings) -> Result<Option<HttpRequest>, SendError> {
-        Ok(None)
-    }
-
     fn read_check_response(resp: HttpResponse, _settings: Settings) -> Result<(), SendError> {
-        if plugboard_sdk::http::is_success(resp.status) {
-            Ok(())
-        } else {
-            Err(telesign::map_error(&resp))
-        }
+        plugboard_sdk::http::expect_success(&resp, telesign::map_error)
     }
 }
 
 plugboard_sdk::export_channel!(TelesignSms);
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn fixtures_replay_natively() {
+        plugboard_sdk::testing::run_fixtures::<super::TelesignSms>(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/fixtures"
+        ));
+    }
+}

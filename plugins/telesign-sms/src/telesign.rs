@@ -17,12 +17,7 @@ pub const FAILURE_CODES: &[i64] = &[207, 210, 211, 220, 221, 222, 229, 230, 231,
 
 /// What the plugin is and which settings it takes.
 pub fn manifest() -> Manifest {
-    let setting = |name: &str, required: bool, secret: bool, description: &str| SettingSpec {
-        name: name.to_string(),
-        required,
-        secret,
-        description: description.to_string(),
-    };
+    let setting = SettingSpec::new;
     Manifest {
         name: "telesign-sms".to_string(),
         version: env!("CARGO_PKG_VERSION").to_string(),
@@ -461,13 +456,8 @@ pub fn map_error(resp: &HttpResponse) -> SendError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use plugboard_sdk::testing::{hmac_sha256, pairs};
     use plugboard_sdk::types::Attachment;
-
-    fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
-        list.iter()
-            .map(|(a, b)| (a.to_string(), b.to_string()))
-            .collect()
-    }
 
     /// The example key of TeleSign's SDK tests: not strict Base64 (it holds `-`).
     const SDK_KEY: &str =
@@ -480,13 +470,6 @@ mod tests {
             ("from", "+15555550199"),
             ("api_base", "http://127.0.0.1:9999/"),
         ])
-    }
-
-    fn hmac_sha256(key: &[u8], data: &[u8]) -> Vec<u8> {
-        use hmac::{Hmac, Mac};
-        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key).unwrap();
-        mac.update(data);
-        mac.finalize().into_bytes().to_vec()
     }
 
     fn callback(body: &str, authorization: Option<String>) -> HttpRequest {

@@ -10,16 +10,16 @@
 //!   webhook URL (the host's `webhook_url` setting); Twilio's error codes are mapped to the
 //!   contract's send errors.
 //!
-//! [`twilio`] and [`signature`] hold what every Twilio channel shares (`twilio-whatsapp` compiles
-//! the same files); [`sms`] holds what is specific to SMS/MMS.
+//! [`twilio`] and [`signature`] (from the `twilio-common` crate) hold what every Twilio channel
+//! shares; [`sms`] holds what is specific to SMS/MMS.
 
-pub mod signature;
 pub mod sms;
-pub mod twilio;
+
+pub use twilio_common::{signature, twilio};
 
 use plugboard_sdk::types::{
-    HttpRequest, HttpResponse, Manifest, OutboundMessage, SendError, Settings, TokenGrant,
-    WebhookError, WebhookOutcome,
+    HttpRequest, HttpResponse, Manifest, OutboundMessage, SendError, Settings, WebhookError,
+    WebhookOutcome,
 };
 
 /// The Twilio SMS channel.
@@ -58,19 +58,6 @@ impl plugboard_sdk::Channel for TwilioSms {
         twilio::read_send_response(&resp)
     }
 
-    fn prepare_token(_settings: Settings) -> Result<Option<HttpRequest>, SendError> {
-        Ok(None)
-    }
-
-    fn read_token_response(
-        _resp: HttpResponse,
-        _settings: Settings,
-    ) -> Result<TokenGrant, SendError> {
-        Err(SendError::Misconfigured(
-            "twilio-sms uses no token".to_string(),
-        ))
-    }
-
     fn prepare_check(settings: Settings) -> Result<Option<HttpRequest>, SendError> {
         twilio::prepare_check(&settings).map(Some)
     }
@@ -81,3 +68,14 @@ impl plugboard_sdk::Channel for TwilioSms {
 }
 
 plugboard_sdk::export_channel!(TwilioSms);
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn fixtures_replay_natively() {
+        plugboard_sdk::testing::run_fixtures::<super::TwilioSms>(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/fixtures"
+        ));
+    }
+}

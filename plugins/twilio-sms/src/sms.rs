@@ -60,14 +60,9 @@ pub fn prepare_send(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use plugboard_sdk::testing::pairs;
     use plugboard_sdk::types::Attachment;
     use plugboard_sdk::{form, header};
-
-    fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
-        list.iter()
-            .map(|(a, b)| (a.to_string(), b.to_string()))
-            .collect()
-    }
 
     fn settings() -> Vec<(String, String)> {
         pairs(&[

@@ -6,19 +6,16 @@
 //! * Sending: the same Messages API as SMS with `whatsapp:+E.164` addresses, either free-form
 //!   (`Body`, `MediaUrl`) or, when the host chose a template, `ContentSid` + `ContentVariables`.
 //!
-//! [`twilio`] and [`signature`] are `twilio-sms`'s own files, compiled into this crate with
-//! `#[path]` so both Twilio channels share one implementation of Twilio's wire format;
-//! [`whatsapp`] holds what is specific to WhatsApp.
+//! [`twilio`] and [`signature`] (from the `twilio-common` crate, shared with `twilio-sms`) hold
+//! Twilio's wire format; [`whatsapp`] holds what is specific to WhatsApp.
 
-#[path = "../../twilio-sms/src/signature.rs"]
-pub mod signature;
-#[path = "../../twilio-sms/src/twilio.rs"]
-pub mod twilio;
 pub mod whatsapp;
 
+pub use twilio_common::{signature, twilio};
+
 use plugboard_sdk::types::{
-    HttpRequest, HttpResponse, Manifest, OutboundMessage, SendError, Settings, TokenGrant,
-    WebhookError, WebhookOutcome,
+    HttpRequest, HttpResponse, Manifest, OutboundMessage, SendError, Settings, WebhookError,
+    WebhookOutcome,
 };
 
 /// The Twilio WhatsApp channel.
@@ -56,19 +53,6 @@ impl plugboard_sdk::Channel for TwilioWhatsapp {
         twilio::read_send_response(&resp)
     }
 
-    fn prepare_token(_settings: Settings) -> Result<Option<HttpRequest>, SendError> {
-        Ok(None)
-    }
-
-    fn read_token_response(
-        _resp: HttpResponse,
-        _settings: Settings,
-    ) -> Result<TokenGrant, SendError> {
-        Err(SendError::Misconfigured(
-            "twilio-whatsapp uses no token".to_string(),
-        ))
-    }
-
     fn prepare_check(settings: Settings) -> Result<Option<HttpRequest>, SendError> {
         twilio::prepare_check(&settings).map(Some)
     }
@@ -79,3 +63,14 @@ impl plugboard_sdk::Channel for TwilioWhatsapp {
 }
 
 plugboard_sdk::export_channel!(TwilioWhatsapp);
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn fixtures_replay_natively() {
+        plugboard_sdk::testing::run_fixtures::<super::TwilioWhatsapp>(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/fixtures"
+        ));
+    }
+}

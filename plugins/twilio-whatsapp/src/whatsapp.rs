@@ -4,7 +4,7 @@
 
 use plugboard_sdk::types::{
     Capabilities, DeliveryState, Event, HttpRequest, Manifest, OutboundMessage, SendError,
-    WebhookError, WebhookOutcome,
+    SettingSpec, WebhookError, WebhookOutcome,
 };
 use plugboard_sdk::{E164, form};
 
@@ -32,7 +32,7 @@ pub fn manifest() -> Manifest {
     let mut settings = twilio::common_settings(
         "WhatsApp sender number in E.164, e.g. +14155238886 (sent as whatsapp:+14155238886)",
     );
-    settings.push(twilio::setting(
+    settings.push(SettingSpec::new(
         "templates",
         false,
         false,
@@ -155,14 +155,9 @@ pub fn prepare_send(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use plugboard_sdk::testing::{hmac_sha1, pairs, sha256};
     use plugboard_sdk::types::Attachment;
     use plugboard_sdk::{header, http};
-
-    fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
-        list.iter()
-            .map(|(a, b)| (a.to_string(), b.to_string()))
-            .collect()
-    }
 
     fn settings() -> Vec<(String, String)> {
         pairs(&[
@@ -171,18 +166,6 @@ mod tests {
             ("from", "+14155238886"),
             ("api_base", "http://127.0.0.1:9999"),
         ])
-    }
-
-    fn sha256(data: &[u8]) -> Vec<u8> {
-        use sha2::Digest;
-        sha2::Sha256::digest(data).to_vec()
-    }
-
-    fn hmac_sha1(key: &[u8], data: &[u8]) -> Vec<u8> {
-        use hmac::{Hmac, Mac};
-        let mut mac = Hmac::<sha1::Sha1>::new_from_slice(key).unwrap();
-        mac.update(data);
-        mac.finalize().into_bytes().to_vec()
     }
 
     fn signed_post(url: &str, body: &str) -> HttpRequest {

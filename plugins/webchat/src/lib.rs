@@ -12,7 +12,7 @@
 use plugboard_sdk::serde::Deserialize;
 use plugboard_sdk::types::{
     Capabilities, Event, HttpRequest, HttpResponse, InboundMessage, Manifest, OutboundMessage,
-    SendError, SettingSpec, Settings, TokenGrant, WebhookError, WebhookOutcome,
+    SendError, SettingSpec, Settings, WebhookError, WebhookOutcome,
 };
 
 /// The longest visitor message, in characters.
@@ -33,13 +33,9 @@ struct VisitorMessage {
     offline: bool,
 }
 
+/// An optional, non-secret setting.
 fn setting(name: &str, description: &str) -> SettingSpec {
-    SettingSpec {
-        name: name.to_string(),
-        required: false,
-        secret: false,
-        description: description.to_string(),
-    }
+    SettingSpec::new(name, false, false, description)
 }
 
 /// Parses one visitor message forwarded by the host.
@@ -134,10 +130,6 @@ impl plugboard_sdk::Channel for Webchat {
         }
     }
 
-    fn check_settings(_settings: Settings) -> Result<(), String> {
-        Ok(())
-    }
-
     fn handle_webhook(
         req: HttpRequest,
         _settings: Settings,
@@ -154,25 +146,17 @@ impl plugboard_sdk::Channel for Webchat {
     fn read_send_response(_resp: HttpResponse, _settings: Settings) -> Result<String, SendError> {
         Err(SendError::Misconfigured("webchat has no provider".into()))
     }
-
-    fn prepare_token(_settings: Settings) -> Result<Option<HttpRequest>, SendError> {
-        Ok(None)
-    }
-
-    fn read_token_response(
-        _resp: HttpResponse,
-        _settings: Settings,
-    ) -> Result<TokenGrant, SendError> {
-        Err(SendError::Misconfigured("webchat uses no token".into()))
-    }
-
-    fn prepare_check(_settings: Settings) -> Result<Option<HttpRequest>, SendError> {
-        Ok(None)
-    }
-
-    fn read_check_response(_resp: HttpResponse, _settings: Settings) -> Result<(), SendError> {
-        Ok(())
-    }
 }
 
 plugboard_sdk::export_channel!(Webchat);
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn fixtures_replay_natively() {
+        plugboard_sdk::testing::run_fixtures::<super::Webchat>(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/fixtures"
+        ));
+    }
+}

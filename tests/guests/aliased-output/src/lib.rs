@@ -5,7 +5,7 @@
 
 use plugboard_sdk::types::{
     Capabilities, HttpRequest, HttpResponse, Manifest, OutboundMessage, SendError, Settings,
-    TokenGrant, WebhookError, WebhookOutcome,
+    WebhookError, WebhookOutcome,
 };
 
 fn unsupported() -> SendError {
@@ -47,10 +47,6 @@ impl plugboard_sdk::Channel for AliasedOutput {
         manifest()
     }
 
-    fn check_settings(_settings: Settings) -> Result<(), String> {
-        Ok(())
-    }
-
     fn handle_webhook(req: HttpRequest, _: Settings) -> Result<WebhookOutcome, WebhookError> {
         let headers = if req.url.ends_with("?headers") {
             (0..2048)
@@ -75,22 +71,6 @@ impl plugboard_sdk::Channel for AliasedOutput {
 
     fn read_send_response(_: HttpResponse, _: Settings) -> Result<String, SendError> {
         Err(unsupported())
-    }
-
-    fn prepare_token(_: Settings) -> Result<Option<HttpRequest>, SendError> {
-        Ok(None)
-    }
-
-    fn read_token_response(_: HttpResponse, _: Settings) -> Result<TokenGrant, SendError> {
-        Err(unsupported())
-    }
-
-    fn prepare_check(_: Settings) -> Result<Option<HttpRequest>, SendError> {
-        Ok(None)
-    }
-
-    fn read_check_response(_: HttpResponse, _: Settings) -> Result<(), SendError> {
-        Ok(())
     }
 }
 

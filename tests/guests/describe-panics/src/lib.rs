@@ -2,8 +2,8 @@
 //! other plugin and channel.
 
 use plugboard_sdk::types::{
-    HttpRequest, HttpResponse, Manifest, OutboundMessage, SendError, Settings, TokenGrant,
-    WebhookError, WebhookOutcome,
+    HttpRequest, HttpResponse, Manifest, OutboundMessage, SendError, Settings, WebhookError,
+    WebhookOutcome,
 };
 
 fn unsupported() -> SendError {
@@ -18,10 +18,6 @@ impl plugboard_sdk::Channel for DescribePanics {
         panic!("describe-panics refuses to describe itself");
     }
 
-    fn check_settings(_settings: Settings) -> Result<(), String> {
-        Ok(())
-    }
-
     fn handle_webhook(_: HttpRequest, _: Settings) -> Result<WebhookOutcome, WebhookError> {
         Err(WebhookError::Misconfigured("unreachable".into()))
     }
@@ -32,22 +28,6 @@ impl plugboard_sdk::Channel for DescribePanics {
 
     fn read_send_response(_: HttpResponse, _: Settings) -> Result<String, SendError> {
         Err(unsupported())
-    }
-
-    fn prepare_token(_: Settings) -> Result<Option<HttpRequest>, SendError> {
-        Ok(None)
-    }
-
-    fn read_token_response(_: HttpResponse, _: Settings) -> Result<TokenGrant, SendError> {
-        Err(unsupported())
-    }
-
-    fn prepare_check(_: Settings) -> Result<Option<HttpRequest>, SendError> {
-        Ok(None)
-    }
-
-    fn read_check_response(_: HttpResponse, _: Settings) -> Result<(), SendError> {
-        Ok(())
     }
 }
 

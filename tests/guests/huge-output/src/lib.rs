@@ -3,7 +3,7 @@
 
 use plugboard_sdk::types::{
     Capabilities, Event, HttpRequest, HttpResponse, InboundMessage, Manifest, OutboundMessage,
-    SendError, Settings, TokenGrant, WebhookError, WebhookOutcome,
+    SendError, Settings, WebhookError, WebhookOutcome,
 };
 
 /// A channel whose webhook answer is far over every limit.
@@ -24,10 +24,6 @@ impl plugboard_sdk::Channel for HugeOutput {
             capabilities: Capabilities::empty(),
             rules: plugboard_sdk::rules::sms(),
         }
-    }
-
-    fn check_settings(_settings: Settings) -> Result<(), String> {
-        Ok(())
     }
 
     fn handle_webhook(req: HttpRequest, _: Settings) -> Result<WebhookOutcome, WebhookError> {
@@ -63,22 +59,6 @@ impl plugboard_sdk::Channel for HugeOutput {
 
     fn read_send_response(_: HttpResponse, _: Settings) -> Result<String, SendError> {
         Err(unsupported())
-    }
-
-    fn prepare_token(_: Settings) -> Result<Option<HttpRequest>, SendError> {
-        Ok(None)
-    }
-
-    fn read_token_response(_: HttpResponse, _: Settings) -> Result<TokenGrant, SendError> {
-        Err(unsupported())
-    }
-
-    fn prepare_check(_: Settings) -> Result<Option<HttpRequest>, SendError> {
-        Ok(None)
-    }
-
-    fn read_check_response(_: HttpResponse, _: Settings) -> Result<(), SendError> {
-        Ok(())
     }
 }
 

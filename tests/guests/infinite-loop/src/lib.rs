@@ -2,7 +2,7 @@
 
 use plugboard_sdk::types::{
     Capabilities, HttpRequest, HttpResponse, Manifest, OutboundMessage, SendError, Settings,
-    TokenGrant, WebhookError, WebhookOutcome,
+    WebhookError, WebhookOutcome,
 };
 
 /// The test channel; only `describe` and `handle_webhook` matter.
@@ -19,10 +19,6 @@ impl plugboard_sdk::Channel for InfiniteLoop {
             capabilities: Capabilities::empty(),
             rules: plugboard_sdk::rules::sms(),
         }
-    }
-
-    fn check_settings(_settings: Settings) -> Result<(), String> {
-        Ok(())
     }
 
     fn handle_webhook(_: HttpRequest, _: Settings) -> Result<WebhookOutcome, WebhookError> {
@@ -43,24 +39,6 @@ impl plugboard_sdk::Channel for InfiniteLoop {
         Err(SendError::Invalid(
             "infinite-loop test guest cannot send".to_string(),
         ))
-    }
-
-    fn prepare_token(_: Settings) -> Result<Option<HttpRequest>, SendError> {
-        Ok(None)
-    }
-
-    fn read_token_response(_: HttpResponse, _: Settings) -> Result<TokenGrant, SendError> {
-        Err(SendError::Misconfigured(
-            "infinite-loop test guest uses no token".to_string(),
-        ))
-    }
-
-    fn prepare_check(_: Settings) -> Result<Option<HttpRequest>, SendError> {
-        Ok(None)
-    }
-
-    fn read_check_response(_: HttpResponse, _: Settings) -> Result<(), SendError> {
-        Ok(())
     }
 }
 

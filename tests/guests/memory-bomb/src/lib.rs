@@ -5,7 +5,7 @@ const CHUNK: usize = 1 << 20;
 
 use plugboard_sdk::types::{
     Capabilities, HttpRequest, HttpResponse, Manifest, OutboundMessage, SendError, Settings,
-    TokenGrant, WebhookError, WebhookOutcome,
+    WebhookError, WebhookOutcome,
 };
 
 /// The test channel; only `describe` and `handle_webhook` matter.
@@ -22,10 +22,6 @@ impl plugboard_sdk::Channel for MemoryBomb {
             capabilities: Capabilities::empty(),
             rules: plugboard_sdk::rules::sms(),
         }
-    }
-
-    fn check_settings(_settings: Settings) -> Result<(), String> {
-        Ok(())
     }
 
     fn handle_webhook(_: HttpRequest, _: Settings) -> Result<WebhookOutcome, WebhookError> {
@@ -55,24 +51,6 @@ impl plugboard_sdk::Channel for MemoryBomb {
         Err(SendError::Invalid(
             "memory-bomb test guest cannot send".to_string(),
         ))
-    }
-
-    fn prepare_token(_: Settings) -> Result<Option<HttpRequest>, SendError> {
-        Ok(None)
-    }
-
-    fn read_token_response(_: HttpResponse, _: Settings) -> Result<TokenGrant, SendError> {
-        Err(SendError::Misconfigured(
-            "memory-bomb test guest uses no token".to_string(),
-        ))
-    }
-
-    fn prepare_check(_: Settings) -> Result<Option<HttpRequest>, SendError> {
-        Ok(None)
-    }
-
-    fn read_check_response(_: HttpResponse, _: Settings) -> Result<(), SendError> {
-        Ok(())
     }
 }
 

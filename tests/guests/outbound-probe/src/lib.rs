@@ -6,7 +6,7 @@
 
 use plugboard_sdk::types::{
     Capabilities, Event, HttpRequest, HttpResponse, InboundMessage, Manifest, OutboundMessage,
-    SendError, SettingSpec, Settings, TokenGrant, WebhookError, WebhookOutcome,
+    SendError, SettingSpec, Settings, WebhookError, WebhookOutcome,
 };
 use plugboard_sdk::{form, http};
 
@@ -29,10 +29,6 @@ impl plugboard_sdk::Channel for OutboundProbe {
             capabilities: Capabilities::empty(),
             rules: plugboard_sdk::rules::opaque(5000),
         }
-    }
-
-    fn check_settings(_settings: Settings) -> Result<(), String> {
-        Ok(())
     }
 
     fn handle_webhook(req: HttpRequest, _: Settings) -> Result<WebhookOutcome, WebhookError> {
@@ -63,22 +59,6 @@ impl plugboard_sdk::Channel for OutboundProbe {
         } else {
             Err(http::send_error(&resp, format!("HTTP {}", resp.status)))
         }
-    }
-
-    fn prepare_token(_: Settings) -> Result<Option<HttpRequest>, SendError> {
-        Ok(None)
-    }
-
-    fn read_token_response(_: HttpResponse, _: Settings) -> Result<TokenGrant, SendError> {
-        Err(SendError::Misconfigured("no token".into()))
-    }
-
-    fn prepare_check(_: Settings) -> Result<Option<HttpRequest>, SendError> {
-        Ok(None)
-    }
-
-    fn read_check_response(_: HttpResponse, _: Settings) -> Result<(), SendError> {
-        Ok(())
     }
 }
 

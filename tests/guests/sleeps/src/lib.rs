@@ -4,7 +4,7 @@
 
 use plugboard_sdk::types::{
     Capabilities, HttpRequest, HttpResponse, Manifest, OutboundMessage, SendError, Settings,
-    TokenGrant, WebhookError, WebhookOutcome,
+    WebhookError, WebhookOutcome,
 };
 
 fn unsupported() -> SendError {
@@ -31,10 +31,6 @@ impl plugboard_sdk::Channel for Sleeps {
         manifest()
     }
 
-    fn check_settings(_settings: Settings) -> Result<(), String> {
-        Ok(())
-    }
-
     fn handle_webhook(_: HttpRequest, _: Settings) -> Result<WebhookOutcome, WebhookError> {
         std::thread::sleep(std::time::Duration::from_secs(60));
         Ok(WebhookOutcome {
@@ -49,22 +45,6 @@ impl plugboard_sdk::Channel for Sleeps {
 
     fn read_send_response(_: HttpResponse, _: Settings) -> Result<String, SendError> {
         Err(unsupported())
-    }
-
-    fn prepare_token(_: Settings) -> Result<Option<HttpRequest>, SendError> {
-        Ok(None)
-    }
-
-    fn read_token_response(_: HttpResponse, _: Settings) -> Result<TokenGrant, SendError> {
-        Err(unsupported())
-    }
-
-    fn prepare_check(_: Settings) -> Result<Option<HttpRequest>, SendError> {
-        Ok(None)
-    }
-
-    fn read_check_response(_: HttpResponse, _: Settings) -> Result<(), SendError> {
-        Ok(())
     }
 }
 

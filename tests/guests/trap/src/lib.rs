@@ -25,10 +25,6 @@ impl plugboard_sdk::Channel for Trap {
         }
     }
 
-    fn check_settings(_settings: Settings) -> Result<(), String> {
-        Ok(())
-    }
-
     fn handle_webhook(_: HttpRequest, _: Settings) -> Result<WebhookOutcome, WebhookError> {
         panic!("{MESSAGE}")
     }

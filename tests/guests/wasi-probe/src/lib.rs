@@ -6,7 +6,7 @@
 
 use plugboard_sdk::types::{
     Capabilities, HttpRequest, HttpResponse, Manifest, OutboundMessage, SendError, Settings,
-    TokenGrant, WebhookError, WebhookOutcome,
+    WebhookError, WebhookOutcome,
 };
 use std::io::Write;
 
@@ -42,10 +42,6 @@ impl plugboard_sdk::Channel for WasiProbe {
         eprintln!("wasi-probe stderr at describe");
         let _ = std::io::stdout().flush();
         manifest()
-    }
-
-    fn check_settings(_settings: Settings) -> Result<(), String> {
-        Ok(())
     }
 
     fn handle_webhook(req: HttpRequest, _: Settings) -> Result<WebhookOutcome, WebhookError> {
@@ -95,22 +91,6 @@ impl plugboard_sdk::Channel for WasiProbe {
 
     fn read_send_response(_: HttpResponse, _: Settings) -> Result<String, SendError> {
         Err(unsupported())
-    }
-
-    fn prepare_token(_: Settings) -> Result<Option<HttpRequest>, SendError> {
-        Ok(None)
-    }
-
-    fn read_token_response(_: HttpResponse, _: Settings) -> Result<TokenGrant, SendError> {
-        Err(unsupported())
-    }
-
-    fn prepare_check(_: Settings) -> Result<Option<HttpRequest>, SendError> {
-        Ok(None)
-    }
-
-    fn read_check_response(_: HttpResponse, _: Settings) -> Result<(), SendError> {
-        Ok(())
     }
 }
 

@@ -1,16 +1,12 @@
 //! Twilio's Messages API wire format, shared by every Twilio channel: webhook authentication
 //! and parsing, the settings and request pieces common to all sends, and error mapping. Pure
 //! functions apart from `host::log` on ignored webhook calls; the HMAC is passed in.
-//!
-//! This file belongs to `twilio-sms`; `twilio-whatsapp` compiles the same file into its own
-//! crate with `#[path]` (next to [`signature`]), so both channels parse and authenticate
-//! Twilio's calls identically without a shared crate.
 
 use plugboard_sdk::types::{
     Attachment, DeliveryState, DeliveryStatus, Event, HttpRequest, HttpResponse, InboundMessage,
     OptChange, SendError, SettingSpec, WebhookError, WebhookOutcome,
 };
-use plugboard_sdk::{Settings, ct_eq, form, header, http, query};
+use plugboard_sdk::{Settings, ct_eq, form, header, hex, http, query};
 
 use crate::signature;
 
@@ -29,16 +25,6 @@ const MAX_MEDIA: usize = 10;
 /// The provider API host every Twilio channel sends to.
 pub const API_HOST: &str = "api.twilio.com";
 
-/// One [`SettingSpec`].
-pub fn setting(name: &str, required: bool, secret: bool, description: &str) -> SettingSpec {
-    SettingSpec {
-        name: name.to_string(),
-        required,
-        secret,
-        description: description.to_string(),
-    }
-}
-
 /// The setting the host adds to every channel's settings: the channel's public webhook URL,
 /// sent as `StatusCallback` so Twilio reports delivery states there.
 pub const WEBHOOK_URL: &str = "webhook_url";
@@ -46,6 +32,7 @@ pub const WEBHOOK_URL: &str = "webhook_url";
 /// The settings every Twilio channel takes: `account_sid`, `auth_token`, `from` (described by
 /// `from_description`) or `messaging_service_sid`, and `api_base`.
 pub fn common_settings(from_description: &str) -> Vec<SettingSpec> {
+    let setting = SettingSpec::new;
     vec![
         setting(
             "account_sid",
@@ -184,11 +171,6 @@ pub fn handle_webhook(
 
 /// The query parameter in which Twilio puts the hex SHA-256 of a JSON body it signs.
 pub const BODY_SHA256: &str = "bodySHA256";
-
-/// Lower-case hex.
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
 
 /// The top-level scalar fields of a JSON object body as parameters (strings as they are,
 /// numbers and booleans written out; nulls, arrays and objects left out).
@@ -480,11 +462,7 @@ pub fn prepare_check(settings: &[(String, String)]) -> Result<HttpRequest, SendE
 ///
 /// The mapped Twilio error (see [`map_error`]) for a non-2xx answer.
 pub fn read_check_response(resp: &HttpResponse) -> Result<(), SendError> {
-    if http::is_success(resp.status) {
-        Ok(())
-    } else {
-        Err(map_error(resp))
-    }
+    http::expect_success(resp, map_error)
 }
 
 /// Maps a failed Twilio API answer to a send error. Messages carry Twilio's error code
@@ -529,13 +507,8 @@ pub fn map_error(resp: &HttpResponse) -> SendError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use plugboard_sdk::testing::{hmac_sha1, pairs, sha256};
     use plugboard_sdk::types::Attachment;
-
-    fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
-        list.iter()
-            .map(|(a, b)| (a.to_string(), b.to_string()))
-            .collect()
-    }
 
     fn settings() -> Vec<(String, String)> {
         pairs(&[
@@ -546,21 +519,9 @@ mod tests {
         ])
     }
 
-    fn fake_sha256(data: &[u8]) -> Vec<u8> {
-        use sha2::Digest;
-        sha2::Sha256::digest(data).to_vec()
-    }
-
-    fn fake_hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
-        use hmac::{Hmac, Mac};
-        let mut mac = Hmac::<sha1::Sha1>::new_from_slice(key).unwrap();
-        mac.update(data);
-        mac.finalize().into_bytes().to_vec()
-    }
-
     fn signed_post(url: &str, body: &str, token: &str) -> HttpRequest {
         let params = form::parse(body.as_bytes()).unwrap();
-        let sig = plugboard_sdk::base64::encode(&fake_hmac(
+        let sig = plugboard_sdk::base64::encode(&hmac_sha1(
             token.as_bytes(),
             signature::string_to_sign(url, &params).as_bytes(),
         ));
@@ -577,7 +538,7 @@ mod tests {
     #[test]
     fn inbound_sms_becomes_a_message() {
         let req = signed_post("https://hooks.example.com/c/twilio", SMS, "secret");
-        let out = handle_webhook("twilio-sms", &req, &settings(), fake_hmac, fake_sha256).unwrap();
+        let out = handle_webhook("twilio-sms", &req, &settings(), hmac_sha1, sha256).unwrap();
         assert_eq!(out.response.status, 200);
         assert_eq!(out.response.body, EMPTY_TWIML.as_bytes());
         assert_eq!(
@@ -599,12 +560,12 @@ mod tests {
     fn signature_failures_are_unauthorized() {
         let mut req = signed_post("https://hooks.example.com/c/twilio", SMS, "other");
         assert!(matches!(
-            handle_webhook("twilio-sms", &req, &settings(), fake_hmac, fake_sha256),
+            handle_webhook("twilio-sms", &req, &settings(), hmac_sha1, sha256),
             Err(WebhookError::Unauthorized(_))
         ));
         req.headers.clear();
         let Err(WebhookError::Unauthorized(msg)) =
-            handle_webhook("twilio-sms", &req, &settings(), fake_hmac, fake_sha256)
+            handle_webhook("twilio-sms", &req, &settings(), hmac_sha1, sha256)
         else {
             panic!()
         };
@@ -615,7 +576,7 @@ mod tests {
             ..bad
         };
         assert!(matches!(
-            handle_webhook("twilio-sms", &bad, &settings(), fake_hmac, fake_sha256),
+            handle_webhook("twilio-sms", &bad, &settings(), hmac_sha1, sha256),
             Err(WebhookError::BadRequest(_))
         ));
     }
@@ -625,7 +586,7 @@ mod tests {
         let mut req = signed_post("https://hooks.example.com:443/c/twilio", SMS, "secret");
         req.url = "https://hooks.example.com/c/twilio".to_string();
         assert_eq!(
-            handle_webhook("twilio-sms", &req, &settings(), fake_hmac, fake_sha256)
+            handle_webhook("twilio-sms", &req, &settings(), hmac_sha1, sha256)
                 .unwrap()
                 .events
                 .len(),
@@ -636,11 +597,8 @@ mod tests {
     /// A JSON webhook as the helper libraries' `validate` accepts it: the signature over the
     /// full URL (with `bodySHA256`) and no parameters, the hash over the raw body.
     fn signed_json(url_base: &str, body: &str, token: &str) -> HttpRequest {
-        let url = format!(
-            "{url_base}?bodySHA256={}",
-            hex(&fake_sha256(body.as_bytes()))
-        );
-        let sig = plugboard_sdk::base64::encode(&fake_hmac(token.as_bytes(), url.as_bytes()));
+        let url = format!("{url_base}?bodySHA256={}", hex(&sha256(body.as_bytes())));
+        let sig = plugboard_sdk::base64::encode(&hmac_sha1(token.as_bytes(), url.as_bytes()));
         http::request(
             "POST",
             url,
@@ -656,7 +614,7 @@ mod tests {
     fn json_webhooks_signed_with_body_sha256() {
         let body = r#"{"MessageSid":"SM77","MessageStatus":"delivered","NumSegments":1,"x":null}"#;
         let req = signed_json("https://hooks.example.com/webhooks/sms", body, "secret");
-        let out = handle_webhook("twilio-sms", &req, &settings(), fake_hmac, fake_sha256).unwrap();
+        let out = handle_webhook("twilio-sms", &req, &settings(), hmac_sha1, sha256).unwrap();
         let [Event::Status(s)] = out.events.as_slice() else {
             panic!("{:?}", out.events)
         };
@@ -664,7 +622,7 @@ mod tests {
         assert_eq!(s.state, DeliveryState::Delivered);
         // The helper libraries' own vector (twilio-python tests/unit/test_request_validator.py).
         let sdk_body = br#"{"property": "value", "boolean": true}"#;
-        let sdk_hash = hex(&fake_sha256(sdk_body));
+        let sdk_hash = hex(&sha256(sdk_body));
         assert_eq!(
             sdk_hash,
             "0a1ff7634d9ab3b95db5c9a2dfe9416e41502b283a80c7cf19632632f96e6620"
@@ -674,38 +632,26 @@ mod tests {
             &[],
             "12345",
             "a9nBmqA0ju/hNViExpshrM61xv4=",
-            fake_hmac
+            hmac_sha1
         ));
         let tampered = HttpRequest {
             body: body.replace("SM77", "SM78").into_bytes(),
             ..req.clone()
         };
         let Err(WebhookError::Unauthorized(m)) =
-            handle_webhook("twilio-sms", &tampered, &settings(), fake_hmac, fake_sha256)
+            handle_webhook("twilio-sms", &tampered, &settings(), hmac_sha1, sha256)
         else {
             panic!()
         };
         assert!(m.contains("bodySHA256"), "{m}");
         let wrong_key = signed_json("https://hooks.example.com/webhooks/sms", body, "other");
         assert!(matches!(
-            handle_webhook(
-                "twilio-sms",
-                &wrong_key,
-                &settings(),
-                fake_hmac,
-                fake_sha256
-            ),
+            handle_webhook("twilio-sms", &wrong_key, &settings(), hmac_sha1, sha256),
             Err(WebhookError::Unauthorized(_))
         ));
         let not_object = signed_json("https://hooks.example.com/webhooks/sms", "[1]", "secret");
         assert!(matches!(
-            handle_webhook(
-                "twilio-sms",
-                &not_object,
-                &settings(),
-                fake_hmac,
-                fake_sha256
-            ),
+            handle_webhook("twilio-sms", &not_object, &settings(), hmac_sha1, sha256),
             Err(WebhookError::BadRequest(_))
         ));
     }
@@ -713,14 +659,14 @@ mod tests {
     #[test]
     fn get_signs_the_url_alone() {
         let url = "https://hooks.example.com/c/twilio?MessageSid=SM1&MessageStatus=delivered";
-        let sig = plugboard_sdk::base64::encode(&fake_hmac(b"secret", url.as_bytes()));
+        let sig = plugboard_sdk::base64::encode(&hmac_sha1(b"secret", url.as_bytes()));
         let req = http::request(
             "GET",
             url,
             vec![("x-twilio-signature".to_string(), sig)],
             Vec::new(),
         );
-        let out = handle_webhook("twilio-sms", &req, &settings(), fake_hmac, fake_sha256).unwrap();
+        let out = handle_webhook("twilio-sms", &req, &settings(), hmac_sha1, sha256).unwrap();
         let [Event::Status(s)] = out.events.as_slice() else {
             panic!("{:?}", out.events)
         };

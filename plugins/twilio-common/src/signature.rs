@@ -102,20 +102,7 @@ pub fn is_valid(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hmac::{Hmac, Mac};
-
-    fn hmac_sha1(key: &[u8], data: &[u8]) -> Vec<u8> {
-        let mut mac = Hmac::<sha1::Sha1>::new_from_slice(key).unwrap();
-        mac.update(data);
-        mac.finalize().into_bytes().to_vec()
-    }
-
-    fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
-        list.iter()
-            .map(|(a, b)| (a.to_string(), b.to_string()))
-            .collect()
-    }
-
+    use plugboard_sdk::testing::{hmac_sha1, pairs};
     /// The example of Twilio's SDK documentation and tests (twilio-node / twilio-python).
     const URL: &str = "https://mycompany.com/myapp.php?foo=1&bar=2";
 
