@@ -50,6 +50,12 @@ fn config(dir: &Path, limits: &str) -> PathBuf {
         )
         .unwrap();
     }
+    // A file named otherwise than its manifest says: loaded by its file name.
+    std::fs::copy(
+        plugboard_artifacts::test_plugin("pager"),
+        plugins.join("beeper.wasm"),
+    )
+    .unwrap();
     let path = dir.join("plugboard.toml");
     std::fs::write(
         &path,
@@ -136,6 +142,12 @@ fn plugins_list_shows_what_loads_what_is_refused_and_who_uses_it() {
             .ends_with("bot-probe.wasm")
     );
     assert_eq!(probe["used_by"], serde_json::json!(["bot probe"]));
+    assert!(probe.get("manifest_name").is_none(), "{probe}");
+    let beeper = plugin(&listing, "beeper");
+    assert_eq!(
+        (beeper["manifest_name"].as_str(), beeper["kind"].as_str()),
+        (Some("pager"), Some("pager"))
+    );
     let refused = listing["refused"].as_array().unwrap();
     assert_eq!(refused.len(), 1, "{refused:?}");
     assert_eq!(refused[0]["name"], "old-contract");
@@ -148,6 +160,10 @@ fn plugins_list_shows_what_loads_what_is_refused_and_who_uses_it() {
     let text = String::from_utf8_lossy(&text.stdout);
     assert!(
         text.contains("auth_token (required, secret)") && text.contains("used by: channel sms"),
+        "{text}"
+    );
+    assert!(
+        text.contains("manifest name: pager (the configuration uses beeper)"),
         "{text}"
     );
 }
