@@ -11,6 +11,30 @@ use serde_json::{Value, json};
 use support::*;
 
 const HOURS: &str = "We are open 9:00-17:00, Monday to Friday.";
+/// An answer longer than the 1,600 characters an SMS channel carries.
+const TERMS: &str = concat!(
+    "Our terms: ",
+    "each and every clause applies to every order, shipment, refund and account we hold. ",
+    "each and every clause applies to every order, shipment, refund and account we hold. ",
+    "each and every clause applies to every order, shipment, refund and account we hold. ",
+    "each and every clause applies to every order, shipment, refund and account we hold. ",
+    "each and every clause applies to every order, shipment, refund and account we hold. ",
+    "each and every clause applies to every order, shipment, refund and account we hold. ",
+    "each and every clause applies to every order, shipment, refund and account we hold. ",
+    "each and every clause applies to every order, shipment, refund and account we hold. ",
+    "each and every clause applies to every order, shipment, refund and account we hold. ",
+    "each and every clause applies to every order, shipment, refund and account we hold. ",
+    "each and every clause applies to every order, shipment, refund and account we hold. ",
+    "each and every clause applies to every order, shipment, refund and account we hold. ",
+    "each and every clause applies to every order, shipment, refund and account we hold. ",
+    "each and every clause applies to every order, shipment, refund and account we hold. ",
+    "each and every clause applies to every order, shipment, refund and account we hold. ",
+    "each and every clause applies to every order, shipment, refund and account we hold. ",
+    "each and every clause applies to every order, shipment, refund and account we hold. ",
+    "each and every clause applies to every order, shipment, refund and account we hold. ",
+    "each and every clause applies to every order, shipment, refund and account we hold. ",
+    "each and every clause applies to every order, shipment, refund and account we hold. ",
+);
 
 fn faq_bot() -> String {
     format!(
@@ -23,6 +47,7 @@ handoff_keywords = ["agent", "real person"]
 entries = """
 opening hours, open, close => {HOURS}
 refund, return => Refunds take 5 working days.
+terms => {TERMS}
 """
 "#
     )
@@ -243,6 +268,67 @@ async fn the_faq_bot_answers_hands_off_on_the_keyword_and_resolves_on_thanks() {
     assert_eq!(support["counts"]["bot_resolved"], 1, "{support}");
     assert_eq!(support["counts"]["bot_handoffs"], 2, "{support}");
     assert_eq!(support["counts"]["abandoned"], 0, "{support}");
+
+    // An answer the channel cannot carry is not sent, and the agents take over at once.
+    let dot = "+14155550904";
+    inbound(
+        &host,
+        "SMbot0000000000000000000000000007",
+        dot,
+        "What are your terms?",
+    )
+    .await;
+    let c = conversation_in(&host, dot, "queued").await;
+    let history = host.messages(&id(&c), ALICE).await;
+    assert!(bot_replies(&history, "helpdesk").is_empty());
+    let notes = notes(&history);
+    assert!(
+        notes.iter().any(|(a, t)| a == "bot:helpdesk"
+            && t.starts_with("A reply of bot helpdesk could not be sent")
+            && t.contains("1600 characters")),
+        "{notes:?}"
+    );
+
+    // A manager who replies to a conversation the bot holds takes it: the bot stops answering.
+    let eli = "+14155550905";
+    inbound(
+        &host,
+        "SMbot0000000000000000000000000008",
+        eli,
+        "Do you ship to Mars?",
+    )
+    .await;
+    let c = conversation_in(&host, eli, "bot").await;
+    eventually("the fallback", || async {
+        (bot_replies(&host.messages(&id(&c), ALICE).await, "helpdesk").len() == 1).then_some(())
+    })
+    .await;
+    let (status, body) = host
+        .post_json(
+            &format!("/api/v1/conversations/{}/messages", id(&c)),
+            ALICE,
+            json!({"text": "Alice here: not yet, sorry!"}),
+        )
+        .await;
+    assert!(status == 201 || status == 202, "{status} {body}");
+    let taken = conversation_in(&host, eli, "assigned").await;
+    assert_eq!(taken["owner"], "alice");
+    inbound(
+        &host,
+        "SMbot0000000000000000000000000009",
+        eli,
+        "What are your opening hours?",
+    )
+    .await;
+    eventually("the customer's message stored", || async {
+        (host.messages(&id(&c), ALICE).await.len() >= 4).then_some(())
+    })
+    .await;
+    assert_eq!(
+        bot_replies(&host.messages(&id(&c), ALICE).await, "helpdesk").len(),
+        1,
+        "the bot answers no more once an agent took it"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

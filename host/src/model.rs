@@ -522,6 +522,8 @@ pub struct StoredInbound {
     pub owner: Option<String>,
     /// The conversation's queue.
     pub queue: String,
+    /// Whether a bot holds the conversation (its queue's agents are not told; managers are).
+    pub held_by_bot: bool,
 }
 
 /// A pending outbound send.

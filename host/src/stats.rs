@@ -147,7 +147,6 @@ pub fn conversation_tallies(
 ) -> Vec<Tally> {
     let mut out = Vec::new();
     let queue = new.queue.as_str();
-    let was = |state| old.is_some_and(|o| o.state == state);
     for agent in &new.offered_to {
         if old.is_none_or(|o| !o.offered_to.contains(agent)) {
             out.push(Tally::one(Scope::Agent, agent, "offers", now));
@@ -190,7 +189,7 @@ pub fn conversation_tallies(
             (ConversationState::Bot, ConversationState::Queued) => {
                 out.push(Tally::one(Scope::Queue, queue, "bot_handoffs", now));
             }
-            (ConversationState::Bot, ConversationState::Closed) => {
+            (ConversationState::Bot, ConversationState::Closed) if resolved_by_bot(old, new) => {
                 out.push(Tally::one(Scope::Queue, queue, "bot_resolved", now));
             }
             _ => {}
@@ -222,9 +221,7 @@ pub fn conversation_tallies(
         }
     }
     if new.state == ConversationState::Closed
-        && old.is_some()
-        && !was(ConversationState::Closed)
-        && !was(ConversationState::Bot)
+        && old.is_some_and(|o| o.state != ConversationState::Closed && !resolved_by_bot(o, new))
     {
         if new.first_reply_at.is_some() {
             let ms = now.saturating_sub(new.queued_since);
@@ -239,6 +236,14 @@ pub fn conversation_tallies(
         }
     }
     out
+}
+
+/// Whether `old` going to `new` is its bot resolving it (a manager closing a bot's
+/// conversation joins those who handled it).
+fn resolved_by_bot(old: &Conversation, new: &Conversation) -> bool {
+    old.state == ConversationState::Bot
+        && new.state == ConversationState::Closed
+        && new.handled_by == old.handled_by
 }
 
 fn transfer(out: &mut Vec<Tally>, old: &Conversation, now: u64) {

@@ -206,13 +206,16 @@ pub fn inspect(file: &Path, limits: LimitsConfig) -> anyhow::Result<Inspection> 
     let facts = match component_facts(&scratch.sandbox, &bytes, scratch.cache.path()) {
         Ok(facts) => facts,
         Err(e) => {
+            // Too big a memory at start is refused before anything else can be read; it says
+            // nothing of whether the bytes are a plugin.
+            let too_big = matches!(e, crate::runtime::plugin::LoadError::MemoryAtStart { .. });
             return Ok(Inspection {
                 file: file.to_owned(),
                 size_bytes: bytes.len() as u64,
                 facts: ComponentFacts {
                     world: None,
                     contract: None,
-                    not_a_plugin: Some(e.to_string()),
+                    not_a_plugin: (!too_big).then(|| e.to_string()),
                     imports: Vec::new(),
                     exports: Vec::new(),
                     initial_memory_bytes: initial_memory(&bytes).unwrap_or(0),

@@ -106,31 +106,30 @@ impl Bots {
     }
 
     /// At start: a turn for every conversation a bot holds whose customer wrote last (a turn a
-    /// restart interrupted), up to 200 per queue.
+    /// restart interrupted), the 200 most recent of each queue.
     pub async fn resume(self: &Arc<Self>) {
         let config = self.app.config();
-        let query = ConversationQuery {
-            any_of: config
-                .queues
-                .iter()
-                .map(|q| Selector::Queue {
+        let mut ids = Vec::new();
+        for q in &config.queues {
+            let query = ConversationQuery {
+                any_of: vec![Selector::Queue {
                     queue: q.name.clone(),
                     state: ConversationState::Bot,
-                })
-                .collect(),
-            limit: 200,
-            ..ConversationQuery::default()
-        };
-        match self.app.storage.conversations(&query).await {
-            Ok(page) => {
-                let ids: Vec<u64> = page.items.iter().map(|c| c.id).collect();
-                if !ids.is_empty() {
-                    tracing::info!(conversations = ids.len(), "resuming bot turns");
+                }],
+                limit: 200,
+                ..ConversationQuery::default()
+            };
+            match self.app.storage.conversations(&query).await {
+                Ok(page) => ids.extend(page.items.iter().map(|c| c.id)),
+                Err(e) => {
+                    tracing::error!(queue = %q.name, "cannot list the bots' conversations: {e}")
                 }
-                self.kick(&ids);
             }
-            Err(e) => tracing::error!("cannot list the bots' conversations: {e}"),
         }
+        if !ids.is_empty() {
+            tracing::info!(conversations = ids.len(), "resuming bot turns");
+        }
+        self.kick(&ids);
     }
 
     async fn run(self: Arc<Self>, id: u64) {
@@ -300,12 +299,33 @@ impl Bots {
         };
         let label = author(name);
         for reply in turn.replies.into_iter().filter(|r| !r.trim().is_empty()) {
+            // Taken from the bot during a slow turn (an agent, a manager): nothing more from it.
+            let storage = self.app.storage.as_ref();
+            let Some(now_conv) = storage.conversation(conv.id).await? else {
+                return Ok(());
+            };
+            if !now_conv.is_held_by(name) {
+                return Ok(());
+            }
             let now = Clock::System.now_millis();
-            let refusal = sender.refusal(conv, &reply, now).await?;
+            let refusal = sender.refusal(&now_conv, &reply, now).await?;
             let what = format!("reply of bot {name}");
-            sender
-                .deliver(conv, &label, &what, reply, refusal, now)
+            let why = refusal.clone();
+            let sent = sender
+                .deliver(&now_conv, &label, &what, reply, refusal, now)
                 .await?;
+            if !sent {
+                // The customer would hear nothing: the agents take over.
+                let handoff = HandOff {
+                    queue: None,
+                    skills: Vec::new(),
+                    summary: Some(format!(
+                        "A reply of bot {name} could not be sent ({}); handed to the agents.",
+                        why.unwrap_or_default()
+                    )),
+                };
+                return self.hand_off(&now_conv, name, handoff).await;
+            }
         }
         match turn.outcome {
             Outcome::Keep => {
@@ -355,6 +375,24 @@ impl Bots {
             .collect();
         skills.truncate(crate::config::MAX_WORK_SKILLS);
         let now = Clock::System.now_millis();
+        // The summary first: whoever is offered the work finds it in the history. Its
+        // managers are told now; the queue's agents read it with the history.
+        if let Some(summary) = handoff.summary.filter(|s| !s.trim().is_empty()) {
+            let by = author(name);
+            let (held_now, note) = self
+                .app
+                .storage
+                .add_note(conv.id, &by, &summary, now)
+                .await?;
+            self.events
+                .publish(
+                    "note",
+                    events::audience(&self.app.config(), &held_now, None),
+                    Some(conv.id),
+                    json!({"seq": note.seq, "id": note.id(), "author": by, "text": note.text}),
+                )
+                .await;
+        }
         let moved = crate::store::update(self.app.storage.as_ref(), conv.id, |c| {
             held(c, name)?;
             c.enqueue(&queue, now);
@@ -375,21 +413,6 @@ impl Bots {
         tracing::info!(conversation = conv.id, bot = name, queue = %queue, "bot handed off");
         let config = self.app.config();
         let by = author(name);
-        if let Some(summary) = handoff.summary.filter(|s| !s.trim().is_empty()) {
-            let (_, note) = self
-                .app
-                .storage
-                .add_note(conv.id, &by, &summary, now)
-                .await?;
-            self.events
-                .publish(
-                    "note",
-                    events::audience(&config, &after, None),
-                    Some(conv.id),
-                    json!({"seq": note.seq, "id": note.id(), "author": by, "text": note.text}),
-                )
-                .await;
-        }
         self.events
             .publish(
                 "transferred",

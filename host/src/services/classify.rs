@@ -130,7 +130,8 @@ pub async fn decide(
     queue: &str,
     plugin: impl Fn() -> ConversationFacts,
 ) -> Option<ConversationTarget> {
-    for (i, rule) in matching(rules, facts).enumerate() {
+    let numbered = rules.iter().enumerate().filter(|(_, r)| r.matches(facts));
+    for (i, rule) in numbered {
         let Some((name, settings)) = rule.classifier() else {
             return Some(rule.target(queue));
         };

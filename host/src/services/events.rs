@@ -385,6 +385,8 @@ impl IntakeNotices for MessageNotices {
     fn notices(&self, channel: &str, m: &StoredInbound, new_contact: bool) -> Vec<NewEvent> {
         let mut audience: Vec<String> = match &m.owner {
             Some(owner) => vec![owner.clone()],
+            // While a bot holds it, only its queue's managers may read it.
+            None if m.held_by_bot => Vec::new(),
             None => self.members.get(&m.queue).cloned().unwrap_or_default(),
         };
         for manager in self.managers.get(&m.queue).into_iter().flatten() {
@@ -410,5 +412,61 @@ impl IntakeNotices for MessageNotices {
             });
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> Config {
+        let text = r#"
+[server]
+listen = "127.0.0.1:0"
+public_url = "https://hooks.example.com"
+data_dir = "/tmp/x"
+[[queues]]
+name = "support"
+router = "ring-all"
+managers = ["dave"]
+[[agents]]
+id = "alice"
+name = "Alice"
+token = "alice-token"
+queues = ["support"]
+[[agents]]
+id = "dave"
+name = "Dave"
+token = "dave-token-1"
+"#;
+        Config::parse(text, "t", &|_| None).unwrap()
+    }
+
+    fn stored(owner: Option<&str>, held_by_bot: bool) -> StoredInbound {
+        StoredInbound {
+            conversation: 1,
+            seq: 1,
+            customer: "+14155550100".into(),
+            contact_name: None,
+            text: Some("private".into()),
+            owner: owner.map(str::to_owned),
+            queue: "support".into(),
+            held_by_bot,
+        }
+    }
+
+    #[test]
+    fn a_message_a_bot_holds_reaches_only_the_queues_managers() {
+        let notices = MessageNotices::new(&config());
+        let audience = |m: &StoredInbound| notices.notices("sms", m, true)[0].audience.clone();
+        assert_eq!(audience(&stored(None, false)), ["alice", "dave"]);
+        assert_eq!(audience(&stored(None, true)), ["dave"]);
+        assert_eq!(audience(&stored(Some("alice"), false)), ["alice", "dave"]);
+        let kinds: Vec<String> = notices
+            .notices("sms", &stored(None, true), true)
+            .into_iter()
+            .map(|e| e.kind)
+            .collect();
+        assert_eq!(kinds, ["message", "unknown_contact"]);
     }
 }

@@ -356,7 +356,18 @@ async fn classify(
             } => match targets.get(from) {
                 Some(t) => t.clone(),
                 None => {
-                    let known = if needs_contact {
+                    let existing = app
+                        .storage
+                        .conversation_by_key(&channel.name, from)
+                        .await
+                        .ok()
+                        .flatten();
+                    // An open conversation is not moved: nothing to classify (and no
+                    // classifier plugin is called for every message of a chat).
+                    let open_already = existing
+                        .as_ref()
+                        .is_some_and(|c| c.state != crate::model::ConversationState::Closed);
+                    let known = if needs_contact && !open_already {
                         Some(app.storage.contact(from).await.ok().flatten().is_some())
                     } else {
                         None
@@ -370,7 +381,10 @@ async fn classify(
                     };
                     let plugin_facts =
                         || crate::runtime::bindings::wit_conversations::ConversationFacts {
-                            conversation: String::new(),
+                            conversation: existing
+                                .as_ref()
+                                .map(|c| c.id.to_string())
+                                .unwrap_or_default(),
                             channel: channel.name.clone(),
                             kind: channel.kind().to_owned(),
                             queue: queue.clone(),
@@ -379,9 +393,11 @@ async fn classify(
                             known_contact: known.unwrap_or(false),
                             now: now / 1000,
                         };
-                    let t = decide(app, &catalog.rules, &facts, queue, plugin_facts)
-                        .await
-                        .unwrap_or_else(|| channel.target.clone());
+                    let decided = match open_already {
+                        true => None,
+                        false => decide(app, &catalog.rules, &facts, queue, plugin_facts).await,
+                    };
+                    let t = decided.unwrap_or_else(|| channel.target.clone());
                     let t = with_bot(t);
                     targets.insert(from.clone(), t.clone());
                     t

@@ -270,6 +270,7 @@ pub fn apply_intake<S: IntakeState>(
                         .clone()
                         .filter(|_| conv.state == ConversationState::Assigned),
                     queue: conv.queue.clone(),
+                    held_by_bot: conv.state == ConversationState::Bot,
                 });
             }
             InboundEvent::Status {
@@ -350,7 +351,12 @@ pub fn add_reply(
                 "the conversation is owned by {owner}"
             )));
         }
-        if conv.state == ConversationState::Queued {
+        // An agent's reply to work waiting in its queue, or held by a bot (a manager stepping
+        // in), takes it.
+        if matches!(
+            conv.state,
+            ConversationState::Queued | ConversationState::Bot
+        ) {
             conv.assign(agent);
         }
         conv.first_reply_at.get_or_insert(now);
