@@ -100,6 +100,14 @@ fn bot_replies(history: &[Value], bot: &str) -> Vec<String> {
         .collect()
 }
 
+/// Waits until bot `bot` has sent `n` replies in conversation `c`.
+async fn replied(host: &Host, c: &Value, bot: &str, n: usize) {
+    eventually(&format!("{n} replies of bot {bot}"), || async {
+        (bot_replies(&host.messages(&id(c), ALICE).await, bot).len() == n).then_some(())
+    })
+    .await;
+}
+
 fn notes(history: &[Value]) -> Vec<(String, String)> {
     history
         .iter()
@@ -203,10 +211,7 @@ async fn the_faq_bot_answers_hands_off_on_the_keyword_and_resolves_on_thanks() {
     )
     .await;
     let c = conversation_in(&host, ben, "bot").await;
-    eventually("the fallback", || async {
-        (bot_replies(&host.messages(&id(&c), ALICE).await, "helpdesk").len() == 1).then_some(())
-    })
-    .await;
+    replied(&host, &c, "helpdesk", 1).await;
     inbound(
         &host,
         "SMbot0000000000000000000000000004",
@@ -236,10 +241,7 @@ async fn the_faq_bot_answers_hands_off_on_the_keyword_and_resolves_on_thanks() {
     )
     .await;
     let c = conversation_in(&host, cy, "bot").await;
-    eventually("the refund answer", || async {
-        (bot_replies(&host.messages(&id(&c), ALICE).await, "helpdesk").len() == 1).then_some(())
-    })
-    .await;
+    replied(&host, &c, "helpdesk", 1).await;
     inbound(
         &host,
         "SMbot0000000000000000000000000006",
@@ -299,10 +301,7 @@ async fn the_faq_bot_answers_hands_off_on_the_keyword_and_resolves_on_thanks() {
     )
     .await;
     let c = conversation_in(&host, eli, "bot").await;
-    eventually("the fallback", || async {
-        (bot_replies(&host.messages(&id(&c), ALICE).await, "helpdesk").len() == 1).then_some(())
-    })
-    .await;
+    replied(&host, &c, "helpdesk", 1).await;
     let (status, body) = host
         .post_json(
             &format!("/api/v1/conversations/{}/messages", id(&c)),

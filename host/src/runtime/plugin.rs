@@ -714,6 +714,19 @@ pub struct ComponentFacts {
     pub initial_memory_bytes: u64,
 }
 
+/// Compiles `bytes` through the cache, after refusing in plain words a component whose memory
+/// at start exceeds the limit (wasmtime refuses it in its own words); with the bytes' SHA-256.
+fn compile_checked(
+    sandbox: &Sandbox,
+    bytes: &[u8],
+    cache_dir: &Path,
+) -> Result<(String, Component), LoadError> {
+    check_memory_at_start(sandbox, bytes)?;
+    let sha256 = hex::encode(sha2::Sha256::digest(bytes));
+    let component = compile_cached(sandbox.engine(), bytes, &sha256, cache_dir)?;
+    Ok((sha256, component))
+}
+
 /// Compiles `bytes` (through the cache) and reads [`ComponentFacts`] from it.
 pub fn component_facts(
     sandbox: &Sandbox,
@@ -721,10 +734,7 @@ pub fn component_facts(
     cache_dir: &Path,
 ) -> Result<ComponentFacts, LoadError> {
     let engine = sandbox.engine();
-    // Before compiling: wasmtime refuses such a component in its own words.
-    check_memory_at_start(sandbox, bytes)?;
-    let sha256 = hex::encode(sha2::Sha256::digest(bytes));
-    let component = compile_cached(engine, bytes, &sha256, cache_dir)?;
+    let (_, component) = compile_checked(sandbox, bytes, cache_dir)?;
     let ty = component.component_type();
     let imports = ty.imports(engine).map(|(n, _)| n.to_owned()).collect();
     let exports = ty.exports(engine).map(|(n, _)| n.to_owned()).collect();
@@ -794,10 +804,7 @@ fn load_one(
     cache_dir: &Path,
 ) -> Result<Loaded, LoadError> {
     let engine = sandbox.engine();
-    // Before compiling: wasmtime refuses such a component in its own words.
-    check_memory_at_start(sandbox, bytes)?;
-    let sha256 = hex::encode(sha2::Sha256::digest(bytes));
-    let component = compile_cached(engine, bytes, &sha256, cache_dir)?;
+    let (sha256, component) = compile_checked(sandbox, bytes, cache_dir)?;
     let (world, contract) = contract_of(engine, &component)?;
     let current = check_contract(&contract)?;
     if contract < world.since() {
