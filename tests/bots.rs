@@ -54,11 +54,7 @@ terms => {TERMS}
 }
 
 async fn inbound(host: &Host, sid: &str, from: &str, text: &str) {
-    let params = inbound_sms(sid, from, text);
-    let resp = host
-        .post_twilio("sms", &pairs(&params), Some(AUTH_TOKEN))
-        .await;
-    assert_eq!(resp.status(), 200);
+    host.sms(sid, from, text).await;
 }
 
 /// The conversation of `customer`, once it is in `state`.

@@ -62,6 +62,7 @@ sled_cases!(
     visitors_expire_per_channel,
     agent_records_are_kept,
     channel_states_are_kept,
+    documents_are_kept_per_space_in_key_order,
     nonces_are_claimed_once_per_window,
     nul_characters_are_stored_replaced,
     notes_are_messages_nothing_sends,

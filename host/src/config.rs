@@ -10,6 +10,13 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+mod crm;
+
+pub use crm::{
+    DEFAULT_DELIVERY_ATTEMPTS, IntegrationConfig, IntegrationKeyConfig, SubscriptionConfig,
+    signing_key,
+};
+
 /// The most skills a channel's work may require: routers see an agent's skills as a 64-bit
 /// set over the work's required skills (`agent-state.skills` in the contract).
 pub const MAX_WORK_SKILLS: usize = 64;
@@ -136,6 +143,15 @@ pub struct Config {
     /// Bots that answer a channel's or a queue's customers before the agents do.
     #[serde(default)]
     pub bots: Vec<BotConfig>,
+    /// Signed event webhooks: URLs told of every chosen event.
+    #[serde(default)]
+    pub subscriptions: Vec<SubscriptionConfig>,
+    /// Integration plugins: CRMs told of events in their own dialect.
+    #[serde(default)]
+    pub integrations: Vec<IntegrationConfig>,
+    /// Keys a CRM or backend acts with through the integration API.
+    #[serde(default)]
+    pub integration_keys: Vec<IntegrationKeyConfig>,
 }
 
 /// `[[bots]]`: a bot plugin with its settings, named for channels and queues (`bot = NAME`).
@@ -720,6 +736,12 @@ impl Config {
         for (i, agent) in self.agents.iter_mut().enumerate() {
             expand(format!("agents[{i}].token"), &mut agent.token);
         }
+        crm::expand(
+            &mut self.subscriptions,
+            &mut self.integrations,
+            &mut self.integration_keys,
+            &mut expand,
+        );
         if let Some(token) = &mut self.server.admin_token {
             expand("server.admin_token".into(), token);
         }
@@ -748,6 +770,13 @@ impl Config {
         self.validate_agents(&queues, p);
         self.validate_rules(&queues, p);
         self.validate_bots(p);
+        crm::validate(self, p);
+    }
+
+    /// Whether anyone outside hears events (a subscription or an integration): only then does
+    /// the host log the events no agent is told of.
+    pub fn has_event_targets(&self) -> bool {
+        !self.subscriptions.is_empty() || !self.integrations.is_empty()
     }
 
     fn validate_bots(&self, p: &mut Problems) {
@@ -1530,6 +1559,39 @@ queues = ["support"]
         )
         .unwrap();
         assert_eq!(c.rules[0].priority, 5);
+    }
+
+    #[test]
+    fn crm_sections_name_their_keys() {
+        let text = format!(
+            "{BASE}\n[[subscriptions]]\nname = \"hook\"\nurl = \"ftp://x\"\nsecret = \"plain\"\nevents = [\"conversation.nope\"]\nqueues = [\"ghost\"]\n\
+             [[integrations]]\nname = \"hook\"\nplugin = \"bitrix24\"\nstart_channels = [\"fax\"]\n\
+             [[integration_keys]]\nname = \"k\"\nsecret = \"short\"\n"
+        );
+        let e = Config::parse(&text, "t", &|_| None)
+            .unwrap_err()
+            .to_string();
+        for key in [
+            "subscriptions[0].url",
+            "subscriptions[0].secret",
+            "subscriptions[0].events[0]",
+            "subscriptions[0].queues[0]",
+            "integrations[0].name",
+            "integrations[0].start_channels[0]",
+            "integration_keys[0].secret",
+        ] {
+            assert!(e.contains(key), "{key} in {e}");
+        }
+        let good = format!(
+            "{BASE}\n[[subscriptions]]\nname = \"hook\"\nurl = \"https://crm.example.com/in\"\nsecret = \"${{S}}\"\n"
+        );
+        let c = Config::parse(&good, "t", &|_| {
+            Some("whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=".into())
+        })
+        .unwrap();
+        assert!(c.has_event_targets());
+        assert!(c.subscriptions[0].wants("message.status"));
+        assert_eq!(c.subscriptions[0].max_attempts, DEFAULT_DELIVERY_ATTEMPTS);
     }
 
     #[test]

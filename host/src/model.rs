@@ -4,6 +4,24 @@
 
 use serde::{Deserialize, Serialize};
 
+/// Every type of event the host tells subscribers and integrations of (see the README's
+/// "Events"): each carries its own id and the conversation's.
+pub const EVENT_TYPES: &[&str] = &[
+    "conversation.created",
+    "conversation.offered",
+    "conversation.offer_withdrawn",
+    "conversation.assigned",
+    "conversation.transferred",
+    "conversation.closed",
+    "conversation.reopened",
+    "message.received",
+    "message.sent",
+    "message.status",
+    "contact.unknown",
+    "contact.opted_out",
+    "contact.opted_in",
+];
+
 /// Where a conversation stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -524,6 +542,10 @@ pub struct StoredInbound {
     pub queue: String,
     /// Whether a bot holds the conversation (its queue's agents are not told; managers are).
     pub held_by_bot: bool,
+    /// Whether this message created its conversation.
+    pub created: bool,
+    /// Whether this message reopened its closed conversation.
+    pub reopened: bool,
 }
 
 /// A pending outbound send.

@@ -1,11 +1,11 @@
 //! Generated bindings for the `plugboard:plugin@0.3.0` contract.
 //!
-//! Four worlds are generated from `wit/plugin.wit`: [`channel`] (exports `messaging`),
-//! [`router`] (exports `routing`), [`bot`] (exports `chat-bot`) and [`classifier`] (exports
-//! `classification`). The other worlds reuse the `types` and `host` modules of the channel
-//! bindings, and the classifier also the bot's `conversations`, through `wit-bindgen`'s `with`
-//! option, so exactly one set of contract types exists. Plugin authors normally use the
-//! re-exports at the crate root instead.
+//! Five worlds are generated from `wit/plugin.wit`: [`channel`] (exports `messaging`),
+//! [`router`] (exports `routing`), [`bot`] (exports `chat-bot`), [`classifier`] (exports
+//! `classification`) and [`integration`] (exports `crm`). The other worlds reuse the `types`
+//! and `host` modules of the channel bindings, and the classifier and the integration also the
+//! bot's `conversations`, through `wit-bindgen`'s `with` option, so exactly one set of contract
+//! types exists. Plugin authors normally use the re-exports at the crate root instead.
 
 /// Bindings for the `channel` world: imports `host`, exports `messaging`.
 #[allow(unsafe_code, missing_docs, clippy::all)]
@@ -63,6 +63,24 @@ pub mod classifier {
         pub_export_macro: true,
         export_macro_name: "__export_classifier_world",
         default_bindings_module: "plugboard_sdk::bindings::classifier",
+        additional_derives: [PartialEq, Eq],
+        with: {
+            "plugboard:plugin/types@0.3.0": crate::bindings::channel::plugboard::plugin::types,
+            "plugboard:plugin/host@0.3.0": crate::bindings::channel::plugboard::plugin::host,
+            "plugboard:plugin/conversations@0.3.0": crate::bindings::bot::plugboard::plugin::conversations,
+        },
+    });
+}
+
+/// Bindings for the `integration` world: imports `host`, exports `crm`.
+#[allow(unsafe_code, missing_docs, clippy::all)]
+pub mod integration {
+    wit_bindgen::generate!({
+        world: "integration",
+        path: "../wit",
+        pub_export_macro: true,
+        export_macro_name: "__export_integration_world",
+        default_bindings_module: "plugboard_sdk::bindings::integration",
         additional_derives: [PartialEq, Eq],
         with: {
             "plugboard:plugin/types@0.3.0": crate::bindings::channel::plugboard::plugin::types,

@@ -6,9 +6,12 @@
 //! * a **channel** implements [`Channel`] and is exported with [`export_channel!`];
 //! * a **router** implements [`Router`] and is exported with [`export_router!`];
 //! * a **classifier** implements [`Classifier`] and is exported with [`export_classifier!`];
-//! * a **bot** implements [`Bot`] and is exported with [`export_bot!`].
+//! * a **bot** implements [`Bot`] and is exported with [`export_bot!`];
+//! * a **CRM integration** implements [`Integration`] and is exported with
+//!   [`export_integration!`].
 //!
-//! The contract's types are in [`types`] (and, for bots and classifiers, [`conversation`]), the
+//! The contract's types are in [`types`] (and, for bots and classifiers, [`conversation`]; for
+//! integrations, [`crm`]), the
 //! host's functions (logging, HMAC, clock, randomness) in [`host`], and small pure helpers for
 //! the usual webhook chores in [`form`], [`query`], [`json`], [`base64`], [`http`], [`settings`]
 //! and [`e164`]. Routers share the eligibility rule and the usual agent orderings in
@@ -177,6 +180,71 @@
 //! plugboard_sdk::export_bot!(Parrot);
 //! # fn main() {}
 //! ```
+//!
+//! # A complete minimal integration
+//!
+//! An integration turns the host's events into the CRM's API requests (the host performs them
+//! and calls again with the answers) and reads the CRM's calls to the host. This one posts each
+//! closed conversation's length to `https://crm.example/notes` and keeps the note's id in the
+//! conversation's memory; it accepts no calls from the CRM.
+//!
+//! ```
+//! use plugboard_sdk::crm::{Event, IntegrationManifest, Outcome, Step, WebhookOutcome};
+//! use plugboard_sdk::types::{Fields, HttpRequest, HttpResponse, Settings, WebhookError};
+//! use plugboard_sdk::{Integration, http};
+//!
+//! struct Notes;
+//!
+//! impl Integration for Notes {
+//!     fn describe() -> IntegrationManifest {
+//!         IntegrationManifest {
+//!             name: "notes".into(),
+//!             version: env!("CARGO_PKG_VERSION").into(),
+//!             settings: vec![],
+//!             api_hosts: vec!["crm.example".into()],
+//!             events: vec!["conversation.closed".into()],
+//!         }
+//!     }
+//!
+//!     fn check_settings(_settings: Settings) -> Result<(), String> {
+//!         Ok(())
+//!     }
+//!
+//!     fn on_event(
+//!         event: Event,
+//!         mut memory: Fields,
+//!         answers: Vec<Result<HttpResponse, String>>,
+//!         _settings: Settings,
+//!     ) -> Result<Step, String> {
+//!         let Some(answer) = answers.into_iter().next() else {
+//!             let body = plugboard_sdk::serde_json::json!({
+//!                 "conversation": event.conversation.conversation,
+//!                 "turns": event.transcript.len(),
+//!             });
+//!             return Ok(Step::Fetch(vec![http::post_json("https://crm.example/notes", vec![], &body)]));
+//!         };
+//!         match answer {
+//!             Ok(resp) if http::is_success(resp.status) => {
+//!                 memory.push(("note".into(), String::from_utf8_lossy(&resp.body).into_owned()));
+//!                 Ok(Step::Done(Outcome::done(memory)))
+//!             }
+//!             Ok(resp) if resp.status == 429 => Ok(Step::Done(Outcome::retry_after(30, memory))),
+//!             Ok(resp) => Err(format!("POST /notes answered HTTP {}", resp.status)),
+//!             Err(_transport) => Ok(Step::Done(Outcome::retry_after(5, memory))),
+//!         }
+//!     }
+//!
+//!     fn handle_webhook(_req: HttpRequest, _settings: Settings) -> Result<WebhookOutcome, WebhookError> {
+//!         Err(WebhookError::BadRequest("this integration takes no calls".into()))
+//!     }
+//! }
+//!
+//! plugboard_sdk::export_integration!(Notes);
+//! # fn main() {}
+//! ```
+//!
+//! The bundled `plugins/bitrix24` is a full one: it finds or creates the CRM's lead, posts the
+//! transcript to its timeline and starts conversations when the CRM asks.
 
 pub mod base64;
 pub mod bindings;
@@ -285,6 +353,9 @@ pub use crate::bindings::bot::exports::plugboard::plugin::chat_bot::Guest as Bot
 /// The function a custom classifier implements (the contract's `classification` interface).
 pub use crate::bindings::classifier::exports::plugboard::plugin::classification::Guest as Classifier;
 
+/// The functions a CRM integration implements (the contract's `crm` interface).
+pub use crate::bindings::integration::exports::plugboard::plugin::crm::Guest as Integration;
+
 /// What bots and classifiers see of a conversation (`plugboard:plugin/conversations`) and the
 /// records they return: the `chat-bot` types ([`BotManifest`](conversation::BotManifest),
 /// [`Step`](conversation::Step), ...) and the `classification` record.
@@ -312,6 +383,7 @@ pub mod conversation {
         fn turn(author: Author, text: Option<&str>) -> Turn {
             Turn {
                 author,
+                name: None,
                 text: text.map(str::to_string),
                 at: 0,
             }
@@ -329,6 +401,103 @@ pub mod conversation {
             assert_eq!(latest_customer_text(&history[1..2]), None);
             assert_eq!(latest_customer_text(&[turn(Author::Customer, None)]), None);
             assert_eq!(latest_customer_text(&[]), None);
+        }
+    }
+}
+
+/// What a CRM integration exchanges with the host (the contract's `crm` interface): its
+/// manifest, the [`Event`](crm::Event) it handles, the [`Step`](crm::Step) and
+/// [`Outcome`](crm::Outcome) it answers with, and what a call from the CRM comes to
+/// ([`WebhookOutcome`](crm::WebhookOutcome) with its [`Action`](crm::Action)s). The
+/// conversation types an event carries ([`ConversationFacts`](crm::ConversationFacts),
+/// [`Turn`](crm::Turn), [`Author`](crm::Author)) are re-exported here too.
+pub mod crm {
+    pub use crate::bindings::bot::plugboard::plugin::conversations::{
+        Author, ConversationFacts, Turn,
+    };
+    pub use crate::bindings::integration::exports::plugboard::plugin::crm::{
+        Action, Event, Handled, IntegrationManifest, Outcome, Start, Step, WebhookOutcome,
+    };
+
+    use crate::types::{Fields, HttpResponse};
+
+    impl Outcome {
+        /// Handled: the host moves on to the conversation's next event and keeps `memory`.
+        pub fn done(memory: Fields) -> Self {
+            Outcome {
+                handled: Handled::Done,
+                memory,
+            }
+        }
+
+        /// The CRM asked for a pause: the host calls again with the same event after at least
+        /// `seconds`, keeping `memory` (so what was learned before the pause is not redone).
+        pub fn retry_after(seconds: u32, memory: Fields) -> Self {
+            Outcome {
+                handled: Handled::RetryAfter(seconds),
+                memory,
+            }
+        }
+    }
+
+    impl Event {
+        /// The event's `data` object, parsed.
+        ///
+        /// # Errors
+        ///
+        /// A [`JsonError`](crate::json::JsonError) when `data` is not JSON.
+        pub fn data_json(&self) -> Result<serde_json::Value, crate::json::JsonError> {
+            crate::json::parse(self.data.as_bytes())
+        }
+    }
+
+    impl WebhookOutcome {
+        /// An answer to the CRM that asks the host for nothing.
+        pub fn reply(response: HttpResponse) -> Self {
+            WebhookOutcome {
+                response,
+                actions: Vec::new(),
+            }
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        fn event(data: &str) -> Event {
+            Event {
+                id: "evt_1".into(),
+                kind: "conversation.closed".into(),
+                at: 0,
+                conversation: ConversationFacts {
+                    conversation: "17".into(),
+                    channel: "sms".into(),
+                    kind: "sms".into(),
+                    queue: "support".into(),
+                    contact: "+14155550100".into(),
+                    contact_name: None,
+                    known_contact: false,
+                    now: 0,
+                },
+                data: data.into(),
+                transcript: Vec::new(),
+            }
+        }
+
+        #[test]
+        fn constructors_and_data() {
+            let memory = vec![("lead".to_string(), "7".to_string())];
+            let done = Outcome::done(memory.clone());
+            assert_eq!((done.handled, &done.memory), (Handled::Done, &memory));
+            let pause = Outcome::retry_after(2, memory.clone());
+            assert_eq!(pause.handled, Handled::RetryAfter(2));
+            assert_eq!(pause.memory, memory);
+            let data = event(r#"{"by":"alice"}"#).data_json().unwrap();
+            assert_eq!(data["by"], "alice");
+            assert!(event("not json").data_json().is_err());
+            let reply = WebhookOutcome::reply(crate::http::ok());
+            assert!(reply.actions.is_empty() && reply.response.status == 200);
         }
     }
 }
@@ -420,6 +589,22 @@ macro_rules! export_classifier {
         const _: () = {
             $crate::bindings::classifier::__export_classifier_world!(
                 $ty with_types_in $crate::bindings::classifier
+            );
+        };
+    };
+}
+
+/// Exports a type implementing [`Integration`] as the plugin's `crm` interface.
+///
+/// Invoke it once, at the crate root or in any module, with the type's name:
+/// `plugboard_sdk::export_integration!(MyIntegration);`
+#[macro_export]
+macro_rules! export_integration {
+    ($ty:ident) => {
+        #[allow(unsafe_code)]
+        const _: () = {
+            $crate::bindings::integration::__export_integration_world!(
+                $ty with_types_in $crate::bindings::integration
             );
         };
     };

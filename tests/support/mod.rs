@@ -306,6 +306,15 @@ queues = ["sales"]
         req.send().await.unwrap()
     }
 
+    /// A signed inbound SMS from `from` on channel `sms`, which must be answered 200.
+    pub async fn sms(&self, sid: &str, from: &str, text: &str) {
+        let params = inbound_sms(sid, from, text);
+        let resp = self
+            .post_twilio("sms", &pairs(&params), Some(AUTH_TOKEN))
+            .await;
+        assert_eq!(resp.status(), 200);
+    }
+
     /// GETs an API path as the agent with `token`, expecting JSON.
     pub async fn get_json(&self, path: &str, token: &str) -> (u16, Value) {
         let resp = self

@@ -84,7 +84,7 @@ pub struct Inspection {
     /// Why not, in one sentence, when it does not.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub refused_because: Option<String>,
-    /// What its `describe` says (channels and bots), when it loads.
+    /// What its `describe` says (channels, bots and integrations), when it loads.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub manifest: Option<serde_json::Value>,
 }
@@ -161,6 +161,14 @@ pub fn list(config: Option<&Config>) -> anyhow::Result<Listing> {
     for p in set.classifiers.values() {
         plugins.push(row(&p.info, "classifier"));
     }
+    for p in set.integrations.values() {
+        plugins.push(PluginRow {
+            manifest_name: (p.manifest.name != p.info.name).then(|| p.manifest.name.clone()),
+            version: Some(p.manifest.version.clone()),
+            settings: p.manifest.settings.clone(),
+            ..row(&p.info, "integration")
+        });
+    }
     plugins.sort_by(|a, b| a.name.cmp(&b.name));
     let refused = set
         .refused
@@ -186,6 +194,9 @@ fn used_by(config: &Config) -> BTreeMap<String, Vec<String>> {
     }
     for b in &config.bots {
         add(&b.plugin, format!("bot {}", b.name));
+    }
+    for i in &config.integrations {
+        add(&i.plugin, format!("integration {}", i.name));
     }
     for (i, r) in config.rules.iter().enumerate() {
         if let Some(c) = &r.classifier {
@@ -236,6 +247,7 @@ pub fn inspect(file: &Path, limits: LimitsConfig) -> anyhow::Result<Inspection> 
     ) {
         Ok(Loaded::Channel(p)) => (true, None, serde_json::to_value(&p.manifest).ok()),
         Ok(Loaded::Bot(p)) => (true, None, serde_json::to_value(&p.manifest).ok()),
+        Ok(Loaded::Integration(p)) => (true, None, serde_json::to_value(&p.manifest).ok()),
         Ok(Loaded::Router(_) | Loaded::Classifier(_)) => (true, None, None),
         Err(e) => (false, Some(sentence(&e.to_string())), None),
     };

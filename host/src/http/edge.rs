@@ -35,6 +35,8 @@ pub struct AppState {
     pub dispatcher: Arc<Dispatcher>,
     /// Runs the bots' turns.
     pub bots: Arc<crate::services::bots::Bots>,
+    /// Event deliveries to subscribers and integrations.
+    pub hooks: Arc<crate::services::hooks::Hooks>,
 }
 
 impl AppState {
@@ -53,6 +55,16 @@ impl AppState {
         crate::services::conversations::Actions {
             app: &self.app,
             agents: &self.agents,
+            events: &self.events,
+            dispatcher: &self.dispatcher,
+            outbox: &self.outbox,
+        }
+    }
+
+    /// What integrations do on their own initiative, borrowed from this state.
+    pub fn outreach(&self) -> crate::services::outreach::Outreach<'_> {
+        crate::services::outreach::Outreach {
+            app: &self.app,
             events: &self.events,
             dispatcher: &self.dispatcher,
             outbox: &self.outbox,

@@ -6,6 +6,7 @@ pub mod api;
 pub mod console;
 pub mod cors;
 pub mod edge;
+pub mod integrations;
 pub mod metrics;
 pub mod server;
 pub mod stats;

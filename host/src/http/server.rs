@@ -79,6 +79,38 @@ pub fn router_with(
         .route("/healthz", get(healthz))
         .route("/metrics", get(crate::http::metrics::scrape))
         .route("/webhooks/{channel}", any(crate::http::webhook::handle))
+        .route(
+            "/integrations/{name}",
+            any(crate::http::integrations::crm_call),
+        )
+        .route(
+            "/api/v1/integration/conversations",
+            post(crate::http::integrations::start),
+        )
+        .route(
+            "/api/v1/integration/conversations/{id}/messages",
+            post(crate::http::integrations::post_message),
+        )
+        .route(
+            "/api/v1/integration/contacts",
+            post(crate::http::integrations::add_contact),
+        )
+        .route(
+            "/api/v1/admin/deliveries",
+            get(crate::http::integrations::deliveries),
+        )
+        .route(
+            "/api/v1/admin/deliveries/{target}/redeliver",
+            post(crate::http::integrations::redeliver_all),
+        )
+        .route(
+            "/api/v1/admin/deliveries/{target}/{event}/redeliver",
+            post(crate::http::integrations::redeliver_one),
+        )
+        .route(
+            "/api/v1/admin/targets",
+            get(crate::http::integrations::targets),
+        )
         .merge(crate::http::webchat::routes(state.clone()))
         .route(
             "/api/v1/conversations",
@@ -232,6 +264,7 @@ pub async fn serve_with(app: App, signals: Signals) -> anyhow::Result<()> {
         ProviderClient::new(app.config().limits.provider_timeout())?,
     );
     bots.resume().await;
+    let hooks = crate::services::hooks::Hooks::start(app.clone(), events.clone()).await;
     let state = AppState {
         app: app.clone(),
         outbox: outbox.clone(),
@@ -239,6 +272,7 @@ pub async fn serve_with(app: App, signals: Signals) -> anyhow::Result<()> {
         events,
         dispatcher,
         bots,
+        hooks,
     };
     #[cfg(unix)]
     tokio::spawn(reload_on_hangup(state.reloader(), hangup));

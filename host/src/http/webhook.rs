@@ -88,20 +88,7 @@ async fn answer(
         url.push('?');
         url.push_str(q);
     }
-    let request = wit::HttpRequest {
-        method: method.as_str().to_owned(),
-        url,
-        headers: headers
-            .iter()
-            .map(|(k, v)| {
-                (
-                    k.as_str().to_owned(),
-                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                )
-            })
-            .collect(),
-        body: body.to_vec(),
-    };
+    let request = wit_request(&method, url, &headers, &body);
 
     let outcome = match channel
         .plugin
@@ -164,8 +151,36 @@ async fn answer(
     plugin_response(outcome.response)
 }
 
+/// A call to the host as plugins see it: `url` the public URL called, headers in order, the
+/// raw body (signatures cover its bytes).
+pub(crate) fn wit_request(
+    method: &Method,
+    url: String,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> wit::HttpRequest {
+    wit::HttpRequest {
+        method: method.as_str().to_owned(),
+        url,
+        headers: headers
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_owned(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect(),
+        body: body.to_vec(),
+    }
+}
+
 /// Reads the body, refusing with 413 as soon as it is known to exceed `limit`.
-async fn read_limited(body: Body, headers: &HeaderMap, limit: usize) -> Result<Bytes, Response> {
+pub(crate) async fn read_limited(
+    body: Body,
+    headers: &HeaderMap,
+    limit: usize,
+) -> Result<Bytes, Response> {
     let too_large = || {
         error_response(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -235,7 +250,7 @@ fn request_id() -> String {
 }
 
 /// The plugin's HTTP answer as an axum response; invalid header names or values are dropped.
-fn plugin_response(r: wit::HttpResponse) -> Response {
+pub(crate) fn plugin_response(r: wit::HttpResponse) -> Response {
     let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::OK);
     let mut response = (status, r.body).into_response();
     for (k, v) in r.headers {

@@ -1,8 +1,8 @@
-//! Host bindings for the contract in `wit/`: the current version, generated once for its four
+//! Host bindings for the contract in `wit/`: the current version, generated once for its five
 //! worlds, and every older version the host still serves (see [`compat`]).
 //!
-//! The router, bot and classifier worlds reuse the channel world's `types` and `host` bindings
-//! (the classifier also the bot's `conversations`), so one set of Rust types and one `host`
+//! The router, bot, classifier and integration worlds reuse the channel world's `types` and `host` bindings
+//! (the classifier and the integration also the bot's `conversations`), so one set of Rust types and one `host`
 //! implementation serve every plugin of a version.
 
 #![allow(missing_docs)]
@@ -58,6 +58,19 @@ pub mod classifier {
     });
 }
 
+/// Bindings for the `integration` world (new in 0.3.0).
+pub mod integration {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "integration",
+        with: {
+            "plugboard:plugin/types": super::channel::plugboard::plugin::types,
+            "plugboard:plugin/host": super::channel::plugboard::plugin::host,
+            "plugboard:plugin/conversations": super::bot::plugboard::plugin::conversations,
+        },
+    });
+}
+
 /// The frozen `plugboard:plugin@0.2.0` (`wit/frozen/0.2.0/`), for plugins built against it.
 pub mod v0_2 {
     /// Bindings for the 0.2.0 `channel` world.
@@ -94,6 +107,8 @@ pub use channel::plugboard::plugin::host as wit_host;
 pub use channel::plugboard::plugin::types as wit;
 /// The classifier world's own types (`classification`).
 pub use classifier::exports::plugboard::plugin::classification as wit_classification;
+/// The integration world's own types (`event`, `step`, `outcome`, `action`).
+pub use integration::exports::plugboard::plugin::crm as wit_crm;
 
 /// Describes a plugin's send error for the stored message and the API.
 pub fn describe_send_error(e: &wit::SendError) -> String {

@@ -25,6 +25,7 @@ use crate::runtime::bindings::router::{Router, RouterPre};
 use crate::runtime::bindings::{v0_2, wit};
 pub use crate::runtime::bot::BotPlugin;
 pub use crate::runtime::classifier::ClassifierPlugin;
+pub use crate::runtime::integration::IntegrationPlugin;
 use crate::runtime::sandbox::{CallContext, HostState, InstancePool, PluginError, Sandbox};
 
 /// The contract version this host implements (see [`crate::runtime::bindings`]).
@@ -34,6 +35,7 @@ const CHANNEL_EXPORT: &str = "plugboard:plugin/messaging@";
 const ROUTER_EXPORT: &str = "plugboard:plugin/routing@";
 const BOT_EXPORT: &str = "plugboard:plugin/chat-bot@";
 const CLASSIFIER_EXPORT: &str = "plugboard:plugin/classification@";
+const INTEGRATION_EXPORT: &str = "plugboard:plugin/crm@";
 
 /// Which world a component implements, from the interface it exports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -47,6 +49,8 @@ pub enum World {
     Bot,
     /// A custom classifier (`classification`).
     Classifier,
+    /// A CRM integration (`crm`).
+    Integration,
 }
 
 impl World {
@@ -57,6 +61,7 @@ impl World {
             World::Router => "router",
             World::Bot => "bot",
             World::Classifier => "classifier",
+            World::Integration => "integration",
         }
     }
 
@@ -64,7 +69,7 @@ impl World {
     fn since(self) -> semver::Version {
         match self {
             World::Channel | World::Router => semver::Version::new(0, 1, 0),
-            World::Bot | World::Classifier => semver::Version::new(0, 3, 0),
+            World::Bot | World::Classifier | World::Integration => semver::Version::new(0, 3, 0),
         }
     }
 }
@@ -229,6 +234,23 @@ impl AddressForm {
                 address.strip_prefix(prefix.as_str()).unwrap_or(address)
             }
             AddressForm::Opaque => address,
+        }
+    }
+
+    /// The customer address `given` stands for (an E.164 number, with or without the prefix,
+    /// for a phone channel; any non-empty text otherwise), or why it is none.
+    pub fn parse_customer(&self, given: &str) -> Result<String, String> {
+        let given = given.trim();
+        match self {
+            AddressForm::E164 { .. } => {
+                let number = plugboard_sdk::E164::parse(self.phone_of(given))
+                    .map_err(|e| format!("an E.164 number like +14155550100 is needed: {e}"))?;
+                Ok(self.address_for(number.as_str()))
+            }
+            AddressForm::Opaque if given.is_empty() || given.len() > 256 => {
+                Err("must be 1 to 256 characters".into())
+            }
+            AddressForm::Opaque => Ok(given.to_owned()),
         }
     }
 
@@ -550,6 +572,8 @@ pub struct PluginSet {
     pub bots: BTreeMap<String, Arc<BotPlugin>>,
     /// Classifier plugins.
     pub classifiers: BTreeMap<String, Arc<ClassifierPlugin>>,
+    /// Integration plugins.
+    pub integrations: BTreeMap<String, Arc<IntegrationPlugin>>,
     /// Plugins refused at load.
     pub refused: Vec<RefusedPlugin>,
 }
@@ -604,6 +628,7 @@ impl PluginSet {
             || self.routers.contains_key(name)
             || self.bots.contains_key(name)
             || self.classifiers.contains_key(name)
+            || self.integrations.contains_key(name)
     }
 
     /// Forgets the plugin loaded as `name`, whatever its world (a later file of the same
@@ -613,6 +638,7 @@ impl PluginSet {
         self.routers.remove(name);
         self.bots.remove(name);
         self.classifiers.remove(name);
+        self.integrations.remove(name);
     }
 
     fn add(
@@ -645,6 +671,11 @@ impl PluginSet {
             Ok(Loaded::Classifier(p)) => {
                 tracing::info!(plugin = name, source = %p.info.source, "loaded classifier plugin");
                 self.classifiers.insert(name.to_owned(), Arc::new(p));
+            }
+            Ok(Loaded::Integration(p)) => {
+                tracing::info!(plugin = name, source = %p.info.source, version = %p.manifest.version, "loaded integration plugin");
+                warn_on_other_name(name, &p.manifest.name);
+                self.integrations.insert(name.to_owned(), Arc::new(p));
             }
             Err(e) => self.refuse(name, source, e),
         }
@@ -682,6 +713,8 @@ pub enum Loaded {
     Bot(BotPlugin),
     /// A classifier plugin.
     Classifier(ClassifierPlugin),
+    /// An integration plugin.
+    Integration(IntegrationPlugin),
 }
 
 impl Loaded {
@@ -692,6 +725,7 @@ impl Loaded {
             Loaded::Router(p) => &p.info,
             Loaded::Bot(p) => &p.info,
             Loaded::Classifier(p) => &p.info,
+            Loaded::Integration(p) => &p.info,
         }
     }
 }
@@ -810,10 +844,7 @@ fn load_one(
     if contract < world.since() {
         return Err(LoadError::WorldTooOld {
             plugin: contract,
-            world: match world {
-                World::Bot => "bot",
-                _ => "classifier",
-            },
+            world: world.name(),
         });
     }
     let info = PluginInfo {
@@ -833,6 +864,13 @@ fn load_one(
         }
         World::Classifier => {
             return Ok(Loaded::Classifier(ClassifierPlugin::link(
+                info,
+                instance_pre,
+            )?));
+        }
+        World::Integration => {
+            return Ok(Loaded::Integration(IntegrationPlugin::link(
+                sandbox,
                 info,
                 instance_pre,
             )?));
@@ -918,6 +956,7 @@ fn contract_of(
             (ROUTER_EXPORT, World::Router),
             (BOT_EXPORT, World::Bot),
             (CLASSIFIER_EXPORT, World::Classifier),
+            (INTEGRATION_EXPORT, World::Integration),
         ] {
             if let Some(version) = export.strip_prefix(prefix) {
                 let version = semver::Version::parse(version)

@@ -17,7 +17,7 @@ use crate::runtime::plugin::PluginSet;
 use crate::runtime::sandbox::Sandbox;
 use crate::services::catalog::{
     Catalog, ChannelInstance, ChannelState, ReloadReport, check_classifiers, resolve_bots,
-    resolve_channels, resolve_queues, unavailable_channels,
+    resolve_channels, resolve_integrations, resolve_queues, unavailable_channels,
 };
 use crate::store::postgres::{PostgresOptions, PostgresStore};
 use crate::store::sled::{SledOptions, SledStore};
@@ -204,6 +204,7 @@ impl App {
         );
         let queues = resolve_queues(&config, &plugins, &mut problems);
         let bots = resolve_bots(&config, &plugins, &sandbox, &mut problems);
+        let integrations = resolve_integrations(&config, &plugins, &sandbox, &mut problems);
         check_classifiers(&config, &plugins, &mut problems);
         problems.finish()?;
         let catalog = Catalog {
@@ -212,6 +213,7 @@ impl App {
             unavailable,
             queues,
             bots,
+            integrations,
             rules: Arc::new(crate::services::classify::compile(&config)),
             config: Arc::new(config.clone()),
         };
@@ -378,6 +380,13 @@ impl App {
             &mut report,
             |p| &p.info,
         );
+        keep_unchanged(
+            &fresh.integrations,
+            &old.plugins.integrations,
+            &mut merged.integrations,
+            &mut report,
+            |p| &p.info,
+        );
         for refused in &fresh.refused {
             let name = &refused.name;
             if merged.is_loaded(name) {
@@ -386,7 +395,8 @@ impl App {
             let kept = keep_previous(name, &old.plugins.channels, &mut merged.channels)
                 || keep_previous(name, &old.plugins.routers, &mut merged.routers)
                 || keep_previous(name, &old.plugins.bots, &mut merged.bots)
-                || keep_previous(name, &old.plugins.classifiers, &mut merged.classifiers);
+                || keep_previous(name, &old.plugins.classifiers, &mut merged.classifiers)
+                || keep_previous(name, &old.plugins.integrations, &mut merged.integrations);
             if kept {
                 report.kept_previous.push(name.clone());
             }
@@ -404,6 +414,7 @@ impl App {
         );
         let queues = resolve_queues(&config, &merged, &mut problems);
         let bots = resolve_bots(&config, &merged, &self.sandbox, &mut problems);
+        let integrations = resolve_integrations(&config, &merged, &self.sandbox, &mut problems);
         check_classifiers(&config, &merged, &mut problems);
         problems.finish()?;
         for (name, state) in self
@@ -450,6 +461,7 @@ impl App {
             unavailable,
             queues,
             bots,
+            integrations,
             rules: Arc::new(crate::services::classify::compile(&config)),
             config,
         });

@@ -484,17 +484,21 @@ fn unanswered(history: &[Message]) -> Option<&Message> {
         .filter(|m| m.direction == Direction::Inbound)
 }
 
-/// How a stored message reads in a bot's history; notes are not shown.
-fn turn_of(m: &Message) -> Option<Turn> {
-    let author = match (m.direction, m.automated.as_deref(), m.author.as_deref()) {
+/// How a stored message reads in a plugin's view of a conversation (a bot's history, an
+/// integration's transcript); notes are not shown.
+pub fn turn_of(m: &Message) -> Option<Turn> {
+    let (author, name) = match (m.direction, m.automated.as_deref(), m.author.as_deref()) {
         (Direction::Note, ..) => return None,
-        (Direction::Inbound, ..) => Author::Customer,
-        (Direction::Outbound, Some(a), _) if a.starts_with(BOT_AUTHOR_PREFIX) => Author::Bot,
-        (Direction::Outbound, _, Some(_)) => Author::Agent,
-        (Direction::Outbound, ..) => Author::Host,
+        (Direction::Inbound, ..) => (Author::Customer, None),
+        (Direction::Outbound, Some(a), _) if a.starts_with(BOT_AUTHOR_PREFIX) => {
+            (Author::Bot, Some(a[BOT_AUTHOR_PREFIX.len()..].to_owned()))
+        }
+        (Direction::Outbound, _, Some(agent)) => (Author::Agent, Some(agent.to_owned())),
+        (Direction::Outbound, ..) => (Author::Host, None),
     };
     Some(Turn {
         author,
+        name,
         text: m.text.clone(),
         at: m.created_at / 1000,
     })

@@ -8,7 +8,9 @@ use std::sync::Arc;
 
 use crate::config::{Config, Problems};
 use crate::model::ConversationTarget;
-use crate::runtime::plugin::{BotPlugin, ChannelPlugin, PluginSet, RouterPlugin};
+use crate::runtime::plugin::{
+    BotPlugin, ChannelPlugin, IntegrationPlugin, PluginSet, RouterPlugin,
+};
 use crate::runtime::sandbox::Sandbox;
 use crate::services::channel_rules::{Template, parse_templates};
 
@@ -89,6 +91,27 @@ pub struct BotInstance {
     pub handoff_keywords: Vec<String>,
 }
 
+/// A configured integration: an integration plugin plus its settings and configuration.
+pub struct IntegrationInstance {
+    /// Its `[[integrations]]` entry.
+    pub config: crate::config::IntegrationConfig,
+    /// The plugin.
+    pub plugin: Arc<IntegrationPlugin>,
+    /// The settings passed to every call, in name order.
+    pub settings: Arc<Vec<(String, String)>>,
+    /// Where it may send requests: its manifest's hosts over https, plus the origins of URL
+    /// settings the operator configured (the CRM's webhook URL).
+    pub allowed_hosts: crate::runtime::provider_http::AllowList,
+}
+
+impl IntegrationInstance {
+    /// Whether it is given events of type `kind`: its plugin wants them and its
+    /// configuration lets them through.
+    pub fn wants(&self, kind: &str) -> bool {
+        self.plugin.manifest.wants(kind) && self.config.wants(kind)
+    }
+}
+
 /// Whether a channel instance takes traffic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -134,6 +157,8 @@ pub struct Catalog {
     pub queues: BTreeMap<String, QueueInstance>,
     /// Configured bots by name.
     pub bots: BTreeMap<String, Arc<BotInstance>>,
+    /// Configured integrations by name.
+    pub integrations: BTreeMap<String, Arc<IntegrationInstance>>,
     /// The configuration these were resolved from: swapped with them, in one step.
     pub config: Arc<Config>,
     /// Its work-classification rules, compiled.
@@ -588,6 +613,72 @@ pub(super) fn resolve_bots(
                     .iter()
                     .map(|k| k.trim().to_lowercase())
                     .collect(),
+            }),
+        );
+    }
+    out
+}
+
+/// Binds each `[[integrations]]` entry to its integration plugin and checks its settings
+/// (required names, no unknown ones, the plugin's `check-settings`).
+pub(super) fn resolve_integrations(
+    config: &Config,
+    plugins: &PluginSet,
+    sandbox: &Sandbox,
+    p: &mut Problems,
+) -> BTreeMap<String, Arc<IntegrationInstance>> {
+    let mut out = BTreeMap::new();
+    for (i, c) in config.integrations.iter().enumerate() {
+        let Some(plugin) = plugins.integrations.get(&c.plugin).cloned() else {
+            let reason = if plugins.is_loaded(&c.plugin) {
+                format!("`{}` is not an integration plugin", c.plugin)
+            } else {
+                refused_reason(plugins, &c.plugin)
+            };
+            p.invalid(format!("integrations[{i}].plugin"), reason);
+            continue;
+        };
+        let before = p.len();
+        check_settings_names(
+            &format!("integrations[{i}].settings"),
+            &c.plugin,
+            &plugin.manifest.settings,
+            &c.settings,
+            p,
+        );
+        if p.len() > before {
+            continue;
+        }
+        let settings: Vec<(String, String)> = c.settings.clone().into_iter().collect();
+        match plugin.check_settings(sandbox, &c.name, &settings) {
+            Ok(Ok(())) => {}
+            Ok(Err(reason)) => {
+                p.invalid(
+                    format!("integrations[{i}].settings"),
+                    format!("plugin `{}` refuses these settings: {reason}", c.plugin),
+                );
+                continue;
+            }
+            Err(e) => {
+                p.invalid(
+                    format!("integrations[{i}].plugin"),
+                    format!("plugin `{}` failed checking its settings: {e}", c.plugin),
+                );
+                continue;
+            }
+        }
+        let allowed_hosts = crate::runtime::provider_http::AllowList::new(
+            &c.name,
+            &plugin.manifest.api_hosts,
+            c.settings.values().map(String::as_str),
+        );
+        out.insert(
+            c.name.clone(),
+            Arc::new(IntegrationInstance {
+                config: c.clone(),
+                plugin,
+                settings: Arc::new(settings),
+                allowed_hosts,
             }),
         );
     }

@@ -42,6 +42,9 @@ pub struct EventHub {
     notices: arc_swap::ArcSwap<MessageNotices>,
     /// Wake-ups for those waiting on one conversation, by (channel, customer address).
     watchers: Arc<Watchers>,
+    /// Whether subscribers or integrations hear events: then events no agent is told of are
+    /// logged too, for them.
+    outside: std::sync::atomic::AtomicBool,
 }
 
 /// Wake-up signals by (channel, customer address), held weakly: the watches own them.
@@ -95,6 +98,7 @@ impl EventHub {
             own,
             notices: arc_swap::ArcSwap::from_pointee(MessageNotices::new(config)),
             watchers: Arc::default(),
+            outside: config.has_event_targets().into(),
         }
     }
 
@@ -139,7 +143,9 @@ impl EventHub {
         conversation: Option<u64>,
         data: serde_json::Value,
     ) {
-        if audience.is_empty() {
+        let outside = self.outside.load(std::sync::atomic::Ordering::Relaxed)
+            && crate::services::hooks::envelope::crm_type(kind, &data).is_some();
+        if audience.is_empty() && !outside {
             return;
         }
         let now = Clock::System.now_millis();
@@ -187,6 +193,10 @@ impl EventHub {
     /// Takes in a reloaded configuration: who is told about new messages of each queue.
     pub fn reconfigure(&self, config: &Config) {
         self.notices.store(Arc::new(MessageNotices::new(config)));
+        self.outside.store(
+            config.has_event_targets(),
+            std::sync::atomic::Ordering::Relaxed,
+        );
     }
 
     /// Pushes events already in the log to live streams.
@@ -351,12 +361,15 @@ async fn follow(storage: Arc<dyn Store>, follower: Follower) {
 /// What agents are told about a stored inbound message: `message` to its owner (or, while it
 /// waits, to its queue's agents) and its queue's managers, and `unknown_contact` to the same
 /// agents for the first message of a new conversation from an address the directory does not
-/// know.
+/// know. With subscribers or integrations configured, these are logged even when no agent is
+/// told, after a `created` or `reopened` event for a conversation the message opened.
 struct MessageNotices {
     /// Each queue's agents.
     members: HashMap<String, Vec<String>>,
     /// Each queue's managers.
     managers: HashMap<String, Vec<String>>,
+    /// Whether subscribers or integrations hear events.
+    outside: bool,
 }
 
 impl MessageNotices {
@@ -377,7 +390,11 @@ impl MessageNotices {
             .iter()
             .map(|q| (q.name.clone(), q.managers.clone()))
             .collect();
-        MessageNotices { members, managers }
+        MessageNotices {
+            members,
+            managers,
+            outside: config.has_event_targets(),
+        }
     }
 }
 
@@ -394,15 +411,24 @@ impl IntakeNotices for MessageNotices {
                 audience.push(manager.clone());
             }
         }
-        if audience.is_empty() {
+        if audience.is_empty() && !self.outside {
             return Vec::new();
         }
-        let mut out = vec![NewEvent {
+        let mut out = Vec::new();
+        if self.outside && (m.created || m.reopened) {
+            out.push(NewEvent {
+                kind: if m.created { "created" } else { "reopened" }.into(),
+                audience: Vec::new(),
+                conversation: Some(m.conversation),
+                data: serde_json::json!({"by": "customer"}),
+            });
+        }
+        out.push(NewEvent {
             kind: "message".into(),
             audience: audience.clone(),
             conversation: Some(m.conversation),
             data: serde_json::json!({"seq": m.seq, "id": format!("{}-{}", m.conversation, m.seq), "customer": m.customer, "text": m.text}),
-        }];
+        });
         if new_contact {
             out.push(NewEvent {
                 kind: "unknown_contact".into(),
@@ -452,6 +478,8 @@ token = "dave-token-1"
             owner: owner.map(str::to_owned),
             queue: "support".into(),
             held_by_bot,
+            created: true,
+            reopened: false,
         }
     }
 

@@ -592,6 +592,7 @@ impl Outbox {
                     "id": message.id(),
                     "status": message.status,
                     "error": message.error,
+                    "settled": true,
                 }),
             )
             .await;

@@ -58,6 +58,7 @@ cases!(
     visitors_expire_per_channel,
     agent_records_are_kept,
     channel_states_are_kept,
+    documents_are_kept_per_space_in_key_order,
     nonces_are_claimed_once_per_window,
     nul_characters_are_stored_replaced,
     notes_are_messages_nothing_sends,
@@ -2621,6 +2622,50 @@ pub async fn channel_states_are_kept(store: Arc<dyn Store>) {
         states().await,
         BTreeMap::from([("wa".into(), "deleted".into())]),
         "a deletion is final, whoever writes after it (another host that has not seen it yet)"
+    );
+}
+
+/// Documents are kept per space: replaced by a later put, listed in byte order of their keys
+/// strictly after a given key, removed by a delete; spaces never see each other's.
+pub async fn documents_are_kept_per_space_in_key_order(store: Arc<dyn Store>) {
+    let s = store.as_ref();
+    assert_eq!(s.document("hooks", "a").await.expect("reading"), None);
+    for key in ["b", "a", "a/2", "B"] {
+        s.put_document("hooks", key, key.as_bytes())
+            .await
+            .expect("putting");
+    }
+    s.put_document("hooks/x", "a", b"other space")
+        .await
+        .expect("putting");
+    s.put_document("hooks", "a", b"replaced")
+        .await
+        .expect("putting");
+    assert_eq!(
+        s.document("hooks", "a").await.expect("reading").as_deref(),
+        Some(&b"replaced"[..])
+    );
+    let keys = |list: Vec<(String, Vec<u8>)>| list.into_iter().map(|(k, _)| k).collect::<Vec<_>>();
+    assert_eq!(
+        keys(s.documents("hooks", "", 10).await.expect("listing")),
+        ["B", "a", "a/2", "b"],
+        "byte order, one space only"
+    );
+    assert_eq!(
+        keys(s.documents("hooks", "a", 10).await.expect("listing")),
+        ["a/2", "b"],
+        "strictly after the key given"
+    );
+    assert_eq!(
+        keys(s.documents("hooks", "", 2).await.expect("listing")),
+        ["B", "a"]
+    );
+    s.delete_document("hooks", "a").await.expect("deleting");
+    s.delete_document("hooks", "never").await.expect("deleting");
+    assert_eq!(s.document("hooks", "a").await.expect("reading"), None);
+    assert_eq!(
+        s.documents("hooks/x", "", 10).await.expect("listing"),
+        [("a".to_owned(), b"other space".to_vec())]
     );
 }
 

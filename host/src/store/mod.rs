@@ -576,6 +576,25 @@ pub trait Store: Send + Sync {
     /// Every channel's recorded administrative state.
     async fn channel_states(&self) -> Result<Vec<(String, String)>, StoreError>;
 
+    /// Stores `value` under `key` in `space`, replacing what was there: small documents the
+    /// services keep for themselves (event deliveries, what an integration remembers).
+    async fn put_document(&self, space: &str, key: &str, value: &[u8]) -> Result<(), StoreError>;
+
+    /// The document under `key` in `space`, if any.
+    async fn document(&self, space: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// The documents of `space` whose keys sort after `after` (byte order), at most `limit`,
+    /// in key order.
+    async fn documents(
+        &self,
+        space: &str,
+        after: &str,
+        limit: usize,
+    ) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
+
+    /// Removes the document under `key` in `space` (nothing if there is none).
+    async fn delete_document(&self, space: &str, key: &str) -> Result<(), StoreError>;
+
     /// Appends an event to the log and returns it with its id (its position: ids only grow).
     async fn append_event(
         &self,

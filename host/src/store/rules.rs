@@ -201,6 +201,7 @@ pub fn apply_intake<S: IntakeState>(
                         c
                     }
                 };
+                let mut reopened = false;
                 let rating = text.as_deref().and_then(parse_rating).filter(|_| {
                     conv.state == ConversationState::Closed
                         && conv.rating.is_none()
@@ -212,6 +213,7 @@ pub fn apply_intake<S: IntakeState>(
                     conv.rating = Some(rating);
                     conv.survey_until = None;
                 } else if conv.state == ConversationState::Closed {
+                    reopened = existing.is_some();
                     match target {
                         ConversationTarget::Queue {
                             queue,
@@ -271,6 +273,8 @@ pub fn apply_intake<S: IntakeState>(
                         .filter(|_| conv.state == ConversationState::Assigned),
                     queue: conv.queue.clone(),
                     held_by_bot: conv.state == ConversationState::Bot,
+                    created: existing.is_none(),
+                    reopened,
                 });
             }
             InboundEvent::Status {

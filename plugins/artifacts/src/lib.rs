@@ -4,7 +4,8 @@
 //! * [`BUNDLED`] embeds the bundled plugins (the `twilio-sms`, `twilio-whatsapp`,
 //!   `telesign-sms`, `line`, `messenger`, `lineworks`, `mailgun-email` and `webchat` channels,
 //!   the routers `ring-all`, `longest-idle`, `round-robin`, `random`, `least-busy` and `skills`,
-//!   and the bot `faq`); the same files are in [`bundled_dir`] as `<name>.wasm`.
+//!   the bot `faq` and the CRM integration `bitrix24`); the same files are in [`bundled_dir`]
+//!   as `<name>.wasm`.
 //! * [`test_plugin`] gives the path of a test guest (`trap`, `infinite-loop`, `memory-bomb`,
 //!   `old-contract`, `huge-output`, ..., the bot `bot-probe` and the classifier
 //!   `classifier-probe`; see [`TEST_PLUGINS`], sorted by name).
@@ -53,7 +54,8 @@ mod tests {
                 "random",
                 "least-busy",
                 "skills",
-                "faq"
+                "faq",
+                "bitrix24"
             ]
         );
         for (name, bytes) in BUNDLED {

@@ -1390,6 +1390,52 @@ impl Store for PostgresStore {
         Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
     }
 
+    async fn put_document(&self, space: &str, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.execute(
+            "INSERT INTO documents (space, key, value) VALUES ($1, $2, $3)
+             ON CONFLICT (space, key) DO UPDATE SET value = EXCLUDED.value",
+            &[&space, &key, &value],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn document(&self, space: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let rows = self
+            .query(
+                "SELECT value FROM documents WHERE space = $1 AND key = $2",
+                &[&space, &key],
+            )
+            .await?;
+        Ok(rows.first().map(|r| r.get(0)))
+    }
+
+    async fn documents(
+        &self,
+        space: &str,
+        after: &str,
+        limit: usize,
+    ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let limit = limit.min(i64::MAX as usize) as i64;
+        let rows = self
+            .query(
+                "SELECT key, value FROM documents
+                 WHERE space = $1 AND key > $2 ORDER BY key LIMIT $3",
+                &[&space, &after, &limit],
+            )
+            .await?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    async fn delete_document(&self, space: &str, key: &str) -> Result<(), StoreError> {
+        self.execute(
+            "DELETE FROM documents WHERE space = $1 AND key = $2",
+            &[&space, &key],
+        )
+        .await?;
+        Ok(())
+    }
+
     async fn append_event(
         &self,
         kind: &str,

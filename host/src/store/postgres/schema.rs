@@ -164,6 +164,14 @@ CREATE TABLE statistics (
     PRIMARY KEY (scope, day, name, metric)
 );
 "#,
+    r#"
+CREATE TABLE documents (
+    space text NOT NULL,
+    key text COLLATE "C" NOT NULL,
+    value bytea NOT NULL,
+    PRIMARY KEY (space, key)
+);
+"#,
 ];
 
 /// The schema version this release writes.

@@ -85,6 +85,8 @@ pub struct SledStore {
     contacts: sled::Tree,
     events: sled::Tree,
     channel_admin: sled::Tree,
+    /// The services' documents: space, NUL, key -> value ([`Store::put_document`]).
+    documents: sled::Tree,
     visitors: sled::Tree,
     nonces: sled::Tree,
     /// Console sessions: token hash -> [`AgentSession`].
@@ -226,6 +228,7 @@ impl SledStore {
             contacts: tree("contacts")?,
             events: tree("events")?,
             channel_admin: tree("channel_admin")?,
+            documents: tree("documents")?,
             visitors: tree("visitors")?,
             nonces: tree("nonces")?,
             sessions: tree("sessions")?,
@@ -1018,6 +1021,52 @@ impl Store for SledStore {
             .collect()
     }
 
+    async fn put_document(&self, space: &str, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.writable()?;
+        self.documents
+            .insert(document_key(space, key), value)
+            .map_err(|e| self.fail(e))?;
+        self.durable().await
+    }
+
+    async fn document(&self, space: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .documents
+            .get(document_key(space, key))
+            .map_err(|e| self.fail(e))?
+            .map(|v| v.to_vec()))
+    }
+
+    async fn documents(
+        &self,
+        space: &str,
+        after: &str,
+        limit: usize,
+    ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let prefix = document_key(space, "");
+        let mut start = document_key(space, after);
+        // Strictly after `after`: the smallest key longer than it.
+        start.push(0);
+        let mut out = Vec::new();
+        for item in self.documents.range(start..) {
+            let (k, v) = item.map_err(|e| self.fail(e))?;
+            if !k.starts_with(&prefix) || out.len() >= limit {
+                break;
+            }
+            let key = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
+            out.push((key, v.to_vec()));
+        }
+        Ok(out)
+    }
+
+    async fn delete_document(&self, space: &str, key: &str) -> Result<(), StoreError> {
+        self.writable()?;
+        self.documents
+            .remove(document_key(space, key))
+            .map_err(|e| self.fail(e))?;
+        self.durable().await
+    }
+
     async fn append_event(
         &self,
         kind: &str,
@@ -1085,4 +1134,13 @@ fn tx_mark_read(
         marks.insert(key, &seq.to_be_bytes())?;
     }
     Ok(())
+}
+
+/// A document's key in the documents tree: its space, NUL, its key (spaces hold no NUL).
+fn document_key(space: &str, key: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(space.len() + 1 + key.len());
+    out.extend_from_slice(space.as_bytes());
+    out.push(0);
+    out.extend_from_slice(key.as_bytes());
+    out
 }
