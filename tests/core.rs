@@ -389,16 +389,19 @@ async fn misbehaving_plugins_fail_their_call_and_the_host_keeps_serving() {
 name = "trap"
 plugin = "trap"
 queue = "support"
+keep_failed = false
 
 [[channels]]
 name = "spin"
 plugin = "infinite-loop"
 queue = "support"
+keep_failed = false
 
 [[channels]]
 name = "bomb"
 plugin = "memory-bomb"
 queue = "support"
+keep_failed = false
 "#;
     let host = Host::start(Setup {
         plugins: vec!["trap", "infinite-loop", "memory-bomb"],

@@ -62,6 +62,44 @@ fn verified(hit: &Hit) -> Value {
     body
 }
 
+/// Runs the Standard Webhooks reference library (Python, `tests/python/verify_webhook.py` in
+/// the virtual environment `tests/setup.sh` makes) over `hit`: whether it verified, and what it
+/// printed.
+fn reference_verifies(hit: &Hit, body: &[u8]) -> (bool, String) {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let python = root.join("tests/python/.venv/bin/python");
+    assert!(
+        python.is_file(),
+        "the Python virtual environment is missing at {}: run `bash tests/setup.sh` (it \
+         pip-installs tests/python/requirements.txt, standardwebhooks among them)",
+        python.display()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let headers: BTreeMap<&str, &str> = hit
+        .request
+        .headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let headers_file = dir.path().join("headers.json");
+    std::fs::write(&headers_file, serde_json::to_vec(&headers).unwrap()).unwrap();
+    let body_file = dir.path().join("body");
+    std::fs::write(&body_file, body).unwrap();
+    let out = std::process::Command::new(python)
+        .arg(root.join("tests/python/verify_webhook.py"))
+        .arg(secret())
+        .arg(&headers_file)
+        .arg(&body_file)
+        .output()
+        .expect("running the reference verifier");
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), printed.trim().to_owned())
+}
+
 fn subscription(name: &str, url: &str, extra: &str) -> String {
     format!(
         "\n[[subscriptions]]\nname = \"{name}\"\nurl = \"{url}/hooks\"\nsecret = \"{}\"\n{extra}\n",
@@ -185,6 +223,20 @@ async fn subscribers_hear_every_event_signed_retried_and_dead_lettered() {
         plugboard::model::EVENT_TYPES.iter().all(|t| has(b, t))
     })
     .await;
+    // The specification's reference library verifies them, and refuses a tampered body.
+    let hits = all.hits();
+    for hit in hits.iter().take(3) {
+        let (ok, printed) = reference_verifies(hit, &hit.request.body);
+        assert!(ok, "standardwebhooks refused a delivery: {printed}");
+        assert!(
+            plugboard::model::EVENT_TYPES.contains(&printed.as_str()),
+            "{printed}"
+        );
+    }
+    let mut tampered = hits[0].request.body.clone();
+    tampered.extend_from_slice(b" ");
+    let (ok, printed) = reference_verifies(&hits[0], &tampered);
+    assert!(!ok, "a tampered body must not verify: {printed}");
     // Every event carries its own id, the conversation's id, channel, queue and contact.
     let ids: BTreeSet<&str> = bodies.iter().map(|b| b["id"].as_str().unwrap()).collect();
     assert_eq!(
@@ -654,4 +706,62 @@ per_minute = 2
         .await;
     assert_eq!(status, 400, "{body}");
     assert_eq!(twilio.bodies_to(to).len(), 2, "nothing else was sent");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_survive_a_kill_and_arrive_once_the_subscriber_is_back() {
+    let hook = ScriptedProvider::start(vec![Reply::new(503, json!({}))]).await;
+    let mut host = Host::start(Setup {
+        extra: subscription("crm", &hook.base, "events = [\"message.received\"]"),
+        env: vec![("PLUGBOARD_HOOKS_BASE_MS".into(), "300".into())],
+        ..Setup::default()
+    });
+    let customers = ["+14155550131", "+14155550132", "+14155550133"];
+    for (n, from) in customers.iter().enumerate() {
+        host.sms(&format!("SMkill{n:028}"), from, "Are you there?")
+            .await;
+    }
+    // Each was tried and refused, so each is stored as pending when the process dies.
+    eventually("every event tried once", || async {
+        let tried: BTreeSet<String> = hook
+            .hits()
+            .iter()
+            .map(|h| header(h, "webhook-id").to_owned())
+            .collect();
+        (tried.len() == customers.len()).then_some(())
+    })
+    .await;
+    host.kill();
+    hook.answer(vec![Reply::new(200, json!({}))]);
+    host.restart();
+    let delivered = eventually("every event delivered after the restart", || async {
+        let ok: BTreeMap<String, Value> = hook
+            .hits()
+            .iter()
+            .filter(|h| h.status == 200)
+            .map(|h| (header(h, "webhook-id").to_owned(), verified(h)))
+            .collect();
+        (ok.len() == customers.len()).then_some(ok)
+    })
+    .await;
+    let from: BTreeSet<&str> = delivered
+        .values()
+        .map(|b| {
+            b["data"]["conversation"]["contact"]["address"]
+                .as_str()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(from, BTreeSet::from(customers));
+    let (status, body) = host
+        .get_json("/api/v1/admin/deliveries?target=crm&state=delivered", ADMIN)
+        .await;
+    assert_eq!(status, 200);
+    let list = body["deliveries"].as_array().unwrap();
+    assert_eq!(
+        list.len(),
+        customers.len(),
+        "one delivery per event: {body}"
+    );
+    assert!(list.iter().all(|d| d["attempts"].as_u64().unwrap() >= 2));
 }

@@ -443,7 +443,7 @@ async fn acknowledged_webhooks_survive_sigkill_under_load() {
 async fn a_failing_plugin_is_quarantined_and_tried_again_after_the_cool_down() {
     let host = Host::start(Setup {
         plugins: vec!["trap"],
-        extra: "\n[[channels]]\nname = \"broken\"\nplugin = \"trap\"\nqueue = \"support\"\n"
+        extra: "\n[[channels]]\nname = \"broken\"\nplugin = \"trap\"\nqueue = \"support\"\nkeep_failed = false\n"
             .to_owned(),
         env: vec![("PLUGBOARD_QUARANTINE_SECS".to_owned(), "2".to_owned())],
         ..Setup::default()
@@ -512,7 +512,7 @@ async fn a_failing_plugin_is_quarantined_and_tried_again_after_the_cool_down() {
 async fn huge_plugin_outputs_are_refused() {
     let host = Host::start(Setup {
         plugins: vec!["huge-output"],
-        extra: "\n[[channels]]\nname = \"huge\"\nplugin = \"huge-output\"\nqueue = \"support\"\n"
+        extra: "\n[[channels]]\nname = \"huge\"\nplugin = \"huge-output\"\nqueue = \"support\"\nkeep_failed = false\n"
             .to_owned(),
         ..Setup::default()
     });

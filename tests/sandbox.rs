@@ -21,6 +21,7 @@ fn guest_channel(name: &str, plugin: &str) -> String {
 name = "{name}"
 plugin = "{plugin}"
 queue = "support"
+keep_failed = false
 "#
     )
 }

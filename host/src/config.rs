@@ -443,6 +443,11 @@ pub struct ChannelConfig {
     /// Skills an agent needs to be offered this channel's work (for the `skills` router).
     #[serde(default)]
     pub skills: Vec<String>,
+    /// Whether a webhook its plugin fails on (or that comes while the channel is quarantined)
+    /// is kept for a redrive and answered `200` (off: answered `5xx`, for the provider to
+    /// retry).
+    #[serde(default = "yes")]
+    pub keep_failed: bool,
     /// Whether customers' attachments are kept (off: dropped, with a note to the agent).
     #[serde(default = "yes")]
     pub customer_attachments: bool,

@@ -43,6 +43,16 @@ enum Command {
     },
     /// Run one channel plugin's handle-webhook on one recorded request; print the outcome as JSON.
     Replay(plugboard::cli::replay::ReplayArgs),
+    /// Ask the running host to redrive the webhooks CHANNEL kept when its plugin failed
+    /// (through the plugin as it is now); exits 1 when some fail again.
+    Redrive {
+        /// The channel instance's name.
+        #[arg(long)]
+        channel: String,
+        /// The TOML configuration file of the running host (its listen address, admin token).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
     /// List or inspect plugins.
     Plugins {
         #[command(subcommand)]
@@ -223,6 +233,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             drop(app);
             drop(scratch);
             std::process::exit(1);
+        }),
+        Command::Redrive { channel, config } => runtime.block_on(async {
+            let config = load(config.as_ref())?;
+            let (report, done) = plugboard::cli::redrive::run(&config, &channel).await?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            if !done {
+                std::process::exit(1);
+            }
+            Ok(())
         }),
         Command::Replay(args) => match plugboard::cli::replay::run(&args) {
             Ok((output, code)) => {

@@ -124,6 +124,18 @@ label_enum!(
 );
 
 label_enum!(
+    /// How one attempt of an event delivery (to a subscription or an integration) ended.
+    HookOutcome {
+        /// Received.
+        Delivered => "delivered",
+        /// It failed and will be tried again.
+        Retry => "retry",
+        /// It failed for good: dead-lettered.
+        DeadLettered => "dead_lettered",
+    }
+);
+
+label_enum!(
     /// What became of an offer.
     OfferOutcome {
         /// The router offered the work.
@@ -182,6 +194,12 @@ struct Deliveries {
 struct Attempt {
     channel: String,
     outcome: AttemptOutcome,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HookAttempt {
+    target: String,
+    outcome: HookOutcome,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -249,6 +267,7 @@ struct Families {
     outbox_pending: Gauge,
     outbox_attempts: Family<Attempt, Counter>,
     dead_letters: Family<ChannelLabel, Counter>,
+    hook_attempts: Family<HookAttempt, Counter>,
     ingest_batch_size: Histogram,
     ingest_flush_seconds: Histogram,
     waiting: Family<QueueLabel, Gauge>,
@@ -297,6 +316,7 @@ impl Metrics {
             outbox_pending: Gauge::default(),
             outbox_attempts: Family::default(),
             dead_letters: Family::default(),
+            hook_attempts: Family::default(),
             ingest_batch_size: Histogram::new(BATCH_SIZE),
             ingest_flush_seconds: Histogram::new(FLUSH_SECONDS),
             waiting: Family::default(),
@@ -362,6 +382,11 @@ impl Metrics {
             "plugboard_dead_letters",
             "Sends that failed their last attempt",
             f.dead_letters.clone(),
+        );
+        registry.register(
+            "plugboard_event_deliveries",
+            "Event delivery attempts to subscriptions and integrations, by target and outcome",
+            f.hook_attempts.clone(),
         );
         registry.register(
             "plugboard_ingest_batch_size",
@@ -517,6 +542,17 @@ impl Metrics {
                 })
                 .inc();
         }
+    }
+
+    /// One attempt of an event delivery to `target` (a subscription or an integration).
+    pub fn hook_attempt(&self, target: &str, outcome: HookOutcome) {
+        let Some(f) = &self.0 else { return };
+        f.hook_attempts
+            .get_or_create(&HookAttempt {
+                target: target.to_owned(),
+                outcome,
+            })
+            .inc();
     }
 
     /// An offer of `queue`'s work `outcome`, `n` times (one per agent offered, for `made`).

@@ -1,7 +1,8 @@
 //! Command-line tools beside `serve`: `replay` runs a channel plugin over recorded provider
 //! requests without a server or storage; `plugins` lists and inspects plugins; `new` starts a
-//! plugin crate.
+//! plugin crate; `redrive` asks a running host to redrive the webhooks a channel kept.
 
 pub mod plugins;
+pub mod redrive;
 pub mod replay;
 pub mod scaffold;

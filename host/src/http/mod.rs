@@ -8,6 +8,7 @@ pub mod cors;
 pub mod edge;
 pub mod integrations;
 pub mod metrics;
+pub mod quarantine;
 pub mod server;
 pub mod stats;
 pub mod webchat;

@@ -108,6 +108,14 @@ pub fn router_with(
             post(crate::http::integrations::redeliver_one),
         )
         .route(
+            "/api/v1/admin/channels/{name}/kept",
+            get(crate::http::quarantine::kept),
+        )
+        .route(
+            "/api/v1/admin/channels/{name}/redrive",
+            post(crate::http::quarantine::redrive),
+        )
+        .route(
             "/api/v1/admin/targets",
             get(crate::http::integrations::targets),
         )

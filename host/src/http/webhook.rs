@@ -15,6 +15,7 @@ use crate::http::edge::{AppState, Edge, error_response, too_many_requests};
 use crate::runtime::bindings::wit;
 use crate::runtime::sandbox::PluginError;
 use crate::services::intake::{self, IntakeError, check_outcome_size};
+use crate::services::quarantine;
 
 /// Handles one provider call to a channel's webhook. Only an authenticated call spends the
 /// channel's rate limit; a refused one counts against the caller's address instead.
@@ -66,13 +67,6 @@ async fn answer(
             format!("webhooks take GET or POST, not {method}"),
         );
     }
-    if let Err((reason, retry_after)) = app.health.check(&channel.name) {
-        let mut r = error_response(StatusCode::SERVICE_UNAVAILABLE, reason);
-        if let Ok(v) = HeaderValue::from_str(&retry_after.to_string()) {
-            r.headers_mut().insert(axum::http::header::RETRY_AFTER, v);
-        }
-        return r;
-    }
     let limit = app.config().server.max_body_bytes;
     let body = match read_limited(body, &headers, limit).await {
         Ok(b) => b,
@@ -88,7 +82,18 @@ async fn answer(
         url.push('?');
         url.push_str(q);
     }
-    let request = wit_request(&method, url, &headers, &body);
+    let request = wit_request(&method, url.clone(), &headers, &body);
+    if let Err((reason, retry_after)) = app.health.check(&channel.name) {
+        // The channel is quarantined for failing: keep the request for a redrive.
+        if let Ok(kept) = quarantine::keep(app, &channel.name, &request, &reason).await {
+            return kept_response(&kept);
+        }
+        let mut r = error_response(StatusCode::SERVICE_UNAVAILABLE, reason);
+        if let Ok(v) = HeaderValue::from_str(&retry_after.to_string()) {
+            r.headers_mut().insert(axum::http::header::RETRY_AFTER, v);
+        }
+        return r;
+    }
 
     let outcome = match channel
         .plugin
@@ -137,6 +142,10 @@ async fn answer(
         }
         Err(e) => {
             app.health.failed(&channel.name, &e.to_string());
+            let request = wit_request(&method, url, &headers, &body);
+            if let Ok(kept) = quarantine::keep(app, &channel.name, &request, &e.to_string()).await {
+                return kept_response(&kept);
+            }
             return plugin_failure(&e, &channel.name);
         }
     };
@@ -149,6 +158,16 @@ async fn answer(
         return intake_failure(&e);
     }
     plugin_response(outcome.response)
+}
+
+/// The answer to a webhook kept for a redrive: `200`, empty, naming what was kept (see
+/// [`crate::services::quarantine`] for why a `2xx`).
+fn kept_response(id: &str) -> Response {
+    let mut response = StatusCode::OK.into_response();
+    if let Ok(v) = HeaderValue::from_str(id) {
+        response.headers_mut().insert("x-plugboard-kept", v);
+    }
+    response
 }
 
 /// A call to the host as plugins see it: `url` the public URL called, headers in order, the

@@ -23,6 +23,7 @@ pub mod nonce;
 pub mod outbox;
 pub mod outreach;
 pub mod plugin_watch;
+pub mod quarantine;
 pub mod ratelimit;
 pub mod reload;
 pub mod replies;

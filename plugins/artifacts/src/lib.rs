@@ -72,6 +72,7 @@ mod tests {
             [
                 "aliased-output",
                 "bot-probe",
+                "broken-json",
                 "classifier-probe",
                 "contract-0-2",
                 "describe-panics",

@@ -19,7 +19,8 @@
 //!    its reason. An answer that cannot change (a 4xx but 408 and 429, an integration's error)
 //!    is final at once. An admin redelivers one or every failed delivery.
 //!
-//! On a store shared by several hosts, one host at a time (the `hooks` role) does this.
+//! On a store shared by several hosts, one host at a time (the `hooks` role) does this; it
+//! reads the deliveries again every 15 s, so a redelivery asked of another host is seen.
 
 pub mod delivery;
 pub mod envelope;
@@ -33,6 +34,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use crate::clock::Clock;
+use crate::metrics::HookOutcome;
 use crate::model::StoredEvent;
 use crate::runtime::bindings::wit;
 use crate::runtime::provider_http::{AllowList, ProviderClient, TransportError};
@@ -61,6 +63,9 @@ const DEFAULT_BASE_DELAY: Duration = Duration::from_secs(5);
 
 /// The longest backoff between two attempts.
 const MAX_DELAY: Duration = Duration::from_secs(2 * 3600);
+
+/// How often a host sharing its store reads its books of deliveries again.
+const SHARED_REFRESH: Duration = Duration::from_secs(15);
 
 /// Where the fan-out's cursor is kept.
 const CURSOR_SPACE: &str = "hooks";
@@ -468,7 +473,17 @@ impl Hooks {
 
     /// Starts the attempts that are due, then waits for the next one due or a wake-up.
     async fn schedule_loop(self: Arc<Self>) {
+        let mut refreshed = tokio::time::Instant::now();
         loop {
+            // On a shared store another host's admin may have redelivered: read the books
+            // again now and then (those with attempts running stay).
+            if self.app.storage.is_shared() && refreshed.elapsed() >= SHARED_REFRESH {
+                refreshed = tokio::time::Instant::now();
+                self.books
+                    .lock()
+                    .expect("hooks books lock")
+                    .retain(|_, b| !b.in_flight.is_empty());
+            }
             let woken = self.wake.notified();
             let next = self.clone().start_due().await;
             let wait = next
@@ -580,12 +595,18 @@ impl Hooks {
         };
         match outcome {
             Attempt::Delivered => {
+                self.app
+                    .metrics
+                    .hook_attempt(&target.name, HookOutcome::Delivered);
                 d.state = DeliveryState::Delivered;
                 d.delivered_at = Some(now);
                 d.next_attempt_at = None;
                 tracing::info!(target = %target.name, event = %d.event, kind = %d.kind, attempts = d.attempts, "event delivered");
             }
             Attempt::Retry { reason, after } if d.attempts < policy.max_attempts => {
+                self.app
+                    .metrics
+                    .hook_attempt(&target.name, HookOutcome::Retry);
                 let delay = policy.delay(d.attempts, after);
                 d.last_error = Some(format!(
                     "attempt {} failed: {reason}; retrying in {}s",
@@ -596,6 +617,9 @@ impl Hooks {
                 tracing::warn!(target = %target.name, event = %d.event, "event delivery failed: {reason}");
             }
             Attempt::Retry { reason, .. } => {
+                self.app
+                    .metrics
+                    .hook_attempt(&target.name, HookOutcome::DeadLettered);
                 d.state = DeliveryState::Failed;
                 d.next_attempt_at = None;
                 d.last_error = Some(format!(
@@ -605,6 +629,9 @@ impl Hooks {
                 tracing::error!(target = %target.name, event = %d.event, "event dead-lettered: {reason}");
             }
             Attempt::Final(reason) => {
+                self.app
+                    .metrics
+                    .hook_attempt(&target.name, HookOutcome::DeadLettered);
                 d.state = DeliveryState::Failed;
                 d.next_attempt_at = None;
                 d.last_error = Some(format!("dead-lettered: {reason}"));

@@ -1,0 +1,66 @@
+//! The admin's view of webhooks kept for a redrive (`GET /api/v1/admin/channels/{name}/kept`)
+//! and the redrive itself (`POST /api/v1/admin/channels/{name}/redrive`).
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::services::quarantine::{self, RedriveError};
+
+use super::api::Admin;
+use super::edge::{AppState, error_response};
+
+/// `GET /api/v1/admin/channels/{name}/kept`: `{"kept": [{"id", "received_at", "method", "url",
+/// "body_bytes", "error", "redrives"}]}`, oldest first.
+pub async fn kept(
+    State(state): State<AppState>,
+    _admin: Admin,
+    Path(name): Path<String>,
+) -> Response {
+    if state.app.config().channel(&name).is_none() {
+        return error_response(
+            StatusCode::NOT_FOUND,
+            format!("no channel named {name:?} is configured"),
+        );
+    }
+    match quarantine::kept(&state.app, &name).await {
+        Ok(list) => {
+            let list: Vec<_> = list
+                .iter()
+                .map(|k| {
+                    json!({
+                        "id": k.id,
+                        "received_at": k.received_at,
+                        "method": k.method,
+                        "url": k.url,
+                        "body_bytes": k.request().body.len(),
+                        "error": k.error,
+                        "redrives": k.redrives,
+                    })
+                })
+                .collect();
+            Json(json!({"kept": list})).into_response()
+        }
+        Err(e) => error_response(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    }
+}
+
+/// `POST /api/v1/admin/channels/{name}/redrive`: every kept request through the channel's
+/// plugin as it is now; `200 {"redriven", "still_failing": [{"id", "error"}]}`.
+pub async fn redrive(
+    State(state): State<AppState>,
+    _admin: Admin,
+    Path(name): Path<String>,
+) -> Response {
+    match quarantine::redrive(state.intake(), &name).await {
+        Ok(report) => Json(report).into_response(),
+        Err(e @ RedriveError::ChannelUnavailable(_)) => {
+            error_response(StatusCode::NOT_FOUND, e.to_string())
+        }
+        Err(e @ RedriveError::Storage(_)) => {
+            error_response(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+        }
+    }
+}
