@@ -5,21 +5,13 @@
 
 mod support;
 
-use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
-use sha2::Sha256;
 use support::*;
 
 const SECRET: &str = "json-webhook-secret";
 
 fn signed(body: &str) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
-    mac.update(body.as_bytes());
-    mac.finalize()
-        .into_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    json_signature(SECRET, body)
 }
 
 async fn webhook(host: &Host, id: &str, from: &str, text: &str) -> reqwest::Response {

@@ -36,6 +36,9 @@ fn system_millis() -> u64 {
         .unwrap_or(0)
 }
 
+/// The instant [`Clock::Replayed`] reads, set before each call of a corpus replay.
+static REPLAYED_AT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// Where the host clock reads from: the real clock, or a fixed instant for replays.
 #[derive(Debug, Clone, Copy)]
 pub enum Clock {
@@ -43,6 +46,9 @@ pub enum Clock {
     System,
     /// A fixed instant, in milliseconds since the epoch.
     Fixed(u64),
+    /// The instant of the recorded request a corpus replay runs now ([`Clock::replay_at`]):
+    /// one clock for a whole corpus, each request at its own time.
+    Replayed,
 }
 
 impl Clock {
@@ -51,6 +57,12 @@ impl Clock {
         match self {
             Clock::System => system_millis().saturating_add_signed(offset_millis()),
             Clock::Fixed(ms) => ms,
+            Clock::Replayed => REPLAYED_AT.load(std::sync::atomic::Ordering::SeqCst),
         }
+    }
+
+    /// Sets the instant [`Clock::Replayed`] reads (process-wide: one replay at a time).
+    pub fn replay_at(ms: u64) {
+        REPLAYED_AT.store(ms, std::sync::atomic::Ordering::SeqCst);
     }
 }

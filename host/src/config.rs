@@ -443,6 +443,10 @@ pub struct ChannelConfig {
     /// Skills an agent needs to be offered this channel's work (for the `skills` router).
     #[serde(default)]
     pub skills: Vec<String>,
+    /// How many of its latest authentic webhook requests the host keeps for `plugboard replay
+    /// --corpus` (0, the default: none; at most 10,000).
+    #[serde(default)]
+    pub record: u32,
     /// Whether a webhook its plugin fails on (or that comes while the channel is quarantined)
     /// is kept for a redrive and answered `200` (off: answered `5xx`, for the provider to
     /// retry).
@@ -982,6 +986,12 @@ impl Config {
                 p.invalid(
                     format!("channels[{i}].name"),
                     format!("channel `{}` is defined twice", c.name),
+                );
+            }
+            if c.record > 10_000 {
+                p.invalid(
+                    format!("channels[{i}].record"),
+                    "at most 10000 requests are recorded per channel",
                 );
             }
             if c.skills.len() > MAX_WORK_SKILLS {

@@ -41,8 +41,9 @@ enum Command {
         #[command(subcommand)]
         command: ChannelCommand,
     },
-    /// Run one channel plugin's handle-webhook on one recorded request; print the outcome as JSON.
-    Replay(plugboard::cli::replay::ReplayArgs),
+    /// Run one channel plugin's handle-webhook on one recorded request, or a recorded corpus
+    /// against a baseline (golden replay); print the outcome as JSON.
+    Replay(Box<plugboard::cli::replay::ReplayArgs>),
     /// Ask the running host to redrive the webhooks CHANNEL kept when its plugin failed
     /// (through the plugin as it is now); exits 1 when some fail again.
     Redrive {

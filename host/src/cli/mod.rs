@@ -2,6 +2,8 @@
 //! requests without a server or storage; `plugins` lists and inspects plugins; `new` starts a
 //! plugin crate; `redrive` asks a running host to redrive the webhooks a channel kept.
 
+pub mod admin;
+pub mod golden;
 pub mod plugins;
 pub mod redrive;
 pub mod replay;

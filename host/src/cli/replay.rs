@@ -59,8 +59,8 @@ pub struct ReplayArgs {
     #[arg(long = "setting", value_name = "KEY=VALUE", value_parser = parse_setting)]
     pub settings: Vec<(String, String)>,
     /// The public URL the provider called, query string included (what URL signatures cover).
-    #[arg(long)]
-    pub url: String,
+    #[arg(long, required_unless_present_any = ["corpus", "channel"])]
+    pub url: Option<String>,
     /// The HTTP method of the call.
     #[arg(long, default_value = "POST")]
     pub method: String,
@@ -77,6 +77,24 @@ pub struct ReplayArgs {
     /// and removed. Only give a directory that no one else can write to.
     #[arg(long, value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
+    /// Golden replay: every recorded request in DIR (`*.json`, each a request or a corpus as
+    /// `GET /api/v1/admin/channels/{name}/corpus` answers), each at its recorded time.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["url", "channel"])]
+    pub corpus: Option<PathBuf>,
+    /// Golden replay of the corpus channel NAME records, read from the running host of
+    /// `--config` (its settings are the channel's too).
+    #[arg(long, value_name = "NAME", requires = "config", conflicts_with = "url")]
+    pub channel: Option<String>,
+    /// The configuration of the running host (`--channel`).
+    #[arg(long, short, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Golden replay: the version `--plugin` is compared with; the differences are listed.
+    #[arg(long, value_name = "FILE.wasm")]
+    pub baseline: Option<PathBuf>,
+    /// Golden replay: the ids of recorded requests whose differences are accepted (one per
+    /// line, `#` comments).
+    #[arg(long, value_name = "FILE")]
+    pub accept: Option<PathBuf>,
 }
 
 /// Parses `KEY=VALUE` (the value may contain `=`).
@@ -108,6 +126,9 @@ fn parse_header(s: &str) -> Result<(String, String), String> {
 /// Only for problems outside the plugin: an unreadable `--body-file`, a temporary directory or
 /// runtime that cannot be created.
 pub fn run(args: &ReplayArgs) -> anyhow::Result<(Value, i32)> {
+    if args.corpus.is_some() || args.channel.is_some() {
+        return crate::cli::golden::run(args);
+    }
     let body = match &args.body_file {
         Some(path) => std::fs::read(path)
             .with_context(|| format!("cannot read --body-file {}", path.display()))?,
@@ -115,7 +136,7 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<(Value, i32)> {
     };
     let request = wit::HttpRequest {
         method: args.method.to_ascii_uppercase(),
-        url: args.url.clone(),
+        url: args.url.clone().unwrap_or_default(),
         headers: args.headers.clone(),
         body,
     };
@@ -137,7 +158,17 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<(Value, i32)> {
     let settings = Arc::new(args.settings.clone());
     let channel = plugin.info.name.clone();
     let outcome = block_on(plugin.handle_webhook(&sandbox, &channel, request, settings))?;
-    Ok(match outcome {
+    Ok(outcome_json(outcome))
+}
+
+/// The JSON and exit status of one `handle-webhook` outcome (see the module documentation).
+pub(crate) fn outcome_json(
+    outcome: Result<
+        Result<wit::WebhookOutcome, wit::WebhookError>,
+        crate::runtime::sandbox::PluginError,
+    >,
+) -> (Value, i32) {
+    match outcome {
         Ok(Ok(outcome)) => (
             json!({
                 "ok": true,
@@ -155,7 +186,7 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<(Value, i32)> {
             failure(kind, message, EXIT_REFUSED)
         }
         Err(e) => failure("plugin-failure", e.to_string(), EXIT_PLUGIN_FAILURE),
-    })
+    }
 }
 
 fn failure(kind: &str, message: String, exit: i32) -> (Value, i32) {
@@ -167,7 +198,7 @@ fn failure(kind: &str, message: String, exit: i32) -> (Value, i32) {
 
 /// Loads the one plugin file through [`PluginSet::load`] from a directory holding only a copy
 /// of it, and returns it if it is a channel; otherwise the reason, for a `load-error`.
-fn load_channel(
+pub(crate) fn load_channel(
     sandbox: &Sandbox,
     file: &Path,
     work: &Path,
@@ -200,7 +231,7 @@ fn load_channel(
 
 /// Drives `future` to completion on a current-thread runtime of its own, on a separate thread,
 /// so this works whether or not the caller is inside a runtime.
-fn block_on<F>(future: F) -> anyhow::Result<F::Output>
+pub(crate) fn block_on<F>(future: F) -> anyhow::Result<F::Output>
 where
     F: Future + Send,
     F::Output: Send,
@@ -234,7 +265,7 @@ fn pairs_json(pairs: &[(String, String)]) -> Value {
 }
 
 /// One event as JSON, tagged by `type`.
-fn event_json(event: &wit::Event) -> Value {
+pub(crate) fn event_json(event: &wit::Event) -> Value {
     match event {
         wit::Event::Message(m) => json!({
             "type": "message",
@@ -266,7 +297,7 @@ fn event_json(event: &wit::Event) -> Value {
 }
 
 /// The webhook answer as JSON: the body as text when it is UTF-8, else Base64.
-fn response_json(response: &wit::HttpResponse) -> Value {
+pub(crate) fn response_json(response: &wit::HttpResponse) -> Value {
     let body = match std::str::from_utf8(&response.body) {
         Ok(text) => text.to_owned(),
         Err(_) => base64(&response.body),

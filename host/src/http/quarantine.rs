@@ -1,5 +1,7 @@
-//! The admin's view of webhooks kept for a redrive (`GET /api/v1/admin/channels/{name}/kept`)
-//! and the redrive itself (`POST /api/v1/admin/channels/{name}/redrive`).
+//! The admin's view of a channel's raw webhooks: those kept for a redrive
+//! (`GET /api/v1/admin/channels/{name}/kept`) and the redrive itself (`POST
+//! /api/v1/admin/channels/{name}/redrive`), and its recorded corpus (`GET
+//! /api/v1/admin/channels/{name}/corpus`).
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -19,11 +21,8 @@ pub async fn kept(
     _admin: Admin,
     Path(name): Path<String>,
 ) -> Response {
-    if state.app.config().channel(&name).is_none() {
-        return error_response(
-            StatusCode::NOT_FOUND,
-            format!("no channel named {name:?} is configured"),
-        );
+    if let Some(missing) = unknown_channel(&state, &name) {
+        return missing;
     }
     match quarantine::kept(&state.app, &name).await {
         Ok(list) => {
@@ -63,4 +62,46 @@ pub async fn redrive(
             error_response(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
         }
     }
+}
+
+/// `GET /api/v1/admin/channels/{name}/corpus`: `{"channel", "requests": [{"id", "method",
+/// "url", "headers", "body" (base64), "received_at"}]}`, oldest first: what `plugboard replay
+/// --corpus` reads.
+pub async fn corpus(
+    State(state): State<AppState>,
+    _admin: Admin,
+    Path(name): Path<String>,
+) -> Response {
+    if let Some(missing) = unknown_channel(&state, &name) {
+        return missing;
+    }
+    match crate::services::corpus::requests(&state.app, &name).await {
+        Ok(list) => {
+            let list: Vec<_> = list
+                .iter()
+                .map(|r| {
+                    json!({
+                        "id": r.id,
+                        "method": r.method,
+                        "url": r.url,
+                        "headers": r.headers,
+                        "body": r.body,
+                        "received_at": r.received_at,
+                    })
+                })
+                .collect();
+            Json(json!({"channel": name, "requests": list})).into_response()
+        }
+        Err(e) => error_response(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    }
+}
+
+/// `404` naming `name` when no channel of that name is configured.
+fn unknown_channel(state: &AppState, name: &str) -> Option<Response> {
+    state.app.config().channel(name).is_none().then(|| {
+        error_response(
+            StatusCode::NOT_FOUND,
+            format!("no channel named {name:?} is configured"),
+        )
+    })
 }

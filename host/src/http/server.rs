@@ -112,6 +112,10 @@ pub fn router_with(
             get(crate::http::quarantine::kept),
         )
         .route(
+            "/api/v1/admin/channels/{name}/corpus",
+            get(crate::http::quarantine::corpus),
+        )
+        .route(
             "/api/v1/admin/channels/{name}/redrive",
             post(crate::http::quarantine::redrive),
         )

@@ -117,6 +117,9 @@ async fn answer(
                 );
             }
             app.health.succeeded(&channel.name);
+            crate::services::corpus::Recorder::record(&state.app, &channel.name, || {
+                wit_request(&method, url.clone(), &headers, &body)
+            });
             outcome
         }
         Ok(Err(wit::WebhookError::Unauthorized(reason))) => {

@@ -205,7 +205,7 @@ impl HostMonotonicClock for HostClock {
     fn now(&self) -> u64 {
         match self.0 {
             Clock::System => monotonic_origin().elapsed().as_nanos() as u64,
-            Clock::Fixed(ms) => ms.saturating_mul(1_000_000),
+            Clock::Fixed(_) | Clock::Replayed => self.0.now_millis().saturating_mul(1_000_000),
         }
     }
 }

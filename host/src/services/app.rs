@@ -141,6 +141,8 @@ pub struct App {
     pub host_id: String,
     /// Channels whose plugin keeps failing.
     pub health: crate::services::health::ChannelHealth,
+    /// What channels that record keep of their traffic.
+    pub corpus: crate::services::corpus::Recorder,
     /// Access tokens of channels that need one.
     pub tokens: crate::services::tokens::TokenCache,
     /// Channels that are disabled or deleted (absent: enabled).
@@ -249,6 +251,7 @@ impl App {
             host_id: host_id(),
             tokens: crate::services::tokens::TokenCache::default(),
             health: crate::services::health::ChannelHealth::default(),
+            corpus: crate::services::corpus::Recorder::default(),
             channel_states: std::sync::RwLock::new(channel_states),
             channel_writes: tokio::sync::Mutex::new(()),
         })

@@ -13,6 +13,7 @@ pub mod channel_rules;
 pub mod classify;
 pub mod cluster;
 pub mod conversations;
+pub mod corpus;
 pub mod credential;
 pub mod events;
 pub mod gauges;

@@ -73,6 +73,7 @@ mod tests {
                 "aliased-output",
                 "bot-probe",
                 "broken-json",
+                "changed-json",
                 "classifier-probe",
                 "contract-0-2",
                 "describe-panics",

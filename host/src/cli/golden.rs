@@ -1,0 +1,225 @@
+//! Golden replay: `plugboard replay --corpus DIR|--channel NAME --plugin candidate.wasm
+//! [--baseline current.wasm] [--accept FILE]` runs every recorded request (a channel's corpus,
+//! see [`crate::services::corpus`]) through the candidate, and through the baseline when given,
+//! each at the time it was recorded and with the channel's settings, and reports how they
+//! differ: the counts, then each difference (the request's id and both outcomes).
+//!
+//! Exit 0 when every request agrees (or its difference is accepted), 1 when some differ;
+//! without a baseline, 1 when the candidate fails or refuses a request. 3 when a plugin cannot
+//! be loaded, 5 when replay itself cannot run (no corpus, an unreachable host).
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use base64::Engine as _;
+use serde_json::{Value, json};
+
+use crate::cli::replay::{
+    EXIT_LOAD_ERROR, EXIT_OK, ReplayArgs, block_on, load_channel, outcome_json,
+};
+use crate::clock::Clock;
+use crate::config::{Config, LimitsConfig};
+use crate::runtime::bindings::wit;
+use crate::runtime::plugin::ChannelPlugin;
+use crate::runtime::sandbox::Sandbox;
+
+/// Exit status when the versions differ (or, alone, the candidate failed a request).
+pub const EXIT_DIFFERENT: i32 = 1;
+
+/// One recorded request.
+struct Recorded {
+    id: String,
+    request: wit::HttpRequest,
+    at_ms: u64,
+}
+
+/// Runs the golden replay `args` asks for: the report and the exit status.
+pub fn run(args: &ReplayArgs) -> anyhow::Result<(Value, i32)> {
+    let (corpus, mut settings) = match (&args.corpus, &args.channel) {
+        (Some(dir), _) => (read_dir(dir)?, Vec::new()),
+        (None, Some(channel)) => {
+            let config_path = args.config.as_ref().context("--channel needs --config")?;
+            let config = Config::load(config_path)?;
+            let settings = config
+                .channel(channel)
+                .with_context(|| format!("no channel named {channel:?} in the configuration"))?
+                .settings
+                .clone()
+                .into_iter()
+                .collect::<Vec<_>>();
+            (fetch(&config, channel)?, settings)
+        }
+        (None, None) => anyhow::bail!("golden replay needs --corpus DIR or --channel NAME"),
+    };
+    // Settings given on the command line win over the configuration's.
+    for (k, v) in &args.settings {
+        settings.retain(|(name, _)| name != k);
+        settings.push((k.clone(), v.clone()));
+    }
+    settings.sort();
+    if corpus.is_empty() {
+        anyhow::bail!("the corpus holds no recorded request");
+    }
+    let accepted = match &args.accept {
+        Some(path) => std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read --accept {}", path.display()))?
+            .lines()
+            .map(|l| l.split('#').next().unwrap_or("").trim().to_owned())
+            .filter(|l| !l.is_empty())
+            .collect(),
+        None => BTreeSet::new(),
+    };
+    let sandbox = Arc::new(Sandbox::new(LimitsConfig::default(), Clock::Replayed)?);
+    let work = tempfile::tempdir().context("cannot create a temporary directory")?;
+    let cache = match &args.cache_dir {
+        Some(dir) => dir.clone(),
+        None => work.path().join("cache"),
+    };
+    let load =
+        |file: &Path, role: &str| load_channel(&sandbox, file, &work.path().join(role), &cache);
+    let candidate = match load(&args.plugin, "candidate") {
+        Ok(p) => p,
+        Err(message) => return Ok((load_error("candidate", message), EXIT_LOAD_ERROR)),
+    };
+    let baseline = match args.baseline.as_deref().map(|f| load(f, "baseline")) {
+        None => None,
+        Some(Ok(p)) => Some(p),
+        Some(Err(message)) => return Ok((load_error("baseline", message), EXIT_LOAD_ERROR)),
+    };
+    let settings = Arc::new(settings);
+    let mut differences = Vec::new();
+    let mut agree = 0;
+    let mut accepted_count = 0;
+    let mut failed = 0;
+    for recorded in &corpus {
+        let cand = outcome(&sandbox, &candidate, recorded, &settings)?;
+        match &baseline {
+            Some(base) => {
+                let base = outcome(&sandbox, base, recorded, &settings)?;
+                if base == cand {
+                    agree += 1;
+                } else if accepted.contains(&recorded.id) {
+                    accepted_count += 1;
+                } else {
+                    differences
+                        .push(json!({"id": recorded.id, "baseline": base, "candidate": cand}));
+                }
+            }
+            None if cand["ok"] == true => agree += 1,
+            None => {
+                failed += 1;
+                differences.push(json!({"id": recorded.id, "candidate": cand}));
+            }
+        }
+    }
+    let report = json!({
+        "requests": corpus.len(),
+        "agree": agree,
+        "accepted": accepted_count,
+        "differ": if baseline.is_some() { differences.len() } else { 0 },
+        "failed": failed,
+        "differences": differences,
+    });
+    let code = if differences.is_empty() {
+        EXIT_OK
+    } else {
+        EXIT_DIFFERENT
+    };
+    Ok((report, code))
+}
+
+fn load_error(role: &str, message: String) -> Value {
+    json!({"ok": false, "error": {"kind": "load-error", "plugin": role, "message": message}})
+}
+
+/// One request through `plugin` at its recorded time.
+fn outcome(
+    sandbox: &Arc<Sandbox>,
+    plugin: &Arc<ChannelPlugin>,
+    recorded: &Recorded,
+    settings: &Arc<Vec<(String, String)>>,
+) -> anyhow::Result<Value> {
+    Clock::replay_at(recorded.at_ms);
+    let name = plugin.info.name.clone();
+    let result = block_on(plugin.handle_webhook(
+        sandbox,
+        &name,
+        recorded.request.clone(),
+        settings.clone(),
+    ))?;
+    Ok(outcome_json(result).0)
+}
+
+/// The recorded requests in `dir`: each `*.json` a request or a corpus answer, in file-name
+/// then recorded order.
+fn read_dir(dir: &Path) -> anyhow::Result<Vec<Recorded>> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot read --corpus {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    files.sort();
+    let mut out = Vec::new();
+    for file in files {
+        let text =
+            std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+        let doc: Value = serde_json::from_slice(&text)
+            .with_context(|| format!("{} is not JSON", file.display()))?;
+        out.extend(parse(&doc).with_context(|| format!("in {}", file.display()))?);
+    }
+    Ok(out)
+}
+
+/// The requests of one document: `{"requests": [...]}` or one request.
+fn parse(doc: &Value) -> anyhow::Result<Vec<Recorded>> {
+    let list = match doc.get("requests").and_then(Value::as_array) {
+        Some(list) => list.clone(),
+        None => vec![doc.clone()],
+    };
+    list.iter()
+        .map(|r| {
+            let field = |name: &str| r.get(name).and_then(Value::as_str).unwrap_or_default();
+            let headers = r
+                .get("headers")
+                .and_then(Value::as_array)
+                .map(|hs| {
+                    hs.iter()
+                        .filter_map(|h| {
+                            Some((
+                                h.get(0)?.as_str()?.to_owned(),
+                                h.get(1)?.as_str()?.to_owned(),
+                            ))
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            let body = base64::engine::general_purpose::STANDARD
+                .decode(field("body"))
+                .context("`body` is not base64")?;
+            let url = field("url");
+            anyhow::ensure!(!url.is_empty(), "a recorded request has no `url`");
+            Ok(Recorded {
+                id: field("id").to_owned(),
+                request: wit::HttpRequest {
+                    method: match field("method") {
+                        "" => "POST".to_owned(),
+                        m => m.to_ascii_uppercase(),
+                    },
+                    url: url.to_owned(),
+                    headers,
+                    body,
+                },
+                at_ms: r.get("received_at").and_then(Value::as_u64).unwrap_or(0),
+            })
+        })
+        .collect()
+}
+
+/// The corpus the running host of `config` records for `channel`.
+fn fetch(config: &Config, channel: &str) -> anyhow::Result<Vec<Recorded>> {
+    let path = format!("/api/v1/admin/channels/{channel}/corpus");
+    let doc = block_on(crate::cli::admin::call(config, reqwest::Method::GET, &path))??;
+    parse(&doc)
+}
