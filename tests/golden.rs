@@ -3,7 +3,8 @@
 //! --corpus` runs them through a candidate and the current plugin at their recorded time and
 //! agrees when they agree, catches a candidate that changes one field (exit 1, each difference
 //! listed), takes accepted differences, and reads the corpus from the running host with
-//! `--channel`.
+//! `--channel`. A candidate attached in shadow to the live channel sees every webhook; its
+//! divergences are counted and shown while the live answers stay the live plugin's.
 
 mod support;
 
@@ -190,4 +191,81 @@ async fn a_recorded_corpus_catches_a_candidate_that_changes_one_field() {
         report["differences"][0]["candidate"]["error"]["kind"],
         "plugin-failure"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shadow_candidate_is_compared_on_live_traffic_and_changes_nothing() {
+    let host = Host::start(Setup {
+        plugins: vec!["example-json", "changed-json"],
+        extra: format!(
+            "\n[[channels]]\nname = \"json\"\nplugin = \"example-json\"\nqueue = \"support\"\n[channels.settings]\nsecret = \"{SECRET}\"\napi_key = \"k\"\napi_base = \"http://127.0.0.1:9\"\n"
+        ),
+        ..Setup::default()
+    });
+    let shadow = "/api/v1/admin/channels/json/shadow";
+    let attach = |plugin: &'static str| {
+        let host = &host;
+        async move {
+            let resp = host
+                .http
+                .put(host.url(shadow))
+                .bearer_auth(ADMIN)
+                .json(&json!({"plugin": plugin}))
+                .send()
+                .await
+                .unwrap();
+            resp.status().as_u16()
+        }
+    };
+    assert_eq!(attach("nope").await, 404);
+    assert_eq!(attach("changed-json").await, 200);
+    for (n, text) in ["hello", "order 42", "thanks"].iter().enumerate() {
+        assert_eq!(webhook(&host, &format!("s-{n}"), text, None).await, 200);
+    }
+    assert_eq!(webhook(&host, "forged", "x", Some("00")).await, 403);
+    let report = eventually("4 webhooks compared", || async {
+        let (_, r) = host.get_json(shadow, ADMIN).await;
+        (r["compared"] == 4).then_some(r)
+    })
+    .await;
+    assert_eq!(report["diverged"]["events"], 3, "{report}");
+    assert_eq!(report["agreed"], 1, "both refuse the forged one: {report}");
+    let first = report["first"][0]["candidate"].as_str().unwrap();
+    assert!(first.contains("HELLO"), "{first}");
+    assert!(
+        report["first"][0]["live"]
+            .as_str()
+            .unwrap()
+            .contains("hello")
+    );
+    // The live plugin's reading is what was stored.
+    let conv = &host.conversations(ALICE).await[0];
+    let texts: Vec<String> = host
+        .messages(conv["id"].as_str().unwrap(), ALICE)
+        .await
+        .iter()
+        .map(|m| m["text"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(texts, ["hello", "order 42", "thanks"]);
+
+    // The same release in shadow agrees; detaching ends it.
+    assert_eq!(attach("example-json").await, 200);
+    assert_eq!(webhook(&host, "s-9", "same", None).await, 200);
+    eventually("agreed", || async {
+        let (_, r) = host.get_json(shadow, ADMIN).await;
+        (r["compared"] == 1 && r["agreed"] == 1).then_some(())
+    })
+    .await;
+    let resp = host
+        .http
+        .delete(host.url(shadow))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let (status, _) = host.get_json(shadow, ADMIN).await;
+    assert_eq!(status, 404);
+    let (status, _) = host.get_json(shadow, ALICE).await;
+    assert_eq!(status, 401);
 }

@@ -197,6 +197,12 @@ struct Attempt {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ShadowLabel {
+    channel: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct HookAttempt {
     target: String,
     outcome: HookOutcome,
@@ -268,6 +274,7 @@ struct Families {
     outbox_attempts: Family<Attempt, Counter>,
     dead_letters: Family<ChannelLabel, Counter>,
     hook_attempts: Family<HookAttempt, Counter>,
+    shadow: Family<ShadowLabel, Counter>,
     ingest_batch_size: Histogram,
     ingest_flush_seconds: Histogram,
     waiting: Family<QueueLabel, Gauge>,
@@ -317,6 +324,7 @@ impl Metrics {
             outbox_attempts: Family::default(),
             dead_letters: Family::default(),
             hook_attempts: Family::default(),
+            shadow: Family::default(),
             ingest_batch_size: Histogram::new(BATCH_SIZE),
             ingest_flush_seconds: Histogram::new(FLUSH_SECONDS),
             waiting: Family::default(),
@@ -382,6 +390,11 @@ impl Metrics {
             "plugboard_dead_letters",
             "Sends that failed their last attempt",
             f.dead_letters.clone(),
+        );
+        registry.register(
+            "plugboard_shadow_comparisons",
+            "Webhooks given to a channel's shadow candidate, by how its outcome compared",
+            f.shadow.clone(),
         );
         registry.register(
             "plugboard_event_deliveries",
@@ -551,6 +564,18 @@ impl Metrics {
             .get_or_create(&HookAttempt {
                 target: target.to_owned(),
                 outcome,
+            })
+            .inc();
+    }
+
+    /// A webhook of `channel` compared with its shadow candidate: `agreed`, or the kind of
+    /// divergence (`events`, `response`, `outcome`).
+    pub fn shadow(&self, channel: &str, outcome: &str) {
+        let Some(f) = &self.0 else { return };
+        f.shadow
+            .get_or_create(&ShadowLabel {
+                channel: channel.to_owned(),
+                outcome: outcome.to_owned(),
             })
             .inc();
     }

@@ -109,15 +109,21 @@ pub fn router_with(
         )
         .route(
             "/api/v1/admin/channels/{name}/kept",
-            get(crate::http::quarantine::kept),
+            get(crate::http::traffic::kept),
+        )
+        .route(
+            "/api/v1/admin/channels/{name}/shadow",
+            get(crate::http::traffic::shadow_report)
+                .put(crate::http::traffic::attach_shadow)
+                .delete(crate::http::traffic::detach_shadow),
         )
         .route(
             "/api/v1/admin/channels/{name}/corpus",
-            get(crate::http::quarantine::corpus),
+            get(crate::http::traffic::corpus),
         )
         .route(
             "/api/v1/admin/channels/{name}/redrive",
-            post(crate::http::quarantine::redrive),
+            post(crate::http::traffic::redrive),
         )
         .route(
             "/api/v1/admin/targets",

@@ -95,7 +95,7 @@ async fn answer(
         return r;
     }
 
-    let outcome = match channel
+    let result = channel
         .plugin
         .handle_webhook(
             &app.sandbox,
@@ -103,8 +103,15 @@ async fn answer(
             request,
             channel.settings.clone(),
         )
-        .await
-    {
+        .await;
+    crate::services::shadow::Shadows::compare(
+        &state.app,
+        &channel.name,
+        channel.settings.clone(),
+        &result,
+        || wit_request(&method, url.clone(), &headers, &body),
+    );
+    let outcome = match result {
         Ok(Ok(outcome)) => {
             if let Err(reason) = check_outcome_size(&outcome) {
                 let message = format!("plugin {} {reason}", channel.plugin.info.name);

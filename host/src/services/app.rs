@@ -143,6 +143,8 @@ pub struct App {
     pub health: crate::services::health::ChannelHealth,
     /// What channels that record keep of their traffic.
     pub corpus: crate::services::corpus::Recorder,
+    /// Candidate plugins attached to live channels in shadow.
+    pub shadows: crate::services::shadow::Shadows,
     /// Access tokens of channels that need one.
     pub tokens: crate::services::tokens::TokenCache,
     /// Channels that are disabled or deleted (absent: enabled).
@@ -252,6 +254,7 @@ impl App {
             tokens: crate::services::tokens::TokenCache::default(),
             health: crate::services::health::ChannelHealth::default(),
             corpus: crate::services::corpus::Recorder::default(),
+            shadows: crate::services::shadow::Shadows::default(),
             channel_states: std::sync::RwLock::new(channel_states),
             channel_writes: tokio::sync::Mutex::new(()),
         })

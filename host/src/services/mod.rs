@@ -32,5 +32,6 @@ pub mod reports;
 pub mod routing;
 pub mod search;
 pub mod sessions;
+pub mod shadow;
 pub mod tokens;
 pub mod visitors;

@@ -1,7 +1,8 @@
 //! The admin's view of a channel's raw webhooks: those kept for a redrive
 //! (`GET /api/v1/admin/channels/{name}/kept`) and the redrive itself (`POST
 //! /api/v1/admin/channels/{name}/redrive`), and its recorded corpus (`GET
-//! /api/v1/admin/channels/{name}/corpus`).
+//! /api/v1/admin/channels/{name}/corpus`), and the candidate it runs in shadow
+//! (`/api/v1/admin/channels/{name}/shadow`).
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -104,4 +105,60 @@ fn unknown_channel(state: &AppState, name: &str) -> Option<Response> {
             format!("no channel named {name:?} is configured"),
         )
     })
+}
+
+/// The body of `PUT /api/v1/admin/channels/{name}/shadow`.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShadowBody {
+    plugin: String,
+}
+
+/// `PUT /api/v1/admin/channels/{name}/shadow` `{"plugin"}`: runs that loaded channel plugin
+/// beside the live one on every webhook, comparing; `200` with the (empty) report.
+pub async fn attach_shadow(
+    State(state): State<AppState>,
+    _admin: Admin,
+    Path(name): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    let body: ShadowBody = match super::edge::json_body(&body, r#"{"plugin": "twilio-sms-next"}"#) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    match state.app.shadows.attach(&state.app, &name, &body.plugin) {
+        Ok(report) => Json(report).into_response(),
+        Err(e) => error_response(StatusCode::NOT_FOUND, e.to_string()),
+    }
+}
+
+/// `GET /api/v1/admin/channels/{name}/shadow`: the report: `{"channel", "plugin", "compared",
+/// "agreed", "skipped", "diverged": {kind: count}, "first": [{"kind", "live", "candidate"}]}`.
+pub async fn shadow_report(
+    State(state): State<AppState>,
+    _admin: Admin,
+    Path(name): Path<String>,
+) -> Response {
+    match state.app.shadows.report(&name) {
+        Some(report) => Json(report).into_response(),
+        None => error_response(
+            StatusCode::NOT_FOUND,
+            format!("channel {name:?} runs no shadow"),
+        ),
+    }
+}
+
+/// `DELETE /api/v1/admin/channels/{name}/shadow`: detaches it; its last report.
+pub async fn detach_shadow(
+    State(state): State<AppState>,
+    _admin: Admin,
+    Path(name): Path<String>,
+) -> Response {
+    match state.app.shadows.detach(&name) {
+        Some(report) => Json(report).into_response(),
+        None => error_response(
+            StatusCode::NOT_FOUND,
+            format!("channel {name:?} runs no shadow"),
+        ),
+    }
 }
