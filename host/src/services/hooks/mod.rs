@@ -19,6 +19,8 @@
 //!    its reason. An answer that cannot change (a 4xx but 408 and 429, an integration's error)
 //!    is final at once. An admin redelivers one or every failed delivery.
 //!
+//! With no subscription or integration configured, none of this reads or writes anything.
+//!
 //! On a store shared by several hosts, one host at a time (the `hooks` role) does this; it
 //! reads the deliveries again every 15 s, so a redelivery asked of another host is seen.
 
@@ -194,7 +196,9 @@ impl Hooks {
     /// On the first start, the fan-out's cursor is set to the log's end before this returns,
     /// so every event logged once the server serves is delivered.
     pub async fn start(app: Arc<App>, events: Arc<EventHub>) -> Arc<Hooks> {
-        if let Err(e) = first_cursor(&app).await {
+        if app.config().has_event_targets()
+            && let Err(e) = first_cursor(&app).await
+        {
             tracing::warn!("cannot set the hooks cursor yet (it is set when storage answers): {e}");
         }
         let base_delay = crate::config::env_millis("PLUGBOARD_HOOKS_BASE_MS")
@@ -326,35 +330,44 @@ impl Hooks {
         Ok(())
     }
 
-    /// Follows the event log and stores a delivery per target for each event it wants.
+    /// Follows the event log and stores a delivery per target for each event it wants. While
+    /// no target is configured it reads nothing and forgets its cursor, so a target added
+    /// later (by a reload or a restart) hears what happens from then on.
     async fn fan_out_loop(self: Arc<Self>) {
         let mut live = self.events.subscribe();
         let storage = self.app.storage.clone();
-        let mut cursor = loop {
-            let stored = storage.document(CURSOR_SPACE, CURSOR_KEY).await;
-            let found = match stored {
-                Ok(Some(bytes)) => String::from_utf8_lossy(&bytes).parse::<u64>().ok(),
-                Ok(None) => None,
-                Err(e) => {
-                    tracing::warn!("cannot read the hooks cursor; trying again: {e}");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    continue;
-                }
-            };
-            match found {
-                Some(id) => break id,
-                // The first start with the hooks: deliver what happens from now on.
-                None => match storage.last_event_id().await {
-                    Ok(id) => break id,
-                    Err(e) => {
-                        tracing::warn!("cannot read the event log's end; trying again: {e}");
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                    }
-                },
-            }
-        };
+        // Where the fan-out stands while targets are configured.
+        let mut active: Option<u64> = None;
+        let mut forgotten = false;
         loop {
             let targets = self.targets();
+            if targets.is_empty() {
+                if !forgotten {
+                    match storage.delete_document(CURSOR_SPACE, CURSOR_KEY).await {
+                        Ok(()) => forgotten = true,
+                        Err(e) => tracing::warn!("forgetting the hooks cursor failed: {e}"),
+                    }
+                }
+                active = None;
+                tokio::select! {
+                    _ = live.recv() => {}
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+                continue;
+            }
+            forgotten = false;
+            let cursor = match active {
+                Some(cursor) => cursor,
+                None => match resume_point(&storage).await {
+                    Ok(cursor) => cursor,
+                    Err(e) => {
+                        tracing::warn!("cannot read where the hooks stand; trying again: {e}");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        continue;
+                    }
+                },
+            };
+            active = Some(cursor);
             let read = storage.events_after(cursor, FAN_OUT_CHUNK).await;
             let events = match read {
                 Ok(events) => events,
@@ -365,23 +378,21 @@ impl Hooks {
                 }
             };
             let full = events.len() == FAN_OUT_CHUNK;
-            let mut moved = false;
+            let mut reached = cursor;
             for event in &events {
-                if !targets.is_empty()
-                    && let Err(e) = self.fan_out(&targets, event).await
-                {
+                if let Err(e) = self.fan_out(&targets, event).await {
                     tracing::warn!(
                         event = event.id,
                         "storing event deliveries failed; trying again: {e}"
                     );
                     break;
                 }
-                cursor = event.id;
-                moved = true;
+                reached = event.id;
             }
-            if moved {
+            if reached != cursor {
+                active = Some(reached);
                 let written = storage
-                    .put_document(CURSOR_SPACE, CURSOR_KEY, cursor.to_string().as_bytes())
+                    .put_document(CURSOR_SPACE, CURSOR_KEY, reached.to_string().as_bytes())
                     .await;
                 if let Err(e) = written {
                     tracing::warn!("keeping the hooks cursor failed: {e}");
@@ -828,6 +839,16 @@ impl Hooks {
             });
         }
         Ok(out)
+    }
+}
+
+/// Where the fan-out resumes: its stored cursor, else the log's end.
+async fn resume_point(storage: &Arc<dyn crate::store::Store>) -> Result<u64, StoreError> {
+    match storage.document(CURSOR_SPACE, CURSOR_KEY).await? {
+        Some(bytes) => String::from_utf8_lossy(&bytes)
+            .parse::<u64>()
+            .map_err(|e| StoreError::Backend(format!("the hooks cursor does not parse: {e}"))),
+        None => storage.last_event_id().await,
     }
 }
 
