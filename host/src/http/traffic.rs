@@ -141,10 +141,7 @@ pub async fn shadow_report(
 ) -> Response {
     match state.app.shadows.report(&name) {
         Some(report) => Json(report).into_response(),
-        None => error_response(
-            StatusCode::NOT_FOUND,
-            format!("channel {name:?} runs no shadow"),
-        ),
+        None => no_shadow(&name),
     }
 }
 
@@ -156,9 +153,13 @@ pub async fn detach_shadow(
 ) -> Response {
     match state.app.shadows.detach(&name) {
         Some(report) => Json(report).into_response(),
-        None => error_response(
-            StatusCode::NOT_FOUND,
-            format!("channel {name:?} runs no shadow"),
-        ),
+        None => no_shadow(&name),
     }
+}
+
+fn no_shadow(name: &str) -> Response {
+    error_response(
+        StatusCode::NOT_FOUND,
+        format!("channel {name:?} runs no shadow"),
+    )
 }

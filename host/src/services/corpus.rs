@@ -64,14 +64,11 @@ impl Recorder {
             .expect("corpus keys lock")
             .contains_key(channel);
         if !known {
-            let mut keys = VecDeque::new();
-            let mut after = String::new();
-            loop {
-                let page = app.storage.documents(&space, &after, 1000).await?;
-                let Some((last, _)) = page.last() else { break };
-                after = last.clone();
-                keys.extend(page.into_iter().map(|(k, _)| k));
-            }
+            let keys: VecDeque<String> = crate::store::all_documents(app.storage.as_ref(), &space)
+                .await?
+                .into_iter()
+                .map(|(k, _)| k)
+                .collect();
             self.keys
                 .lock()
                 .expect("corpus keys lock")
@@ -112,17 +109,9 @@ impl Recorder {
 
 /// Every request `channel`'s corpus holds, oldest first.
 pub async fn requests(app: &App, channel: &str) -> Result<Vec<KeptRequest>, StoreError> {
-    let space = space(channel);
-    let mut out = Vec::new();
-    let mut after = String::new();
-    loop {
-        let page = app.storage.documents(&space, &after, 1000).await?;
-        let Some((last, _)) = page.last() else { break };
-        after = last.clone();
-        out.extend(
-            page.iter()
-                .filter_map(|(_, bytes)| serde_json::from_slice(bytes).ok()),
-        );
-    }
-    Ok(out)
+    let docs = crate::store::all_documents(app.storage.as_ref(), &space(channel)).await?;
+    Ok(docs
+        .iter()
+        .filter_map(|(_, bytes)| serde_json::from_slice(bytes).ok())
+        .collect())
 }

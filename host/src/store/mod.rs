@@ -612,6 +612,23 @@ pub trait Store: Send + Sync {
     async fn last_event_id(&self) -> Result<u64, StoreError>;
 }
 
+/// Every document of `space` in key order, read a page at a time (for spaces whose services
+/// bound them: deliveries, kept requests, a corpus).
+pub async fn all_documents(
+    store: &dyn Store,
+    space: &str,
+) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+    let mut out: Vec<(String, Vec<u8>)> = Vec::new();
+    loop {
+        let after = out.last().map(|(k, _)| k.clone()).unwrap_or_default();
+        let page = store.documents(space, &after, 1000).await?;
+        if page.is_empty() {
+            return Ok(out);
+        }
+        out.extend(page);
+    }
+}
+
 /// [`Store::update_conversation`] with a change that also returns a value: the value of the
 /// run that was applied.
 pub async fn update<T: Send>(

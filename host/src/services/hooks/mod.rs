@@ -310,16 +310,11 @@ impl Hooks {
             return Ok(());
         }
         let mut book = Book::default();
-        let space = delivery::space(target);
-        let mut after = String::new();
-        loop {
-            let page = self.app.storage.documents(&space, &after, 500).await?;
-            let Some((last, _)) = page.last() else { break };
-            after = last.clone();
-            for (_, bytes) in &page {
-                if let Ok(d) = serde_json::from_slice::<Delivery>(bytes) {
-                    book.items.insert(d.seq, Summary::of(&d));
-                }
+        let docs = crate::store::all_documents(self.app.storage.as_ref(), &delivery::space(target))
+            .await?;
+        for (_, bytes) in &docs {
+            if let Ok(d) = serde_json::from_slice::<Delivery>(bytes) {
+                book.items.insert(d.seq, Summary::of(&d));
             }
         }
         self.books
@@ -770,29 +765,15 @@ impl Hooks {
     /// again, its attempts counted from zero; how many.
     pub async fn redeliver(&self, target: &str, event: Option<&str>) -> Result<usize, HooksError> {
         self.known_target(target).await?;
-        let (failed, _) = self
-            .deliveries(target, Some(DeliveryState::Failed), None, usize::MAX)
-            .await?;
+        let kept = self.kept(target).await?;
         let now = Clock::System.now_millis();
         let mut count = 0;
         let mut matched = false;
-        for listed in failed {
-            if event.is_some_and(|e| e != listed.event) {
+        for mut d in kept {
+            if d.state != DeliveryState::Failed || event.is_some_and(|e| e != d.event) {
                 continue;
             }
             matched = true;
-            let key = listed.key();
-            let Some(bytes) = self
-                .app
-                .storage
-                .document(&delivery::space(target), &key)
-                .await?
-            else {
-                continue;
-            };
-            let Ok(mut d) = serde_json::from_slice::<Delivery>(&bytes) else {
-                continue;
-            };
             d.state = DeliveryState::Pending;
             d.attempts = 0;
             d.next_attempt_at = Some(now);
@@ -817,13 +798,21 @@ impl Hooks {
         Ok(count)
     }
 
+    /// Every delivery `target` keeps, whole, in event order.
+    async fn kept(&self, target: &str) -> Result<Vec<Delivery>, StoreError> {
+        let docs = crate::store::all_documents(self.app.storage.as_ref(), &delivery::space(target))
+            .await?;
+        Ok(docs
+            .iter()
+            .filter_map(|(_, bytes)| serde_json::from_slice(bytes).ok())
+            .collect())
+    }
+
     /// Every configured target with its counts.
     pub async fn summaries(&self) -> Result<Vec<TargetSummary>, HooksError> {
         let mut out = Vec::new();
         for target in self.targets() {
-            let (all, _) = self
-                .deliveries(&target.name, None, None, usize::MAX)
-                .await?;
+            let all = self.kept(&target.name).await?;
             let count = |s: DeliveryState| all.iter().filter(|d| d.state == s).count();
             out.push(TargetSummary {
                 name: target.name.clone(),
