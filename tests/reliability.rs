@@ -641,3 +641,187 @@ async fn a_crash_repeats_at_most_the_sends_in_flight_on_a_channel() {
     );
     assert!(received.values().all(|&n| n <= 2), "{received:?}");
 }
+
+/// The TeleSign API key and customer id of the bundled fixtures (their callbacks are signed
+/// with them).
+const TS_CUSTOMER: &str = "FFFFFFFF-EEEE-DDDD-1234-AB1234567890";
+const TS_KEY: &str =
+    "EXAMPLE----TE8sTgg45yusumoN6BYsBVkh+yRJ5czgsnCehZaOYldPJdmFh6NeX8kunZ2zU1YWaUw/0wV6xfw==";
+
+/// A TeleSign SMS channel `backup` sending to `api_base`, for [`Setup::extra`].
+fn telesign_backup(api_base: &str) -> String {
+    format!(
+        r#"
+[[channels]]
+name = "backup"
+plugin = "telesign-sms"
+queue = "support"
+[channels.settings]
+customer_id = "{TS_CUSTOMER}"
+api_key = "{TS_KEY}"
+from = "+15005550007"
+api_base = "{api_base}"
+"#
+    )
+}
+
+/// A send the first provider cannot take (down through every retry) moves, once, to the
+/// channel's fallback: the second provider gets it, the message names both channels and why,
+/// and the second provider's delivery report finds it. A message the first provider calls
+/// invalid, or a customer who opted out there, never moves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_moves_to_the_fallback_provider_when_the_first_is_down() {
+    let twilio = ScriptedProvider::start(vec![Reply::new(
+        503,
+        twilio_error(503, 20500, "Service Unavailable"),
+    )])
+    .await;
+    // The reference id of the bundled delivery-report fixture, so its signed callback applies.
+    let reference = "B56A497A5F4C1B2C3D4E5F6A7B8C9D0E";
+    let telesign = ScriptedProvider::start(vec![Reply::new(
+        200,
+        json!({"reference_id": reference, "status": {"code": 290, "description": "Message in progress"}}),
+    )])
+    .await;
+    let host = Host::start(Setup {
+        twilio_api_base: Some(twilio.base.clone()),
+        sms: "fallback = \"backup\"".to_owned(),
+        extra: telesign_backup(&telesign.base),
+        env: env(&[
+            ("PLUGBOARD_OUTBOX_MAX_ATTEMPTS", "2"),
+            ("PLUGBOARD_OUTBOX_BASE_MS", "50"),
+        ]),
+        ..Setup::default()
+    });
+    let customer = "+14155550231";
+    let id = conversation_with(&host, "SM10000000000000000000000000000031", customer).await;
+    let (status, msg) = reply(&host, &id, "your order shipped").await;
+    assert!(status == 201 || status == 202, "{status} {msg}");
+
+    let m = settled(&host, &id, "your order shipped").await;
+    assert_eq!(m["status"], "queued", "{m}");
+    assert_eq!(m["provider_id"], reference, "{m}");
+    assert_eq!(m["error"], Value::Null, "{m}");
+    let failover = &m["failover"];
+    assert_eq!(
+        (&failover["from"], &failover["to"]),
+        (&json!("sms"), &json!("backup")),
+        "{m}"
+    );
+    let reason = failover["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("unavailable after 2 attempts: provider unavailable"),
+        "{reason}"
+    );
+    assert_eq!(
+        twilio.answered(503),
+        2,
+        "every attempt on the first provider"
+    );
+    let hits = telesign.hits();
+    assert_eq!(hits.len(), 1, "the fallback sends it once");
+    let form: BTreeMap<String, String> = hits[0].request.form().into_iter().collect();
+    assert_eq!(form["phone_number"], customer.trim_start_matches('+'));
+    assert_eq!(form["message"], "your order shipped");
+    assert!(
+        host.log().contains("send moves to the fallback channel"),
+        "the move is logged"
+    );
+
+    // TeleSign's delivery report, on the fallback's own webhook, finds the message.
+    let fixture: Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../plugins/telesign-sms/fixtures/dlr-delivered.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let request = &fixture["request"];
+    let mut callback = host
+        .http
+        .post(host.url("/webhooks/backup"))
+        .body(request["body"].as_str().unwrap().to_owned());
+    for h in request["headers"].as_array().unwrap() {
+        callback = callback.header(h[0].as_str().unwrap(), h[1].as_str().unwrap());
+    }
+    let resp = callback.send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    eventually("the fallback's delivery report to apply", || async {
+        (stored(&host, &id, "your order shipped").await["status"] == "delivered").then_some(())
+    })
+    .await;
+
+    // Invalid on the first provider: failed there, never moved.
+    twilio.answer(vec![Reply::new(
+        400,
+        twilio_error(400, 21211, "The 'To' number is not a valid phone number."),
+    )]);
+    reply(&host, &id, "second").await;
+    let m = settled(&host, &id, "second").await;
+    assert_eq!(m["status"], "failed", "{m}");
+    assert_eq!(m["failover"], Value::Null, "{m}");
+    // Opted out on the first provider: failed there, never moved.
+    twilio.answer(vec![Reply::new(
+        400,
+        twilio_error(400, 21610, "Attempt to send to unsubscribed recipient"),
+    )]);
+    reply(&host, &id, "third").await;
+    let m = settled(&host, &id, "third").await;
+    assert_eq!(m["status"], "failed", "{m}");
+    assert_eq!(m["failover"], Value::Null, "{m}");
+    assert_eq!(
+        telesign.hits().len(),
+        1,
+        "neither invalid nor opted out moved to the fallback"
+    );
+}
+
+/// A fallback must be another configured channel whose customers are addressed the same way.
+#[test]
+fn a_fallback_addressed_differently_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = |fallback: &str| {
+        format!(
+            r#"
+[server]
+listen = "127.0.0.1:0"
+public_url = "https://plugboard.example.com"
+data_dir = "data"
+
+[[queues]]
+name = "support"
+router = "ring-all"
+
+[[channels]]
+name = "sms"
+plugin = "twilio-sms"
+queue = "support"
+fallback = "{fallback}"
+[channels.settings]
+account_sid = "{ACCOUNT_SID}"
+auth_token = "{AUTH_TOKEN}"
+from = "+15005550006"
+{wa}{backup}"#,
+            wa = whatsapp_channel("http://127.0.0.1:9"),
+            backup = telesign_backup("http://127.0.0.1:9"),
+        )
+    };
+    let (ok, stderr) = run_check(dir.path(), &config("backup"));
+    assert!(ok, "SMS behind SMS is fine: {stderr}");
+    for (fallback, says) in [
+        (
+            "wa",
+            "`sms` addresses customers as E.164 numbers and `wa` as E.164 numbers after \"whatsapp:\"",
+        ),
+        ("sms", "a channel cannot be its own fallback"),
+        ("nowhere", "no channel named `nowhere`"),
+    ] {
+        let (ok, stderr) = run_check(dir.path(), &config(fallback));
+        assert!(!ok, "fallback {fallback} was accepted");
+        assert!(
+            stderr.contains("channels[0].fallback") && stderr.contains(says),
+            "{fallback}: {stderr}"
+        );
+    }
+}

@@ -50,6 +50,7 @@ sled_cases!(
     concurrent_takes_have_exactly_one_winner,
     outbox_queues_retries_and_dead_letters,
     sends_are_claimed_by_one_holder_at_a_time,
+    a_send_moves_to_its_fallback_once,
     event_log_orders_and_resumes,
     intake_logs_its_notices_with_the_messages,
     lists_page_every_selector_in_order,

@@ -478,6 +478,12 @@ pub struct ChannelConfig {
     /// first (instead of the queue's).
     #[serde(default)]
     pub bot: Option<String>,
+    /// The channel a send moves to, once, when this channel's provider cannot take it
+    /// (unavailable after its retries, misconfigured, refusing the credentials); never when
+    /// the message is invalid or the customer opted out. Its customers must be addressed the
+    /// same way (the same phone form, or the same plugin).
+    #[serde(default)]
+    pub fallback: Option<String>,
     /// Settings passed to the plugin; `${VAR}` is replaced from the environment.
     #[serde(default)]
     pub settings: BTreeMap<String, String>,
@@ -1018,6 +1024,19 @@ impl Config {
                     format!("channels[{i}]"),
                     "set exactly one of `queue` or `agent`",
                 ),
+            }
+        }
+        for (i, c) in self.channels.iter().enumerate() {
+            match c.fallback.as_deref() {
+                Some(f) if f == c.name => p.invalid(
+                    format!("channels[{i}].fallback"),
+                    "a channel cannot be its own fallback",
+                ),
+                Some(f) if !channels.contains(f) => p.invalid(
+                    format!("channels[{i}].fallback"),
+                    format!("no channel named `{f}` is defined under [[channels]]"),
+                ),
+                _ => {}
             }
         }
     }

@@ -197,6 +197,12 @@ struct Attempt {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FailoverLabel {
+    channel: String,
+    fallback: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ShadowLabel {
     channel: String,
     outcome: String,
@@ -275,6 +281,7 @@ struct Families {
     dead_letters: Family<ChannelLabel, Counter>,
     hook_attempts: Family<HookAttempt, Counter>,
     shadow: Family<ShadowLabel, Counter>,
+    failovers: Family<FailoverLabel, Counter>,
     ingest_batch_size: Histogram,
     ingest_flush_seconds: Histogram,
     waiting: Family<QueueLabel, Gauge>,
@@ -325,6 +332,7 @@ impl Metrics {
             dead_letters: Family::default(),
             hook_attempts: Family::default(),
             shadow: Family::default(),
+            failovers: Family::default(),
             ingest_batch_size: Histogram::new(BATCH_SIZE),
             ingest_flush_seconds: Histogram::new(FLUSH_SECONDS),
             waiting: Family::default(),
@@ -390,6 +398,11 @@ impl Metrics {
             "plugboard_dead_letters",
             "Sends that failed their last attempt",
             f.dead_letters.clone(),
+        );
+        registry.register(
+            "plugboard_failovers",
+            "Sends moved from a channel to its fallback because its provider could not take them",
+            f.failovers.clone(),
         );
         registry.register(
             "plugboard_shadow_comparisons",
@@ -564,6 +577,17 @@ impl Metrics {
             .get_or_create(&HookAttempt {
                 target: target.to_owned(),
                 outcome,
+            })
+            .inc();
+    }
+
+    /// A send of `channel` moved to its `fallback` channel.
+    pub fn failover(&self, channel: &str, fallback: &str) {
+        let Some(f) = &self.0 else { return };
+        f.failovers
+            .get_or_create(&FailoverLabel {
+                channel: channel.to_owned(),
+                fallback: fallback.to_owned(),
             })
             .inc();
     }

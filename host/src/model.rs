@@ -404,6 +404,23 @@ pub struct Message {
     /// sent it by itself.
     #[serde(default)]
     pub automated: Option<String>,
+    /// Where an outbound send moved when its channel's provider could not take it (the
+    /// channel's `fallback`); none while it goes out the conversation's own channel.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failover: Option<Failover>,
+}
+
+/// A send moved to a fallback channel, once: from where, to where, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Failover {
+    /// The conversation's channel, whose provider could not take it.
+    pub from: String,
+    /// The fallback channel that sends it from then on.
+    pub to: String,
+    /// Why it moved: the last failure on `from`.
+    pub reason: String,
+    /// When it moved, Unix milliseconds.
+    pub at: u64,
 }
 
 /// An approved template chosen for an outbound message.
@@ -431,6 +448,12 @@ pub struct OutboundDraft {
 }
 
 impl Message {
+    /// The channel this send goes out through: its fallback once it moved there, else
+    /// `channel` (the conversation's).
+    pub fn send_channel<'a>(&'a self, channel: &'a str) -> &'a str {
+        self.failover.as_ref().map_or(channel, |f| f.to.as_str())
+    }
+
     /// The API id of this message: `{conversation}-{seq}`.
     pub fn id(&self) -> String {
         format!("{}-{}", self.conversation, self.seq)

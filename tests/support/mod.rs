@@ -74,6 +74,8 @@ pub struct Setup {
     pub support: String,
     /// Extra TOML lines for agent `alice`.
     pub alice: String,
+    /// Extra TOML lines for the `sms` channel (`fallback = "backup"`, ...).
+    pub sms: String,
     /// Extra TOML lines for the `[limits]` table (`provider_timeout_ms = 1000`, ...).
     pub limits: String,
     /// Environment variables set for the host process (`PLUGBOARD_OUTBOX_MAX_ATTEMPTS`, ...).
@@ -136,6 +138,7 @@ router = "ring-all"
 name = "sms"
 plugin = "twilio-sms"
 queue = "support"
+{sms}
 [channels.settings]
 account_sid = "{ACCOUNT_SID}"
 auth_token = "${{TEST_TWILIO_AUTH_TOKEN}}"
@@ -161,6 +164,7 @@ queues = ["sales"]
             extra = setup.extra,
             support = setup.support,
             alice = setup.alice,
+            sms = setup.sms,
             limits = setup.limits,
             server = setup.server,
         );

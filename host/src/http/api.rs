@@ -309,6 +309,9 @@ pub struct MessageView {
     /// Which automated message it is, when the host sent it by itself.
     #[serde(skip_serializing_if = "Option::is_none")]
     automated: Option<String>,
+    /// Where the send moved because its channel's provider could not take it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    failover: Option<crate::model::Failover>,
     created_at: u64,
 }
 
@@ -336,6 +339,7 @@ impl From<Message> for MessageView {
             text: m.text,
             attachments: m.attachments,
             automated: m.automated,
+            failover: m.failover,
             author: m.author,
             provider_id: m.provider_id,
             status: m.status,

@@ -564,6 +564,7 @@ mod tests {
             note: None,
             template: None,
             automated: automated.map(str::to_owned),
+            failover: None,
         }
     }
 

@@ -34,6 +34,8 @@ pub struct ChannelInstance {
     pub customer_attachments: bool,
     /// Whether agents may send attachments.
     pub agent_attachments: bool,
+    /// The channel its sends move to when its provider cannot take them.
+    pub fallback: Option<String>,
 }
 
 impl ChannelInstance {
@@ -46,6 +48,7 @@ impl ChannelInstance {
             && self.templates == other.templates
             && self.customer_attachments == other.customer_attachments
             && self.agent_attachments == other.agent_attachments
+            && self.fallback == other.fallback
     }
 
     /// The channel kind from the plugin's manifest (`sms`, `whatsapp`, ...): its icon.
@@ -443,10 +446,68 @@ pub(super) fn resolve_channels(
                 templates,
                 customer_attachments: c.customer_attachments,
                 agent_attachments: c.agent_attachments,
+                fallback: c.fallback.clone(),
             }),
         );
     }
+    check_fallbacks(config, &out, p);
     out
+}
+
+/// Flags a `fallback` whose customers are addressed differently from its channel's: a send
+/// moves there with the same address, so both must take it (the same phone form, or, for
+/// opaque addresses, the same plugin); a hosted chat has no provider to move to or from.
+fn check_fallbacks(
+    config: &Config,
+    channels: &BTreeMap<String, Arc<ChannelInstance>>,
+    p: &mut Problems,
+) {
+    use crate::runtime::plugin::AddressForm;
+    for (i, c) in config.channels.iter().enumerate() {
+        let (Some(from), Some(to)) = (
+            channels.get(&c.name),
+            c.fallback.as_ref().and_then(|f| channels.get(f)),
+        ) else {
+            continue;
+        };
+        let problem = if from.plugin.manifest.hosted_chat || to.plugin.manifest.hosted_chat {
+            Some("a web chat channel has no provider to move a send to or from".to_owned())
+        } else {
+            match (&from.rules().address, &to.rules().address) {
+                (AddressForm::E164 { prefix: a }, AddressForm::E164 { prefix: b }) if a == b => {
+                    None
+                }
+                (AddressForm::Opaque, AddressForm::Opaque)
+                    if from.plugin.info.name == to.plugin.info.name =>
+                {
+                    None
+                }
+                (a, b) => Some(format!(
+                    "`{}` addresses customers as {} and `{}` as {}: a send cannot move between them",
+                    from.name,
+                    describe_address(a, &from.plugin.info.name),
+                    to.name,
+                    describe_address(b, &to.plugin.info.name),
+                )),
+            }
+        };
+        if let Some(problem) = problem {
+            p.invalid(format!("channels[{i}].fallback"), problem);
+        }
+    }
+}
+
+/// `E.164 numbers after "whatsapp:"`, `its own ids (plugin line)`.
+fn describe_address(form: &crate::runtime::plugin::AddressForm, plugin: &str) -> String {
+    match form {
+        crate::runtime::plugin::AddressForm::E164 { prefix } if prefix.is_empty() => {
+            "E.164 numbers".to_owned()
+        }
+        crate::runtime::plugin::AddressForm::E164 { prefix } => {
+            format!("E.164 numbers after {prefix:?}")
+        }
+        crate::runtime::plugin::AddressForm::Opaque => format!("ids of plugin `{plugin}`"),
+    }
 }
 
 /// Flags settings that cannot work whatever the plugin does with them: a URL setting

@@ -33,6 +33,14 @@
 //! `dead-lettered after N attempts: <last reason>`, and a `dead_lettered` event goes to the
 //! message's author and the conversation's owner (a permanent failure sends `send_failed`).
 //!
+//! # Failover
+//!
+//! When a channel names a `fallback` and a send's last failure on it is one another provider
+//! could get past ([`Failure::may_move`]: unavailable through every retry, or
+//! [`Failure::Provider`]), the send moves there once ([`crate::store::Store::move_send`]):
+//! its attempts start again with the fallback's plugin, and its outcome, provider id included,
+//! is recorded under the fallback channel. Invalid messages and opted-out customers never move.
+//!
 //! # Crashes and duplicates
 //!
 //! Delivery is at least once. A send whose request reached the provider but whose answer was
@@ -60,7 +68,7 @@ use tokio::sync::{Semaphore, oneshot, watch};
 
 use crate::clock::Clock;
 use crate::metrics::AttemptOutcome;
-use crate::model::{Attachment, Conversation, Message, OutboxEntry};
+use crate::model::{Attachment, Conversation, Failover, Message, OutboxEntry};
 use crate::runtime::bindings::{describe_send_error, wit};
 use crate::runtime::provider_http::{ProviderClient, TransportError};
 use crate::runtime::sandbox::PluginError;
@@ -166,8 +174,13 @@ pub enum Failure {
         /// The provider's `Retry-After`.
         after: Option<Duration>,
     },
-    /// Another attempt would fail the same way.
+    /// Another attempt would fail the same way, on any provider (the message is invalid, or
+    /// the provider may have taken it).
     Permanent(String),
+    /// This provider cannot take it, however often asked: the channel is misconfigured, gone
+    /// or unavailable, its credentials are refused, the host refuses its address, or its
+    /// plugin fails building the request. Another provider (the channel's `fallback`) may.
+    Provider(String),
     /// The provider says the address opted out.
     OptedOut(String),
 }
@@ -177,8 +190,15 @@ impl Failure {
     pub fn reason(&self) -> &str {
         match self {
             Failure::Retryable { reason, .. } => reason,
-            Failure::Permanent(r) | Failure::OptedOut(r) => r,
+            Failure::Permanent(r) | Failure::Provider(r) | Failure::OptedOut(r) => r,
         }
+    }
+
+    /// Whether the send may move to the channel's fallback once this failure is the last on
+    /// its channel: the provider was unavailable through every retry, or cannot take it at
+    /// all. Never for an invalid message or an opted-out customer.
+    pub fn may_move(&self) -> bool {
+        matches!(self, Failure::Retryable { .. } | Failure::Provider(_))
     }
 
     /// Classifies a plugin's send error.
@@ -194,16 +214,17 @@ impl Failure {
                 after: None,
             },
             wit::SendError::OptedOut(_) => Failure::OptedOut(reason),
-            wit::SendError::Invalid(_)
-            | wit::SendError::Unauthorized(_)
-            | wit::SendError::Misconfigured(_) => Failure::Permanent(reason),
+            wit::SendError::Invalid(_) => Failure::Permanent(reason),
+            wit::SendError::Unauthorized(_) | wit::SendError::Misconfigured(_) => {
+                Failure::Provider(reason)
+            }
         }
     }
 
     /// Classifies a provider request that got no answer.
     pub fn from_transport(e: &TransportError) -> Failure {
         match e {
-            TransportError::Refused(_) => Failure::Permanent(e.to_string()),
+            TransportError::Refused(_) => Failure::Provider(e.to_string()),
             TransportError::Unreachable(_) => Failure::Retryable {
                 reason: e.to_string(),
                 after: None,
@@ -225,7 +246,7 @@ impl Failure {
                 reason,
                 after: None,
             },
-            _ => Failure::Permanent(reason),
+            _ => Failure::Provider(reason),
         }
     }
 }
@@ -440,9 +461,12 @@ impl Outbox {
             let Some(conv) = storage.conversation(conversation).await? else {
                 return Ok(());
             };
+            let Some(message) = storage.message(conversation, seq).await? else {
+                return Ok(());
+            };
             // Both permits are held until the outcome is durable: the channel's bounds how many
             // of its sends a crash can leave in doubt, the global one lets `drain` wait.
-            let channel_slot = self.channel_slot(&conv.channel);
+            let channel_slot = self.channel_slot(message.send_channel(&conv.channel));
             let _channel_slot = tokio::select! {
                 permit = channel_slot.acquire_owned() => match permit {
                     Ok(p) => p,
@@ -471,21 +495,37 @@ impl Outbox {
                 continue;
             }
             let attempt_no = entry.attempts.saturating_add(1);
-            let outcome = attempt(&self.app, &self.client, &conv, &message).await;
+            let via = message.send_channel(&conv.channel).to_owned();
+            let outcome = attempt(&self.app, &self.client, &conv, &message, &via).await;
             let retry_in = match &outcome {
                 Err(Failure::Retryable { after, .. }) if attempt_no < self.policy.max_attempts => {
                     Some(self.policy.delay(attempt_no, *after))
                 }
                 _ => None,
             };
-            let channel = conv.channel.as_str();
+            let channel = via.as_str();
+            if retry_in.is_none()
+                && let Err(failure) = &outcome
+                && failure.may_move()
+                && message.failover.is_none()
+                && let Some(moved) = self
+                    .move_to_fallback(&conv, seq, attempt_no, failure)
+                    .await?
+            {
+                if moved {
+                    continue;
+                }
+                return Ok(());
+            }
             match (&outcome, retry_in) {
                 (Ok(id), _) => {
                     tracing::info!(event = "sent", conversation, seq, channel, attempt = attempt_no, provider_id = %id, "message sent");
                     let updated = storage
                         .complete_send(channel, conversation, seq, Ok(id.clone()))
                         .await?;
-                    if conv.thread.iter().any(|(k, _)| k.starts_with("once:")) {
+                    if via == conv.channel
+                        && conv.thread.iter().any(|(k, _)| k.starts_with("once:"))
+                    {
                         // Single-use provider facts (a LINE reply token) are spent by a successful send.
                         if let Err(e) = crate::store::update(storage.as_ref(), conversation, |c| {
                             c.thread.retain(|(k, _)| !k.starts_with("once:"));
@@ -496,7 +536,8 @@ impl Outbox {
                             tracing::warn!(conversation, "could not drop spent thread facts: {e}");
                         }
                     }
-                    self.events.conversation_changed(channel, &conv.customer);
+                    self.events
+                        .conversation_changed(&conv.channel, &conv.customer);
                     self.app.metrics.attempt(channel, AttemptOutcome::Sent);
                     if let Some(m) = updated {
                         self.app.metrics.delivery(channel, m.status);
@@ -550,7 +591,7 @@ impl Outbox {
                                 .await?;
                             ("send_failed", AttemptOutcome::OptedOut, reason.clone())
                         }
-                        Failure::Permanent(reason) => {
+                        Failure::Permanent(reason) | Failure::Provider(reason) => {
                             ("send_failed", AttemptOutcome::Failed, reason.clone())
                         }
                     };
@@ -579,6 +620,57 @@ impl Outbox {
         }
     }
 
+    /// Moves send `seq` of `conv` to its channel's fallback after `failure` ended its last
+    /// attempt there. `None` when the channel names no fallback (the failure stands);
+    /// `Some(true)` when it moved (attempts start again there); `Some(false)` when the send
+    /// is no longer waiting.
+    async fn move_to_fallback(
+        &self,
+        conv: &Conversation,
+        seq: u64,
+        attempts: u32,
+        failure: &Failure,
+    ) -> Result<Option<bool>, StoreError> {
+        let Some(fallback) = self
+            .app
+            .config()
+            .channel(&conv.channel)
+            .and_then(|c| c.fallback.clone())
+        else {
+            return Ok(None);
+        };
+        let reason = match failure {
+            Failure::Retryable { reason, .. } => {
+                format!("unavailable after {attempts} attempts: {reason}")
+            }
+            other => other.reason().to_owned(),
+        };
+        let failover = Failover {
+            from: conv.channel.clone(),
+            to: fallback,
+            reason,
+            at: Clock::System.now_millis(),
+        };
+        let Some(message) = self.app.storage.move_send(conv.id, seq, &failover).await? else {
+            return Ok(Some(false));
+        };
+        if message.failover.as_ref() != Some(&failover) {
+            // Another host moved it first; its move stands.
+            return Ok(Some(true));
+        }
+        tracing::warn!(
+            event = "failover",
+            conversation = conv.id,
+            seq,
+            channel = %failover.from,
+            fallback = %failover.to,
+            "send moves to the fallback channel: {}",
+            failover.reason
+        );
+        self.app.metrics.failover(&failover.from, &failover.to);
+        Ok(Some(true))
+    }
+
     /// Tells the conversation's agents (and the message's author) where a send stands once it
     /// is settled: its `status` now (taken by the provider, or failed for good).
     async fn announce_status(&self, conv: &Conversation, message: &Message) {
@@ -592,6 +684,7 @@ impl Outbox {
                     "id": message.id(),
                     "status": message.status,
                     "error": message.error,
+                    "failover": message.failover,
                     "settled": true,
                 }),
             )
@@ -704,38 +797,40 @@ async fn attempt(
     client: &ProviderClient,
     conv: &Conversation,
     message: &Message,
+    via: &str,
 ) -> Result<String, Failure> {
-    match attempt_once(app, client, conv, message).await {
+    match attempt_once(app, client, conv, message, via).await {
         Ok(id) => Ok(id),
         Err(TryError::Failed(f)) => Err(f),
         Err(TryError::TokenRefused(_)) => {
-            app.tokens.invalidate(&conv.channel);
-            tracing::info!(channel = %conv.channel, "token refused; fetching a fresh one");
-            match attempt_once(app, client, conv, message).await {
+            app.tokens.invalidate(via);
+            tracing::info!(channel = %via, "token refused; fetching a fresh one");
+            match attempt_once(app, client, conv, message, via).await {
                 Ok(id) => Ok(id),
                 Err(TryError::Failed(f)) => Err(f),
-                Err(TryError::TokenRefused(reason)) => Err(Failure::Permanent(reason)),
+                Err(TryError::TokenRefused(reason)) => Err(Failure::Provider(reason)),
             }
         }
     }
 }
 
-/// Build the request in the plugin, perform it, read the answer in the plugin.
+/// Build the request in the plugin of channel `via` (the conversation's, or its fallback),
+/// perform it, read the answer in the plugin.
 async fn attempt_once(
     app: &Arc<App>,
     client: &ProviderClient,
     conv: &Conversation,
     message: &Message,
+    via: &str,
 ) -> Result<String, TryError> {
-    let channel = app.live_channel(&conv.channel).ok_or_else(|| {
-        Failure::Permanent(format!(
-            "channel {} is not configured, or is disabled or deleted",
-            conv.channel
+    let channel = app.live_channel(via).ok_or_else(|| {
+        Failure::Provider(format!(
+            "channel {via} is not configured, or is disabled or deleted"
         ))
     })?;
     let opted_out = app
         .storage
-        .is_opted_out(&conv.channel, &conv.customer)
+        .is_opted_out(via, &conv.customer)
         .await
         .map_err(|e| Failure::Retryable {
             reason: e.to_string(),
@@ -761,7 +856,7 @@ async fn attempt_once(
                 reason,
                 after: None,
             },
-            TokenError::Permanent(reason) => Failure::Permanent(reason),
+            TokenError::Permanent(reason) => Failure::Provider(reason),
         })?;
     let token_used = token.is_some();
     let now = Clock::System.now_millis();
@@ -777,7 +872,7 @@ async fn attempt_once(
                 content_type: a.content_type.clone(),
             })
             .collect(),
-        thread: outbound_thread(conv, message),
+        thread: outbound_thread(conv, message, via),
         since_last_inbound: conv.last_inbound_at.map(|t| now.saturating_sub(t) / 1000),
         token,
     };
@@ -813,10 +908,14 @@ async fn attempt_once(
         })
 }
 
-/// The provider facts passed to `prepare-send`: the conversation's latest inbound facts, plus
-/// the chosen template (`template_content_sid`, `template_variables`) when the message sends one.
-fn outbound_thread(conv: &crate::model::Conversation, message: &Message) -> Vec<(String, String)> {
-    let mut thread = conv.thread.clone();
+/// The provider facts passed to `prepare-send`: the conversation's latest inbound facts (its
+/// own channel's provider's, so none on a fallback), plus the chosen template
+/// (`template_content_sid`, `template_variables`) when the message sends one.
+fn outbound_thread(conv: &Conversation, message: &Message, via: &str) -> Vec<(String, String)> {
+    let mut thread = match via == conv.channel {
+        true => conv.thread.clone(),
+        false => Vec::new(),
+    };
     if let Some(t) = &message.template {
         thread.push(("template_content_sid".to_owned(), t.content_sid.clone()));
         thread.push(("template_variables".to_owned(), t.variables.clone()));
@@ -875,11 +974,34 @@ mod tests {
         );
         assert!(matches!(
             Failure::from_transport(&TransportError::Refused("host".into())),
-            Failure::Permanent(_)
+            Failure::Provider(_)
         ));
         assert!(matches!(
             Failure::from_transport(&TransportError::Unreachable("timeout".into())),
             Failure::Retryable { .. }
         ));
+    }
+
+    #[test]
+    fn only_what_another_provider_could_take_moves_to_the_fallback() {
+        use wit::SendError as E;
+        let moves = |e: &E| Failure::from_send_error(e).may_move();
+        assert!(moves(&E::Unavailable("503".into())));
+        assert!(moves(&E::RateLimited(None)));
+        assert!(moves(&E::Unauthorized("20003".into())));
+        assert!(moves(&E::Misconfigured("from".into())));
+        assert!(!moves(&E::Invalid("21211".into())));
+        assert!(!moves(&E::OptedOut("21610".into())));
+        let trap = PluginError::Trap {
+            plugin: "twilio-sms".into(),
+            function: "prepare-send",
+            reason: "unreachable".into(),
+        };
+        assert!(Failure::from_plugin(&trap, true).may_move());
+        assert!(
+            !Failure::from_plugin(&trap, false).may_move(),
+            "after the provider answered, it may have sent it"
+        );
+        assert!(Failure::from_transport(&TransportError::Refused("host".into())).may_move());
     }
 }

@@ -20,8 +20,8 @@ use tokio::sync::Barrier;
 
 use crate::model::{
     AgentRecord, AgentSession, Contact, Conversation, ConversationState, ConversationTarget,
-    Direction, InboundEvent, IngestReport, Message, MessageStatus, OptChange, OutboundDraft,
-    Rejection, StoredInbound, Visitor,
+    Direction, Failover, InboundEvent, IngestReport, Message, MessageStatus, OptChange,
+    OutboundDraft, Rejection, StoredInbound, Visitor,
 };
 use crate::store::{
     ConversationCursor, ConversationQuery, IntakeNotices, NewEvent, NonceClaim, Selector, Store,
@@ -46,6 +46,7 @@ cases!(
     concurrent_takes_have_exactly_one_winner,
     outbox_queues_retries_and_dead_letters,
     sends_are_claimed_by_one_holder_at_a_time,
+    a_send_moves_to_its_fallback_once,
     event_log_orders_and_resumes,
     intake_logs_its_notices_with_the_messages,
     lists_page_every_selector_in_order,
@@ -162,6 +163,16 @@ async fn message(store: &dyn Store, conversation: u64, seq: u64) -> Message {
         .await
         .unwrap_or_else(|e| panic!("reading message {conversation}-{seq} failed: {e}"))
         .unwrap_or_else(|| panic!("message {conversation}-{seq} is missing"))
+}
+
+/// The attempts and due time of a send still waiting in the outbox.
+async fn waiting(store: &dyn Store, conversation: u64, seq: u64) -> (u32, u64) {
+    let entry = store
+        .outbox_entry(conversation, seq)
+        .await
+        .unwrap_or_else(|e| panic!("reading the outbox failed: {e}"))
+        .unwrap_or_else(|| panic!("send {conversation}-{seq} is not waiting"));
+    (entry.attempts, entry.next_at)
 }
 
 async fn all_messages(store: &dyn Store, conversation: u64) -> Vec<Message> {
@@ -1086,21 +1097,11 @@ pub async fn outbox_queues_retries_and_dead_letters(store: Arc<dyn Store>) {
         (retried.status, retried.error.as_deref()),
         (MessageStatus::Pending, Some("provider answered 503"))
     );
-    let entry = s
-        .outbox_entry(1, 2)
-        .await
-        .expect("the outbox")
-        .expect("still queued");
-    assert_eq!((entry.attempts, entry.next_at), (1, T0 + 5000));
+    assert_eq!(waiting(s, 1, 2).await, (1, T0 + 5000));
     s.record_retry(1, 2, 2, T0 + 9000, "provider answered 503 again")
         .await
         .expect("recording a retry");
-    let entry = s
-        .outbox_entry(1, 2)
-        .await
-        .expect("the outbox")
-        .expect("still queued");
-    assert_eq!((entry.attempts, entry.next_at), (2, T0 + 9000));
+    assert_eq!(waiting(s, 1, 2).await, (2, T0 + 9000));
     let m = message(s, 1, 2).await;
     assert_eq!(
         (m.status, m.error.as_deref()),
@@ -1290,6 +1291,116 @@ pub async fn sends_are_claimed_by_one_holder_at_a_time(store: Arc<dyn Store>) {
             .expect("claiming")
             .is_none(),
         "a send that was never queued is not claimable"
+    );
+}
+
+/// A send moves to its fallback channel once: the message records from where, to where and
+/// why, its attempts start again from none, due at once; a second move changes nothing; the
+/// fallback's provider id is indexed under the fallback channel, so that channel's status
+/// callbacks find the message and the first channel's do not; a send no longer waiting does
+/// not move.
+pub async fn a_send_moves_to_its_fallback_once(store: Arc<dyn Store>) {
+    let s = store.as_ref();
+    intake(s, "sms", queue("support"), vec![inbound("SM1", "+1")], T0).await;
+    s.add_outbound(1, Some("alice"), draft("hello"), T0 + 10)
+        .await
+        .expect("a reply");
+    s.record_retry(1, 2, 3, T0 + 5000, "attempt 3 failed: unavailable: 503")
+        .await
+        .expect("recording a retry");
+    let failover = Failover {
+        from: "sms".into(),
+        to: "backup".into(),
+        reason: "dead-lettered after 3 attempts: unavailable: 503".into(),
+        at: T0 + 6000,
+    };
+    let moved = s
+        .move_send(1, 2, &failover)
+        .await
+        .expect("moving the send")
+        .expect("the send is waiting");
+    assert_eq!(moved.failover.as_ref(), Some(&failover));
+    assert_eq!(moved.status, MessageStatus::Pending);
+    assert_eq!(moved.send_channel("sms"), "backup");
+    assert_eq!(
+        moved.error.as_deref(),
+        Some("moved to channel backup: dead-lettered after 3 attempts: unavailable: 503")
+    );
+    assert_eq!(
+        waiting(s, 1, 2).await,
+        (0, 0),
+        "attempts start again on the fallback, at once"
+    );
+    assert_eq!(message(s, 1, 2).await.failover.as_ref(), Some(&failover));
+
+    s.record_retry(1, 2, 1, T0 + 9000, "attempt 1 failed: timed out")
+        .await
+        .expect("recording a retry");
+    let again = Failover {
+        from: "backup".into(),
+        to: "third".into(),
+        reason: "unavailable".into(),
+        at: T0 + 9500,
+    };
+    let unchanged = s
+        .move_send(1, 2, &again)
+        .await
+        .expect("moving the send")
+        .expect("the send is waiting");
+    assert_eq!(
+        unchanged.failover.as_ref(),
+        Some(&failover),
+        "a send moves once"
+    );
+    assert_eq!(
+        waiting(s, 1, 2).await,
+        (1, T0 + 9000),
+        "a refused second move leaves the attempts as they stand"
+    );
+
+    let sent = s
+        .complete_send("backup", 1, 2, Ok("TS-1".into()))
+        .await
+        .expect("completing")
+        .expect("the message exists");
+    assert_eq!(
+        (
+            sent.status,
+            sent.provider_id.as_deref(),
+            sent.error.as_deref()
+        ),
+        (MessageStatus::Queued, Some("TS-1"), None)
+    );
+    assert_eq!(
+        sent.failover.as_ref(),
+        Some(&failover),
+        "the move stays on record"
+    );
+    let r = intake(
+        s,
+        "sms",
+        queue("support"),
+        vec![status("TS-1", MessageStatus::Delivered)],
+        T0 + 10_000,
+    )
+    .await;
+    assert_eq!(r.statuses, 0, "the first channel never sent TS-1");
+    let r = intake(
+        s,
+        "backup",
+        queue("support"),
+        vec![status("TS-1", MessageStatus::Delivered)],
+        T0 + 10_001,
+    )
+    .await;
+    assert_eq!(r.statuses, 1, "the fallback's status callback finds it");
+    assert_eq!(message(s, 1, 2).await.status, MessageStatus::Delivered);
+    assert!(
+        s.move_send(1, 2, &failover)
+            .await
+            .expect("moving the send")
+            .is_none(),
+        "a send no longer waiting does not move"
     );
 }
 

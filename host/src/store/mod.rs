@@ -19,8 +19,8 @@ use async_trait::async_trait;
 
 use crate::model::{
     AgentRecord, AgentSession, Contact, Conversation, ConversationState, ConversationTarget,
-    InboundEvent, IngestReport, Message, OutboundDraft, OutboxEntry, Rejection, StoredEvent,
-    StoredInbound, Visitor,
+    Failover, InboundEvent, IngestReport, Message, OutboundDraft, OutboxEntry, Rejection,
+    StoredEvent, StoredInbound, Visitor,
 };
 
 pub mod conformance;
@@ -516,6 +516,16 @@ pub trait Store: Send + Sync {
         attempts: u32,
         next_at: u64,
         note: &str,
+    ) -> Result<Option<Message>, StoreError>;
+
+    /// Moves a waiting send to its fallback channel, once: the message records `failover`,
+    /// the entry's attempts start again from none, due at once. Returns the message as it
+    /// stands (unchanged when it had moved already); `None` when the send is no longer waiting.
+    async fn move_send(
+        &self,
+        conversation: u64,
+        seq: u64,
+        failover: &Failover,
     ) -> Result<Option<Message>, StoreError>;
 
     /// Records a send's outcome (the provider's id, or a failure for good: the dead letter)

@@ -258,6 +258,7 @@ pub fn apply_intake<S: IntakeState>(
                     note: note.clone(),
                     template: None,
                     automated: None,
+                    failover: None,
                 };
                 state.put_inbound(channel, provider_id, existing.as_ref(), &conv, &message)?;
                 report.stored += 1;
@@ -381,6 +382,7 @@ pub fn add_reply(
         note: None,
         template: draft.template,
         automated: draft.automated,
+        failover: None,
     })
 }
 
@@ -405,6 +407,7 @@ pub fn add_note(conv: &mut Conversation, author: &str, text: &str, now: u64) -> 
         note: None,
         template: None,
         automated: None,
+        failover: None,
     }
 }
 
@@ -467,6 +470,39 @@ pub fn note_retry(message: &mut Message, note: &str) -> bool {
         return false;
     }
     message.error = Some(note.to_owned());
+    true
+}
+
+/// What a backend's reschedule of a waiting send does to its message: whether the message
+/// changed, and the entry's new attempt count and due time, if they change.
+pub type Reschedule = (bool, Option<(u32, u64)>);
+
+/// A retry's reschedule: the note on the message, the entry's attempts and due time.
+pub fn retried(note: &str, attempts: u32, next_at: u64) -> impl Fn(&mut Message) -> Reschedule {
+    move |m| (note_retry(m, note), Some((attempts, next_at)))
+}
+
+/// A move's reschedule: the failover on the message and, only when it moved, attempts
+/// starting again from none, due at once (a second move leaves the entry as it stands).
+pub fn moved(failover: &crate::model::Failover) -> impl Fn(&mut Message) -> Reschedule {
+    move |m| {
+        let moved = record_failover(m, failover);
+        (moved, moved.then_some((0, 0)))
+    }
+}
+
+/// Moves a waiting send to its fallback channel, once; whether it moved (not when it is no
+/// longer waiting or moved already). Its error says where it went and why until an attempt
+/// there settles it.
+pub fn record_failover(message: &mut Message, failover: &crate::model::Failover) -> bool {
+    if message.status != MessageStatus::Pending || message.failover.is_some() {
+        return false;
+    }
+    message.error = Some(format!(
+        "moved to channel {}: {}",
+        failover.to, failover.reason
+    ));
+    message.failover = Some(failover.clone());
     true
 }
 

@@ -244,6 +244,10 @@ function messageEl(m) {
     }
   }
   if (m.template && m.text) meta.push(h("span", { class: "pill", text: `template ${m.template}` }));
+  if (m.failover) {
+    const f = m.failover;
+    meta.push(h("span", { class: "pill", "data-testid": "failover", title: `moved from ${f.from}: ${f.reason}`, text: `via ${f.to}` }));
+  }
   meta.push(h("time", { datetime: new Date(m.created_at).toISOString(), text: formatTime(m.created_at) }));
   if (m.direction === "outbound") meta.push(statusIcon(m.status));
   const li = h(

@@ -22,8 +22,8 @@ mod tls;
 
 use crate::model::{
     AgentRecord, AgentSession, Contact, Conversation, ConversationState, ConversationTarget,
-    InboundEvent, IngestReport, Message, OutboundDraft, OutboxEntry, Rejection, StoredEvent,
-    Visitor,
+    Failover, InboundEvent, IngestReport, Message, OutboundDraft, OutboxEntry, Rejection,
+    StoredEvent, Visitor,
 };
 use crate::store::jobs::{self, Job};
 use crate::store::rules;
@@ -570,6 +570,59 @@ fn role_lock(role: &str) -> i64 {
 }
 
 impl PostgresStore {
+    /// One atomic change to a waiting send: `change` edits its message (returning whether it
+    /// did) and names the entry's new attempt count and due time, if they change. `None` when
+    /// the send is no longer waiting or its message is gone.
+    async fn reschedule(
+        &self,
+        conversation: u64,
+        seq: u64,
+        change: impl Fn(&mut Message) -> rules::Reschedule,
+    ) -> Result<Option<Message>, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(db_error)?;
+        let stmt = tx
+            .prepare_cached("SELECT 1 FROM outbox WHERE conversation = $1 AND seq = $2 FOR UPDATE")
+            .await
+            .map_err(db_error)?;
+        let waiting = tx
+            .query_opt(&stmt, &[&(conversation as i64), &(seq as i64)])
+            .await
+            .map_err(db_error)?;
+        if waiting.is_none() {
+            return Ok(None);
+        }
+        let Some(mut message) = locked_message(&tx, conversation, seq).await? else {
+            return Ok(None);
+        };
+        let (changed, entry) = change(&mut message);
+        if let Some((attempts, next_at)) = entry {
+            let stmt = tx
+                .prepare_cached(
+                    "UPDATE outbox SET attempts = $3, next_at = $4
+                     WHERE conversation = $1 AND seq = $2",
+                )
+                .await
+                .map_err(db_error)?;
+            tx.execute(
+                &stmt,
+                &[
+                    &(conversation as i64),
+                    &(seq as i64),
+                    &(attempts as i32),
+                    &(next_at as i64),
+                ],
+            )
+            .await
+            .map_err(db_error)?;
+        }
+        if changed {
+            put_messages(&tx, [&message]).await?;
+        }
+        tx.commit().await.map_err(db_error)?;
+        Ok(Some(message))
+    }
+
     /// Takes `role`'s session-level advisory lock on a connection of its own, kept and
     /// checked by a task until the [`Leadership`] is dropped or the session fails.
     async fn lead(&self, role: &str) -> Result<Option<Leadership>, StoreError> {
@@ -1143,39 +1196,18 @@ impl Store for PostgresStore {
         next_at: u64,
         note: &str,
     ) -> Result<Option<Message>, StoreError> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(db_error)?;
-        let stmt = tx
-            .prepare_cached(
-                "UPDATE outbox SET attempts = $3, next_at = $4
-                 WHERE conversation = $1 AND seq = $2",
-            )
+        self.reschedule(conversation, seq, rules::retried(note, attempts, next_at))
             .await
-            .map_err(db_error)?;
-        let updated = tx
-            .execute(
-                &stmt,
-                &[
-                    &(conversation as i64),
-                    &(seq as i64),
-                    &(attempts as i32),
-                    &(next_at as i64),
-                ],
-            )
+    }
+
+    async fn move_send(
+        &self,
+        conversation: u64,
+        seq: u64,
+        failover: &Failover,
+    ) -> Result<Option<Message>, StoreError> {
+        self.reschedule(conversation, seq, rules::moved(failover))
             .await
-            .map_err(db_error)?;
-        if updated == 0 {
-            return Ok(None);
-        }
-        let Some(mut message) = locked_message(&tx, conversation, seq).await? else {
-            tx.commit().await.map_err(db_error)?;
-            return Ok(None);
-        };
-        if rules::note_retry(&mut message, note) {
-            put_messages(&tx, [&message]).await?;
-        }
-        tx.commit().await.map_err(db_error)?;
-        Ok(Some(message))
     }
 
     async fn complete_send(

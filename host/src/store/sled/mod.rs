@@ -31,7 +31,7 @@ use intake::{
 };
 
 use crate::model::{
-    AgentRecord, AgentSession, Contact, Conversation, ConversationTarget, InboundEvent,
+    AgentRecord, AgentSession, Contact, Conversation, ConversationTarget, Failover, InboundEvent,
     IngestReport, Message, OutboundDraft, OutboxEntry, Rejection, StoredEvent, Visitor,
 };
 use crate::store::rules;
@@ -815,36 +815,18 @@ impl Store for SledStore {
         next_at: u64,
         note: &str,
     ) -> Result<Option<Message>, StoreError> {
-        self.writable()?;
-        let key = message_key(conversation, seq);
-        let trees = (&self.messages, &self.outbox);
-        let out = trees
-            .transaction(|(msgs, outbox)| {
-                if outbox.get(key)?.is_none() {
-                    return Ok(None);
-                }
-                outbox.insert(
-                    &key,
-                    encode(&OutboxEntry {
-                        conversation,
-                        seq,
-                        attempts,
-                        next_at,
-                    }),
-                )?;
-                let Some(b) = msgs.get(key)? else {
-                    return Ok(None);
-                };
-                let mut message: Message =
-                    decode("messages", &b).map_err(ConflictableTransactionError::Abort)?;
-                if rules::note_retry(&mut message, note) {
-                    msgs.insert(&key, encode(&message))?;
-                }
-                Ok(Some(message))
-            })
-            .map_err(|e| tx_error(&self.durability, e))?;
-        self.durable().await?;
-        Ok(out)
+        self.reschedule(conversation, seq, rules::retried(note, attempts, next_at))
+            .await
+    }
+
+    async fn move_send(
+        &self,
+        conversation: u64,
+        seq: u64,
+        failover: &Failover,
+    ) -> Result<Option<Message>, StoreError> {
+        self.reschedule(conversation, seq, rules::moved(failover))
+            .await
     }
 
     async fn complete_send(
@@ -1099,6 +1081,50 @@ impl Store for SledStore {
 }
 
 impl SledStore {
+    /// One atomic change to a waiting send: `change` edits its message (returning whether it
+    /// did) and names the entry's new attempt count and due time, if they change. `None` when
+    /// the send is no longer waiting or its message is gone.
+    async fn reschedule(
+        &self,
+        conversation: u64,
+        seq: u64,
+        change: impl Fn(&mut Message) -> rules::Reschedule,
+    ) -> Result<Option<Message>, StoreError> {
+        self.writable()?;
+        let key = message_key(conversation, seq);
+        let trees = (&self.messages, &self.outbox);
+        let out = trees
+            .transaction(|(msgs, outbox)| {
+                if outbox.get(key)?.is_none() {
+                    return Ok(None);
+                }
+                let Some(b) = msgs.get(key)? else {
+                    return Ok(None);
+                };
+                let mut message: Message =
+                    decode("messages", &b).map_err(ConflictableTransactionError::Abort)?;
+                let (changed, entry) = change(&mut message);
+                if let Some((attempts, next_at)) = entry {
+                    outbox.insert(
+                        &key,
+                        encode(&OutboxEntry {
+                            conversation,
+                            seq,
+                            attempts,
+                            next_at,
+                        }),
+                    )?;
+                }
+                if changed {
+                    msgs.insert(&key, encode(&message))?;
+                }
+                Ok(Some(message))
+            })
+            .map_err(|e| tx_error(&self.durability, e))?;
+        self.durable().await?;
+        Ok(out)
+    }
+
     /// The newest event's id, 0 for an empty log.
     fn last_event_position(&self) -> Result<u64, StoreError> {
         match self.events.last().map_err(|e| self.fail(e))? {
