@@ -638,6 +638,10 @@ pub struct QueueConfig {
     /// Canned replies the queue's agents insert with `/shortcut` in the console.
     #[serde(default)]
     pub canned: Vec<CannedReply>,
+    /// How many of its latest routing decisions the host keeps (what its router was given and
+    /// what it answered) for `plugboard simulate` (0, the default: none; at most 10,000).
+    #[serde(default)]
+    pub record_decisions: u32,
 }
 
 /// One canned reply: the console replaces `/shortcut` with `text`.
@@ -927,6 +931,12 @@ impl Config {
             }
         }
         for (i, q) in self.queues.iter().enumerate() {
+            if q.record_decisions > 10_000 {
+                p.invalid(
+                    format!("queues[{i}].record_decisions"),
+                    "at most 10000 decisions are recorded per queue",
+                );
+            }
             if let Some(o) = &q.overflow {
                 if !queues.contains(o.as_str()) || o == &q.name {
                     p.invalid(

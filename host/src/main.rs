@@ -44,6 +44,9 @@ enum Command {
     /// Run one channel plugin's handle-webhook on one recorded request, or a recorded corpus
     /// against a baseline (golden replay); print the outcome as JSON.
     Replay(Box<plugboard::cli::replay::ReplayArgs>),
+    /// Run a candidate router over a queue's recorded routing decisions and report how its
+    /// decisions differ from the recorded ones (or a baseline router's); exits 1 when they do.
+    Simulate(Box<plugboard::cli::simulate::SimulateArgs>),
     /// Ask the running host to redrive the webhooks CHANNEL kept when its plugin failed
     /// (through the plugin as it is now); exits 1 when some fail again.
     Redrive {
@@ -244,16 +247,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }),
-        Command::Replay(args) => match plugboard::cli::replay::run(&args) {
-            Ok((output, code)) => {
-                println!("{}", serde_json::to_string_pretty(&output)?);
-                std::process::exit(code);
-            }
-            Err(e) => {
-                eprintln!("plugboard: {e:#}");
-                std::process::exit(plugboard::cli::replay::EXIT_CANNOT_RUN);
-            }
-        },
+        Command::Replay(args) => report_and_exit(plugboard::cli::replay::run(&args)),
+        Command::Simulate(args) => report_and_exit(plugboard::cli::simulate::run(&args)),
         Command::Plugins {
             command: PluginsCommand::List { config, json },
         } => {
@@ -325,5 +320,23 @@ impl Scratch {
 impl Drop for Scratch {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Prints a tool's JSON report and exits with its status; a tool that could not run says why
+/// on stderr and exits `EXIT_CANNOT_RUN`.
+fn report_and_exit(result: anyhow::Result<(serde_json::Value, i32)>) -> ! {
+    match result {
+        Ok((output, code)) => {
+            match serde_json::to_string_pretty(&output) {
+                Ok(text) => println!("{text}"),
+                Err(e) => eprintln!("plugboard: {e}"),
+            }
+            std::process::exit(code);
+        }
+        Err(e) => {
+            eprintln!("plugboard: {e:#}");
+            std::process::exit(plugboard::cli::replay::EXIT_CANNOT_RUN);
+        }
     }
 }

@@ -17,7 +17,7 @@ use base64::Engine as _;
 use serde_json::{Value, json};
 
 use crate::cli::replay::{
-    EXIT_LOAD_ERROR, EXIT_OK, ReplayArgs, block_on, load_channel, outcome_json,
+    EXIT_LOAD_ERROR, EXIT_OK, ReplayArgs, block_on, json_files, load_channel, outcome_json,
 };
 use crate::clock::Clock;
 use crate::config::{Config, LimitsConfig};
@@ -155,18 +155,8 @@ fn outcome(
 /// The recorded requests in `dir`: each `*.json` a request or a corpus answer, in file-name
 /// then recorded order.
 fn read_dir(dir: &Path) -> anyhow::Result<Vec<Recorded>> {
-    let mut files: Vec<_> = std::fs::read_dir(dir)
-        .with_context(|| format!("cannot read --corpus {}", dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|e| e == "json"))
-        .collect();
-    files.sort();
     let mut out = Vec::new();
-    for file in files {
-        let text =
-            std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
-        let doc: Value = serde_json::from_slice(&text)
-            .with_context(|| format!("{} is not JSON", file.display()))?;
+    for (file, doc) in json_files(dir, "--corpus")? {
         out.extend(parse(&doc).with_context(|| format!("in {}", file.display()))?);
     }
     Ok(out)

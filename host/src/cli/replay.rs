@@ -229,6 +229,27 @@ pub(crate) fn load_channel(
         .ok_or_else(|| format!("{} was not loaded as a channel plugin", file.display()))
 }
 
+/// Every `*.json` file in `dir`, parsed, in file-name order (`flag` names the option in errors:
+/// `--corpus`, `--snapshots`).
+pub(crate) fn json_files(dir: &Path, flag: &str) -> anyhow::Result<Vec<(PathBuf, Value)>> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot read {flag} {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    files.sort();
+    files
+        .into_iter()
+        .map(|file| {
+            let text =
+                std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let doc: Value = serde_json::from_slice(&text)
+                .with_context(|| format!("{} is not JSON", file.display()))?;
+            Ok((file, doc))
+        })
+        .collect()
+}
+
 /// Drives `future` to completion on a current-thread runtime of its own, on a separate thread,
 /// so this works whether or not the caller is inside a runtime.
 pub(crate) fn block_on<F>(future: F) -> anyhow::Result<F::Output>

@@ -2,7 +2,8 @@
 //! (`GET /api/v1/admin/channels/{name}/kept`) and the redrive itself (`POST
 //! /api/v1/admin/channels/{name}/redrive`), and its recorded corpus (`GET
 //! /api/v1/admin/channels/{name}/corpus`), and the candidate it runs in shadow
-//! (`/api/v1/admin/channels/{name}/shadow`).
+//! (`/api/v1/admin/channels/{name}/shadow`); and a queue's recorded routing decisions (`GET
+//! /api/v1/admin/queues/{name}/decisions`).
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -93,6 +94,25 @@ pub async fn corpus(
                 .collect();
             Json(json!({"channel": name, "requests": list})).into_response()
         }
+        Err(e) => error_response(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    }
+}
+
+/// `GET /api/v1/admin/queues/{name}/decisions`: `{"queue", "decisions": [snapshot]}`, oldest
+/// first: what `plugboard simulate --snapshots` reads (see [`crate::services::decisions`]).
+pub async fn decisions(
+    State(state): State<AppState>,
+    _admin: Admin,
+    Path(name): Path<String>,
+) -> Response {
+    if state.app.config().queue(&name).is_none() {
+        return error_response(
+            StatusCode::NOT_FOUND,
+            format!("no queue named {name:?} is configured"),
+        );
+    }
+    match crate::services::decisions::snapshots(&state.app, &name).await {
+        Ok(list) => Json(json!({"queue": name, "decisions": list})).into_response(),
         Err(e) => error_response(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
     }
 }

@@ -124,7 +124,7 @@ async fn answer(
                 );
             }
             app.health.succeeded(&channel.name);
-            crate::services::corpus::Recorder::record(&state.app, &channel.name, || {
+            crate::services::corpus::record(&state.app, &channel.name, || {
                 wit_request(&method, url.clone(), &headers, &body)
             });
             outcome

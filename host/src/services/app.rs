@@ -141,8 +141,8 @@ pub struct App {
     pub host_id: String,
     /// Channels whose plugin keeps failing.
     pub health: crate::services::health::ChannelHealth,
-    /// What channels that record keep of their traffic.
-    pub corpus: crate::services::corpus::Recorder,
+    /// The bounded recordings: channels' corpora, queues' routing decisions.
+    pub recordings: crate::services::recording::Recorder,
     /// Candidate plugins attached to live channels in shadow.
     pub shadows: crate::services::shadow::Shadows,
     /// Access tokens of channels that need one.
@@ -253,7 +253,7 @@ impl App {
             host_id: host_id(),
             tokens: crate::services::tokens::TokenCache::default(),
             health: crate::services::health::ChannelHealth::default(),
-            corpus: crate::services::corpus::Recorder::default(),
+            recordings: crate::services::recording::Recorder::default(),
             shadows: crate::services::shadow::Shadows::default(),
             channel_states: std::sync::RwLock::new(channel_states),
             channel_writes: tokio::sync::Mutex::new(()),

@@ -33,6 +33,7 @@ use crate::model::{Conversation, ConversationState, Rejection};
 use crate::runtime::bindings::wit;
 use crate::services::agents::{Agents, Presence, WorkFacts};
 use crate::services::app::App;
+use crate::services::decisions::{self, Decision, Snapshot};
 use crate::services::events::EventHub;
 use crate::services::outbox::Outbox;
 use crate::store::UpdateError;
@@ -495,6 +496,8 @@ impl Dispatcher {
             waiting_since: conv.queued_since / 1000,
             now: now / 1000,
         };
+        // What the router is given is kept only for a queue that records its decisions.
+        let call = (queue.record_decisions > 0).then(|| (work.clone(), view.agents.clone()));
         let decision = match router.decide(&self.app.sandbox, work, view.agents).await {
             Ok(d) => d,
             Err(e) => {
@@ -503,17 +506,15 @@ impl Dispatcher {
                 return Ok(());
             }
         };
-        match decision {
-            wit::Decision::Offer(indices) => {
-                // Names the router gave that are not in its list are ignored; repeats count once.
-                let mut ids: Vec<String> = Vec::with_capacity(indices.len());
-                for i in indices {
-                    if let Some(id) = view.ids.get(i as usize)
-                        && !ids.contains(id)
-                    {
-                        ids.push(id.clone());
-                    }
-                }
+        if let Some((work, agents)) = call {
+            decisions::record(&self.app, &queue.name, || {
+                let label = format!("{} sha256:{}", router.info.name, &router.info.sha256[..12]);
+                Snapshot::of(&label, &work, &agents, &view.ids, &decision)
+            });
+        }
+        // Names the router gave that are not in its list are ignored; repeats count once.
+        match Decision::from_wit(&decision, &view.ids) {
+            Decision::Offer(ids) => {
                 if ids.is_empty() {
                     park(now + RECHECK_MS);
                     return Ok(());
@@ -542,7 +543,7 @@ impl Dispatcher {
                 ).await;
                 tracing::info!(event = "offered", conversation = id, queue = %queue.name, agents = ?ids, "conversation offered");
             }
-            wit::Decision::Wait => {
+            Decision::Wait => {
                 if !conv.tried.is_empty() {
                     // Everyone available was tried: start a new round. Misses keep counting,
                     // so an absent agent is set away after a few rounds.
@@ -556,7 +557,7 @@ impl Dispatcher {
                     park(now + RECHECK_MS);
                 }
             }
-            wit::Decision::Overflow => {
+            Decision::Overflow => {
                 if let Some(target) = &queue.overflow {
                     crate::store::update(self.app.storage.as_ref(), id, |c| {
                         overflow(c, target, now);
