@@ -56,7 +56,7 @@ fn replay(args: &[&str]) -> (Value, i32) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_recorded_corpus_catches_a_candidate_that_changes_one_field() {
     let host = Host::start(Setup {
-        plugins: vec!["example-json"],
+        plugins: vec!["example-json", "changed-json"],
         extra: format!(
             "\n[[channels]]\nname = \"json\"\nplugin = \"example-json\"\nqueue = \"support\"\nrecord = 3\n[channels.settings]\nsecret = \"{SECRET}\"\napi_key = \"k\"\napi_base = \"http://127.0.0.1:9\"\n"
         ),
@@ -179,6 +179,70 @@ async fn a_recorded_corpus_catches_a_candidate_that_changes_one_field() {
     assert_eq!(code, 1, "{report}");
     assert_eq!(report["requests"], 3);
     assert_eq!(report["differ"], 3);
+
+    // The admin API does the same inside the running host, on its corpus and loaded plugins,
+    // against the plugin serving the channel unless told otherwise.
+    let (status, report) = host
+        .post_json(
+            "/api/v1/admin/channels/json/replay",
+            ADMIN,
+            json!({"plugin": "changed-json"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(
+        (&report["agree"], &report["differ"], &report["baseline"]),
+        (&json!(false), &json!(3), &json!("example-json")),
+        "{report}"
+    );
+    assert_eq!(
+        report["differences"][0]["candidate"]["events"][0]["text"],
+        "ORDER 42"
+    );
+    let (status, report) = host
+        .post_json(
+            "/api/v1/admin/channels/json/replay",
+            ADMIN,
+            json!({"plugin": "changed-json", "accept": ids}),
+        )
+        .await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(
+        (&report["agree"], &report["accepted"]),
+        (&json!(true), &json!(3))
+    );
+    let (status, report) = host
+        .post_json(
+            "/api/v1/admin/channels/json/replay",
+            ADMIN,
+            json!({"plugin": "example-json"}),
+        )
+        .await;
+    assert_eq!((status, &report["agree"]), (200, &json!(true)), "{report}");
+    for (channel, body, expected) in [
+        ("json", json!({"plugin": "no-such-plugin"}), 422),
+        ("json", json!({"plugins": "changed-json"}), 400),
+        ("sms", json!({"plugin": "changed-json"}), 422),
+        ("nowhere", json!({"plugin": "changed-json"}), 404),
+    ] {
+        let (status, report) = host
+            .post_json(
+                &format!("/api/v1/admin/channels/{channel}/replay"),
+                ADMIN,
+                body,
+            )
+            .await;
+        assert_eq!(status, expected, "{channel}: {report}");
+        assert!(report["error"].is_string(), "{report}");
+    }
+    let (status, _) = host
+        .post_json(
+            "/api/v1/admin/channels/json/replay",
+            ALICE,
+            json!({"plugin": "changed-json"}),
+        )
+        .await;
+    assert_eq!(status, 401, "admins only");
 
     // Alone, a candidate that fails every request fails the replay.
     let broken = plugboard_artifacts::test_plugin("broken-json");

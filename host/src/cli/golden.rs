@@ -17,23 +17,16 @@ use base64::Engine as _;
 use serde_json::{Value, json};
 
 use crate::cli::replay::{
-    EXIT_LOAD_ERROR, EXIT_OK, ReplayArgs, block_on, json_files, load_channel, outcome_json,
+    EXIT_LOAD_ERROR, EXIT_OK, ReplayArgs, block_on, json_files, load_channel,
 };
 use crate::clock::Clock;
 use crate::config::{Config, LimitsConfig};
 use crate::runtime::bindings::wit;
-use crate::runtime::plugin::ChannelPlugin;
 use crate::runtime::sandbox::Sandbox;
+use crate::services::golden::{Recorded, compare};
 
 /// Exit status when the versions differ (or, alone, the candidate failed a request).
 pub const EXIT_DIFFERENT: i32 = 1;
-
-/// One recorded request.
-struct Recorded {
-    id: String,
-    request: wit::HttpRequest,
-    at_ms: u64,
-}
 
 /// Runs the golden replay `args` asks for: the report and the exit status.
 pub fn run(args: &ReplayArgs) -> anyhow::Result<(Value, i32)> {
@@ -89,67 +82,20 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<(Value, i32)> {
         Some(Err(message)) => return Ok((load_error("baseline", message), EXIT_LOAD_ERROR)),
     };
     let settings = Arc::new(settings);
-    let mut differences = Vec::new();
-    let mut agree = 0;
-    let mut accepted_count = 0;
-    let mut failed = 0;
-    for recorded in &corpus {
-        let cand = outcome(&sandbox, &candidate, recorded, &settings)?;
-        match &baseline {
-            Some(base) => {
-                let base = outcome(&sandbox, base, recorded, &settings)?;
-                if base == cand {
-                    agree += 1;
-                } else if accepted.contains(&recorded.id) {
-                    accepted_count += 1;
-                } else {
-                    differences
-                        .push(json!({"id": recorded.id, "baseline": base, "candidate": cand}));
-                }
-            }
-            None if cand["ok"] == true => agree += 1,
-            None => {
-                failed += 1;
-                differences.push(json!({"id": recorded.id, "candidate": cand}));
-            }
-        }
-    }
-    let report = json!({
-        "requests": corpus.len(),
-        "agree": agree,
-        "accepted": accepted_count,
-        "differ": if baseline.is_some() { differences.len() } else { 0 },
-        "failed": failed,
-        "differences": differences,
-    });
-    let code = if differences.is_empty() {
-        EXIT_OK
-    } else {
-        EXIT_DIFFERENT
-    };
+    let (report, differ) = block_on(compare(
+        &sandbox,
+        &candidate,
+        baseline.as_ref(),
+        &corpus,
+        &settings,
+        &accepted,
+    ))?;
+    let code = if differ { EXIT_DIFFERENT } else { EXIT_OK };
     Ok((report, code))
 }
 
 fn load_error(role: &str, message: String) -> Value {
     json!({"ok": false, "error": {"kind": "load-error", "plugin": role, "message": message}})
-}
-
-/// One request through `plugin` at its recorded time.
-fn outcome(
-    sandbox: &Arc<Sandbox>,
-    plugin: &Arc<ChannelPlugin>,
-    recorded: &Recorded,
-    settings: &Arc<Vec<(String, String)>>,
-) -> anyhow::Result<Value> {
-    Clock::replay_at(recorded.at_ms);
-    let name = plugin.info.name.clone();
-    let result = block_on(plugin.handle_webhook(
-        sandbox,
-        &name,
-        recorded.request.clone(),
-        settings.clone(),
-    ))?;
-    Ok(outcome_json(result).0)
 }
 
 /// The recorded requests in `dir`: each `*.json` a request or a corpus answer, in file-name

@@ -168,25 +168,12 @@ pub(crate) fn outcome_json(
         crate::runtime::sandbox::PluginError,
     >,
 ) -> (Value, i32) {
-    match outcome {
-        Ok(Ok(outcome)) => (
-            json!({
-                "ok": true,
-                "events": outcome.events.iter().map(event_json).collect::<Vec<_>>(),
-                "response": response_json(&outcome.response),
-            }),
-            EXIT_OK,
-        ),
-        Ok(Err(refusal)) => {
-            let (kind, message) = match refusal {
-                wit::WebhookError::Unauthorized(m) => ("unauthorized", m),
-                wit::WebhookError::BadRequest(m) => ("bad-request", m),
-                wit::WebhookError::Misconfigured(m) => ("misconfigured", m),
-            };
-            failure(kind, message, EXIT_REFUSED)
-        }
-        Err(e) => failure("plugin-failure", e.to_string(), EXIT_PLUGIN_FAILURE),
-    }
+    let code = match &outcome {
+        Ok(Ok(_)) => EXIT_OK,
+        Ok(Err(_)) => EXIT_REFUSED,
+        Err(_) => EXIT_PLUGIN_FAILURE,
+    };
+    (crate::services::golden::outcome_value(&outcome), code)
 }
 
 fn failure(kind: &str, message: String, exit: i32) -> (Value, i32) {
@@ -271,87 +258,6 @@ where
     })
 }
 
-fn state_name(state: wit::DeliveryState) -> &'static str {
-    match state {
-        wit::DeliveryState::Queued => "queued",
-        wit::DeliveryState::Sent => "sent",
-        wit::DeliveryState::Delivered => "delivered",
-        wit::DeliveryState::Read => "read",
-        wit::DeliveryState::Failed => "failed",
-    }
-}
-
-fn pairs_json(pairs: &[(String, String)]) -> Value {
-    pairs.iter().map(|(k, v)| json!([k, v])).collect()
-}
-
-/// One event as JSON, tagged by `type`.
-pub(crate) fn event_json(event: &wit::Event) -> Value {
-    match event {
-        wit::Event::Message(m) => json!({
-            "type": "message",
-            "provider_id": m.provider_id,
-            "from": m.from,
-            "to": m.to,
-            "text": m.text,
-            "attachments": m.attachments.iter().map(|a| json!({
-                "url": a.url,
-                "content_type": a.content_type,
-            })).collect::<Vec<_>>(),
-            "contact_name": m.contact_name,
-            "thread": pairs_json(&m.thread),
-        }),
-        wit::Event::Status(s) => json!({
-            "type": "status",
-            "provider_id": s.provider_id,
-            "state": state_name(s.state),
-            "error_code": s.error_code,
-            "error_message": s.error_message,
-        }),
-        wit::Event::OptOut(c) => {
-            json!({"type": "opt-out", "address": c.address, "provider_id": c.provider_id})
-        }
-        wit::Event::OptIn(c) => {
-            json!({"type": "opt-in", "address": c.address, "provider_id": c.provider_id})
-        }
-    }
-}
-
-/// The webhook answer as JSON: the body as text when it is UTF-8, else Base64.
-pub(crate) fn response_json(response: &wit::HttpResponse) -> Value {
-    let body = match std::str::from_utf8(&response.body) {
-        Ok(text) => text.to_owned(),
-        Err(_) => base64(&response.body),
-    };
-    json!({
-        "status": response.status,
-        "headers": pairs_json(&response.headers),
-        "body": body,
-    })
-}
-
-/// Standard Base64 with padding.
-fn base64(data: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(char::from(ALPHABET[(n >> (18 - 6 * i)) as usize & 63]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
 /// A private temporary directory, removed on drop.
 struct TempDir(PathBuf);
 
@@ -388,20 +294,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn base64_matches_rfc4648() {
-        for (plain, encoded) in [
-            ("", ""),
-            ("f", "Zg=="),
-            ("fo", "Zm8="),
-            ("foo", "Zm9v"),
-            ("foobar", "Zm9vYmFy"),
-        ] {
-            assert_eq!(base64(plain.as_bytes()), encoded);
-        }
-        assert_eq!(base64(&[0xfb, 0xff]), "+/8=");
-    }
-
-    #[test]
     fn settings_and_headers_parse() {
         assert_eq!(
             parse_setting("api_key=a=b").unwrap(),
@@ -419,36 +311,5 @@ mod tests {
         );
         assert!(parse_header("no colon").is_err());
         assert!(parse_header("Bad Name: x").is_err());
-    }
-
-    #[test]
-    fn events_serialize_with_snake_case_fields() {
-        let event = wit::Event::Status(wit::DeliveryStatus {
-            provider_id: "SM1".into(),
-            state: wit::DeliveryState::Failed,
-            error_code: Some("63016".into()),
-            error_message: None,
-        });
-        assert_eq!(
-            event_json(&event),
-            json!({"type": "status", "provider_id": "SM1", "state": "failed",
-                   "error_code": "63016", "error_message": null})
-        );
-        assert_eq!(
-            event_json(&wit::Event::OptOut(wit::OptChange {
-                address: "+1".into(),
-                provider_id: Some("E1".into()),
-            })),
-            json!({"type": "opt-out", "address": "+1", "provider_id": "E1"})
-        );
-        let response = wit::HttpResponse {
-            status: 200,
-            headers: vec![("content-type".into(), "text/xml".into())],
-            body: vec![0xff, 0x00],
-        };
-        assert_eq!(
-            response_json(&response),
-            json!({"status": 200, "headers": [["content-type", "text/xml"]], "body": "/wA="})
-        );
     }
 }

@@ -122,6 +122,10 @@ pub fn router_with(
             get(crate::http::traffic::corpus),
         )
         .route(
+            "/api/v1/admin/channels/{name}/replay",
+            post(crate::http::traffic::replay),
+        )
+        .route(
             "/api/v1/admin/queues/{name}/decisions",
             get(crate::http::traffic::decisions),
         )

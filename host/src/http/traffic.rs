@@ -1,7 +1,8 @@
 //! The admin's view of a channel's raw webhooks: those kept for a redrive
 //! (`GET /api/v1/admin/channels/{name}/kept`) and the redrive itself (`POST
 //! /api/v1/admin/channels/{name}/redrive`), and its recorded corpus (`GET
-//! /api/v1/admin/channels/{name}/corpus`), and the candidate it runs in shadow
+//! /api/v1/admin/channels/{name}/corpus`) with its golden replay (`POST
+//! /api/v1/admin/channels/{name}/replay`), and the candidate it runs in shadow
 //! (`/api/v1/admin/channels/{name}/shadow`); and a queue's recorded routing decisions (`GET
 //! /api/v1/admin/queues/{name}/decisions`).
 
@@ -11,6 +12,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use crate::services::golden::{self, GoldenError};
 use crate::services::quarantine::{self, RedriveError};
 
 use super::api::Admin;
@@ -95,6 +97,58 @@ pub async fn corpus(
             Json(json!({"channel": name, "requests": list})).into_response()
         }
         Err(e) => error_response(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    }
+}
+
+/// The body of `POST /api/v1/admin/channels/{name}/replay`.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplayBody {
+    plugin: String,
+    #[serde(default)]
+    baseline: Option<String>,
+    #[serde(default)]
+    accept: Vec<String>,
+}
+
+/// `POST /api/v1/admin/channels/{name}/replay` `{"plugin", "baseline"?, "accept"?: [id]}`:
+/// golden replay of the channel's corpus through two loaded channel plugins (the baseline
+/// defaults to the one serving it); `200` with the report and `"agree"`.
+pub async fn replay(
+    State(state): State<AppState>,
+    _admin: Admin,
+    Path(name): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    let body: ReplayBody = match super::edge::json_body(&body, r#"{"plugin": "twilio-sms-next"}"#) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let accepted = body.accept.into_iter().collect();
+    match golden::replay_in_host(
+        &state.app,
+        &name,
+        &body.plugin,
+        body.baseline.as_deref(),
+        &accepted,
+    )
+    .await
+    {
+        Ok((mut report, differ)) => {
+            report["agree"] = json!(!differ);
+            Json(report).into_response()
+        }
+        Err(e @ GoldenError::UnknownChannel(_)) => {
+            error_response(StatusCode::NOT_FOUND, e.to_string())
+        }
+        Err(
+            e @ (GoldenError::UnknownPlugin(_)
+            | GoldenError::EmptyCorpus(_)
+            | GoldenError::Load { .. }),
+        ) => error_response(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
+        Err(e @ GoldenError::Storage(_)) => {
+            error_response(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+        }
     }
 }
 

@@ -18,6 +18,7 @@ pub mod credential;
 pub mod decisions;
 pub mod events;
 pub mod gauges;
+pub mod golden;
 pub mod health;
 pub mod hooks;
 pub mod intake;
