@@ -53,6 +53,7 @@ sled_cases!(
     a_send_moves_to_its_fallback_once,
     event_log_orders_and_resumes,
     intake_logs_its_notices_with_the_messages,
+    replies_and_outcomes_log_their_notices,
     lists_page_every_selector_in_order,
     list_pages_stay_stable_under_writes,
     list_pages_stay_ordered_under_concurrent_writes,

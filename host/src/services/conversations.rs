@@ -132,26 +132,16 @@ impl Actions<'_> {
         draft: OutboundDraft,
     ) -> Result<Message, UpdateError> {
         let now = Clock::System.now_millis();
-        let (after, message) = self
-            .app
-            .storage
-            .add_outbound(before.id, Some(&agent.id), draft, now)
-            .await?;
-        // The send starts first: telling the agents waits for the log's write, the provider
-        // need not.
-        let rx = self.outbox.watch(message.conversation, message.seq);
-        self.outbox.submit(message.conversation, message.seq);
-        audit::record(&agent.id, "reply", Some(after.id), &message.id());
-        self.app
-            .metrics
-            .messages(&after.channel, crate::metrics::Direction::Outbound, 1);
-        if before.state == ConversationState::Queued && after.state == ConversationState::Assigned {
-            self.announce_assigned(before, &after, "first_reply").await;
-        }
-        self.events
-            .publish(
+        let config = self.app.config();
+        // The first reply to a queued conversation assigns it: that is told first, so the
+        // reply's own event waits for it; any other reply's is logged in the reply's write.
+        let first_reply = |after: &Conversation| {
+            before.state == ConversationState::Queued && after.state == ConversationState::Assigned
+        };
+        let outbound = |after: &Conversation, message: &Message| {
+            self.events.notice(
                 "outbound",
-                events::audience(&self.app.config(), &after, Some(&agent.id)),
+                events::audience(&config, after, Some(&agent.id)),
                 Some(after.id),
                 json!({
                     "seq": message.seq,
@@ -161,7 +151,33 @@ impl Actions<'_> {
                     "status": message.status,
                 }),
             )
-            .await;
+        };
+        let notices = |after: &Conversation, message: &Message| {
+            if first_reply(after) {
+                Vec::new()
+            } else {
+                outbound(after, message).into_iter().collect()
+            }
+        };
+        let (after, message, logged) = self
+            .app
+            .storage
+            .add_outbound_with(before.id, Some(&agent.id), draft, now, &notices)
+            .await?;
+        // The send starts first: telling the agents need not hold up the provider.
+        let rx = self.outbox.watch(message.conversation, message.seq);
+        self.outbox.submit(message.conversation, message.seq);
+        audit::record(&agent.id, "reply", Some(after.id), &message.id());
+        self.app
+            .metrics
+            .messages(&after.channel, crate::metrics::Direction::Outbound, 1);
+        if first_reply(&after) {
+            self.announce_assigned(before, &after, "first_reply").await;
+            if let Some(event) = outbound(&after, &message) {
+                self.events.record(event).await;
+            }
+        }
+        self.events.broadcast(logged);
         Ok(self.outbox.wait(rx, SEND_WAIT).await.unwrap_or(message))
     }
 

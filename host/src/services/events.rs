@@ -135,6 +135,26 @@ impl EventHub {
         }
     }
 
+    /// The event to log for `audience`, or none when nobody would hear it (no agent, and no
+    /// integration that takes this kind): for a store write that logs it alongside
+    /// ([`crate::store::Store::add_outbound_with`]), then [`EventHub::broadcast`].
+    pub fn notice(
+        &self,
+        kind: &str,
+        audience: Vec<String>,
+        conversation: Option<u64>,
+        data: serde_json::Value,
+    ) -> Option<NewEvent> {
+        let outside = self.outside.load(std::sync::atomic::Ordering::Relaxed)
+            && crate::services::hooks::envelope::crm_type(kind, &data).is_some();
+        (!audience.is_empty() || outside).then(|| NewEvent {
+            kind: kind.to_owned(),
+            audience,
+            conversation,
+            data,
+        })
+    }
+
     /// Records an event for `audience` and pushes it to live streams.
     pub async fn publish(
         &self,
@@ -143,23 +163,21 @@ impl EventHub {
         conversation: Option<u64>,
         data: serde_json::Value,
     ) {
-        let outside = self.outside.load(std::sync::atomic::Ordering::Relaxed)
-            && crate::services::hooks::envelope::crm_type(kind, &data).is_some();
-        if audience.is_empty() && !outside {
-            return;
+        if let Some(event) = self.notice(kind, audience, conversation, data) {
+            self.record(event).await;
         }
-        let now = Clock::System.now_millis();
+    }
+
+    /// Records `event` (from [`EventHub::notice`]) and pushes it to live streams.
+    pub async fn record(&self, event: NewEvent) {
+        let kind = event.kind.clone();
         match self
             .storage
-            .append_event(kind, audience, conversation, data, now)
+            .append_events(vec![event], Clock::System.now_millis())
             .await
         {
-            Ok(event) => {
-                tracing::debug!(event = kind, id = event.id, "event");
-                self.mark_own(event.id);
-                let _ = self.live.send(Arc::new(event));
-            }
-            Err(e) => tracing::error!(event = kind, "event not recorded: {e}"),
+            Ok(logged) => self.broadcast(logged),
+            Err(e) => tracing::error!(event = %kind, "event not recorded: {e}"),
         }
     }
 

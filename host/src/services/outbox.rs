@@ -75,7 +75,7 @@ use crate::runtime::sandbox::PluginError;
 use crate::services::app::App;
 use crate::services::events::{self, EventHub};
 use crate::services::tokens::TokenError;
-use crate::store::StoreError;
+use crate::store::{NewEvent, StoreError};
 
 /// How many provider attempts run at once, over all channels.
 const MAX_CONCURRENT_SENDS: u32 = 32;
@@ -520,8 +520,16 @@ impl Outbox {
             match (&outcome, retry_in) {
                 (Ok(id), _) => {
                     tracing::info!(event = "sent", conversation, seq, channel, attempt = attempt_no, provider_id = %id, "message sent");
+                    let status = |m: &Message| self.status_notice(&conv, m).into_iter().collect();
                     let updated = storage
-                        .complete_send(channel, conversation, seq, Ok(id.clone()))
+                        .complete_send_with(
+                            channel,
+                            conversation,
+                            seq,
+                            Ok(id.clone()),
+                            Clock::System.now_millis(),
+                            &status,
+                        )
                         .await?;
                     if via == conv.channel
                         && conv.thread.iter().any(|(k, _)| k.starts_with("once:"))
@@ -539,11 +547,10 @@ impl Outbox {
                     self.events
                         .conversation_changed(&conv.channel, &conv.customer);
                     self.app.metrics.attempt(channel, AttemptOutcome::Sent);
-                    if let Some(m) = updated {
+                    if let Some((m, logged)) = updated {
                         self.app.metrics.delivery(channel, m.status);
-                        // The waiting agent hears first; the log's write need not hold them up.
-                        self.notify(key, m.clone());
-                        self.announce_status(&conv, &m).await;
+                        self.notify(key, m);
+                        self.events.broadcast(logged);
                     }
                     return Ok(());
                 }
@@ -603,16 +610,27 @@ impl Outbox {
                         attempt = attempt_no,
                         "send failed: {reason}"
                     );
+                    let notices = |m: &Message| {
+                        self.status_notice(&conv, m)
+                            .into_iter()
+                            .chain(self.failure_notice(kind, &conv, m, attempt_no, &reason))
+                            .collect()
+                    };
                     let updated = storage
-                        .complete_send(channel, conversation, seq, Err(reason.clone()))
+                        .complete_send_with(
+                            channel,
+                            conversation,
+                            seq,
+                            Err(reason.clone()),
+                            Clock::System.now_millis(),
+                            &notices,
+                        )
                         .await?;
                     self.app.metrics.attempt(channel, outcome);
-                    if let Some(m) = updated {
+                    if let Some((m, logged)) = updated {
                         self.app.metrics.delivery(channel, m.status);
-                        self.notify(key, m.clone());
-                        self.announce_status(&conv, &m).await;
-                        self.announce_failure(kind, &conv, &m, attempt_no, &reason)
-                            .await;
+                        self.notify(key, m);
+                        self.events.broadcast(logged);
                     }
                     return Ok(());
                 }
@@ -671,51 +689,47 @@ impl Outbox {
         Ok(Some(true))
     }
 
-    /// Tells the conversation's agents (and the message's author) where a send stands once it
-    /// is settled: its `status` now (taken by the provider, or failed for good).
-    async fn announce_status(&self, conv: &Conversation, message: &Message) {
-        self.events
-            .publish(
-                "status",
-                events::audience(&self.app.config(), conv, message.author.as_deref()),
-                Some(conv.id),
-                serde_json::json!({
-                    "seq": message.seq,
-                    "id": message.id(),
-                    "status": message.status,
-                    "error": message.error,
-                    "failover": message.failover,
-                    "settled": true,
-                }),
-            )
-            .await;
+    /// What tells the conversation's agents (and the message's author) where a send stands
+    /// once it is settled: its `status` now (taken by the provider, or failed for good).
+    fn status_notice(&self, conv: &Conversation, message: &Message) -> Option<NewEvent> {
+        self.events.notice(
+            "status",
+            events::audience(&self.app.config(), conv, message.author.as_deref()),
+            Some(conv.id),
+            serde_json::json!({
+                "seq": message.seq,
+                "id": message.id(),
+                "status": message.status,
+                "error": message.error,
+                "failover": message.failover,
+                "settled": true,
+            }),
+        )
     }
 
-    /// Tells the conversation's agents (and the message's author) that a send failed for good.
-    async fn announce_failure(
+    /// What tells the conversation's agents (and the message's author) that a send failed for
+    /// good (`kind`: `send_failed` or `dead_lettered`).
+    fn failure_notice(
         &self,
         kind: &str,
         conv: &Conversation,
         message: &Message,
         attempts: u32,
         reason: &str,
-    ) {
-        let audience = events::audience(&self.app.config(), conv, message.author.as_deref());
-        self.events
-            .publish(
-                kind,
-                audience,
-                Some(conv.id),
-                serde_json::json!({
-                    "message": message.id(),
-                    "id": message.id(),
-                    "seq": message.seq,
-                    "status": message.status,
-                    "attempts": attempts,
-                    "error": reason,
-                }),
-            )
-            .await;
+    ) -> Option<NewEvent> {
+        self.events.notice(
+            kind,
+            events::audience(&self.app.config(), conv, message.author.as_deref()),
+            Some(conv.id),
+            serde_json::json!({
+                "message": message.id(),
+                "id": message.id(),
+                "seq": message.seq,
+                "status": message.status,
+                "attempts": attempts,
+                "error": reason,
+            }),
+        )
     }
 }
 

@@ -49,6 +49,7 @@ cases!(
     a_send_moves_to_its_fallback_once,
     event_log_orders_and_resumes,
     intake_logs_its_notices_with_the_messages,
+    replies_and_outcomes_log_their_notices,
     lists_page_every_selector_in_order,
     list_pages_stay_stable_under_writes,
     list_pages_stay_ordered_under_concurrent_writes,
@@ -1582,6 +1583,125 @@ impl IntakeNotices for MessageNotices {
             }),
         }]
     }
+}
+
+/// A reply and a send's outcome log the events their notices make of what was written, in the
+/// same write and in order after what was logged before; a write refused or finding nothing
+/// logs nothing; appending no events logs nothing.
+pub async fn replies_and_outcomes_log_their_notices(store: Arc<dyn Store>) {
+    let s = store.as_ref();
+    intake(s, "sms", queue("support"), vec![inbound("M1", "+1")], T0).await;
+    let first = s
+        .append_event("presence", vec!["alice".into()], None, json!({}), T0 + 1)
+        .await
+        .expect("appending");
+    let said = |c: &Conversation, m: &Message| {
+        vec![NewEvent {
+            kind: "outbound".into(),
+            audience: c.owner.iter().cloned().collect(),
+            conversation: Some(c.id),
+            data: json!({"seq": m.seq, "text": m.text}),
+        }]
+    };
+    let (conv, reply, logged) = s
+        .add_outbound_with(1, Some("alice"), draft("hi"), T0 + 2, &said)
+        .await
+        .expect("a reply");
+    assert_eq!(
+        conv.owner.as_deref(),
+        Some("alice"),
+        "the first reply takes it"
+    );
+    assert_eq!(
+        logged
+            .iter()
+            .map(|e| (e.kind.as_str(), e.audience.clone(), e.data.clone(), e.at))
+            .collect::<Vec<_>>(),
+        [(
+            "outbound",
+            vec!["alice".to_owned()],
+            json!({"seq": reply.seq, "text": "hi"}),
+            T0 + 2
+        )],
+        "the notice sees the conversation and the message as written"
+    );
+    assert!(logged[0].id > first.id, "logged after what came before");
+
+    let settled = |m: &Message| {
+        vec![
+            NewEvent {
+                kind: "status".into(),
+                audience: vec!["alice".into()],
+                conversation: Some(m.conversation),
+                data: json!({"seq": m.seq, "status": m.status, "id": m.provider_id}),
+            },
+            NewEvent {
+                kind: "audit".into(),
+                audience: vec!["alice".into()],
+                conversation: Some(m.conversation),
+                data: json!({"seq": m.seq}),
+            },
+        ]
+    };
+    let (sent, outcome) = s
+        .complete_send_with("sms", 1, reply.seq, Ok("OUT-1".into()), T0 + 3, &settled)
+        .await
+        .expect("completing")
+        .expect("the message exists");
+    assert_eq!(sent.provider_id.as_deref(), Some("OUT-1"));
+    assert!(
+        s.outbox_entry(1, reply.seq)
+            .await
+            .expect("the outbox")
+            .is_none()
+    );
+    assert_eq!(
+        outcome
+            .iter()
+            .map(|e| (e.kind.as_str(), e.data.clone(), e.at))
+            .collect::<Vec<_>>(),
+        [
+            (
+                "status",
+                json!({"seq": reply.seq, "status": sent.status, "id": "OUT-1"}),
+                T0 + 3
+            ),
+            ("audit", json!({"seq": reply.seq}), T0 + 3),
+        ],
+        "the notices see the message as recorded, logged in their order"
+    );
+    assert!(outcome[0].id > logged[0].id && outcome[1].id > outcome[0].id);
+
+    let last = outcome[1].id;
+    let missing = s
+        .complete_send_with("sms", 1, 99, Ok("X".into()), T0 + 4, &settled)
+        .await
+        .expect("completing a missing send");
+    assert!(missing.is_none(), "no message, no outcome");
+    let refused = s
+        .add_outbound_with(999, Some("alice"), draft("x"), T0 + 4, &said)
+        .await;
+    assert!(
+        matches!(refused, Err(UpdateError::Rejected(Rejection::NotFound))),
+        "a reply to no conversation is refused: {refused:?}"
+    );
+    assert!(
+        s.append_events(Vec::new(), T0 + 5)
+            .await
+            .expect("appending nothing")
+            .is_empty()
+    );
+    let all = s.events_after(first.id, 100).await.expect("the log");
+    assert_eq!(
+        all.iter().map(|e| e.id).collect::<Vec<_>>(),
+        logged
+            .iter()
+            .chain(&outcome)
+            .map(|e| e.id)
+            .collect::<Vec<_>>(),
+        "the log holds exactly what the writes returned"
+    );
+    assert_eq!(s.last_event_id().await.expect("the last id"), last);
 }
 
 /// Intake with notices logs the events they name for each stored message (none for a

@@ -1,5 +1,5 @@
-//! What a backend's intake batcher is given: one webhook's events, or one event to log, each
-//! with where its answer goes. Both backends batch these (sled in one transaction and flush,
+//! What a backend's intake batcher is given: one webhook's events, or events to log (none: a
+//! wait for the next durable batch), each with where its answer goes. Both backends batch these (sled in one transaction and flush,
 //! PostgreSQL in one transaction), and answer each job once its batch is durable.
 
 use std::sync::Arc;
@@ -9,7 +9,7 @@ use tokio::sync::oneshot;
 use crate::model::{ConversationTarget, InboundEvent, IngestReport, StoredEvent};
 use crate::store::{IntakeNotices, NewEvent, StoreError};
 
-/// One webhook's events, or one event to log, waiting for the next batch.
+/// One webhook's events, or events to log, waiting for the next batch.
 pub(crate) enum Job {
     /// [`crate::store::Store::intake_with`]'s arguments.
     Intake {
@@ -20,11 +20,12 @@ pub(crate) enum Job {
         notices: Arc<dyn IntakeNotices>,
         reply: oneshot::Sender<Result<IngestReport, StoreError>>,
     },
-    /// [`crate::store::Store::append_event`]'s.
+    /// Events to log in order, as [`crate::store::Store::append_event`] logs one; none is a
+    /// wait for the batch that makes everything written before it durable.
     Append {
-        event: NewEvent,
+        events: Vec<NewEvent>,
         now: u64,
-        reply: oneshot::Sender<Result<StoredEvent, StoreError>>,
+        reply: oneshot::Sender<Result<Vec<StoredEvent>, StoreError>>,
     },
 }
 
@@ -32,8 +33,8 @@ pub(crate) enum Job {
 pub(crate) enum Done {
     /// The intake's report.
     Intake(IngestReport),
-    /// The event as logged.
-    Append(StoredEvent),
+    /// The events as logged.
+    Append(Vec<StoredEvent>),
 }
 
 impl Job {
@@ -60,11 +61,11 @@ impl Job {
 
     /// An append job and the receiver of its answer.
     pub(crate) fn append(
-        event: NewEvent,
+        events: Vec<NewEvent>,
         now: u64,
-    ) -> (Job, oneshot::Receiver<Result<StoredEvent, StoreError>>) {
+    ) -> (Job, oneshot::Receiver<Result<Vec<StoredEvent>, StoreError>>) {
         let (reply, answer) = oneshot::channel();
-        (Job::Append { event, now, reply }, answer)
+        (Job::Append { events, now, reply }, answer)
     }
 
     /// Sends `outcome` to whoever waits for this job (nobody, if they gave up).
@@ -73,8 +74,8 @@ impl Job {
             (Job::Intake { reply, .. }, Ok(Done::Intake(report))) => {
                 let _ = reply.send(Ok(report));
             }
-            (Job::Append { reply, .. }, Ok(Done::Append(event))) => {
-                let _ = reply.send(Ok(event));
+            (Job::Append { reply, .. }, Ok(Done::Append(events))) => {
+                let _ = reply.send(Ok(events));
             }
             (Job::Intake { reply, .. }, Err(e)) => {
                 let _ = reply.send(Err(e));

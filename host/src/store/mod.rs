@@ -219,6 +219,12 @@ pub trait IntakeNotices: Send + Sync {
     fn notices(&self, channel: &str, message: &StoredInbound, new_contact: bool) -> Vec<NewEvent>;
 }
 
+/// What [`Store::add_outbound_with`] logs about the reply it wrote, decided by the services.
+pub type OutboundNotices<'a> = &'a (dyn Fn(&Conversation, &Message) -> Vec<NewEvent> + Send + Sync);
+
+/// What [`Store::complete_send_with`] logs about the send it recorded, decided by the services.
+pub type SendNotices<'a> = &'a (dyn Fn(&Message) -> Vec<NewEvent> + Send + Sync);
+
 /// Intake that logs nothing about the messages it stores.
 pub struct NoNotices;
 
@@ -435,6 +441,22 @@ pub trait Store: Send + Sync {
         now: u64,
     ) -> Result<(Conversation, Message), UpdateError>;
 
+    /// [`Store::add_outbound`], logging the events `notices` makes of its result (the
+    /// conversation and message as written) in the same durable write, so a reply costs one
+    /// disk sync; returns them too. The default logs them in a second write.
+    async fn add_outbound_with(
+        &self,
+        conversation: u64,
+        author: Option<&str>,
+        draft: OutboundDraft,
+        now: u64,
+        notices: OutboundNotices<'_>,
+    ) -> Result<(Conversation, Message, Vec<StoredEvent>), UpdateError> {
+        let (conv, message) = self.add_outbound(conversation, author, draft, now).await?;
+        let logged = self.append_events(notices(&conv, &message), now).await?;
+        Ok((conv, message, logged))
+    }
+
     /// Adds an internal note by `author` to a conversation, open or closed: a message agents
     /// see and nothing sends (no outbox entry). The author's read marker moves up to it.
     async fn add_note(
@@ -538,6 +560,28 @@ pub trait Store: Send + Sync {
         outcome: SendOutcome,
     ) -> Result<Option<Message>, StoreError>;
 
+    /// [`Store::complete_send`], logging the events `notices` makes of the message as
+    /// recorded (at `now`) in the same durable write; returns them too. The default logs them
+    /// in a second write.
+    async fn complete_send_with(
+        &self,
+        channel: &str,
+        conversation: u64,
+        seq: u64,
+        outcome: SendOutcome,
+        now: u64,
+        notices: SendNotices<'_>,
+    ) -> Result<Option<(Message, Vec<StoredEvent>)>, StoreError> {
+        let Some(message) = self
+            .complete_send(channel, conversation, seq, outcome)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let logged = self.append_events(notices(&message), now).await?;
+        Ok(Some((message, logged)))
+    }
+
     /// Whether `address` opted out of `channel`.
     async fn is_opted_out(&self, channel: &str, address: &str) -> Result<bool, StoreError>;
 
@@ -613,7 +657,26 @@ pub trait Store: Send + Sync {
         conversation: Option<u64>,
         data: serde_json::Value,
         now: u64,
-    ) -> Result<StoredEvent, StoreError>;
+    ) -> Result<StoredEvent, StoreError> {
+        let event = NewEvent {
+            kind: kind.to_owned(),
+            audience,
+            conversation,
+            data,
+        };
+        self.append_events(vec![event], now)
+            .await?
+            .pop()
+            .ok_or_else(|| StoreError::Backend("the log took no event".into()))
+    }
+
+    /// Appends `events` to the log in order, in one durable write, and returns them with
+    /// their ids (none: returns once everything written before the call is durable).
+    async fn append_events(
+        &self,
+        events: Vec<NewEvent>,
+        now: u64,
+    ) -> Result<Vec<StoredEvent>, StoreError>;
 
     /// Events after id `after` in order, at most `limit`.
     async fn events_after(&self, after: u64, limit: usize) -> Result<Vec<StoredEvent>, StoreError>;

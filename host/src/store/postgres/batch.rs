@@ -465,9 +465,9 @@ async fn commit_once(
                 }
                 outcomes.push((Some(report), first..to_log.len()));
             }
-            Job::Append { event, now, .. } => {
+            Job::Append { events, now, .. } => {
                 let first = to_log.len();
-                to_log.push((event.clone(), *now));
+                to_log.extend(events.iter().map(|event| (event.clone(), *now)));
                 outcomes.push((None, first..to_log.len()));
             }
         }
@@ -484,7 +484,7 @@ async fn commit_once(
                 report.events = logged[range].to_vec();
                 Done::Intake(report)
             }
-            None => Done::Append(logged[range.start].clone()),
+            None => Done::Append(logged[range].to_vec()),
         })
         .collect())
 }

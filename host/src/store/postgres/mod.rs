@@ -1468,21 +1468,16 @@ impl Store for PostgresStore {
         Ok(())
     }
 
-    async fn append_event(
+    async fn append_events(
         &self,
-        kind: &str,
-        audience: Vec<String>,
-        conversation: Option<u64>,
-        data: serde_json::Value,
+        events: Vec<NewEvent>,
         now: u64,
-    ) -> Result<StoredEvent, StoreError> {
-        let event = NewEvent {
-            kind: kind.to_owned(),
-            audience,
-            conversation,
-            data,
-        };
-        let (job, answer) = Job::append(event, now);
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        if events.is_empty() {
+            // Every write here is durable when it returns.
+            return Ok(Vec::new());
+        }
+        let (job, answer) = Job::append(events, now);
         self.batcher.send(job)?;
         jobs::answered(answer).await
     }

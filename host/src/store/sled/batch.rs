@@ -82,13 +82,14 @@ impl Batcher {
         jobs::answered(answer).await
     }
 
-    /// Appends one event to the log in the next batch; returns it with its id once on disk.
+    /// Appends `events` to the log in the next batch; returns them with their ids once on
+    /// disk (with everything written before the call: the batch's flush covers it).
     pub(crate) async fn append(
         &self,
-        event: NewEvent,
+        events: Vec<NewEvent>,
         now: u64,
-    ) -> Result<StoredEvent, StoreError> {
-        let (job, answer) = Job::append(event, now);
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let (job, answer) = Job::append(events, now);
         self.jobs.send(job).map_err(|_| StoreError::IntakeStopped)?;
         jobs::answered(answer).await
     }
@@ -226,7 +227,13 @@ fn apply(
             report.events = logged;
             Ok(Done::Intake(report))
         }
-        Job::Append { event, now, .. } => Ok(Done::Append(log(events, id, event.clone(), *now)?)),
+        Job::Append {
+            events: new, now, ..
+        } => Ok(Done::Append(
+            new.iter()
+                .map(|event| log(events, id, event.clone(), *now))
+                .collect::<TxResult<_>>()?,
+        )),
     }
 }
 

@@ -2,8 +2,9 @@
 //!
 //! Every webhook's events are applied atomically, and concurrent webhooks share one
 //! transaction and one flush on the intake thread ([`batch`]), which answers once the flush
-//! covering them is done. Every other write waits for the group-commit flusher
-//! ([`durability`]) before it returns, so many writers share one disk sync. Conversations are
+//! covering them is done; a reply or a send's outcome logs its events there too, so that flush
+//! covers both. Every other write waits for the group-commit flusher ([`durability`]) before it
+//! returns, so many writers share one disk sync. Conversations are
 //! listed through their index ([`index`]); an earlier release's data directory is brought
 //! forward at open ([`migrate`]).
 
@@ -36,8 +37,8 @@ use crate::model::{
 };
 use crate::store::rules;
 use crate::store::{
-    Change, ConversationCursor, ConversationQuery, IntakeNotices, NewEvent, NonceClaim, Page,
-    SendOutcome, Store, StoreError, UpdateError, VisitorExpiry,
+    Change, ConversationCursor, ConversationQuery, IntakeNotices, NewEvent, NonceClaim,
+    OutboundNotices, Page, SendNotices, SendOutcome, Store, StoreError, UpdateError, VisitorExpiry,
 };
 
 /// The layout version this release writes (and migrates older data to).
@@ -267,6 +268,21 @@ impl SledStore {
     /// Waits for the flush covering everything written so far.
     async fn durable(&self) -> Result<(), StoreError> {
         self.durability.wait().await
+    }
+
+    /// Makes everything written so far durable with `events` logged: in the intake thread's
+    /// next batch, whose flush covers both (one disk sync for a write and its events), or the
+    /// flusher's when there are none.
+    async fn logged(
+        &self,
+        events: Vec<NewEvent>,
+        now: u64,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        if events.is_empty() {
+            self.durable().await?;
+            return Ok(Vec::new());
+        }
+        self.batcher.append(events, now).await
     }
 
     fn get<T: for<'a> serde::Deserialize<'a>>(
@@ -608,6 +624,20 @@ impl Store for SledStore {
         draft: OutboundDraft,
         now: u64,
     ) -> Result<(Conversation, Message), UpdateError> {
+        let (conv, message, _) = self
+            .add_outbound_with(conversation, author, draft, now, &|_, _| Vec::new())
+            .await?;
+        Ok((conv, message))
+    }
+
+    async fn add_outbound_with(
+        &self,
+        conversation: u64,
+        author: Option<&str>,
+        draft: OutboundDraft,
+        now: u64,
+        notices: OutboundNotices<'_>,
+    ) -> Result<(Conversation, Message, Vec<StoredEvent>), UpdateError> {
         self.writable()?;
         let trees = (
             &self.conversations,
@@ -653,8 +683,9 @@ impl Store for SledStore {
                 Ok((conv, message))
             })
             .map_err(|e| update_error(&self.durability, e))?;
-        self.durable().await?;
-        Ok(out)
+        let (conv, message) = out;
+        let logged = self.logged(notices(&conv, &message), now).await?;
+        Ok((conv, message, logged))
     }
 
     async fn add_note(
@@ -836,6 +867,22 @@ impl Store for SledStore {
         seq: u64,
         outcome: SendOutcome,
     ) -> Result<Option<Message>, StoreError> {
+        let now = crate::clock::Clock::System.now_millis();
+        let done = self
+            .complete_send_with(channel, conversation, seq, outcome, now, &|_| Vec::new())
+            .await?;
+        Ok(done.map(|(message, _)| message))
+    }
+
+    async fn complete_send_with(
+        &self,
+        channel: &str,
+        conversation: u64,
+        seq: u64,
+        outcome: SendOutcome,
+        now: u64,
+        notices: SendNotices<'_>,
+    ) -> Result<Option<(Message, Vec<StoredEvent>)>, StoreError> {
         self.writable()?;
         let key = message_key(conversation, seq);
         let trees = (
@@ -845,7 +892,6 @@ impl Store for SledStore {
             &self.outbox_claims,
             &self.counters,
         );
-        let now = crate::clock::Clock::System.now_millis();
         let out = trees
             .transaction(|(msgs, sent, outbox, claims, counters)| {
                 outbox.remove(&key)?;
@@ -865,8 +911,9 @@ impl Store for SledStore {
                 Ok(Some(message))
             })
             .map_err(|e| tx_error(&self.durability, e))?;
-        self.durable().await?;
-        Ok(out)
+        let events = out.as_ref().map(notices).unwrap_or_default();
+        let logged = self.logged(events, now).await?;
+        Ok(out.map(|message| (message, logged)))
     }
 
     async fn is_opted_out(&self, channel: &str, address: &str) -> Result<bool, StoreError> {
@@ -1049,22 +1096,13 @@ impl Store for SledStore {
         self.durable().await
     }
 
-    async fn append_event(
+    async fn append_events(
         &self,
-        kind: &str,
-        audience: Vec<String>,
-        conversation: Option<u64>,
-        data: serde_json::Value,
+        events: Vec<NewEvent>,
         now: u64,
-    ) -> Result<StoredEvent, StoreError> {
+    ) -> Result<Vec<StoredEvent>, StoreError> {
         self.writable()?;
-        let event = NewEvent {
-            kind: kind.to_owned(),
-            audience,
-            conversation,
-            data,
-        };
-        self.batcher.append(event, now).await
+        self.logged(events, now).await
     }
 
     async fn events_after(&self, after: u64, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
