@@ -133,6 +133,66 @@ async fn outbox_retries_then_succeeds() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conversations_sends_go_out_in_order_and_a_backoff_holds_back_only_its_own() {
+    let twilio = ScriptedProvider::start(vec![
+        Reply::new(429, twilio_error(429, 20429, "Too Many Requests")).header("Retry-After", "2"),
+        Reply::new(201, twilio_created("SMordered00000000000000000000000001")),
+    ])
+    .await;
+    let host = Host::start(Setup {
+        twilio_api_base: Some(twilio.base.clone()),
+        env: env(&[("PLUGBOARD_OUTBOX_BASE_MS", "100")]),
+        ..Setup::default()
+    });
+    let (alice, bob) = ("+14155550291", "+14155550292");
+    let a = conversation_with(&host, "SM10000000000000000000000000000291", alice).await;
+    let b = conversation_with(&host, "SM10000000000000000000000000000292", bob).await;
+
+    let (status, first) = reply(&host, &a, "first").await;
+    assert_eq!(status, 202, "{first}");
+    assert!(
+        first["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("retrying in")
+    );
+    // Written while the first waits out its Retry-After: held back, and the agent hears at once
+    // that it is pending, before any attempt.
+    let (status, second) = reply(&host, &a, "second").await;
+    assert_eq!(status, 202, "{second}");
+    assert_eq!(second["status"], "pending", "{second}");
+    assert_eq!(second["error"], Value::Null, "not attempted yet: {second}");
+    // Another conversation is not held back.
+    let (status, other) = reply(&host, &b, "other").await;
+    assert_eq!(status, 201, "{other}");
+    assert_eq!(other["status"], "queued", "{other}");
+
+    assert_eq!(settled(&host, &a, "second").await["status"], "queued");
+    assert_eq!(settled(&host, &a, "first").await["status"], "queued");
+    let sent: Vec<(String, String)> = twilio
+        .hits()
+        .iter()
+        .map(|h| {
+            let form = h.request.form();
+            let field = |k: &str| form.iter().find(|(n, _)| n == k).unwrap().1.clone();
+            (field("To"), field("Body"))
+        })
+        .collect();
+    let to = |who: &str| -> Vec<&str> {
+        sent.iter()
+            .filter(|(t, _)| t == who)
+            .map(|(_, b)| b.as_str())
+            .collect()
+    };
+    assert_eq!(to(alice), ["first", "first", "second"], "{sent:?}");
+    assert_eq!(to(bob), ["other"]);
+    assert_eq!(
+        sent[1].1, "other",
+        "sent during the first's backoff: {sent:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn permanent_error_is_not_retried() {
     let twilio = ScriptedProvider::start(vec![Reply::new(
         400,

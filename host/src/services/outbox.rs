@@ -53,13 +53,21 @@
 //! outbound message's `id`, which is the same on every attempt and after restarts (LINE push:
 //! `X-Line-Retry-Key`), so the provider drops the repeat.
 //!
+//! # Order
+//!
+//! A conversation's sends go out in the order they were written: a send starts only once
+//! every earlier send of its conversation on this host is settled (sent, failed for good, or
+//! moved on). A send in backoff holds the later ones of its conversation back, never another
+//! conversation's; whoever waits on a held-back send hears at once that it is pending. Hosts
+//! sharing a store order the sends each one works on, not across hosts.
+//!
 //! # Shutdown
 //!
 //! [`Outbox::drain`] stops starting attempts, lets the attempts in flight finish and record
 //! their outcome (bounded), and leaves every other send pending in the durable outbox for the
 //! next start.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -262,14 +270,25 @@ pub struct Outbox {
     channel_slots: Mutex<HashMap<String, Arc<Semaphore>>>,
     per_channel: usize,
     waiters: Mutex<HashMap<SendKey, Vec<oneshot::Sender<Message>>>>,
-    /// Sends with a task working on them, so a double submission runs once.
-    active: Mutex<HashSet<SendKey>>,
+    /// Sends with a task working on them, by conversation, so a double submission runs once
+    /// and a conversation's sends go out in order.
+    lanes: Mutex<HashMap<u64, Lane>>,
     draining: AtomicBool,
     drain_signal: watch::Sender<bool>,
     /// This process as a holder of send claims (a shared store only).
     holder: String,
     /// How long a claim lasts, ms.
     lease_ms: u64,
+}
+
+/// One conversation's sends with a task working on them: the lowest seq goes first.
+#[derive(Default)]
+struct Lane {
+    seqs: BTreeSet<u64>,
+    /// The first send waits out a retry's backoff.
+    backing_off: bool,
+    /// Woken whenever a send leaves the lane.
+    turn: Arc<tokio::sync::Notify>,
 }
 
 impl Outbox {
@@ -307,7 +326,7 @@ impl Outbox {
             channel_slots: Mutex::new(HashMap::new()),
             per_channel: in_flight_per_channel(),
             waiters: Mutex::new(HashMap::new()),
-            active: Mutex::new(HashSet::new()),
+            lanes: Mutex::new(HashMap::new()),
             draining: AtomicBool::new(false),
             drain_signal,
             holder,
@@ -427,18 +446,99 @@ impl Outbox {
     }
 
     fn spawn(self: Arc<Self>, key: SendKey) {
-        if !self.active.lock().expect("outbox active lock").insert(key) {
+        if !self
+            .lanes
+            .lock()
+            .expect("outbox lanes lock")
+            .entry(key.0)
+            .or_default()
+            .seqs
+            .insert(key.1)
+        {
             return;
         }
         tokio::spawn(async move {
-            if let Err(e) = self.run(key).await {
+            let result = match self.wait_turn(key).await {
+                true => self.run(key).await,
+                false => Ok(()),
+            };
+            if let Err(e) = result {
                 tracing::error!(conversation = key.0, seq = key.1, "send not recorded: {e}");
             }
-            self.active.lock().expect("outbox active lock").remove(&key);
+            self.leave_lane(key);
             // Anyone still waiting (storage failed, or the host is shutting down) hears the
             // message as it stands.
             self.notify_current(key).await;
         });
+    }
+
+    /// Waits until every earlier send of the conversation is settled, so a customer gets a
+    /// conversation's messages in the order they were written (a send in backoff holds the
+    /// later ones back). False when the host starts shutting down first.
+    async fn wait_turn(&self, key: SendKey) -> bool {
+        let (conversation, seq) = key;
+        let mut drain = self.drain_signal.subscribe();
+        let mut told = false;
+        loop {
+            let turn = match self
+                .lanes
+                .lock()
+                .expect("outbox lanes lock")
+                .get(&conversation)
+            {
+                Some(lane) => lane.turn.clone(),
+                None => return true,
+            };
+            let notified = turn.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let (first, backing_off) = self
+                .lanes
+                .lock()
+                .expect("outbox lanes lock")
+                .get(&conversation)
+                .map_or((None, false), |lane| {
+                    (lane.seqs.first().copied(), lane.backing_off)
+                });
+            if first.is_none_or(|first| first == seq) {
+                return true;
+            }
+            if backing_off && !told {
+                // Whoever waits on this send hears now that it is pending, not after the
+                // earlier send's backoff.
+                told = true;
+                self.notify_current(key).await;
+            }
+            tokio::select! {
+                _ = notified => {}
+                _ = drain.wait_for(|d| *d) => return false,
+            }
+        }
+    }
+
+    /// Marks whether the head of `conversation`'s lane waits out a backoff.
+    fn backing_off(&self, conversation: u64, waiting: bool) {
+        if let Some(lane) = self
+            .lanes
+            .lock()
+            .expect("outbox lanes lock")
+            .get_mut(&conversation)
+        {
+            lane.backing_off = waiting;
+            lane.turn.notify_waiters();
+        }
+    }
+
+    /// The send `key` is done with: the conversation's next send may go.
+    fn leave_lane(&self, (conversation, seq): SendKey) {
+        let mut lanes = self.lanes.lock().expect("outbox lanes lock");
+        if let Some(lane) = lanes.get_mut(&conversation) {
+            lane.seqs.remove(&seq);
+            lane.turn.notify_waiters();
+            if lane.seqs.is_empty() {
+                lanes.remove(&conversation);
+            }
+        }
     }
 
     /// Attempts one send until it succeeds, fails for good, or the host shuts down.
@@ -453,10 +553,12 @@ impl Outbox {
             let now = Clock::System.now_millis();
             if entry.next_at > now {
                 let wait = Duration::from_millis(entry.next_at - now);
+                self.backing_off(conversation, true);
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {}
                     _ = drain.wait_for(|d| *d) => return Ok(()),
                 }
+                self.backing_off(conversation, false);
             }
             let Some(conv) = storage.conversation(conversation).await? else {
                 return Ok(());
