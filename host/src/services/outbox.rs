@@ -569,24 +569,42 @@ impl Outbox {
             // Both permits are held until the outcome is durable: the channel's bounds how many
             // of its sends a crash can leave in doubt, the global one lets `drain` wait.
             let channel_slot = self.channel_slot(message.send_channel(&conv.channel));
-            let _channel_slot = tokio::select! {
-                permit = channel_slot.acquire_owned() => match permit {
-                    Ok(p) => p,
-                    Err(_) => return Ok(()),
-                },
-                _ = drain.wait_for(|d| *d) => return Ok(()),
-            };
-            let Ok(_slot) = self.slots.clone().acquire_owned().await else {
-                return Ok(());
+            let at_once = (
+                channel_slot.clone().try_acquire_owned(),
+                self.slots.clone().try_acquire_owned(),
+            );
+            let (_channel_slot, _slot, waited) = match at_once {
+                (Ok(channel), Ok(global)) => (channel, global, false),
+                partial => {
+                    // A slot taken at once is given back before waiting for the other.
+                    drop(partial);
+                    let channel = tokio::select! {
+                        permit = channel_slot.acquire_owned() => match permit {
+                            Ok(p) => p,
+                            Err(_) => return Ok(()),
+                        },
+                        _ = drain.wait_for(|d| *d) => return Ok(()),
+                    };
+                    let Ok(global) = self.slots.clone().acquire_owned().await else {
+                        return Ok(());
+                    };
+                    (channel, global, true)
+                }
             };
             if self.is_draining() {
                 return Ok(());
             }
-            let Some(conv) = storage.conversation(conversation).await? else {
-                return Ok(());
-            };
-            let Some(message) = storage.message(conversation, seq).await? else {
-                return Ok(());
+            // What waited for a slot is read again: the conversation may have moved on.
+            let (conv, message) = if waited {
+                let Some(conv) = storage.conversation(conversation).await? else {
+                    return Ok(());
+                };
+                let Some(message) = storage.message(conversation, seq).await? else {
+                    return Ok(());
+                };
+                (conv, message)
+            } else {
+                (conv, message)
             };
             let now = Clock::System.now_millis();
             let Some(entry) = self.claim(entry, now).await? else {
@@ -623,16 +641,10 @@ impl Outbox {
                 (Ok(id), _) => {
                     tracing::info!(event = "sent", conversation, seq, channel, attempt = attempt_no, provider_id = %id, "message sent");
                     let status = |m: &Message| self.status_notice(&conv, m).into_iter().collect();
-                    let updated = storage
-                        .complete_send_with(
-                            channel,
-                            conversation,
-                            seq,
-                            Ok(id.clone()),
-                            Clock::System.now_millis(),
-                            &status,
-                        )
+                    self.settle(key, channel, Ok(id.clone()), AttemptOutcome::Sent, &status)
                         .await?;
+                    // The next send of the conversation waits for this one to finish, so it
+                    // never sees the spent facts.
                     if via == conv.channel
                         && conv.thread.iter().any(|(k, _)| k.starts_with("once:"))
                     {
@@ -648,12 +660,6 @@ impl Outbox {
                     }
                     self.events
                         .conversation_changed(&conv.channel, &conv.customer);
-                    self.app.metrics.attempt(channel, AttemptOutcome::Sent);
-                    if let Some((m, logged)) = updated {
-                        self.app.metrics.delivery(channel, m.status);
-                        self.notify(key, m);
-                        self.events.broadcast(logged);
-                    }
                     return Ok(());
                 }
                 (Err(failure), Some(delay)) => {
@@ -718,26 +724,43 @@ impl Outbox {
                             .chain(self.failure_notice(kind, &conv, m, attempt_no, &reason))
                             .collect()
                     };
-                    let updated = storage
-                        .complete_send_with(
-                            channel,
-                            conversation,
-                            seq,
-                            Err(reason.clone()),
-                            Clock::System.now_millis(),
-                            &notices,
-                        )
+                    self.settle(key, channel, Err(reason.clone()), outcome, &notices)
                         .await?;
-                    self.app.metrics.attempt(channel, outcome);
-                    if let Some((m, logged)) = updated {
-                        self.app.metrics.delivery(channel, m.status);
-                        self.notify(key, m);
-                        self.events.broadcast(logged);
-                    }
                     return Ok(());
                 }
             }
         }
+    }
+
+    /// Makes a send's last attempt on `channel` its outcome (durable first, with `notices`
+    /// logged in the same write), then counts it and tells the waiters and the agents.
+    async fn settle(
+        &self,
+        key: SendKey,
+        channel: &str,
+        outcome: Result<String, String>,
+        attempt: AttemptOutcome,
+        notices: crate::store::SendNotices<'_>,
+    ) -> Result<(), StoreError> {
+        let updated = self
+            .app
+            .storage
+            .complete_send_with(
+                channel,
+                key.0,
+                key.1,
+                outcome,
+                Clock::System.now_millis(),
+                notices,
+            )
+            .await?;
+        self.app.metrics.attempt(channel, attempt);
+        if let Some((m, logged)) = updated {
+            self.app.metrics.delivery(channel, m.status);
+            self.notify(key, m);
+            self.events.broadcast(logged);
+        }
+        Ok(())
     }
 
     /// Moves send `seq` of `conv` to its channel's fallback after `failure` ended its last
