@@ -610,12 +610,29 @@ async fn huge_plugin_outputs_are_refused() {
     assert_eq!(convs.len(), 1, "none of the 5,000 events was stored");
 }
 
+/// The outbound messages of conversations `ids`.
+async fn outbound_of(host: &Host, ids: &[String]) -> Vec<Value> {
+    let mut outbound = Vec::new();
+    for id in ids {
+        outbound.extend(
+            host.messages(id, ALICE)
+                .await
+                .into_iter()
+                .filter(|m| m["direction"] == "outbound"),
+        );
+    }
+    outbound
+}
+
 /// The default per-channel cap on provider attempts in flight (`PLUGBOARD_OUTBOX_IN_FLIGHT`).
 const IN_FLIGHT_PER_CHANNEL: usize = 8;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_repeats_at_most_the_sends_in_flight_on_a_channel() {
-    const REPLIES: usize = 20;
+    // Two replies in each of ten conversations: a conversation sends one at a time, so more
+    // conversations than the channel's cap are needed to fill it.
+    const CONVERSATIONS: usize = 10;
+    const REPLIES: usize = 2 * CONVERSATIONS;
     // The provider holds every answer, so every request it received is in doubt at the kill.
     let twilio = ScriptedProvider::start(vec![
         Reply::new(201, twilio_created("SMslow000000000000000000000000001"))
@@ -626,12 +643,20 @@ async fn a_crash_repeats_at_most_the_sends_in_flight_on_a_channel() {
         twilio_api_base: Some(twilio.base.clone()),
         ..Setup::default()
     });
-    let id = conversation_with(&host, "SM10000000000000000000000000000031", "+14155550231").await;
+    let mut ids = Vec::new();
+    for n in 0..CONVERSATIONS {
+        let sid = format!("SM1000000000000000000000000000{:04}", 3100 + n);
+        let from = format!("+1415555{:04}", 2310 + n);
+        ids.push(conversation_with(&host, &sid, &from).await);
+    }
     let client = reqwest::Client::new();
     for i in 0..REPLIES {
         let (client, url) = (
             client.clone(),
-            host.url(&format!("/api/v1/conversations/{id}/messages")),
+            host.url(&format!(
+                "/api/v1/conversations/{}/messages",
+                ids[i % CONVERSATIONS]
+            )),
         );
         tokio::spawn(async move {
             // Answered late or cut by the kill; the stored messages are what counts.
@@ -646,8 +671,8 @@ async fn a_crash_repeats_at_most_the_sends_in_flight_on_a_channel() {
     eventually(
         "every reply stored and the channel's sends in flight",
         || async {
-            let stored = host.messages(&id, ALICE).await.len();
-            (stored == REPLIES + 1 && twilio.hits().len() >= IN_FLIGHT_PER_CHANNEL).then_some(())
+            let stored = outbound_of(&host, &ids).await.len();
+            (stored == REPLIES && twilio.hits().len() >= IN_FLIGHT_PER_CHANNEL).then_some(())
         },
     )
     .await;
@@ -664,18 +689,14 @@ async fn a_crash_repeats_at_most_the_sends_in_flight_on_a_channel() {
     )]);
     tokio::task::block_in_place(|| host.restart());
     let outbound = eventually("every stored reply to be sent", || async {
-        let outbound: Vec<Value> = host
-            .messages(&id, ALICE)
-            .await
-            .into_iter()
-            .filter(|m| m["direction"] == "outbound")
-            .collect();
+        let outbound = outbound_of(&host, &ids).await;
         outbound
             .iter()
             .all(|m| m["status"] == "queued")
             .then_some(outbound)
     })
     .await;
+    assert_eq!(outbound.len(), REPLIES);
     let mut received: BTreeMap<String, usize> = BTreeMap::new();
     for hit in twilio.hits() {
         let body = hit
