@@ -64,6 +64,21 @@ async fn settled(host: &Host, id: &str, text: &str) -> Value {
     .await
 }
 
+/// The message bodies `provider` received, in order.
+fn bodies(provider: &ScriptedProvider) -> Vec<String> {
+    provider
+        .hits()
+        .iter()
+        .map(|h| {
+            let form = h.request.form();
+            form.into_iter()
+                .find(|(k, _)| k == "Body")
+                .map(|(_, v)| v)
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outbox_retries_then_succeeds() {
     let twilio = ScriptedProvider::start(vec![
@@ -211,9 +226,11 @@ async fn permanent_error_is_not_retried() {
     let error = msg["error"].as_str().unwrap();
     assert!(error.contains("21211"), "{error}");
     assert!(!error.contains("dead-lettered"), "{error}");
-    // Several backoff periods later, still exactly one request.
-    tokio::time::sleep(Duration::from_millis(800)).await;
-    assert_eq!(twilio.hits().len(), 1);
+    // The conversation's next send goes out only once the first is settled for good (a retry
+    // due would hold it back): when it arrives, the first was attempted exactly once.
+    let (status, next) = reply(&host, &id, "anyone?").await;
+    assert_eq!(status, 201, "{next}");
+    assert_eq!(bodies(&twilio), ["hello?", "anyone?"]);
     assert_eq!(stored(&host, &id, "hello?").await["status"], "failed");
 }
 
@@ -244,8 +261,21 @@ async fn dead_letter_after_last_attempt() {
         error.starts_with("dead-lettered after 3 attempts: provider unavailable"),
         "{error}"
     );
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(twilio.hits().len(), 3, "no attempt after the last");
+    // The conversation's next send starts only once no attempt of the first is due.
+    let (_, next) = reply(&host, &id, "hello?").await;
+    let note = next["error"].as_str().unwrap_or_default();
+    assert!(
+        note.starts_with("attempt 1 failed"),
+        "attempted at once: {next}"
+    );
+    settled(&host, &id, "hello?").await;
+    assert_eq!(
+        bodies(&twilio),
+        [
+            "anyone?", "anyone?", "anyone?", "hello?", "hello?", "hello?"
+        ],
+        "no attempt after the last"
+    );
 
     // The author hears about it on the event stream.
     let mut events = SseStream::open(&host, ALICE, Some(0)).await;
@@ -291,16 +321,24 @@ async fn pending_sends_resume_after_restart() {
     let m = settled(&host, &id, "sorry for the wait").await;
     assert_eq!(m["status"], "queued", "{m}");
     assert_eq!(m["provider_id"], "SMresumed000000000000000000000001");
-    tokio::time::sleep(Duration::from_millis(800)).await;
-    assert_eq!(twilio.answered(201), 1, "sent exactly once");
-    assert_eq!(twilio.hits().len(), before + 1);
+    // A later send of the conversation goes out only after any repeat of the first would have.
+    let (status, next) = reply(&host, &id, "all sorted").await;
+    assert_eq!(status, 201, "{next}");
+    assert_eq!(
+        twilio.answered(201),
+        2,
+        "sent exactly once, then the next one"
+    );
+    assert_eq!(twilio.hits().len(), before + 2);
+    let sent = bodies(&twilio);
+    assert_eq!(sent[before..], ["sorry for the wait", "all sorted"]);
     let outbound: Vec<Value> = host
         .messages(&id, ALICE)
         .await
         .into_iter()
         .filter(|m| m["direction"] == "outbound")
         .collect();
-    assert_eq!(outbound.len(), 1, "{outbound:?}");
+    assert_eq!(outbound.len(), 2, "stored once each: {outbound:?}");
     println!("{before} failed attempts before SIGKILL, 1 after restart");
 }
 
@@ -382,8 +420,14 @@ async fn sigterm_drains_inflight_sends() {
     let m = stored(&host, &id, "draining").await;
     assert_eq!(m["status"], "queued", "{m}");
     assert_eq!(m["provider_id"], "SMdrained000000000000000000000001");
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(twilio.hits().len(), 1, "not sent again after the restart");
+    // A send resumed at start-up would go before the conversation's next one.
+    let (status, next) = reply(&host, &id, "still here").await;
+    assert_eq!(status, 201, "{next}");
+    assert_eq!(
+        bodies(&twilio),
+        ["draining", "still here"],
+        "not sent again after the restart"
+    );
     println!("SIGTERM to exit 0: {took:?}");
 }
 
