@@ -13,7 +13,7 @@ use serde_json::json;
 
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::model::{Conversation, OutboundDraft};
+use crate::model::{Conversation, Message, OutboundDraft};
 use crate::services::app::App;
 use crate::services::events::{self, EventHub};
 use crate::services::outbox::Outbox;
@@ -207,7 +207,13 @@ impl Sender<'_> {
             automated: Some(label.to_owned()),
             ..OutboundDraft::default()
         };
-        let (_, message) = storage.add_outbound(conv.id, None, draft, now).await?;
+        let notices = |after: &Conversation, message: &Message| {
+            let notice = self.events.outbound_notice(&config, None, after, message);
+            notice.into_iter().collect()
+        };
+        let (_, message, logged) = storage
+            .add_outbound_with(conv.id, None, draft, now, &notices)
+            .await?;
         self.outbox.submit(message.conversation, message.seq);
         self.app
             .metrics
@@ -217,21 +223,7 @@ impl Sender<'_> {
             automated = label,
             "automated message sent"
         );
-        self.events
-            .publish(
-                "outbound",
-                audience,
-                Some(conv.id),
-                json!({
-                    "seq": message.seq,
-                    "id": message.id(),
-                    "author": null,
-                    "automated": label,
-                    "text": message.text,
-                    "status": message.status,
-                }),
-            )
-            .await;
+        self.events.broadcast(logged);
         Ok(true)
     }
 }

@@ -139,18 +139,8 @@ impl Actions<'_> {
             before.state == ConversationState::Queued && after.state == ConversationState::Assigned
         };
         let outbound = |after: &Conversation, message: &Message| {
-            self.events.notice(
-                "outbound",
-                events::audience(&config, after, Some(&agent.id)),
-                Some(after.id),
-                json!({
-                    "seq": message.seq,
-                    "id": message.id(),
-                    "author": agent.id,
-                    "text": message.text,
-                    "status": message.status,
-                }),
-            )
+            self.events
+                .outbound_notice(&config, Some(&agent.id), after, message)
         };
         let notices = |after: &Conversation, message: &Message| {
             if first_reply(after) {

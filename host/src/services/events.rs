@@ -10,7 +10,7 @@ use tokio::sync::{Notify, broadcast};
 
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::model::{Conversation, ConversationState, StoredEvent, StoredInbound};
+use crate::model::{Conversation, ConversationState, Message, StoredEvent, StoredInbound};
 use crate::services::agents::access::{self, Standing};
 use crate::store::{IntakeNotices, NewEvent, Store};
 
@@ -166,6 +166,31 @@ impl EventHub {
         if let Some(event) = self.notice(kind, audience, conversation, data) {
             self.record(event).await;
         }
+    }
+
+    /// What tells the readers of conversation `conv` (and `also`, its author) that `message`
+    /// was queued to go out: an agent's reply, or the host's own on an integration's or an
+    /// automation's behalf.
+    pub fn outbound_notice(
+        &self,
+        config: &Config,
+        also: Option<&str>,
+        conv: &Conversation,
+        message: &Message,
+    ) -> Option<NewEvent> {
+        self.notice(
+            "outbound",
+            audience(config, conv, also),
+            Some(conv.id),
+            serde_json::json!({
+                "seq": message.seq,
+                "id": message.id(),
+                "author": message.author,
+                "automated": message.automated,
+                "text": message.text,
+                "status": message.status,
+            }),
+        )
     }
 
     /// Records `event` (from [`EventHub::notice`]) and pushes it to live streams.

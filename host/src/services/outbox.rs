@@ -480,28 +480,23 @@ impl Outbox {
         let mut drain = self.drain_signal.subscribe();
         let mut told = false;
         loop {
-            let turn = match self
-                .lanes
-                .lock()
-                .expect("outbox lanes lock")
-                .get(&conversation)
+            let turn;
+            let mut notified;
+            let backing_off;
             {
-                Some(lane) => lane.turn.clone(),
-                None => return true,
-            };
-            let notified = turn.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            let (first, backing_off) = self
-                .lanes
-                .lock()
-                .expect("outbox lanes lock")
-                .get(&conversation)
-                .map_or((None, false), |lane| {
-                    (lane.seqs.first().copied(), lane.backing_off)
-                });
-            if first.is_none_or(|first| first == seq) {
-                return true;
+                // Waiters are woken under this lock: enabled before it is let go, the wait
+                // cannot miss a wake-up.
+                let lanes = self.lanes.lock().expect("outbox lanes lock");
+                let Some(lane) = lanes.get(&conversation) else {
+                    return true;
+                };
+                if lane.seqs.first().is_none_or(|&first| first == seq) {
+                    return true;
+                }
+                backing_off = lane.backing_off;
+                turn = lane.turn.clone();
+                notified = Box::pin(turn.notified());
+                notified.as_mut().enable();
             }
             if backing_off && !told {
                 // Whoever waits on this send hears now that it is pending, not after the

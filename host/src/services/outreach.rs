@@ -11,7 +11,7 @@ use serde_json::json;
 use crate::clock::Clock;
 use crate::model::{Contact, Conversation, ConversationTarget, Message};
 use crate::services::app::App;
-use crate::services::events::{self, EventHub};
+use crate::services::events::EventHub;
 use crate::services::outbox::Outbox;
 use crate::services::replies::{self, DraftError, ReplyRequest};
 use crate::services::routing::Dispatcher;
@@ -205,29 +205,19 @@ impl Outreach<'_> {
         };
         let mut draft = replies::draft(self.app, conv, request, now).await?;
         draft.automated = Some(format!("integration:{by}"));
-        let (after, message) = self
+        let config = self.app.config();
+        let notices = |after: &Conversation, message: &Message| {
+            let notice = self.events.outbound_notice(&config, None, after, message);
+            notice.into_iter().collect()
+        };
+        let (_, message, logged) = self
             .app
             .storage
-            .add_outbound(conv.id, None, draft, now)
+            .add_outbound_with(conv.id, None, draft, now, &notices)
             .await?;
         self.outbox.submit(message.conversation, message.seq);
         crate::services::audit::record(by, "send", Some(conv.id), "");
-        let config = self.app.config();
-        self.events
-            .publish(
-                "outbound",
-                events::audience(&config, &after, None),
-                Some(after.id),
-                json!({
-                    "seq": message.seq,
-                    "id": message.id(),
-                    "author": null,
-                    "automated": message.automated,
-                    "text": message.text,
-                    "status": message.status,
-                }),
-            )
-            .await;
+        self.events.broadcast(logged);
         Ok(message)
     }
 }
