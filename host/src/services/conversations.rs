@@ -65,44 +65,65 @@ impl Actions<'_> {
     /// Events for a conversation that just got an owner: the owner is told, and the others who
     /// were offered it or see it in their queue list have the card hidden.
     pub async fn announce_assigned(&self, before: &Conversation, after: &Conversation, how: &str) {
-        let Some(owner) = after.owner.clone() else {
+        self.count_assigned(before, after).await;
+        self.events
+            .record_all(self.assigned_notices(before, after, how))
+            .await;
+    }
+
+    /// Notes that `after` got its owner (`before` was offered to some): the owner's routing
+    /// facts and the offers' counts.
+    async fn count_assigned(&self, before: &Conversation, after: &Conversation) {
+        let Some(owner) = after.owner.as_deref() else {
             return;
         };
         self.agents
-            .assigned(&owner, Clock::System.now_millis())
+            .assigned(owner, Clock::System.now_millis())
             .await;
+        let withdrawn = before.offered_to.iter().filter(|a| *a != owner).count() as u64;
+        let taken = before.offered_to.len() as u64 - withdrawn;
+        let metrics = &self.app.metrics;
+        metrics.offers(&before.queue, OfferOutcome::Taken, taken);
+        metrics.offers(&before.queue, OfferOutcome::Withdrawn, withdrawn);
+    }
+
+    /// What [`Actions::announce_assigned`] logs, in order (the offer withdrawn from the others,
+    /// then `assigned`), for a write that logs it alongside.
+    fn assigned_notices(
+        &self,
+        before: &Conversation,
+        after: &Conversation,
+        how: &str,
+    ) -> Vec<crate::store::NewEvent> {
+        let Some(owner) = after.owner.as_deref() else {
+            return Vec::new();
+        };
+        let config = self.app.config();
         let others: Vec<String> = before
             .offered_to
             .iter()
-            .filter(|a| **a != owner)
+            .filter(|a| *a != owner)
             .cloned()
             .collect();
-        let taken = u64::from(before.offered_to.len() > others.len());
-        let metrics = &self.app.metrics;
-        metrics.offers(&before.queue, OfferOutcome::Taken, taken);
-        metrics.offers(&before.queue, OfferOutcome::Withdrawn, others.len() as u64);
-        self.events
-            .offer_withdrawn(after.id, others, "taken", Some(&owner))
-            .await;
-        let mut audience: Vec<String> = self
-            .app
-            .config()
+        let mut audience: Vec<String> = config
             .queue_members(&after.queue)
             .map(|a| a.id.clone())
             .collect();
-        for a in events::audience(&self.app.config(), after, None) {
+        for a in events::audience(&config, after, None) {
             if !audience.contains(&a) {
                 audience.push(a);
             }
         }
         self.events
-            .publish(
+            .offer_withdrawn_notice(after.id, others, "taken", Some(owner))
+            .into_iter()
+            .chain(self.events.notice(
                 "assigned",
                 audience,
                 Some(after.id),
                 json!({"owner": owner, "how": how}),
-            )
-            .await;
+            ))
+            .collect()
     }
 
     /// Sends the automated message `which` for `conv` if one is configured (a failure is
@@ -133,21 +154,23 @@ impl Actions<'_> {
     ) -> Result<Message, UpdateError> {
         let now = Clock::System.now_millis();
         let config = self.app.config();
-        // The first reply to a queued conversation assigns it: that is told first, so the
-        // reply's own event waits for it; any other reply's is logged in the reply's write.
+        // The first reply to a queued conversation assigns it: that is told first. Everything
+        // is logged in the reply's own write, so it is told before the send's status can be.
         let first_reply = |after: &Conversation| {
             before.state == ConversationState::Queued && after.state == ConversationState::Assigned
         };
-        let outbound = |after: &Conversation, message: &Message| {
-            self.events
-                .outbound_notice(&config, Some(&agent.id), after, message)
-        };
         let notices = |after: &Conversation, message: &Message| {
-            if first_reply(after) {
-                Vec::new()
-            } else {
-                outbound(after, message).into_iter().collect()
-            }
+            let assigned = match first_reply(after) {
+                true => self.assigned_notices(before, after, "first_reply"),
+                false => Vec::new(),
+            };
+            assigned
+                .into_iter()
+                .chain(
+                    self.events
+                        .outbound_notice(&config, Some(&agent.id), after, message),
+                )
+                .collect()
         };
         let (after, message, logged) = self
             .app
@@ -162,10 +185,7 @@ impl Actions<'_> {
             .metrics
             .messages(&after.channel, crate::metrics::Direction::Outbound, 1);
         if first_reply(&after) {
-            self.announce_assigned(before, &after, "first_reply").await;
-            if let Some(event) = outbound(&after, &message) {
-                self.events.record(event).await;
-            }
+            self.count_assigned(before, &after).await;
         }
         self.events.broadcast(logged);
         Ok(self.outbox.wait(rx, SEND_WAIT).await.unwrap_or(message))

@@ -195,14 +195,21 @@ impl EventHub {
 
     /// Records `event` (from [`EventHub::notice`]) and pushes it to live streams.
     pub async fn record(&self, event: NewEvent) {
-        let kind = event.kind.clone();
+        self.record_all(vec![event]).await;
+    }
+
+    /// Records `events` in one write, in their order, and pushes them to live streams.
+    pub async fn record_all(&self, events: Vec<NewEvent>) {
+        let Some(kind) = events.first().map(|e| e.kind.clone()) else {
+            return;
+        };
         match self
             .storage
-            .append_events(vec![event], Clock::System.now_millis())
+            .append_events(events, Clock::System.now_millis())
             .await
         {
             Ok(logged) => self.broadcast(logged),
-            Err(e) => tracing::error!(event = %kind, "event not recorded: {e}"),
+            Err(e) => tracing::error!(event = %kind, "events not recorded: {e}"),
         }
     }
 
@@ -215,16 +222,29 @@ impl EventHub {
         reason: &str,
         owner: Option<&str>,
     ) {
+        if let Some(event) = self.offer_withdrawn_notice(conversation, agents, reason, owner) {
+            self.record(event).await;
+        }
+    }
+
+    /// What [`EventHub::offer_withdrawn`] logs, for a write that logs it alongside; none when
+    /// there is nobody to tell.
+    pub fn offer_withdrawn_notice(
+        &self,
+        conversation: u64,
+        agents: Vec<String>,
+        reason: &str,
+        owner: Option<&str>,
+    ) -> Option<NewEvent> {
         if agents.is_empty() {
-            return;
+            return None;
         }
         tracing::info!(event = "offer_withdrawn", conversation, agents = ?agents, reason, "offer withdrawn");
         let data = match owner {
             Some(owner) => serde_json::json!({"reason": reason, "owner": owner}),
             None => serde_json::json!({"reason": reason}),
         };
-        self.publish("offer_withdrawn", agents, Some(conversation), data)
-            .await;
+        self.notice("offer_withdrawn", agents, Some(conversation), data)
     }
 
     /// What intake logs about the messages it stores: pass to [`Store::intake_with`], then
